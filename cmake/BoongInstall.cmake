@@ -1,0 +1,21 @@
+include(GNUInstallDirs)
+include(CMakePackageConfigHelpers)
+
+set(BOONG_CMAKE_DIR "${CMAKE_INSTALL_LIBDIR}/cmake/Boong")
+
+install(DIRECTORY "${PROJECT_SOURCE_DIR}/include/boong" DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}"
+        COMPONENT Boong_Development)
+install(TARGETS boong EXPORT BoongTargets
+        ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT Boong_Development
+        LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT Boong_Runtime
+        RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}" COMPONENT Boong_Runtime
+        INCLUDES DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
+install(EXPORT BoongTargets NAMESPACE Boong:: DESTINATION "${BOONG_CMAKE_DIR}"
+        COMPONENT Boong_Development)
+
+configure_package_config_file("${PROJECT_SOURCE_DIR}/cmake/BoongConfig.cmake.in"
+  "${PROJECT_BINARY_DIR}/BoongConfig.cmake" INSTALL_DESTINATION "${BOONG_CMAKE_DIR}")
+write_basic_package_version_file("${PROJECT_BINARY_DIR}/BoongConfigVersion.cmake"
+  VERSION ${PROJECT_VERSION} COMPATIBILITY SameMajorVersion)
+install(FILES "${PROJECT_BINARY_DIR}/BoongConfig.cmake" "${PROJECT_BINARY_DIR}/BoongConfigVersion.cmake"
+        DESTINATION "${BOONG_CMAKE_DIR}" COMPONENT Boong_Development)

@@ -1,0 +1,94 @@
+// A Broker kept in process memory: for unit tests and the demo. It honours the
+// semantics of the Redis Streams backend (consumer groups starting at the
+// beginning of a topic, pending messages redelivered after the visibility
+// timeout, dead letters, graceful stop) but loses everything when the process ends.
+#pragma once
+
+#include <boong/broker.hpp>
+#include <boong/detail/post.hpp>
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+
+#include <cstddef>
+#include <exception>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace boong {
+
+class MemoryBroker {
+public:
+    using executor_type = boost::asio::any_io_executor;
+    using publish_signature = void(std::exception_ptr, std::string);
+    using consume_signature = void(std::exception_ptr);
+
+    // Consumers run on strands of `ex`; publish completions fall back to it.
+    explicit MemoryBroker(executor_type ex);
+    ~MemoryBroker();
+    MemoryBroker(const MemoryBroker&) = delete;
+    MemoryBroker& operator=(const MemoryBroker&) = delete;
+
+    executor_type get_executor() const { return ex_; }
+
+    // Appends `event` to `topic` and completes with its message id ("<n>-0",
+    // n counting from 1 per topic). Thread-safe.
+    template <class Token>
+    auto async_publish(std::string topic, EventData event, Token&& token) {
+        return boost::asio::async_initiate<Token, publish_signature>(
+            [this](auto handler, std::string t, EventData e) {
+                // Publishing only touches memory: do it now, complete through
+                // the handler's executor.
+                std::exception_ptr error;
+                std::string id;
+                try {
+                    id = publish(t, std::move(e));
+                } catch (...) {
+                    error = std::current_exception();
+                }
+                detail::post_completion(ex_, std::move(handler), error, std::move(id));
+            },
+            token, std::move(topic), std::move(event));
+    }
+
+    // Runs a consumer until the operation gets terminal cancellation through
+    // the token's cancellation slot, then stops gracefully; a second one cuts
+    // the shutdown grace short. See boong::Broker for the semantics.
+    template <class Token>
+    auto async_consume(ConsumerOptions options, MessageHandler handler, Token&& token) {
+        return boost::asio::async_initiate<Token, consume_signature>(
+            [this](auto h, ConsumerOptions o, MessageHandler mh) {
+                consume_impl(std::move(o), std::move(mh), std::move(h));
+            },
+            token, std::move(options), std::move(handler));
+    }
+
+    // The synchronous form of async_publish (thread-safe), for tools and tests.
+    std::string publish(const std::string& topic, EventData event);
+
+    // Inspection for tests and operators (thread-safe).
+    // Messages of `topic` delivered to `group` and not acknowledged yet.
+    std::size_t pending_count(std::string_view topic, std::string_view group) const;
+    // Messages ever published to `topic`.
+    std::size_t size(std::string_view topic) const;
+    // All messages of `topic` in order (delivery_count 0, no group or consumer):
+    // handy to read dead letters.
+    std::vector<Delivery> read_topic(std::string_view topic) const;
+
+private:
+    void consume_impl(ConsumerOptions options, MessageHandler handler,
+                      boost::asio::any_completion_handler<consume_signature> completion);
+
+    struct State;
+    class Consumer;
+    executor_type ex_;
+    std::shared_ptr<State> state_;  // shared with running consumers, which may outlive the broker object
+};
+
+static_assert(Broker<MemoryBroker>);
+
+}  // namespace boong

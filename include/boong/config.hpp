@@ -1,0 +1,93 @@
+// Boong's configuration: what a service puts in its config file, and the
+// loader that turns that file into typed, validated structs.
+#pragma once
+
+#include <boong/policy.hpp>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace boong {
+
+// The PostgreSQL event store. Table names are spliced into SQL, so they must
+// pass is_sql_identifier: no SQL through config.
+struct PostgresStoreConfig {
+    std::string connection;  // libpq conninfo or URI
+    std::string table_name = "event_store";
+    std::string snapshot_table_name = "event_store_snapshots";
+    int pool_size = 8;
+    milliseconds connect_timeout{5000};   // 0 = no timeout
+    milliseconds command_timeout{10000};  // 0 = no timeout
+    int group_commit_max_events = 256;    // appends batched into one transaction, at most
+    std::chrono::microseconds group_commit_delay{500};  // how long a batch waits to fill
+    std::string password_env;  // name of an env var holding the password, optional
+};
+
+struct EventStoreConfig {
+    enum class Type { memory, postgres } type = Type::memory;
+    // Read for both types (tableName is accepted for memory too, and unused),
+    // so that switching a file between types needs no other edit.
+    PostgresStoreConfig postgres;
+};
+
+// The Redis Streams broker ("messageBroker.options" in the file).
+struct RedisBrokerConfig {
+    std::string host = "127.0.0.1";
+    int port = 6379;
+    int database = 0;
+    std::string username;
+    std::string password_env;  // name of an env var holding the password, optional
+    milliseconds connect_timeout{5000};  // 0 = no timeout
+    milliseconds command_timeout{5000};  // 0 = no timeout
+    milliseconds block_timeout{2000};    // XREADGROUP BLOCK; >= 1 (0 would block forever)
+    std::int64_t max_len = 1000000;      // XADD MAXLEN ~
+    std::optional<milliseconds> ttl;     // MINID age limit; none = keep by length only
+};
+
+// Defaults for consumers that do not set their own ConsumerOptions.
+struct ConsumerDefaults {
+    int consumer_count = 1;  // handler concurrency per consumer
+    milliseconds visibility_timeout{30000};
+    int max_deliveries = 5;
+    milliseconds shutdown_grace{5000};
+};
+
+struct MessageBrokerConfig {
+    enum class Type { memory, redis_streams } type = Type::memory;
+    RedisBrokerConfig redis;  // read for both types, used by redis_streams
+    ConsumerDefaults consumer;
+};
+
+struct LoggingConfig {
+    std::string level = "info";  // spdlog level name: trace, debug, info, warn, error, critical, off
+};
+
+struct Config {
+    SagaOptions saga;
+    EventStoreConfig event_store;
+    MessageBrokerConfig message_broker;
+    LoggingConfig logging;
+};
+
+// Reads and parses a JSON config file. Throws boong::Error(errc::invalid_config)
+// naming the file and the key path on any problem (unreadable file, invalid
+// JSON, unknown key, wrong type, value out of range); never returns a config
+// that is only partly valid.
+Config load_config(const std::filesystem::path& file);
+
+// Same as load_config, for JSON already in memory. `source` is the name used
+// at the start of error messages (usually the file name).
+Config parse_config(const nlohmann::json& j, std::string_view source = "<config>");
+
+// True for `[A-Za-z_][A-Za-z0-9_]*` of 1..63 characters (Postgres NAMEDATALEN-1)
+// that is not one of a few reserved SQL words (select, table, user, ...;
+// compared case-insensitively).
+bool is_sql_identifier(std::string_view s) noexcept;
+
+}  // namespace boong

@@ -1,0 +1,536 @@
+// One run of one saga: the state machine that drives steps forward, then
+// compensations backward, recording every transition in the saga's stream.
+#pragma once
+
+#include <boong/detail/attempt.hpp>
+#include <boong/detail/backoff.hpp>
+#include <boong/detail/post.hpp>
+#include <boong/detail/validate.hpp>
+#include <boong/event_store.hpp>
+#include <boong/policy.hpp>
+#include <boong/saga.hpp>
+#include <boong/saga_state.hpp>
+
+#include <boost/asio/append.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
+
+#include <spdlog/logger.h>
+
+#include <algorithm>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace boong::detail {
+
+namespace asio = boost::asio;
+
+// What every run of one saga type shares: set up once by the runner.
+template <class SagaT, class Store>
+struct SagaShared {
+    using Definition = typename SagaT::definition_type;
+    using Data = typename SagaT::data_type;
+
+    SagaShared(Definition& d, Store& s, SagaOptions o, std::shared_ptr<spdlog::logger> l)
+        : definition(d), store(s), options(std::move(o)), logger(std::move(l)) {}
+
+    Definition& definition;
+    Store& store;
+    SagaOptions options;
+    std::shared_ptr<spdlog::logger> logger;
+    std::vector<StepDescriptor<Definition, Data>> steps = SagaT::steps();
+    IdGenerator ids;
+
+    const StepDescriptor<Definition, Data>* find_step(std::string_view name) const {
+        for (const auto& s : steps) {
+            if (s.name == name) return &s;
+        }
+        return nullptr;
+    }
+};
+
+// Why a running saga is being stopped from outside its steps.
+enum class StopReason { none, cancel, deadline, shutdown };
+
+struct StepFailure {
+    bool failed = false;
+    FailureKind kind = FailureKind::none;
+    std::string step;
+    std::string error;
+};
+
+template <class SagaT, class Store>
+class SagaExecution : public std::enable_shared_from_this<SagaExecution<SagaT, Store>> {
+public:
+    using Shared = SagaShared<SagaT, Store>;
+    using Definition = typename SagaT::definition_type;
+    using Data = typename SagaT::data_type;
+    using Descriptor = StepDescriptor<Definition, Data>;
+    using executor_type = asio::strand<asio::any_io_executor>;
+
+    SagaExecution(std::shared_ptr<Shared> shared, executor_type ex)
+        : shared_(std::move(shared)), ex_(std::move(ex)), write_done_(ex_), deadline_timer_(ex_) {
+        write_done_.expires_at(asio::steady_timer::time_point::max());
+    }
+
+    const executor_type& get_executor() const noexcept { return ex_; }
+    asio::cancellation_slot root_slot() { return root_.slot(); }
+    const std::string& id() const noexcept { return state_.saga_id; }
+
+    // A new saga: nothing is stored until the run starts.
+    void prepare_new(std::string saga_id, Data data, std::string correlation_id, std::string causation_id,
+                     std::optional<Clock::time_point> deadline) {
+        state_.saga_id = std::move(saga_id);
+        state_.saga_type = std::string(SagaT::name);
+        state_.correlation_id = correlation_id.empty() ? state_.saga_id : std::move(correlation_id);
+        state_.deadline = deadline;
+        stream_ = saga_stream(state_.saga_id);
+        causation_ = std::move(causation_id);
+        data_ = std::move(data);
+        resuming_ = false;
+    }
+
+    // An existing saga, from its folded stream.
+    void prepare_resume(SagaState state) {
+        state_ = std::move(state);
+        stream_ = saga_stream(state_.saga_id);
+        causation_ = state_.last_event_id;
+        try {
+            data_ = state_.data.template get<Data>();
+        } catch (const json::exception& e) {
+            throw Error(errc::protocol_error,
+                        "saga " + state_.saga_id + ": its recorded data does not decode: " + std::string(e.what()));
+        }
+        resuming_ = true;
+    }
+
+    // Asks a running saga to stop and compensate. Runs on the saga's strand.
+    void request_stop(StopReason reason, std::string why) {
+        if (stop_ != StopReason::none || done_) return;
+        // Once compensating, only a shutdown may interrupt: compensations are
+        // shielded from cancellation and deadlines.
+        if (reason != StopReason::shutdown && state_.phase != SagaPhase::running) return;
+        stop_ = reason;
+        stop_message_ = std::move(why);
+        root_.emit(asio::cancellation_type::terminal);
+    }
+
+    asio::awaitable<SagaOutcome<Data>> run() {
+        co_await asio::this_coro::throw_if_cancelled(false);
+        auto self = this->shared_from_this();  // keep alive across suspensions
+        try {
+            auto outcome = co_await drive();
+            done_ = true;
+            deadline_timer_.cancel();
+            co_return outcome;
+        } catch (...) {
+            done_ = true;
+            deadline_timer_.cancel();
+            throw;
+        }
+    }
+
+private:
+    asio::awaitable<SagaOutcome<Data>> drive() {
+        if (!resuming_) {
+            json started{{"saga_type", SagaT::name}, {"data", json(data_)}};
+            if (state_.deadline) started["deadline"] = format_timestamp(*state_.deadline);
+            record(saga_event::started, std::move(started));
+        } else {
+            if (state_.phase == SagaPhase::failed) state_.phase = SagaPhase::compensating;
+            record(saga_event::resumed, {{"phase", to_string(state_.phase)}});
+        }
+        arm_deadline();
+
+        if (state_.phase == SagaPhase::running) {
+            StepFailure failure = co_await forward();
+            if (!failure.failed) {
+                record(saga_event::completed, {{"data", json(data_)}});
+                state_.phase = SagaPhase::completed;
+                co_await flush();
+                log(spdlog::level::debug, "", "completed");
+                co_return outcome(SagaStatus::completed);
+            }
+            state_.phase = SagaPhase::compensating;
+            state_.failed_step = failure.step;
+            state_.failure_kind = failure.kind;
+            state_.error = failure.error;
+            deadline_timer_.cancel();
+            record(saga_event::compensation_started,
+                   {{"failed_step", failure.step}, {"kind", to_string(failure.kind)}, {"error", failure.error}});
+            log(spdlog::level::warn, failure.step, "compensating after {} failure: {}", to_string(failure.kind),
+                failure.error);
+        }
+
+        if (!co_await compensate_all()) {
+            state_.phase = SagaPhase::failed;
+            record(saga_event::failed,
+                   {{"step", state_.failed_compensation}, {"error", state_.compensation_error}});
+            co_await flush();
+            log(spdlog::level::err, state_.failed_compensation, "FAILED: compensation gave up: {}",
+                state_.compensation_error);
+            co_return outcome(SagaStatus::failed);
+        }
+        state_.phase = SagaPhase::compensated;
+        record(saga_event::compensated, {{"failed_step", state_.failed_step},
+                                         {"kind", to_string(state_.failure_kind)},
+                                         {"error", state_.error}});
+        co_await flush();
+        log(spdlog::level::info, state_.failed_step, "compensated");
+        co_return outcome(SagaStatus::compensated);
+    }
+
+    // Runs the stages not yet completed, in order; stops at the first failure.
+    asio::awaitable<StepFailure> forward() {
+        const auto& steps = shared_->steps;
+        for (std::size_t i = 0; i < steps.size();) {
+            std::size_t end = i;
+            std::vector<const Descriptor*> todo;
+            for (; end < steps.size() && steps[end].stage == steps[i].stage; ++end) {
+                if (!state_.step_completed(steps[end].name)) todo.push_back(&steps[end]);
+            }
+            i = end;
+            if (todo.empty()) continue;
+            // (no co_await inside ?: — g++ 12 miscompiles it)
+            StepFailure f;
+            if (todo.size() == 1) {
+                f = co_await run_step(*todo.front(), nullptr);
+            } else {
+                f = co_await run_group(todo);
+            }
+            if (f.failed) co_return f;
+        }
+        co_return StepFailure{};
+    }
+
+    struct Group {
+        Group(std::size_t n, const executor_type& ex) : signals(n), done(n, false), results(n), joined(ex) {
+            joined.expires_at(asio::steady_timer::time_point::max());
+        }
+        std::vector<asio::cancellation_signal> signals;
+        std::vector<bool> done;
+        std::vector<StepFailure> results;
+        std::size_t remaining = 0;
+        bool failed = false;
+        std::string failed_step;
+        std::exception_ptr error;
+        asio::steady_timer joined;  // never expires: cancelled when the last branch ends
+
+        void cancel_running() {
+            for (std::size_t j = 0; j < signals.size(); ++j) {
+                if (!done[j]) signals[j].emit(asio::cancellation_type::terminal);
+            }
+        }
+    };
+
+    // Fan out, then join. The first step to fail cancels the others.
+    asio::awaitable<StepFailure> run_group(const std::vector<const Descriptor*>& todo) {
+        auto group = std::make_shared<Group>(todo.size(), ex_);
+        group->remaining = todo.size();
+        for (std::size_t i = 0; i < todo.size(); ++i) {
+            asio::co_spawn(ex_, branch(*todo[i], group),
+                           asio::bind_cancellation_slot(group->signals[i].slot(),
+                                                        [group, i](std::exception_ptr e, StepFailure f) {
+                                                            group->done[i] = true;
+                                                            group->results[i] = std::move(f);
+                                                            if (e && !group->error) group->error = e;
+                                                            if ((e || group->results[i].failed) && !group->failed) {
+                                                                group->failed = true;
+                                                                group->failed_step = group->results[i].step;
+                                                                group->cancel_running();
+                                                            }
+                                                            if (--group->remaining == 0) group->joined.cancel();
+                                                        }));
+        }
+        while (group->remaining > 0) {
+            co_await group->joined.async_wait(asio::as_tuple(asio::use_awaitable));
+            // Woken with branches still running: the saga itself is being
+            // stopped, and the stop must reach every branch.
+            if (group->remaining > 0) group->cancel_running();
+        }
+        if (group->error) std::rethrow_exception(group->error);
+        // Report the failure that started it, not the siblings it cancelled.
+        for (auto& r : group->results) {
+            if (r.failed && r.kind != FailureKind::cancelled) co_return std::move(r);
+        }
+        for (auto& r : group->results) {
+            if (r.failed) co_return std::move(r);
+        }
+        co_return StepFailure{};
+    }
+
+    asio::awaitable<StepFailure> branch(const Descriptor& step, std::shared_ptr<Group> group) {
+        co_await asio::this_coro::throw_if_cancelled(false);
+        co_return co_await run_step(step, group.get());
+    }
+
+    // Attempts one step per its retry policy.
+    asio::awaitable<StepFailure> run_step(const Descriptor& step, Group* group) {
+        const StepPolicy& policy = shared_->options.policy_for(step.name);
+        for (int attempt = 1;; ++attempt) {
+            if (stop_ == StopReason::shutdown) co_await interrupted();
+            if (auto f = interruption(step, group); f.failed) {
+                record_step_failure(step.name, attempt, f, true);
+                co_return f;
+            }
+            record(saga_event::step_started, {{"step", step.name}, {"attempt", attempt}});
+            co_await flush();
+            if (auto f = interruption(step, group); f.failed) {
+                record_step_failure(step.name, attempt, f, true);
+                co_return f;
+            }
+            StepContext<Data> ctx(state_.saga_id, SagaT::name, step.name, attempt, false, data_,
+                                  state_.correlation_id, attempt_deadline(policy.timeout),
+                                  SagaLogger(shared_->logger, state_.saga_id, step.name));
+            AttemptResult r =
+                co_await run_attempt(ex_, step.action(shared_->definition, ctx), policy.timeout);
+            if (!r.error) {
+                state_.completed.emplace_back(step.name);
+                state_.compensable.emplace_back(step.name);
+                record(saga_event::step_completed, {{"step", step.name}, {"attempt", attempt}, {"data", json(data_)}});
+                co_return StepFailure{};
+            }
+            if (stop_ == StopReason::shutdown) co_await interrupted();
+            StepFailure f = interruption(step, group);
+            if (!f.failed) f = classify(step.name, r, policy.timeout);
+            const bool final = f.kind != FailureKind::transient && f.kind != FailureKind::timeout
+                                   ? true
+                                   : attempt >= policy.retry.attempts;
+            // Its effect may have happened: undo it with the others if the policy says so.
+            const bool uncertain = final && f.kind != FailureKind::rejected && policy.compensate_uncertain &&
+                                   step.compensation != nullptr;
+            if (uncertain) state_.compensable.emplace_back(step.name);
+            record_step_failure(step.name, attempt, f, final, uncertain);
+            log(spdlog::level::warn, step.name, "attempt {} failed ({}{}): {}", attempt, to_string(f.kind),
+                final ? ", giving up" : "", f.error);
+            if (final) co_return f;
+            co_await flush();
+            co_await sleep(backoff_delay(policy.retry, attempt, salt(step.name)));
+        }
+    }
+
+    // Compensates, in reverse order of completion, every completed step not yet compensated.
+    asio::awaitable<bool> compensate_all() {
+        const std::vector<std::string> compensable = state_.compensable;
+        for (auto it = compensable.rbegin(); it != compensable.rend(); ++it) {
+            if (state_.step_compensated(*it)) continue;
+            const Descriptor* step = shared_->find_step(*it);
+            if (step == nullptr) {
+                throw Error(errc::protocol_error, "saga " + state_.saga_id + ": recorded step '" + *it +
+                                                      "' is not a step of saga type " + std::string(SagaT::name));
+            }
+            if (step->compensation == nullptr) continue;
+            if (!co_await compensate_step(*step)) co_return false;
+        }
+        co_return true;
+    }
+
+    asio::awaitable<bool> compensate_step(const Descriptor& step) {
+        const StepPolicy& policy = shared_->options.policy_for(step.name);
+        for (int attempt = 1;; ++attempt) {
+            if (stop_ == StopReason::shutdown) co_await interrupted();
+            record(saga_event::step_compensating, {{"step", step.name}, {"attempt", attempt}});
+            co_await flush();
+            StepContext<Data> ctx(state_.saga_id, SagaT::name, step.name, attempt, true, data_,
+                                  state_.correlation_id, attempt_deadline(policy.compensation_timeout),
+                                  SagaLogger(shared_->logger, state_.saga_id, step.name));
+            AttemptResult r =
+                co_await run_attempt(ex_, step.compensation(shared_->definition, ctx), policy.compensation_timeout);
+            if (!r.error) {
+                state_.compensated.emplace_back(step.name);
+                record(saga_event::step_compensated, {{"step", step.name}, {"attempt", attempt}});
+                co_return true;
+            }
+            if (stop_ == StopReason::shutdown) co_await interrupted();
+            StepFailure f = classify(step.name, r, policy.compensation_timeout);
+            const bool final = f.kind == FailureKind::rejected || attempt >= policy.compensation_retry.attempts;
+            record(saga_event::compensation_failed, {{"step", step.name},
+                                                     {"attempt", attempt},
+                                                     {"kind", to_string(f.kind)},
+                                                     {"error", f.error},
+                                                     {"final", final}});
+            log(final ? spdlog::level::err : spdlog::level::warn, step.name,
+                "compensation attempt {} failed{}: {}", attempt, final ? ", giving up" : "", f.error);
+            if (final) {
+                state_.failed_compensation = std::string(step.name);
+                state_.compensation_error = f.error;
+                co_return false;
+            }
+            co_await flush();
+            co_await sleep(backoff_delay(policy.compensation_retry, attempt, salt(step.name) ^ 1));
+        }
+    }
+
+    // A failure imposed from outside the step: a stop of the saga, or a sibling's failure.
+    StepFailure interruption(const Descriptor& step, const Group* group) const {
+        switch (stop_) {
+            case StopReason::cancel:
+                return {true, FailureKind::cancelled, std::string(step.name), "saga cancelled: " + stop_message_};
+            case StopReason::deadline:
+                return {true, FailureKind::deadline, std::string(step.name), stop_message_};
+            case StopReason::shutdown:
+            case StopReason::none: break;
+        }
+        if (group != nullptr && group->failed) {
+            return {true, FailureKind::cancelled, std::string(step.name),
+                    "cancelled: step " + group->failed_step + " of its parallel group failed"};
+        }
+        return {};
+    }
+
+    static StepFailure classify(std::string_view step, const AttemptResult& r, milliseconds timeout) {
+        StepFailure f{true, FailureKind::transient, std::string(step), {}};
+        if (r.timed_out) {
+            f.kind = FailureKind::timeout;
+            f.error = "timed out after " + std::to_string(timeout.count()) + " ms";
+            return f;
+        }
+        try {
+            std::rethrow_exception(r.error);
+        } catch (const Rejection& e) {
+            f.kind = FailureKind::rejected;
+            f.error = e.what();
+        } catch (const std::exception& e) {
+            f.error = e.what();
+        } catch (...) {
+            f.error = "unknown exception";
+        }
+        return f;
+    }
+
+    void record_step_failure(std::string_view step, int attempt, const StepFailure& f, bool final,
+                             bool compensate = false) {
+        json payload{{"step", step}, {"attempt", attempt}, {"kind", to_string(f.kind)}, {"error", f.error},
+                     {"final", final}};
+        if (compensate) payload["compensate"] = true;
+        record(saga_event::step_failed, std::move(payload));
+    }
+
+    // Shutdown is not a cancellation: record what is pending (best effort) and
+    // leave the saga as it stands, for a later resume.
+    asio::awaitable<void> interrupted() {
+        try {
+            co_await flush();
+        } catch (const std::exception& e) {
+            log(spdlog::level::err, "", "could not record progress while shutting down: {}", e.what());
+        }
+        throw boost::system::system_error(asio::error::operation_aborted,
+                                          "saga " + state_.saga_id + " interrupted by shutdown");
+    }
+
+    // Waits `d`; a stop of the saga ends the wait early.
+    asio::awaitable<void> sleep(milliseconds d) {
+        asio::steady_timer timer(ex_, d);
+        co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        if (stop_ == StopReason::shutdown) co_await interrupted();
+    }
+
+    void arm_deadline() {
+        if (!state_.deadline || state_.phase != SagaPhase::running) return;
+        const auto left = *state_.deadline - Clock::now();
+        deadline_timer_.expires_after(std::chrono::duration_cast<asio::steady_timer::duration>(
+            std::max(left, Clock::duration::zero())));
+        deadline_timer_.async_wait([self = this->shared_from_this()](boost::system::error_code ec) {
+            if (!ec) self->request_stop(StopReason::deadline, "saga deadline " + format_timestamp(*self->state_.deadline) + " passed");
+        });
+    }
+
+    static std::chrono::steady_clock::time_point attempt_deadline(milliseconds timeout) {
+        return timeout.count() > 0 ? std::chrono::steady_clock::now() + timeout
+                                   : std::chrono::steady_clock::time_point::max();
+    }
+
+    std::uint64_t salt(std::string_view step) const {
+        return std::hash<std::string_view>{}(state_.saga_id) * 31 + std::hash<std::string_view>{}(step);
+    }
+
+    // ---- the journal: events are buffered, then appended before the next
+    // action starts, so a transition is always stored before what follows it.
+    void record(std::string_view type, json payload) {
+        EventData e;
+        e.event_id = shared_->ids.next();
+        e.type = std::string(type);
+        e.payload = std::move(payload);
+        e.metadata.correlation_id = state_.correlation_id;
+        e.metadata.causation_id = causation_;
+        e.metadata.timestamp = Clock::now();
+        causation_ = e.event_id;
+        pending_.push_back(std::move(e));
+    }
+
+    // Appends what is buffered. Parallel branches share the stream, so writes
+    // are serialized; they are shielded from cancellation because an append
+    // abandoned half-way leaves the stream version unknown.
+    asio::awaitable<void> flush() {
+        while (writing_) {
+            co_await write_done_.async_wait(
+                asio::bind_cancellation_slot(asio::cancellation_slot(), asio::as_tuple(asio::use_awaitable)));
+        }
+        if (pending_.empty()) co_return;
+        writing_ = true;
+        std::vector<EventData> batch;
+        batch.swap(pending_);
+        const auto expected =
+            state_.version == 0 ? ExpectedVersion::no_stream() : ExpectedVersion::exactly(state_.version);
+        std::exception_ptr error;
+        try {
+            AppendResult r = co_await shared_->store.async_append(
+                stream_, expected, std::move(batch),
+                asio::bind_cancellation_slot(asio::cancellation_slot(), asio::use_awaitable));
+            state_.version = r.next_expected_version;
+        } catch (...) {
+            error = std::current_exception();
+        }
+        writing_ = false;
+        write_done_.cancel();
+        if (error) std::rethrow_exception(error);
+    }
+
+    SagaOutcome<Data> outcome(SagaStatus status) {
+        SagaOutcome<Data> o;
+        o.saga_id = state_.saga_id;
+        o.status = status;
+        o.failed_step = state_.failed_step;
+        o.failure_kind = state_.failure_kind;
+        o.error = state_.error;
+        o.compensated_steps = state_.compensated;
+        o.failed_compensation = state_.failed_compensation;
+        o.compensation_error = state_.compensation_error;
+        o.version = state_.version;
+        o.data = data_;
+        return o;
+    }
+
+    template <class... Args>
+    void log(spdlog::level::level_enum level, std::string_view step, spdlog::format_string_t<Args...> fmt,
+             Args&&... args) const {
+        SagaLogger(shared_->logger, state_.saga_id, step).log(level, fmt, std::forward<Args>(args)...);
+    }
+
+    std::shared_ptr<Shared> shared_;
+    executor_type ex_;
+    SagaState state_;
+    Data data_{};
+    std::string stream_;
+    std::string causation_;
+    bool resuming_ = false;
+    bool done_ = false;
+
+    std::vector<EventData> pending_;
+    bool writing_ = false;
+    asio::steady_timer write_done_;  // never expires: cancelled to wake writers waiting their turn
+
+    asio::cancellation_signal root_;
+    StopReason stop_ = StopReason::none;
+    std::string stop_message_;
+    asio::steady_timer deadline_timer_;
+};
+
+}  // namespace boong::detail

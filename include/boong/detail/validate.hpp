@@ -1,0 +1,19 @@
+// Input checks shared by every store backend, so they refuse the same things
+// with the same messages.
+#pragma once
+
+#include <boong/event.hpp>
+
+#include <string_view>
+#include <vector>
+
+namespace boong::detail {
+
+// Each throws boong::Error(errc::invalid_argument) with a message naming the
+// stream, the event index and the field at fault.
+void validate_stream_id(std::string_view stream);
+void validate_append(std::string_view stream, ExpectedVersion expected, const std::vector<EventData>& events);
+void validate_read(std::string_view what, std::int64_t from, std::size_t max_count);
+void validate_snapshot(const Snapshot& s);
+
+}  // namespace boong::detail

@@ -1,0 +1,83 @@
+// Boong error codes and the exception types coroutine users catch.
+#pragma once
+
+#include <boost/system/error_code.hpp>
+#include <boost/system/system_error.hpp>
+
+#include <cstdint>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+namespace boong {
+
+using error_code = boost::system::error_code;
+
+// Every failure Boong reports carries one of these codes, so callers can branch
+// on the kind of failure without parsing messages.
+enum class errc : int {
+    concurrency_conflict = 1,  // append: the stream's version is not the expected one
+    duplicate_event,           // append: an event id already stored elsewhere
+    invalid_argument,          // bad input (stream id, version, payload, event shape)
+    invalid_config,            // a config file or option that cannot be used
+    not_found,                 // a saga, stream or snapshot that does not exist
+    rejected,                  // a business rejection: not retried
+    step_timeout,              // a step or compensation passed its deadline
+    cancelled,                 // a saga was cancelled through the API
+    store_unavailable,         // the event store cannot be reached
+    broker_unavailable,        // the message broker cannot be reached
+    protocol_error,            // a server answered something we cannot use
+    saga_not_resumable,        // the saga is terminal or unknown to this runner
+};
+
+}  // namespace boong
+
+template <>
+struct boost::system::is_error_code_enum<boong::errc> : std::true_type {};
+
+namespace boong {
+
+const boost::system::error_category& boong_category() noexcept;
+
+inline error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), boong_category()}; }
+
+// The exception every Boong failure is thrown as: a system_error (so `e.code()`
+// compares against boong::errc) whose what() carries the full diagnostic text.
+class Error : public boost::system::system_error {
+public:
+    Error(errc code, std::string message) : system_error(make_error_code(code)), message_(std::move(message)) {}
+    Error(error_code code, std::string message) : system_error(code), message_(std::move(message)) {}
+
+    // Just the diagnostic: the code is available through code().
+    const char* what() const noexcept override { return message_.c_str(); }
+
+private:
+    std::string message_;
+};
+
+// Thrown by append when the stream is not at the expected version. Carries both
+// versions so the caller can reload and retry.
+class ConcurrencyConflict : public Error {
+public:
+    // Versions are 1-based; 0 means "no stream".
+    ConcurrencyConflict(std::string stream, std::int64_t expected, std::int64_t actual);
+
+    const std::string& stream() const noexcept { return stream_; }
+    std::int64_t expected() const noexcept { return expected_; }
+    std::int64_t actual() const noexcept { return actual_; }
+
+private:
+    std::string stream_;
+    std::int64_t expected_;
+    std::int64_t actual_;
+};
+
+// Thrown by a saga step (or a message handler) to say "no, and retrying will not
+// change that" — insufficient funds, unknown customer. Not retried: a saga step
+// that throws it is compensated at once; a message goes to the dead letters at once.
+class Rejection : public Error {
+public:
+    explicit Rejection(const std::string& reason) : Error(errc::rejected, reason) {}
+};
+
+}  // namespace boong

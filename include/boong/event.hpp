@@ -1,0 +1,124 @@
+// Events: what is appended to a stream, what is read back, and their ids.
+#pragma once
+
+#include <boong/error.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace boong {
+
+using json = nlohmann::json;
+using Clock = std::chrono::system_clock;
+
+// Who caused an event and which business flow it belongs to. The typed fields
+// are the ones every event has; `extra` holds anything a service adds (tenant,
+// user, trace ids) and must be a JSON object when not null.
+struct EventMetadata {
+    std::string correlation_id;  // the flow (a saga id, an order id) the event belongs to
+    std::string causation_id;    // the event or command that caused this one
+    Clock::time_point timestamp{};
+    json extra;
+
+    friend bool operator==(const EventMetadata&, const EventMetadata&) = default;
+};
+
+// An event as handed to the store or broker. Immutable once appended.
+struct EventData {
+    std::string event_id;  // UUID; also the idempotency key of an append
+    std::string type;      // e.g. "OrderCreated", "StepCompleted"
+    int schema_version = 1;
+    json payload;
+    EventMetadata metadata;
+
+    friend bool operator==(const EventData&, const EventData&) = default;
+};
+
+// An event as read back: the data plus where the store put it.
+struct RecordedEvent {
+    std::string stream_id;
+    std::int64_t version = 0;   // 1-based position within the stream
+    std::int64_t position = 0;  // 1-based global order across all streams
+    Clock::time_point stored_at{};
+    EventData event;
+};
+
+// The version a stream must be at for an append to succeed.
+class ExpectedVersion {
+public:
+    // No check: append whatever the stream's version.
+    static constexpr ExpectedVersion any() noexcept { return ExpectedVersion{kAny}; }
+    // The stream must not exist yet (no events).
+    static constexpr ExpectedVersion no_stream() noexcept { return ExpectedVersion{0}; }
+    // The stream's last event must have this version. A negative value is
+    // refused by append with errc::invalid_argument.
+    static constexpr ExpectedVersion exactly(std::int64_t v) noexcept { return ExpectedVersion{v}; }
+
+    constexpr bool is_any() const noexcept { return value_ == kAny; }
+    constexpr std::int64_t value() const noexcept { return value_; }
+    constexpr bool valid() const noexcept { return is_any() || value_ >= 0; }
+
+    friend constexpr bool operator==(ExpectedVersion, ExpectedVersion) = default;
+
+private:
+    static constexpr std::int64_t kAny = INT64_MIN;
+    constexpr explicit ExpectedVersion(std::int64_t v) noexcept : value_(v) {}
+    std::int64_t value_;
+};
+
+// What a successful append reports.
+struct AppendResult {
+    std::int64_t next_expected_version = 0;  // the stream's version after the append
+    std::int64_t first_position = 0;         // global position of the first appended event
+    std::int64_t last_position = 0;
+};
+
+// The latest known state of a stream, so a reader need not replay it from the start.
+struct Snapshot {
+    std::string stream_id;
+    std::int64_t version = 0;  // the stream version the state reflects
+    std::string type;          // what the state is, e.g. "OrderState"
+    int schema_version = 1;
+    json state;
+    Clock::time_point taken_at{};
+};
+
+// Generates RFC 9562 version-7 UUIDs: a millisecond timestamp (so ids sort
+// roughly by creation and index well) followed by a per-generator counter
+// scrambled with a random seed. Thread-safe; unique within a generator by
+// construction and across processes by the 64-bit random seed.
+class IdGenerator {
+public:
+    IdGenerator();                               // seeded from std::random_device
+    explicit IdGenerator(std::uint64_t seed) noexcept : seed_(seed) {}
+
+    std::string next();
+
+private:
+    std::uint64_t seed_;
+    std::atomic<std::uint64_t> counter_{0};
+};
+
+// True when `s` is a UUID in canonical 8-4-4-4-12 hex form.
+bool is_uuid(std::string_view s) noexcept;
+
+// Serialization used by stores, brokers and tools (metadata timestamps as
+// RFC 3339 UTC strings with microseconds).
+void to_json(json& j, const EventMetadata& m);
+void from_json(const json& j, EventMetadata& m);
+void to_json(json& j, const EventData& e);
+void from_json(const json& j, EventData& e);
+void to_json(json& j, const RecordedEvent& e);
+
+std::string format_timestamp(Clock::time_point t);
+// Throws boong::Error(errc::invalid_argument) on anything but RFC 3339.
+Clock::time_point parse_timestamp(std::string_view s);
+
+}  // namespace boong

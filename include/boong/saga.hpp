@@ -1,0 +1,293 @@
+// Declaring a saga: a class of step/compensate member coroutines, assembled
+// into a type.
+//
+//   struct OrderData { ... };                       // to_json/from_json defined
+//   class OrderSaga {
+//   public:
+//       static constexpr std::string_view name = "order_processing";
+//       boost::asio::awaitable<void> create_order(boong::StepContext<OrderData>& ctx);
+//       boost::asio::awaitable<void> cancel_order(boong::StepContext<OrderData>& ctx);
+//       ...
+//   };
+//   using OrderProcessing = boong::Saga<
+//       boong::Step<"create_order", &OrderSaga::create_order, &OrderSaga::cancel_order>,
+//       boong::Parallel<
+//           boong::Step<"process_payment", &OrderSaga::process_payment, &OrderSaga::refund_payment>,
+//           boong::Step<"reserve_items", &OrderSaga::reserve_items, &OrderSaga::release_items>>,
+//       boong::Step<"confirm_order", &OrderSaga::confirm_order>>;
+#pragma once
+
+#include <boong/detail/fixed_string.hpp>
+#include <boong/event.hpp>
+#include <boong/log.hpp>
+#include <boong/saga_state.hpp>
+
+#include <boost/asio/awaitable.hpp>
+
+#include <array>
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+namespace boong {
+
+// What a step or compensation gets: who it is, which attempt this is, the key
+// that makes its effect idempotent, and the saga's data (which a step may change;
+// the change is recorded with the step's completion).
+template <class Data>
+class StepContext {
+public:
+    StepContext(const std::string& saga_id, std::string_view saga_type, std::string_view step, int attempt,
+                bool compensating, Data& data, const std::string& correlation_id,
+                std::chrono::steady_clock::time_point deadline, SagaLogger log)
+        : saga_id_(saga_id),
+          saga_type_(saga_type),
+          step_(step),
+          attempt_(attempt),
+          compensating_(compensating),
+          data_(data),
+          correlation_id_(correlation_id),
+          deadline_(deadline),
+          log_(std::move(log)) {
+        key_.reserve(saga_id.size() + step.size() + 12);
+        key_.append(saga_id).append(":").append(step);
+        if (compensating) key_.append(":compensate");
+    }
+
+    const std::string& saga_id() const noexcept { return saga_id_; }
+    std::string_view saga_type() const noexcept { return saga_type_; }
+    std::string_view step() const noexcept { return step_; }
+    // 1 on the first attempt, counting up on each retry.
+    int attempt() const noexcept { return attempt_; }
+    bool compensating() const noexcept { return compensating_; }
+    // "<saga id>:<step>" for the action and "<saga id>:<step>:compensate" for the
+    // compensation: the same on every attempt and after a restart, so a service
+    // that records it can refuse to apply an effect twice.
+    const std::string& idempotency_key() const noexcept { return key_; }
+    const std::string& correlation_id() const noexcept { return correlation_id_; }
+    Data& data() noexcept { return data_; }
+    const Data& data() const noexcept { return data_; }
+    // When this attempt times out (time_point::max() without a timeout); the
+    // attempt is cancelled then, so pass it on to calls that take deadlines.
+    std::chrono::steady_clock::time_point deadline() const noexcept { return deadline_; }
+    const SagaLogger& log() const noexcept { return log_; }
+
+private:
+    const std::string& saga_id_;
+    std::string_view saga_type_;
+    std::string_view step_;
+    int attempt_;
+    bool compensating_;
+    Data& data_;
+    const std::string& correlation_id_;
+    std::chrono::steady_clock::time_point deadline_;
+    SagaLogger log_;
+    std::string key_;
+};
+
+// Saga data travels in events, so it must convert to and from JSON.
+template <class D>
+concept SagaData = std::default_initializable<D> && std::copy_constructible<D> && requires(json j, const D& d) {
+    json(d);
+    j.get<D>();
+};
+
+namespace detail {
+
+template <class F>
+struct member_step_traits : std::false_type {};
+
+template <class C, class D>
+struct member_step_traits<boost::asio::awaitable<void> (C::*)(StepContext<D>&)> : std::true_type {
+    using definition_type = C;
+    using data_type = D;
+};
+
+template <class F>
+concept step_member = member_step_traits<F>::value;
+
+}  // namespace detail
+
+// One step: a stable name (recorded in events; renaming a step breaks resuming
+// sagas recorded under the old name), an action and an optional compensation.
+template <detail::fixed_string Name, auto Action, auto Compensation = nullptr>
+struct Step {
+    static_assert(detail::step_member<decltype(Action)>,
+                  "boong::Step: the action must be a member function of the saga class declared as "
+                  "`boost::asio::awaitable<void> f(boong::StepContext<Data>& ctx)`");
+    static_assert(std::is_null_pointer_v<decltype(Compensation)> || detail::step_member<decltype(Compensation)>,
+                  "boong::Step: the compensation must be nullptr or a member function of the saga class "
+                  "declared as `boost::asio::awaitable<void> f(boong::StepContext<Data>& ctx)`");
+    static_assert(!Name.view().empty(), "boong::Step: a step needs a non-empty name");
+
+    using traits = detail::member_step_traits<decltype(Action)>;
+    using definition_type = typename traits::definition_type;
+    using data_type = typename traits::data_type;
+
+    static_assert(std::is_null_pointer_v<decltype(Compensation)> ||
+                      std::is_same_v<decltype(Compensation), decltype(Action)>,
+                  "boong::Step: the action and the compensation must belong to the same class and take the "
+                  "same StepContext<Data>");
+
+    static constexpr std::string_view name = Name.view();
+    static constexpr auto action = Action;
+    static constexpr auto compensation = Compensation;
+    static constexpr bool has_compensation = !std::is_null_pointer_v<decltype(Compensation)>;
+};
+
+// Steps run concurrently: all start together, the saga moves on when all have
+// completed. If one fails, the others are cancelled, and every step of the
+// group that completed is compensated.
+template <class... Steps>
+struct Parallel {
+    static_assert(sizeof...(Steps) >= 1, "boong::Parallel: a parallel group needs at least one step");
+};
+
+namespace detail {
+
+template <class T>
+struct is_step : std::false_type {};
+template <fixed_string N, auto A, auto C>
+struct is_step<Step<N, A, C>> : std::true_type {};
+
+template <class T>
+struct stage_traits {
+    static_assert(is_step<T>::value, "boong::Saga: every argument must be a boong::Step<...> or a "
+                                     "boong::Parallel<Step<...>...>");
+    using steps = std::tuple<T>;
+};
+template <class... S>
+struct stage_traits<Parallel<S...>> {
+    static_assert((is_step<S>::value && ...), "boong::Parallel: only boong::Step<...> may be grouped (no nesting)");
+    using steps = std::tuple<S...>;
+};
+
+template <class... Tuples>
+using tuple_cat_t = decltype(std::tuple_cat(std::declval<Tuples>()...));
+
+}  // namespace detail
+
+// A step as the engine sees it, type-erased over the step's member pointers.
+template <class Definition, class Data>
+struct StepDescriptor {
+    using Fn = boost::asio::awaitable<void> (*)(Definition&, StepContext<Data>&);
+    std::string_view name;
+    Fn action;
+    Fn compensation;  // nullptr when the step has none
+    std::size_t stage;
+};
+
+// A saga type: stages run in order; a stage is a Step or a Parallel group.
+template <class... Stages>
+struct Saga {
+    static_assert(sizeof...(Stages) >= 1, "boong::Saga: a saga needs at least one step");
+
+    using all_steps = detail::tuple_cat_t<typename detail::stage_traits<Stages>::steps...>;
+    using first_step = std::tuple_element_t<0, all_steps>;
+    using definition_type = typename first_step::definition_type;
+    using data_type = typename first_step::data_type;
+
+    static constexpr std::size_t step_count = std::tuple_size_v<all_steps>;
+    static constexpr std::size_t stage_count = sizeof...(Stages);
+
+private:
+    template <std::size_t... I>
+    static constexpr bool same_class(std::index_sequence<I...>) {
+        return (std::is_same_v<typename std::tuple_element_t<I, all_steps>::definition_type, definition_type> &&
+                ...);
+    }
+    template <std::size_t... I>
+    static constexpr bool same_data(std::index_sequence<I...>) {
+        return (std::is_same_v<typename std::tuple_element_t<I, all_steps>::data_type, data_type> && ...);
+    }
+    template <std::size_t... I>
+    static constexpr std::array<std::string_view, step_count> names(std::index_sequence<I...>) {
+        return {std::tuple_element_t<I, all_steps>::name...};
+    }
+    static constexpr bool unique_names() {
+        constexpr auto n = names(std::make_index_sequence<step_count>{});
+        for (std::size_t i = 0; i < n.size(); ++i)
+            for (std::size_t j = i + 1; j < n.size(); ++j)
+                if (n[i] == n[j]) return false;
+        return true;
+    }
+
+    static_assert(same_class(std::make_index_sequence<step_count>{}),
+                  "boong::Saga: all steps must be member functions of the same saga class");
+    static_assert(same_data(std::make_index_sequence<step_count>{}),
+                  "boong::Saga: all steps must take the same StepContext<Data>");
+    static_assert(unique_names(), "boong::Saga: two steps have the same name; step names must be unique");
+    static_assert(SagaData<data_type>,
+                  "boong::Saga: the saga data must be default-constructible, copyable and convertible to and "
+                  "from nlohmann::json (define to_json/from_json, e.g. with NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE)");
+    static_assert(requires { { definition_type::name } -> std::convertible_to<std::string_view>; },
+                  "boong::Saga: the saga class must declare `static constexpr std::string_view name = \"...\";` "
+                  "(its stable type name, recorded in events)");
+
+    template <class S>
+    static boost::asio::awaitable<void> call_action(definition_type& d, StepContext<data_type>& c) {
+        return (d.*S::action)(c);
+    }
+    template <class S>
+    static boost::asio::awaitable<void> call_compensation(definition_type& d, StepContext<data_type>& c) {
+        return (d.*S::compensation)(c);
+    }
+
+    template <class S>
+    static void describe(std::vector<StepDescriptor<definition_type, data_type>>& out, std::size_t stage) {
+        typename StepDescriptor<definition_type, data_type>::Fn comp = nullptr;
+        if constexpr (S::has_compensation) comp = &call_compensation<S>;
+        out.push_back({S::name, &call_action<S>, comp, stage});
+    }
+    template <class Stage>
+    static void describe_stage(std::vector<StepDescriptor<definition_type, data_type>>& out, std::size_t stage) {
+        std::apply([&](auto... s) { (describe<decltype(s)>(out, stage), ...); },
+                   typename detail::stage_traits<Stage>::steps{});
+    }
+
+public:
+    static constexpr std::string_view name = definition_type::name;
+
+    // The steps in declaration order, each with the index of its stage.
+    static std::vector<StepDescriptor<definition_type, data_type>> steps() {
+        std::vector<StepDescriptor<definition_type, data_type>> out;
+        out.reserve(step_count);
+        std::size_t stage = 0;
+        (describe_stage<Stages>(out, stage++), ...);
+        return out;
+    }
+};
+
+template <class T>
+struct is_saga : std::false_type {};
+template <class... S>
+struct is_saga<Saga<S...>> : std::true_type {};
+
+// The result of running a saga to an end.
+enum class SagaStatus {
+    completed,    // every step completed
+    compensated,  // a step failed (or the saga was cancelled); completed steps were compensated
+    failed,       // a compensation gave up: needs an operator, then resume()
+};
+
+std::string_view to_string(SagaStatus s) noexcept;
+
+template <class Data>
+struct SagaOutcome {
+    std::string saga_id;
+    SagaStatus status = SagaStatus::completed;
+    std::string failed_step;                      // the step whose failure started compensation
+    FailureKind failure_kind = FailureKind::none;
+    std::string error;                            // that step's last error
+    std::vector<std::string> compensated_steps;   // in the order they were compensated
+    std::string failed_compensation;              // failed: the step whose compensation gave up
+    std::string compensation_error;
+    std::int64_t version = 0;                     // the saga stream's version at the end
+    Data data;                                    // the saga data at the end
+};
+
+}  // namespace boong

@@ -1,0 +1,260 @@
+// Running sagas of one type against an event store.
+#pragma once
+
+#include <boong/detail/saga_execution.hpp>
+#include <boong/event_store.hpp>
+#include <boong/policy.hpp>
+#include <boong/saga.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+namespace boong {
+
+// Options of one run.
+struct RunOptions {
+    std::string saga_id{};       // empty: a new UUID. Running an id that exists is a ConcurrencyConflict.
+    std::string correlation_id{};  // empty: the saga id
+    std::string causation_id{};    // what caused this saga (e.g. the command's or event's id)
+    // The saga must finish its steps within this long; past it, it is compensated
+    // (FailureKind::deadline). Recorded in the saga's events, so it holds across restarts.
+    std::optional<milliseconds> timeout{};
+};
+
+struct RunnerOptions {
+    std::shared_ptr<spdlog::logger> logger;  // null: spdlog's default logger
+};
+
+// Runs sagas of type SagaT, recording them in `store`.
+//
+// Each saga runs on a strand of the store's executor, so the steps of a
+// parallel group may share the saga data safely on a multi-threaded
+// io_context. The definition object and the store must outlive the runner and
+// every saga it started.
+template <class SagaT, EventStore Store>
+    requires is_saga<SagaT>::value
+class SagaRunner {
+public:
+    using Definition = typename SagaT::definition_type;
+    using Data = typename SagaT::data_type;
+    using Outcome = SagaOutcome<Data>;
+    using executor_type = boost::asio::any_io_executor;
+
+    // Throws boong::Error(errc::invalid_config) when a policy is out of range or
+    // names a step the saga does not have.
+    SagaRunner(Definition& definition, Store& store, SagaOptions options = {}, RunnerOptions runner = {})
+        : core_(std::make_shared<Core>(definition, store, std::move(options), std::move(runner.logger))) {
+        validate(core_->shared->options);
+        for (const auto& [name, policy] : core_->shared->options.steps) {
+            if (core_->shared->find_step(name) == nullptr) {
+                throw Error(errc::invalid_config, "saga " + std::string(SagaT::name) + ": a policy names step '" +
+                                                      name + "', which the saga does not have");
+            }
+        }
+    }
+
+    executor_type get_executor() const { return core_->shared->store.get_executor(); }
+
+    // Runs a new saga to its end. Completes with its outcome — completed,
+    // compensated or failed — or with an exception when the saga could not be
+    // recorded (store errors, a saga id already used) or was interrupted by a
+    // shutdown (asio::error::operation_aborted: it stays as it is, resumable).
+    // Cancelling this operation (its cancellation slot) is such a shutdown, not
+    // a cancellation of the saga: use cancel() for that.
+    template <class Token>
+    auto async_run(Data data, RunOptions options, Token&& token) {
+        return boost::asio::async_initiate<Token, void(std::exception_ptr, Outcome)>(
+            [core = core_](auto handler, Data d, RunOptions o) {
+                std::string id = o.saga_id.empty() ? core->shared->ids.next() : std::move(o.saga_id);
+                auto exec = core->make_execution();
+                std::optional<Clock::time_point> deadline;
+                if (o.timeout) deadline = Clock::now() + *o.timeout;
+                try {
+                    detail::validate_stream_id(saga_stream(id));
+                    exec->prepare_new(std::move(id), std::move(d), std::move(o.correlation_id),
+                                      std::move(o.causation_id), deadline);
+                } catch (...) {
+                    detail::post_completion(exec->get_executor(), std::move(handler), std::current_exception(),
+                                            Outcome{});
+                    return;
+                }
+                start(core, std::move(exec), std::move(handler));
+            },
+            token, std::move(data), std::move(options));
+    }
+
+    boost::asio::awaitable<Outcome> run(Data data, RunOptions options = {}) {
+        return async_run(std::move(data), std::move(options), boost::asio::use_awaitable);
+    }
+
+    // Continues a saga from its stored events: one interrupted by a shutdown or
+    // a crash goes on where it stood (a step whose completion was not recorded
+    // runs again, with the same idempotency key); a `failed` saga retries its
+    // compensations, once an operator has fixed their cause. A completed or
+    // compensated saga is errc::saga_not_resumable; an unknown one errc::not_found.
+    template <class Token>
+    auto async_resume(std::string saga_id, Token&& token) {
+        return boost::asio::async_initiate<Token, void(std::exception_ptr, Outcome)>(
+            [core = core_](auto handler, std::string id) {
+                auto exec = core->make_execution();
+                boost::asio::co_spawn(
+                    exec->get_executor(), load(core, std::move(id)),
+                    [core, exec, h = std::move(handler)](std::exception_ptr e, SagaState state) mutable {
+                        if (!e) {
+                            try {
+                                exec->prepare_resume(std::move(state));
+                            } catch (...) {
+                                e = std::current_exception();
+                            }
+                        }
+                        if (e) {
+                            detail::post_completion(exec->get_executor(), std::move(h), e, Outcome{});
+                            return;
+                        }
+                        start(core, std::move(exec), std::move(h));
+                    });
+            },
+            token, std::move(saga_id));
+    }
+
+    boost::asio::awaitable<Outcome> resume(std::string saga_id) {
+        return async_resume(std::move(saga_id), boost::asio::use_awaitable);
+    }
+
+    // Asks a saga running in this runner to stop and compensate what it
+    // completed (FailureKind::cancelled). Thread-safe; the stop happens on the
+    // saga's strand. Compensations are not interrupted by it. Returns false
+    // when no saga with this id is running here.
+    bool cancel(const std::string& saga_id, std::string reason = "cancelled through the API") {
+        auto exec = core_->find(saga_id);
+        if (!exec) return false;
+        boost::asio::dispatch(exec->get_executor(), [exec, r = std::move(reason)]() mutable {
+            exec->request_stop(detail::StopReason::cancel, std::move(r));
+        });
+        return true;
+    }
+
+    // Interrupts every running saga without compensating: each stays as its
+    // events describe it, to be resumed later. Their runs complete with
+    // asio::error::operation_aborted.
+    void shutdown() {
+        for (auto& exec : core_->all()) {
+            boost::asio::dispatch(exec->get_executor(), [exec] {
+                exec->request_stop(detail::StopReason::shutdown, "shutdown");
+            });
+        }
+    }
+
+    // How many sagas are running in this runner now.
+    std::size_t running() const {
+        std::lock_guard lock(core_->mutex);
+        return core_->active.size();
+    }
+
+private:
+    using Shared = detail::SagaShared<SagaT, Store>;
+    using Execution = detail::SagaExecution<SagaT, Store>;
+
+    struct Core {
+        Core(Definition& d, Store& s, SagaOptions o, std::shared_ptr<spdlog::logger> l)
+            : shared(std::make_shared<Shared>(d, s, std::move(o), l ? std::move(l) : spdlog::default_logger())) {}
+
+        std::shared_ptr<Shared> shared;
+        mutable std::mutex mutex;
+        std::unordered_map<std::string, std::weak_ptr<Execution>> active;
+
+        std::shared_ptr<Execution> make_execution() {
+            return std::make_shared<Execution>(shared, boost::asio::make_strand(shared->store.get_executor()));
+        }
+        std::shared_ptr<Execution> find(const std::string& id) {
+            std::lock_guard lock(mutex);
+            auto it = active.find(id);
+            return it == active.end() ? nullptr : it->second.lock();
+        }
+        std::vector<std::shared_ptr<Execution>> all() {
+            std::lock_guard lock(mutex);
+            std::vector<std::shared_ptr<Execution>> out;
+            for (auto& [id, w] : active) {
+                if (auto e = w.lock()) out.push_back(std::move(e));
+            }
+            return out;
+        }
+        bool enroll(const std::string& id, const std::shared_ptr<Execution>& e) {
+            std::lock_guard lock(mutex);
+            return active.try_emplace(id, e).second;
+        }
+        void withdraw(const std::string& id) {
+            std::lock_guard lock(mutex);
+            active.erase(id);
+        }
+    };
+
+    static boost::asio::awaitable<SagaState> load(std::shared_ptr<Core> core, std::string id) {
+        const std::string stream = saga_stream(id);
+        detail::validate_stream_id(stream);
+        SagaState state;
+        std::int64_t from = 1;
+        constexpr std::size_t page = 1000;
+        for (;;) {
+            auto events = co_await core->shared->store.async_read_stream(stream, from, page, boost::asio::use_awaitable);
+            for (const auto& e : events) state.apply(e);
+            if (events.size() < page) break;
+            from += static_cast<std::int64_t>(events.size());
+        }
+        if (state.version == 0) throw Error(errc::not_found, "no saga with id " + id);
+        if (state.saga_type != SagaT::name) {
+            throw Error(errc::saga_not_resumable, "saga " + id + " is of type " + state.saga_type + ", not " +
+                                                      std::string(SagaT::name));
+        }
+        if (state.phase == SagaPhase::completed || state.phase == SagaPhase::compensated) {
+            throw Error(errc::saga_not_resumable,
+                        "saga " + id + " is already " + std::string(to_string(state.phase)));
+        }
+        co_return state;
+    }
+
+    template <class Handler>
+    static void start(std::shared_ptr<Core> core, std::shared_ptr<Execution> exec, Handler handler) {
+        const std::string id = exec->id();
+        if (!core->enroll(id, exec)) {
+            detail::post_completion(exec->get_executor(), std::move(handler),
+                                    std::make_exception_ptr(Error(errc::saga_not_resumable,
+                                                                  "saga " + id + " is already running here")),
+                                    Outcome{});
+            return;
+        }
+        // The caller giving up on the run is a shutdown of this saga, not a cancellation.
+        auto slot = boost::asio::get_associated_cancellation_slot(handler);
+        if (slot.is_connected()) {
+            slot.assign([exec](boost::asio::cancellation_type) {
+                boost::asio::dispatch(exec->get_executor(),
+                                      [exec] { exec->request_stop(detail::StopReason::shutdown, "run cancelled"); });
+            });
+        }
+        boost::asio::co_spawn(
+            exec->get_executor(), exec->run(),
+            boost::asio::bind_cancellation_slot(
+                exec->root_slot(), [core, exec, slot, id, h = std::move(handler)](std::exception_ptr e,
+                                                                                  Outcome o) mutable {
+                    if (slot.is_connected()) slot.clear();
+                    core->withdraw(id);
+                    auto hex = boost::asio::get_associated_executor(h, exec->get_executor());
+                    boost::asio::dispatch(hex, boost::asio::append(std::move(h), e, std::move(o)));
+                }));
+    }
+
+    std::shared_ptr<Core> core_;
+};
+
+}  // namespace boong

@@ -1,0 +1,89 @@
+// What a saga's event stream says about it: the fold used to resume a saga
+// and to show operators where it stands.
+#pragma once
+
+#include <boong/event.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace boong {
+
+// Where a saga is. running and compensating are in flight (or interrupted);
+// the other three are terminal — `failed` only until an operator resumes it.
+enum class SagaPhase { running, compensating, completed, compensated, failed };
+
+// Why a step failed.
+enum class FailureKind {
+    none,
+    transient,  // it threw; retried per policy
+    timeout,    // an attempt passed the step timeout; retried per policy
+    rejected,   // it threw boong::Rejection: never retried
+    cancelled,  // the saga was cancelled, or a step of its parallel group failed
+    deadline,   // the saga's overall deadline passed
+};
+
+std::string_view to_string(SagaPhase p) noexcept;
+std::string_view to_string(FailureKind k) noexcept;
+std::optional<SagaPhase> saga_phase_from_string(std::string_view s) noexcept;
+std::optional<FailureKind> failure_kind_from_string(std::string_view s) noexcept;
+
+// The names of the events a saga records, one stream per saga ("saga-<id>").
+namespace saga_event {
+inline constexpr std::string_view started = "SagaStarted";
+inline constexpr std::string_view resumed = "SagaResumed";
+inline constexpr std::string_view step_started = "StepStarted";
+inline constexpr std::string_view step_completed = "StepCompleted";
+inline constexpr std::string_view step_failed = "StepFailed";
+inline constexpr std::string_view compensation_started = "CompensationStarted";
+inline constexpr std::string_view step_compensating = "StepCompensating";
+inline constexpr std::string_view step_compensated = "StepCompensated";
+inline constexpr std::string_view compensation_failed = "CompensationFailed";
+inline constexpr std::string_view completed = "SagaCompleted";
+inline constexpr std::string_view compensated = "SagaCompensated";
+inline constexpr std::string_view failed = "SagaFailed";
+}  // namespace saga_event
+
+inline std::string saga_stream(std::string_view saga_id) { return "saga-" + std::string(saga_id); }
+
+// A saga as its events describe it.
+struct SagaState {
+    std::string saga_id;
+    std::string saga_type;
+    SagaPhase phase = SagaPhase::running;
+    json data;                                // the saga data as last recorded
+    std::string correlation_id;
+    std::optional<Clock::time_point> deadline;
+    std::vector<std::string> completed;       // steps, in the order they completed
+    // Steps to compensate when unwinding, in order: the completed ones, and
+    // those that failed with an uncertain outcome under compensate_uncertain.
+    std::vector<std::string> compensable;
+    std::vector<std::string> compensated;     // steps, in the order they were compensated
+    std::string failed_step;                  // the step whose failure started compensation
+    FailureKind failure_kind = FailureKind::none;
+    std::string error;                        // its error
+    std::string failed_compensation;          // set when phase == failed
+    std::string compensation_error;
+    std::int64_t version = 0;                 // the stream version folded so far
+    std::string last_event_id;
+    Clock::time_point started_at{};
+    Clock::time_point updated_at{};
+
+    bool is_terminal() const noexcept {
+        return phase == SagaPhase::completed || phase == SagaPhase::compensated || phase == SagaPhase::failed;
+    }
+    bool step_completed(std::string_view step) const noexcept;
+    bool step_compensated(std::string_view step) const noexcept;
+
+    // Folds one event of the saga's stream; events must come in version order.
+    // Throws boong::Error(errc::protocol_error) on an event it cannot read.
+    void apply(const RecordedEvent& e);
+};
+
+// Folds a whole stream. Throws boong::Error(errc::not_found) when it is empty.
+SagaState fold_saga(const std::vector<RecordedEvent>& events);
+
+}  // namespace boong

@@ -1,0 +1,57 @@
+#include <boong/error.hpp>
+
+#include <string>
+
+namespace boong {
+namespace {
+
+// Boost's error_category has a protected non-virtual destructor by design.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wnon-virtual-dtor"
+class Category final : public boost::system::error_category {
+public:
+    const char* name() const noexcept override { return "boong"; }
+    std::string message(int ev) const override {
+        switch (static_cast<errc>(ev)) {
+            case errc::concurrency_conflict: return "concurrency conflict";
+            case errc::duplicate_event: return "duplicate event id";
+            case errc::invalid_argument: return "invalid argument";
+            case errc::invalid_config: return "invalid configuration";
+            case errc::not_found: return "not found";
+            case errc::rejected: return "rejected";
+            case errc::step_timeout: return "timed out";
+            case errc::cancelled: return "cancelled";
+            case errc::store_unavailable: return "event store unavailable";
+            case errc::broker_unavailable: return "message broker unavailable";
+            case errc::protocol_error: return "protocol error";
+            case errc::saga_not_resumable: return "saga not resumable";
+        }
+        return "unknown boong error " + std::to_string(ev);
+    }
+};
+#pragma GCC diagnostic pop
+
+}  // namespace
+
+const boost::system::error_category& boong_category() noexcept {
+    static const Category category;  // immutable; function-local so it is ready before first use
+    return category;
+}
+
+namespace {
+std::string conflict_message(const std::string& stream, std::int64_t expected, std::int64_t actual) {
+    std::string m = "stream '" + stream + "': expected ";
+    m += expected == 0 ? std::string("no stream") : "version " + std::to_string(expected);
+    m += ", but it is at ";
+    m += actual == 0 ? std::string("no stream") : "version " + std::to_string(actual);
+    return m;
+}
+}  // namespace
+
+ConcurrencyConflict::ConcurrencyConflict(std::string stream, std::int64_t expected, std::int64_t actual)
+    : Error(errc::concurrency_conflict, conflict_message(stream, expected, actual)),
+      stream_(std::move(stream)),
+      expected_(expected),
+      actual_(actual) {}
+
+}  // namespace boong

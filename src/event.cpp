@@ -1,0 +1,202 @@
+#include <boong/event.hpp>
+
+#include <array>
+#include <charconv>
+#include <cstdio>
+#include <ctime>
+#include <random>
+
+namespace boong {
+namespace {
+
+// splitmix64's finalizer: a bijection on 64-bit values, so distinct counters
+// give distinct outputs while looking random.
+constexpr std::uint64_t mix64(std::uint64_t z) noexcept {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+constexpr char kHex[] = "0123456789abcdef";
+
+void put_hex(char*& out, std::uint64_t v, int nibbles) noexcept {
+    for (int i = nibbles - 1; i >= 0; --i) *out++ = kHex[(v >> (i * 4)) & 0xF];
+}
+
+int hex_value(char c) noexcept {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+constexpr std::string_view kReservedMetadata[] = {"correlation_id", "causation_id", "timestamp"};
+
+}  // namespace
+
+IdGenerator::IdGenerator() {
+    std::random_device rd;
+    seed_ = (std::uint64_t{rd()} << 32) ^ rd();
+}
+
+std::string IdGenerator::next() {
+    const std::uint64_t c = counter_.fetch_add(1, std::memory_order_relaxed);
+    const std::uint64_t x = mix64(seed_ + c);  // unique per generator: bijective in c
+    const auto ms = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count());
+    // Layout (RFC 9562 v7): 48-bit unix ms | ver 7 | 12 bits rand_a | var 0b10 | 62 bits rand_b.
+    // rand_a takes 2 bits of x and 10 bits of the seed; rand_b the other 62 bits of x.
+    const std::uint64_t rand_a = ((x & 0x3) << 10) | ((seed_ >> 54) & 0x3FF);
+    const std::uint64_t hi = (ms << 16) | (0x7ULL << 12) | rand_a;
+    const std::uint64_t lo = (0x2ULL << 62) | (x >> 2);
+
+    std::string s(36, '-');
+    char* out = s.data();
+    put_hex(out, hi >> 32, 8);
+    ++out;
+    put_hex(out, (hi >> 16) & 0xFFFF, 4);
+    ++out;
+    put_hex(out, hi & 0xFFFF, 4);
+    ++out;
+    put_hex(out, lo >> 48, 4);
+    ++out;
+    put_hex(out, lo & 0xFFFFFFFFFFFFULL, 12);
+    return s;
+}
+
+bool is_uuid(std::string_view s) noexcept {
+    if (s.size() != 36) return false;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : hex_value(s[i]) < 0) return false;
+    }
+    return true;
+}
+
+std::string format_timestamp(Clock::time_point t) {
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+    auto secs = static_cast<std::time_t>(us / 1'000'000);
+    auto frac = us % 1'000'000;
+    if (frac < 0) {
+        frac += 1'000'000;
+        --secs;
+    }
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    std::array<char, 40> buf{};
+    const int n = std::snprintf(buf.data(), buf.size(), "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ", tm.tm_year + 1900,
+                                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                                static_cast<long long>(frac));
+    return std::string(buf.data(), static_cast<std::size_t>(n));
+}
+
+Clock::time_point parse_timestamp(std::string_view s) {
+    auto fail = [&]() -> Error {
+        return Error(errc::invalid_argument, "not an RFC 3339 UTC timestamp: '" + std::string(s) + "'");
+    };
+    // YYYY-MM-DDTHH:MM:SS[.ffffff](Z|+00:00)
+    auto num = [&](std::size_t pos, std::size_t len) {
+        int v = 0;
+        if (pos + len > s.size()) throw fail();
+        auto [p, ec] = std::from_chars(s.data() + pos, s.data() + pos + len, v);
+        if (ec != std::errc{} || p != s.data() + pos + len) throw fail();
+        return v;
+    };
+    if (s.size() < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+        s[13] != ':' || s[16] != ':')
+        throw fail();
+    std::tm tm{};
+    tm.tm_year = num(0, 4) - 1900;
+    tm.tm_mon = num(5, 2) - 1;
+    tm.tm_mday = num(8, 2);
+    tm.tm_hour = num(11, 2);
+    tm.tm_min = num(14, 2);
+    tm.tm_sec = num(17, 2);
+    if (tm.tm_mon < 0 || tm.tm_mon > 11 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 ||
+        tm.tm_sec > 60)
+        throw fail();
+    std::size_t pos = 19;
+    std::int64_t micros = 0;
+    if (pos < s.size() && s[pos] == '.') {
+        ++pos;
+        int digits = 0;
+        while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
+            if (digits < 6) micros = micros * 10 + (s[pos] - '0');
+            ++digits;
+            ++pos;
+        }
+        if (digits == 0) throw fail();
+        for (int d = digits; d < 6; ++d) micros *= 10;
+    }
+    const std::string_view zone = s.substr(pos);
+    if (zone != "Z" && zone != "z" && zone != "+00:00") throw fail();
+    const std::time_t secs = timegm(&tm);
+    return Clock::time_point(std::chrono::duration_cast<Clock::duration>(std::chrono::seconds(secs) +
+                                                                         std::chrono::microseconds(micros)));
+}
+
+void to_json(json& j, const EventMetadata& m) {
+    j = json::object();
+    if (m.extra.is_object()) {
+        for (const auto& [k, v] : m.extra.items()) j[k] = v;
+    }
+    // The typed fields win over anything of the same name in `extra`.
+    for (auto key : kReservedMetadata) j.erase(std::string(key));
+    if (!m.correlation_id.empty()) j["correlation_id"] = m.correlation_id;
+    if (!m.causation_id.empty()) j["causation_id"] = m.causation_id;
+    j["timestamp"] = format_timestamp(m.timestamp);
+}
+
+void from_json(const json& j, EventMetadata& m) {
+    if (!j.is_object()) throw Error(errc::invalid_argument, "event metadata must be a JSON object");
+    m = EventMetadata{};
+    for (const auto& [k, v] : j.items()) {
+        if (k == "correlation_id") {
+            m.correlation_id = v.get<std::string>();
+        } else if (k == "causation_id") {
+            m.causation_id = v.get<std::string>();
+        } else if (k == "timestamp") {
+            m.timestamp = parse_timestamp(v.get<std::string>());
+        } else {
+            if (m.extra.is_null()) m.extra = json::object();
+            m.extra[k] = v;
+        }
+    }
+}
+
+void to_json(json& j, const EventData& e) {
+    j = json{{"event_id", e.event_id},
+             {"type", e.type},
+             {"schema_version", e.schema_version},
+             {"payload", e.payload},
+             {"metadata", e.metadata}};
+}
+
+void from_json(const json& j, EventData& e) {
+    auto field = [&](const char* name) -> const json& {
+        auto it = j.find(name);
+        if (it == j.end()) throw Error(errc::invalid_argument, std::string("event envelope lacks '") + name + "'");
+        return *it;
+    };
+    if (!j.is_object()) throw Error(errc::invalid_argument, "event envelope must be a JSON object");
+    try {
+        e.event_id = field("event_id").get<std::string>();
+        e.type = field("type").get<std::string>();
+        e.schema_version = field("schema_version").get<int>();
+        e.payload = field("payload");
+        auto it = j.find("metadata");
+        e.metadata = it == j.end() ? EventMetadata{} : it->get<EventMetadata>();
+    } catch (const json::exception& ex) {
+        throw Error(errc::invalid_argument, std::string("malformed event envelope: ") + ex.what());
+    }
+}
+
+void to_json(json& j, const RecordedEvent& e) {
+    j = json(e.event);
+    j["stream_id"] = e.stream_id;
+    j["version"] = e.version;
+    j["position"] = e.position;
+    j["stored_at"] = format_timestamp(e.stored_at);
+}
+
+}  // namespace boong

@@ -1,0 +1,147 @@
+#include <boong/saga.hpp>
+#include <boong/saga_state.hpp>
+
+#include <algorithm>
+#include <array>
+#include <utility>
+
+namespace boong {
+namespace {
+
+constexpr std::array<std::pair<SagaPhase, std::string_view>, 5> kPhases{{
+    {SagaPhase::running, "running"},
+    {SagaPhase::compensating, "compensating"},
+    {SagaPhase::completed, "completed"},
+    {SagaPhase::compensated, "compensated"},
+    {SagaPhase::failed, "failed"},
+}};
+
+constexpr std::array<std::pair<FailureKind, std::string_view>, 6> kKinds{{
+    {FailureKind::none, "none"},
+    {FailureKind::transient, "transient"},
+    {FailureKind::timeout, "timeout"},
+    {FailureKind::rejected, "rejected"},
+    {FailureKind::cancelled, "cancelled"},
+    {FailureKind::deadline, "deadline"},
+}};
+
+template <class Table, class E>
+std::string_view name_of(const Table& table, E value) noexcept {
+    for (const auto& [v, n] : table) {
+        if (v == value) return n;
+    }
+    return "unknown";
+}
+
+template <class E, class Table>
+std::optional<E> value_of(const Table& table, std::string_view name) noexcept {
+    for (const auto& [v, n] : table) {
+        if (n == name) return v;
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+std::string_view to_string(SagaPhase p) noexcept { return name_of(kPhases, p); }
+std::string_view to_string(FailureKind k) noexcept { return name_of(kKinds, k); }
+std::string_view to_string(SagaStatus s) noexcept {
+    switch (s) {
+        case SagaStatus::completed: return "completed";
+        case SagaStatus::compensated: return "compensated";
+        case SagaStatus::failed: return "failed";
+    }
+    return "unknown";
+}
+std::optional<SagaPhase> saga_phase_from_string(std::string_view s) noexcept {
+    return value_of<SagaPhase>(kPhases, s);
+}
+std::optional<FailureKind> failure_kind_from_string(std::string_view s) noexcept {
+    return value_of<FailureKind>(kKinds, s);
+}
+
+bool SagaState::step_completed(std::string_view step) const noexcept {
+    return std::find(completed.begin(), completed.end(), step) != completed.end();
+}
+
+bool SagaState::step_compensated(std::string_view step) const noexcept {
+    return std::find(compensated.begin(), compensated.end(), step) != compensated.end();
+}
+
+void SagaState::apply(const RecordedEvent& e) {
+    const auto& type = e.event.type;
+    const auto& p = e.event.payload;
+    auto fail = [&](const std::string& why) {
+        return Error(errc::protocol_error, "saga stream '" + e.stream_id + "' version " + std::to_string(e.version) +
+                                               " (" + type + "): " + why);
+    };
+    if (e.version != version + 1) {
+        throw fail("expected version " + std::to_string(version + 1) + " next");
+    }
+    try {
+        if (type == saga_event::started) {
+            constexpr std::string_view prefix = "saga-";
+            saga_id = e.stream_id.starts_with(prefix) ? e.stream_id.substr(prefix.size()) : e.stream_id;
+            saga_type = p.at("saga_type").get<std::string>();
+            data = p.at("data");
+            correlation_id = e.event.metadata.correlation_id;
+            if (auto it = p.find("deadline"); it != p.end() && !it->is_null()) {
+                deadline = parse_timestamp(it->get<std::string>());
+            }
+            phase = SagaPhase::running;
+            started_at = e.event.metadata.timestamp;
+        } else if (version == 0) {
+            throw fail("a saga stream must start with " + std::string(saga_event::started));
+        } else if (type == saga_event::step_completed) {
+            auto step = p.at("step").get<std::string>();
+            if (!step_completed(step)) {
+                completed.push_back(step);
+                compensable.push_back(std::move(step));
+            }
+            data = p.at("data");
+        } else if (type == saga_event::step_failed) {
+            if (p.value("compensate", false)) compensable.push_back(p.at("step").get<std::string>());
+        } else if (type == saga_event::compensation_started) {
+            phase = SagaPhase::compensating;
+            failed_step = p.value("failed_step", "");
+            error = p.value("error", "");
+            failure_kind = failure_kind_from_string(p.value("kind", "")).value_or(FailureKind::transient);
+        } else if (type == saga_event::step_compensated) {
+            auto step = p.at("step").get<std::string>();
+            if (!step_compensated(step)) compensated.push_back(std::move(step));
+        } else if (type == saga_event::completed) {
+            phase = SagaPhase::completed;
+            if (auto it = p.find("data"); it != p.end()) data = *it;
+        } else if (type == saga_event::compensated) {
+            phase = SagaPhase::compensated;
+        } else if (type == saga_event::failed) {
+            phase = SagaPhase::failed;
+            failed_compensation = p.at("step").get<std::string>();
+            compensation_error = p.value("error", "");
+        } else if (type == saga_event::resumed) {
+            auto to = saga_phase_from_string(p.at("phase").get<std::string>());
+            if (!to || (*to != SagaPhase::running && *to != SagaPhase::compensating)) {
+                throw fail("cannot resume into phase " + p.at("phase").dump());
+            }
+            phase = *to;
+            failed_compensation.clear();
+            compensation_error.clear();
+        }
+        // StepStarted, StepCompensating and CompensationFailed
+        // describe attempts; they do not change where the saga stands.
+    } catch (const json::exception& ex) {
+        throw fail(std::string("malformed payload: ") + ex.what());
+    }
+    version = e.version;
+    last_event_id = e.event.event_id;
+    updated_at = e.event.metadata.timestamp;
+}
+
+SagaState fold_saga(const std::vector<RecordedEvent>& events) {
+    if (events.empty()) throw Error(errc::not_found, "no such saga (its stream is empty)");
+    SagaState s;
+    for (const auto& e : events) s.apply(e);
+    return s;
+}
+
+}  // namespace boong

@@ -1,0 +1,147 @@
+#include <boong/detail/validate.hpp>
+#include <boong/store/memory.hpp>
+
+#include <algorithm>
+#include <deque>
+#include <mutex>
+#include <unordered_map>
+
+namespace boong {
+
+struct MemoryEventStore::State {
+    struct EventLocation {
+        std::string stream;
+        std::int64_t version;
+    };
+
+    mutable std::mutex mutex;
+    std::deque<RecordedEvent> log;  // log[i] has global position i + 1
+    std::unordered_map<std::string, std::vector<std::size_t>> streams;  // stream -> indexes into log
+    std::unordered_map<std::string, EventLocation> ids;
+    std::unordered_map<std::string, Snapshot> snapshots;
+
+    std::int64_t version_of(const std::string& stream) const {
+        auto it = streams.find(stream);
+        return it == streams.end() ? 0 : static_cast<std::int64_t>(it->second.size());
+    }
+};
+
+MemoryEventStore::MemoryEventStore(executor_type ex) : ex_(std::move(ex)), state_(std::make_unique<State>()) {}
+MemoryEventStore::~MemoryEventStore() = default;
+
+AppendResult MemoryEventStore::append(const std::string& stream, ExpectedVersion expected,
+                                      std::vector<EventData> events) {
+    detail::validate_append(stream, expected, events);
+    auto& s = *state_;
+    std::lock_guard lock(s.mutex);
+    const std::int64_t current = s.version_of(stream);
+
+    // A retry of an append whose reply was lost: the same ids, already stored
+    // in this stream in this order, right after the expected version.
+    if (auto first = s.ids.find(events.front().event_id); first != s.ids.end()) {
+        const auto& loc = first->second;
+        const std::int64_t start = loc.version;
+        bool same = loc.stream == stream && (expected.is_any() || expected.value() == start - 1) &&
+                    start - 1 + static_cast<std::int64_t>(events.size()) <= current;
+        const auto& indexes = s.streams[stream];
+        for (std::size_t i = 0; same && i < events.size(); ++i) {
+            same = s.log[indexes[static_cast<std::size_t>(start - 1) + i]].event.event_id == events[i].event_id;
+        }
+        if (same) {
+            const auto& last = s.log[indexes[static_cast<std::size_t>(start - 1) + events.size() - 1]];
+            return {start - 1 + static_cast<std::int64_t>(events.size()),
+                    s.log[indexes[static_cast<std::size_t>(start - 1)]].position, last.position};
+        }
+    }
+    if (!expected.is_any() && expected.value() != current) {
+        throw ConcurrencyConflict(stream, expected.value(), current);
+    }
+    for (const auto& e : events) {
+        if (auto it = s.ids.find(e.event_id); it != s.ids.end()) {
+            throw Error(errc::duplicate_event, "append to '" + stream + "': event id " + e.event_id +
+                                                   " is already stored as version " +
+                                                   std::to_string(it->second.version) + " of '" +
+                                                   it->second.stream + "'");
+        }
+    }
+
+    auto& indexes = s.streams[stream];
+    const auto now = Clock::now();
+    AppendResult result;
+    result.first_position = static_cast<std::int64_t>(s.log.size()) + 1;
+    std::int64_t version = current;
+    for (auto& e : events) {
+        ++version;
+        s.ids.emplace(e.event_id, State::EventLocation{stream, version});
+        indexes.push_back(s.log.size());
+        s.log.push_back(RecordedEvent{stream, version, static_cast<std::int64_t>(s.log.size()) + 1, now,
+                                      std::move(e)});
+    }
+    result.last_position = static_cast<std::int64_t>(s.log.size());
+    result.next_expected_version = version;
+    return result;
+}
+
+std::vector<RecordedEvent> MemoryEventStore::read_stream(const std::string& stream, std::int64_t from_version,
+                                                         std::size_t max_count) const {
+    detail::validate_stream_id(stream);
+    detail::validate_read("read_stream '" + stream + "'", from_version, max_count);
+    const auto& s = *state_;
+    std::lock_guard lock(s.mutex);
+    std::vector<RecordedEvent> out;
+    auto it = s.streams.find(stream);
+    if (it == s.streams.end()) return out;
+    const auto& indexes = it->second;
+    const auto begin = static_cast<std::size_t>(from_version - 1);
+    for (std::size_t i = begin; i < indexes.size() && out.size() < max_count; ++i) out.push_back(s.log[indexes[i]]);
+    return out;
+}
+
+std::vector<RecordedEvent> MemoryEventStore::read_all(std::int64_t from_position, std::size_t max_count) const {
+    detail::validate_read("read_all", from_position, max_count);
+    const auto& s = *state_;
+    std::lock_guard lock(s.mutex);
+    std::vector<RecordedEvent> out;
+    for (auto i = static_cast<std::size_t>(from_position - 1); i < s.log.size() && out.size() < max_count; ++i) {
+        out.push_back(s.log[i]);
+    }
+    return out;
+}
+
+void MemoryEventStore::save_snapshot(Snapshot snapshot) {
+    detail::validate_snapshot(snapshot);
+    auto& s = *state_;
+    std::lock_guard lock(s.mutex);
+    const auto current = s.version_of(snapshot.stream_id);
+    if (snapshot.version > current) {
+        throw Error(errc::invalid_argument, "snapshot of '" + snapshot.stream_id + "' at version " +
+                                                std::to_string(snapshot.version) + " is ahead of the stream (version " +
+                                                std::to_string(current) + ")");
+    }
+    auto [it, inserted] = s.snapshots.try_emplace(snapshot.stream_id);
+    if (inserted || it->second.version <= snapshot.version) {
+        if (snapshot.taken_at == Clock::time_point{}) snapshot.taken_at = Clock::now();
+        it->second = std::move(snapshot);
+    }
+}
+
+std::optional<Snapshot> MemoryEventStore::load_snapshot(const std::string& stream) const {
+    detail::validate_stream_id(stream);
+    const auto& s = *state_;
+    std::lock_guard lock(s.mutex);
+    auto it = s.snapshots.find(stream);
+    if (it == s.snapshots.end()) return std::nullopt;
+    return it->second;
+}
+
+std::int64_t MemoryEventStore::stream_version(const std::string& stream) const {
+    std::lock_guard lock(state_->mutex);
+    return state_->version_of(stream);
+}
+
+std::int64_t MemoryEventStore::last_position() const {
+    std::lock_guard lock(state_->mutex);
+    return static_cast<std::int64_t>(state_->log.size());
+}
+
+}  // namespace boong

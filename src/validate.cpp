@@ -1,0 +1,118 @@
+#include <boong/detail/validate.hpp>
+#include <boong/event_store.hpp>
+
+#include <cmath>
+#include <string>
+#include <unordered_set>
+
+namespace boong::detail {
+namespace {
+
+[[noreturn]] void invalid(const std::string& message) { throw Error(errc::invalid_argument, message); }
+
+// True when `s` is well-formed UTF-8: stores keep JSON text, and a payload that
+// cannot be serialized must be refused before anything is written.
+bool valid_utf8(std::string_view s) noexcept {
+    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+    const std::size_t size = s.size();
+    std::size_t i = 0;
+    while (i < size) {
+        const unsigned c = p[i];
+        if (c < 0x80) {
+            ++i;
+            continue;
+        }
+        std::size_t n = 0;
+        unsigned lo = 0x80, hi = 0xBF;  // allowed range of the first continuation byte (RFC 3629)
+        if (c >= 0xC2 && c <= 0xDF) n = 1;
+        else if (c == 0xE0) n = 2, lo = 0xA0;
+        else if (c == 0xED) n = 2, hi = 0x9F;  // no UTF-16 surrogates
+        else if (c >= 0xE1 && c <= 0xEF) n = 2;
+        else if (c == 0xF0) n = 3, lo = 0x90;
+        else if (c >= 0xF1 && c <= 0xF3) n = 3;
+        else if (c == 0xF4) n = 3, hi = 0x8F;
+        else return false;
+        if (i + n >= size) return false;
+        if (p[i + 1] < lo || p[i + 1] > hi) return false;
+        for (std::size_t k = 2; k <= n; ++k) {
+            if ((p[i + k] >> 6) != 0x2) return false;
+        }
+        i += n + 1;
+    }
+    return true;
+}
+
+// Why `j` cannot be stored as JSON, or empty when it can.
+std::string json_problem(const json& j) {
+    switch (j.type()) {
+        case json::value_t::string:
+            return valid_utf8(j.get_ref<const std::string&>()) ? "" : "a string is not valid UTF-8";
+        case json::value_t::number_float:
+            return std::isfinite(j.get<double>()) ? "" : "a number is NaN or infinite";
+        case json::value_t::discarded: return "it holds a discarded value";
+        case json::value_t::binary: return "it holds binary data";
+        case json::value_t::object:
+            for (const auto& [k, v] : j.items()) {
+                if (!valid_utf8(k)) return "a key is not valid UTF-8";
+                if (auto p = json_problem(v); !p.empty()) return p;
+            }
+            return "";
+        case json::value_t::array:
+            for (const auto& v : j) {
+                if (auto p = json_problem(v); !p.empty()) return p;
+            }
+            return "";
+        default: return "";
+    }
+}
+
+}  // namespace
+
+void validate_stream_id(std::string_view stream) {
+    if (stream.empty()) invalid("stream id is empty");
+    if (stream.size() > max_stream_id_length)
+        invalid("stream id is " + std::to_string(stream.size()) + " bytes long; the limit is " +
+                std::to_string(max_stream_id_length));
+    if (!valid_utf8(stream)) invalid("stream id is not valid UTF-8");
+}
+
+void validate_append(std::string_view stream, ExpectedVersion expected, const std::vector<EventData>& events) {
+    validate_stream_id(stream);
+    const std::string where = "append to '" + std::string(stream) + "': ";
+    if (!expected.valid()) invalid(where + "expected version " + std::to_string(expected.value()) + " is negative");
+    if (events.empty()) invalid(where + "no events to append");
+    if (events.size() > max_events_per_append)
+        invalid(where + std::to_string(events.size()) + " events in one append; the limit is " +
+                std::to_string(max_events_per_append));
+    std::unordered_set<std::string_view> ids;
+    for (std::size_t i = 0; i < events.size(); ++i) {
+        const auto& e = events[i];
+        const std::string at = where + "event " + std::to_string(i) + ": ";
+        if (!is_uuid(e.event_id)) invalid(at + "event id '" + e.event_id + "' is not a UUID");
+        if (!ids.insert(e.event_id).second) invalid(at + "event id " + e.event_id + " appears twice");
+        if (e.type.empty()) invalid(at + "event type is empty");
+        if (e.type.size() > max_event_type_length) invalid(at + "event type is too long");
+        if (e.schema_version < 1)
+            invalid(at + "schema version " + std::to_string(e.schema_version) + " is not >= 1");
+        if (auto p = json_problem(e.payload); !p.empty()) invalid(at + "payload is not valid JSON: " + p);
+        if (!e.metadata.extra.is_null() && !e.metadata.extra.is_object())
+            invalid(at + "metadata.extra must be a JSON object");
+        if (auto p = json_problem(e.metadata.extra); !p.empty()) invalid(at + "metadata is not valid JSON: " + p);
+    }
+}
+
+void validate_read(std::string_view what, std::int64_t from, std::size_t max_count) {
+    if (from < 1) invalid(std::string(what) + ": start " + std::to_string(from) + " is below 1");
+    if (max_count == 0) invalid(std::string(what) + ": max_count is 0");
+}
+
+void validate_snapshot(const Snapshot& s) {
+    validate_stream_id(s.stream_id);
+    const std::string at = "snapshot of '" + s.stream_id + "': ";
+    if (s.version < 1) invalid(at + "version " + std::to_string(s.version) + " is below 1");
+    if (s.type.empty()) invalid(at + "type is empty");
+    if (s.schema_version < 1) invalid(at + "schema version is below 1");
+    if (auto p = json_problem(s.state); !p.empty()) invalid(at + "state is not valid JSON: " + p);
+}
+
+}  // namespace boong::detail

@@ -1,0 +1,64 @@
+// Test support: run a coroutine to completion on a fresh io_context, with a
+// wall-clock guard so a hung test fails instead of hanging CI.
+#pragma once
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <chrono>
+#include <exception>
+#include <optional>
+#include <stdexcept>
+#include <type_traits>
+
+namespace boong::test {
+
+namespace asio = boost::asio;
+
+// Runs `make(ioc)`'s awaitable on `ioc` until it completes; rethrows its
+// exception. Fails if it does not complete within `limit`, and fails if work is
+// left on the io_context afterwards (leaked timers, handlers, coroutines).
+template <class MakeAwaitable>
+auto run(asio::io_context& ioc, MakeAwaitable&& make,
+         std::chrono::steady_clock::duration limit = std::chrono::seconds(60)) {
+    using Awaitable = std::invoke_result_t<MakeAwaitable&>;
+    using T = typename Awaitable::value_type;
+    std::exception_ptr error;
+    bool done = false;
+    std::conditional_t<std::is_void_v<T>, bool, std::optional<T>> result{};
+    if constexpr (std::is_void_v<T>) {
+        asio::co_spawn(ioc, make(), [&](std::exception_ptr e) {
+            error = e;
+            done = true;
+        });
+    } else {
+        asio::co_spawn(ioc, make(), [&](std::exception_ptr e, T value) {
+            error = e;
+            if (!e) result.emplace(std::move(value));
+            done = true;
+        });
+    }
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!done && std::chrono::steady_clock::now() < deadline) {
+        if (ioc.run_one_for(std::chrono::milliseconds(50)) == 0 && ioc.stopped()) ioc.restart();
+    }
+    if (!done) throw std::runtime_error("test coroutine did not complete in time");
+    // Drain completions that are already due, then require the context to be
+    // out of work: a timer or coroutine still pending here is a leak.
+    ioc.restart();
+    ioc.run_for(std::chrono::milliseconds(500));
+    const bool leaked = !ioc.stopped();
+    if (error) std::rethrow_exception(error);
+    if (leaked) throw std::runtime_error("work was left on the io_context after the test coroutine");
+    if constexpr (!std::is_void_v<T>) return std::move(*result);
+}
+
+// Suspends the calling coroutine for `d` on its executor.
+inline asio::awaitable<void> sleep_for(std::chrono::steady_clock::duration d) {
+    asio::steady_timer t(co_await asio::this_coro::executor, d);
+    co_await t.async_wait(asio::use_awaitable);
+}
+
+}  // namespace boong::test

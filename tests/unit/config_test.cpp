@@ -1,0 +1,418 @@
+// Config loading: defaults, a full file, and one error message per kind of mistake.
+#include <boong/config.hpp>
+#include <boong/error.hpp>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <string_view>
+
+using namespace std::chrono_literals;
+using Catch::Contains;
+
+namespace {
+
+boong::Config parse(std::string_view text) { return boong::parse_config(nlohmann::json::parse(text), "config.json"); }
+
+class HasCode : public Catch::MatcherBase<boong::Error> {
+public:
+    explicit HasCode(boong::errc code) : code_(code) {}
+    bool match(const boong::Error& e) const override { return e.code() == code_; }
+    std::string describe() const override { return "has code " + boong::make_error_code(code_).message(); }
+
+private:
+    boong::errc code_;
+};
+
+// A directory of its own under the system temp dir, removed at the end.
+struct TempDir {
+    std::filesystem::path path;
+    TempDir() {
+        std::random_device random;
+        path = std::filesystem::temp_directory_path() / ("boong_config_test_" + std::to_string(random()));
+        std::filesystem::create_directories(path);
+    }
+    ~TempDir() {
+        std::error_code ignored;
+        std::filesystem::remove_all(path, ignored);
+    }
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+
+    std::filesystem::path write(const std::string& name, std::string_view text) const {
+        const auto file = path / name;
+        std::ofstream out(file, std::ios::binary);
+        out << text;
+        return file;
+    }
+};
+
+}  // namespace
+
+// The message (file name, key path, expectation) and the code, in one go.
+#define REQUIRE_CONFIG_ERROR(expr, matcher)                                                \
+    do {                                                                                   \
+        REQUIRE_THROWS_WITH(expr, matcher);                                                \
+        REQUIRE_THROWS_MATCHES(expr, boong::Error, HasCode(boong::errc::invalid_config)); \
+    } while (false)
+
+TEST_CASE("config: an empty object gives the defaults", "[config]") {
+    const boong::Config c = parse("{}");
+
+    // The design's defaults.
+    CHECK(c.saga.defaults.retry.attempts == 3);
+    CHECK(c.saga.defaults.retry.initial_delay == 1000ms);
+    CHECK(c.saga.defaults.compensation_timeout == 5000ms);
+    CHECK(c.saga.defaults == boong::StepPolicy{});
+    CHECK(c.saga.steps.empty());
+
+    CHECK(c.event_store.type == boong::EventStoreConfig::Type::memory);
+    CHECK(c.event_store.postgres.table_name == "event_store");
+    CHECK(c.event_store.postgres.snapshot_table_name == "event_store_snapshots");
+    CHECK(c.event_store.postgres.connection.empty());
+    CHECK(c.event_store.postgres.pool_size == 8);
+    CHECK(c.event_store.postgres.group_commit_delay == 500us);
+
+    CHECK(c.message_broker.type == boong::MessageBrokerConfig::Type::memory);
+    CHECK(c.message_broker.redis.host == "127.0.0.1");
+    CHECK(c.message_broker.redis.port == 6379);
+    CHECK(c.message_broker.redis.max_len == 1000000);
+    CHECK_FALSE(c.message_broker.redis.ttl.has_value());
+    CHECK(c.message_broker.consumer.max_deliveries == 5);
+    CHECK(c.message_broker.consumer.visibility_timeout == 30000ms);
+
+    CHECK(c.logging.level == "info");
+}
+
+TEST_CASE("config: empty sections give the defaults too", "[config]") {
+    const boong::Config c =
+        parse(R"({"steps": {}, "eventStore": {}, "messageBroker": {"options": {}, "consumer": {}}, "logging": {}})");
+    CHECK(c.saga.defaults == boong::StepPolicy{});
+    CHECK(c.event_store.postgres.table_name == "event_store");
+    CHECK(c.message_broker.redis.port == 6379);
+    CHECK(c.logging.level == "info");
+}
+
+TEST_CASE("config: a full file fills every struct", "[config]") {
+    const boong::Config c = parse(R"({
+        "retryAttempts": 5, "retryDelay": 200, "retryBackoffMultiplier": 1.5, "retryMaxDelay": 10000, "retryJitter": 0,
+        "stepTimeout": 15000,
+        "compensationRetryAttempts": 10, "compensationRetryDelay": 500, "compensationTimeout": 7000,
+        "steps": {
+            "reserve_items": { "retryAttempts": 2, "stepTimeout": 0 },
+            "charge card": { "retryJitter": 0.5, "compensationRetryDelay": 2000 }
+        },
+        "eventStore": {
+            "type": "postgres", "tableName": "order_events", "snapshotTableName": "order_snapshots",
+            "connection": "postgresql://boong@db:5432/orders", "poolSize": 16, "connectTimeout": 3000,
+            "commandTimeout": 0, "groupCommitMaxEvents": 1000, "groupCommitDelay": 250, "passwordEnv": "PGPASSWORD"
+        },
+        "messageBroker": {
+            "type": "redis-streams",
+            "options": { "host": "redis.internal", "port": 6380, "database": 2, "username": "boong",
+                         "passwordEnv": "REDIS_PASSWORD", "connectTimeout": 1000, "commandTimeout": 2000,
+                         "blockTimeout": 500, "maxLen": 50000, "ttl": 86400000 },
+            "consumer": { "consumerCount": 4, "visibilityTimeout": 60000, "maxDeliveries": 3, "shutdownGrace": 10000 }
+        },
+        "logging": { "level": "debug" }
+    })");
+
+    const boong::StepPolicy& d = c.saga.defaults;
+    CHECK(d.retry == boong::RetryPolicy{5, 200ms, 1.5, 10000ms, 0.0});
+    CHECK(d.timeout == 15000ms);
+    // Compensations share the action's multiplier, cap and jitter.
+    CHECK(d.compensation_retry == boong::RetryPolicy{10, 500ms, 1.5, 10000ms, 0.0});
+    CHECK(d.compensation_timeout == 7000ms);
+
+    REQUIRE(c.saga.steps.size() == 2);
+    // An override changes its own keys and inherits the rest from the top level.
+    boong::StepPolicy reserve = d;
+    reserve.retry.attempts = 2;
+    reserve.timeout = 0ms;
+    CHECK(c.saga.policy_for("reserve_items") == reserve);
+
+    boong::StepPolicy charge = d;
+    charge.retry.jitter = 0.5;
+    charge.compensation_retry.jitter = 0.5;
+    charge.compensation_retry.initial_delay = 2000ms;
+    CHECK(c.saga.policy_for("charge card") == charge);
+    CHECK(c.saga.policy_for("ship") == d);
+
+    const boong::PostgresStoreConfig& pg = c.event_store.postgres;
+    CHECK(c.event_store.type == boong::EventStoreConfig::Type::postgres);
+    CHECK(pg.table_name == "order_events");
+    CHECK(pg.snapshot_table_name == "order_snapshots");
+    CHECK(pg.connection == "postgresql://boong@db:5432/orders");
+    CHECK(pg.pool_size == 16);
+    CHECK(pg.connect_timeout == 3000ms);
+    CHECK(pg.command_timeout == 0ms);
+    CHECK(pg.group_commit_max_events == 1000);
+    CHECK(pg.group_commit_delay == 250us);
+    CHECK(pg.password_env == "PGPASSWORD");
+
+    const boong::RedisBrokerConfig& redis = c.message_broker.redis;
+    CHECK(c.message_broker.type == boong::MessageBrokerConfig::Type::redis_streams);
+    CHECK(redis.host == "redis.internal");
+    CHECK(redis.port == 6380);
+    CHECK(redis.database == 2);
+    CHECK(redis.username == "boong");
+    CHECK(redis.password_env == "REDIS_PASSWORD");
+    CHECK(redis.connect_timeout == 1000ms);
+    CHECK(redis.command_timeout == 2000ms);
+    CHECK(redis.block_timeout == 500ms);
+    CHECK(redis.max_len == 50000);
+    CHECK(redis.ttl == std::optional<std::chrono::milliseconds>(86400000ms));
+
+    const boong::ConsumerDefaults& consumer = c.message_broker.consumer;
+    CHECK(consumer.consumer_count == 4);
+    CHECK(consumer.visibility_timeout == 60000ms);
+    CHECK(consumer.max_deliveries == 3);
+    CHECK(consumer.shutdown_grace == 10000ms);
+
+    CHECK(c.logging.level == "debug");
+}
+
+TEST_CASE("config: edge values that are accepted", "[config]") {
+    SECTION("an integer where a number is expected") {
+        CHECK(parse(R"({"retryBackoffMultiplier": 3, "retryJitter": 1})").saga.defaults.retry.multiplier == 3.0);
+    }
+    SECTION("range ends") {
+        const auto c = parse(R"({"retryAttempts": 100, "retryDelay": 0, "retryMaxDelay": 86400000,
+                                  "eventStore": {"poolSize": 1024},
+                                  "messageBroker": {"options": {"port": 65535, "database": 15}}})");
+        CHECK(c.saga.defaults.retry.attempts == 100);
+        CHECK(c.event_store.postgres.pool_size == 1024);
+        CHECK(c.message_broker.redis.database == 15);
+    }
+    SECTION("null ttl means no age limit") {
+        CHECK_FALSE(parse(R"({"messageBroker": {"options": {"ttl": null}}})").message_broker.redis.ttl.has_value());
+    }
+    SECTION("tableName with the memory store is stored") {
+        CHECK(parse(R"({"eventStore": {"type": "memory", "tableName": "events"}})").event_store.postgres.table_name ==
+              "events");
+    }
+}
+
+TEST_CASE("config: each mistake names the file, the key path and what was wrong", "[config]") {
+    SECTION("unknown top-level key") {
+        REQUIRE_CONFIG_ERROR(parse(R"({"retryAttemps": 3})"),
+                             Contains("config.json: retryAttemps: unknown key (known keys: retryAttempts, "));
+    }
+    SECTION("unknown nested key") {
+        REQUIRE_CONFIG_ERROR(
+            parse(R"({"messageBroker": {"options": {"colour": "red"}}})"),
+            Contains("config.json: messageBroker.options.colour: unknown key (known keys: host, port, "));
+    }
+    SECTION("unknown key in a step") {
+        REQUIRE_CONFIG_ERROR(parse(R"({"steps": {"reserve_items": {"timeout": 5}}})"),
+                             Contains("config.json: steps.reserve_items.timeout: unknown key"));
+    }
+    SECTION("wrong type") {
+        REQUIRE_CONFIG_ERROR(parse(R"({"retryAttempts": "three"})"),
+                             Contains(R"(config.json: retryAttempts: expected an integer, got "three")"));
+        REQUIRE_CONFIG_ERROR(parse(R"({"eventStore": "postgres"})"),
+                             Contains(R"(config.json: eventStore: expected an object, got "postgres")"));
+        REQUIRE_CONFIG_ERROR(parse(R"({"messageBroker": {"options": {"host": 42}}})"),
+                             Contains("config.json: messageBroker.options.host: expected a non-empty host"));
+        REQUIRE_CONFIG_ERROR(parse("[1, 2]"), Contains("config.json: expected an object, got [1,2]"));
+    }
+    SECTION("a boolean is not an integer") {
+        REQUIRE_CONFIG_ERROR(parse(R"({"eventStore": {"poolSize": true}})"),
+                             Contains("config.json: eventStore.poolSize: expected an integer, got true"));
+    }
+    SECTION("out of range") {
+        REQUIRE_CONFIG_ERROR(parse(R"({"eventStore": {"poolSize": 0}})"),
+                             Contains("config.json: eventStore.poolSize: expected an integer in [1, 1024], got 0"));
+        REQUIRE_CONFIG_ERROR(
+            parse(R"({"steps": {"reserve_items": {"retryDelay": -5}}})"),
+            Contains("config.json: steps.reserve_items.retryDelay: expected an integer number of milliseconds "
+                     "in [0, 86400000], got -5"));
+        REQUIRE_CONFIG_ERROR(parse(R"({"retryJitter": 1.5})"),
+                             Contains("config.json: retryJitter: expected a number in [0, 1], got 1.5"));
+        REQUIRE_CONFIG_ERROR(parse(R"({"messageBroker": {"options": {"maxLen": 0}}})"),
+                             Contains("config.json: messageBroker.options.maxLen: expected an integer >= 1, got 0"));
+        REQUIRE_CONFIG_ERROR(parse(R"({"messageBroker": {"options": {"port": 18446744073709551615}}})"),
+                             Contains("config.json: messageBroker.options.port: expected an integer in [1, 65535]"));
+        REQUIRE_CONFIG_ERROR(parse(R"({"messageBroker": {"consumer": {"maxDeliveries": 1001}}})"),
+                             Contains("config.json: messageBroker.consumer.maxDeliveries: expected an integer in"));
+        REQUIRE_CONFIG_ERROR(parse(R"({"eventStore": {"groupCommitDelay": 1000001}})"),
+                             Contains("config.json: eventStore.groupCommitDelay: expected an integer number of "
+                                      "microseconds in [0, 1000000], got 1000001"));
+    }
+    SECTION("a float where an integer is expected") {
+        REQUIRE_CONFIG_ERROR(parse(R"({"retryAttempts": 3.5})"),
+                             Contains("config.json: retryAttempts: expected an integer, got 3.5"));
+        REQUIRE_CONFIG_ERROR(parse(R"({"compensationTimeout": 5000.0})"),
+                             Contains("config.json: compensationTimeout: expected an integer number of milliseconds, "
+                                      "got 5000.0"));
+    }
+    SECTION("max delay below an initial delay") {
+        REQUIRE_CONFIG_ERROR(parse(R"({"retryDelay": 5000, "retryMaxDelay": 1000})"),
+                             Contains("config.json: retryMaxDelay: expected an integer number of milliseconds >= "
+                                      "retryDelay (5000), got 1000"));
+        // The step's own key is blamed, not the inherited cap.
+        REQUIRE_CONFIG_ERROR(parse(R"({"steps": {"slow": {"retryDelay": 60000}}})"),
+                             Contains("config.json: steps.slow.retryDelay: expected an integer number of milliseconds "
+                                      "<= retryMaxDelay (30000), got 60000"));
+        REQUIRE_CONFIG_ERROR(parse(R"({"compensationRetryDelay": 40000})"),
+                             Contains("config.json: compensationRetryDelay: expected an integer number of "
+                                      "milliseconds <= retryMaxDelay (30000), got 40000"));
+    }
+    SECTION("steps must be an object of objects with non-empty names") {
+        REQUIRE_CONFIG_ERROR(parse(R"({"steps": ["reserve_items"]})"),
+                             Contains("config.json: steps: expected an object, got"));
+        REQUIRE_CONFIG_ERROR(parse(R"({"steps": {"reserve_items": 3}})"),
+                             Contains("config.json: steps.reserve_items: expected an object, got 3"));
+        REQUIRE_CONFIG_ERROR(parse(R"({"steps": {"": {}}})"),
+                             Contains(R"(config.json: steps[""]: expected a non-empty step name)"));
+    }
+    SECTION("rabbitmq is not supported yet") {
+        REQUIRE_CONFIG_ERROR(parse(R"({"messageBroker": {"type": "rabbitmq"}})"),
+                             Contains("config.json: messageBroker.type: RabbitMQ is not supported yet") &&
+                                 Contains("redis-streams"));
+    }
+    SECTION("unknown types") {
+        REQUIRE_CONFIG_ERROR(parse(R"({"eventStore": {"type": "mysql"}})"),
+                             Contains(R"(config.json: eventStore.type: expected one of "memory", "postgres", )"
+                                      R"(got "mysql")"));
+        REQUIRE_CONFIG_ERROR(parse(R"({"messageBroker": {"type": "kafka"}})"),
+                             Contains(R"(config.json: messageBroker.type: expected one of "memory", )"
+                                      R"("redis-streams", got "kafka")"));
+    }
+    SECTION("postgres without a connection") {
+        REQUIRE_CONFIG_ERROR(parse(R"({"eventStore": {"type": "postgres"}})"),
+                             Contains("config.json: eventStore.connection: expected a non-empty libpq connection "
+                                      "string or URI when type is \"postgres\""));
+        REQUIRE_CONFIG_ERROR(parse(R"({"eventStore": {"type": "postgres", "connection": ""}})"),
+                             Contains("config.json: eventStore.connection: expected a non-empty"));
+    }
+    SECTION("a table name that is not an identifier") {
+        REQUIRE_CONFIG_ERROR(parse(R"({"eventStore": {"tableName": "events; DROP TABLE x"}})"),
+                             Contains("config.json: eventStore.tableName: expected an SQL identifier") &&
+                                 Contains(R"(got "events; DROP TABLE x")"));
+        REQUIRE_CONFIG_ERROR(parse(R"({"eventStore": {"snapshotTableName": "1snapshots"}})"),
+                             Contains("config.json: eventStore.snapshotTableName: expected an SQL identifier"));
+    }
+    SECTION("a reserved word as a table name") {
+        REQUIRE_CONFIG_ERROR(parse(R"({"eventStore": {"tableName": "User"}})"),
+                             Contains("config.json: eventStore.tableName: expected an SQL identifier") &&
+                                 Contains(R"(got "User")"));
+    }
+    SECTION("the same table for events and snapshots") {
+        REQUIRE_CONFIG_ERROR(parse(R"({"eventStore": {"tableName": "t", "snapshotTableName": "t"}})"),
+                             Contains("config.json: eventStore.snapshotTableName: expected a table other than "
+                                      "tableName"));
+    }
+    SECTION("a bad passwordEnv") {
+        REQUIRE_CONFIG_ERROR(parse(R"({"eventStore": {"passwordEnv": "$PGPASSWORD"}})"),
+                             Contains("config.json: eventStore.passwordEnv: expected the name of an environment "
+                                      "variable"));
+    }
+    SECTION("a zero visibility timeout") {
+        REQUIRE_CONFIG_ERROR(parse(R"({"messageBroker": {"consumer": {"visibilityTimeout": 0}}})"),
+                             Contains("config.json: messageBroker.consumer.visibilityTimeout: expected an integer "
+                                      "number of milliseconds in [1, 86400000], got 0"));
+    }
+    SECTION("a bad logging level") {
+        REQUIRE_CONFIG_ERROR(parse(R"({"logging": {"level": "verbose"}})"),
+                             Contains(R"(config.json: logging.level: expected one of "trace", "debug", "info", )"
+                                      R"("warn", "error", "critical", "off", got "verbose")"));
+    }
+    SECTION("the source name defaults to <config>") {
+        REQUIRE_CONFIG_ERROR(boong::parse_config(nlohmann::json{{"logging", 1}}),
+                             Contains("<config>: logging: expected an object, got 1"));
+    }
+}
+
+TEST_CASE("config: load_config reads a file", "[config]") {
+    const TempDir dir;
+
+    SECTION("a valid file") {
+        const auto file = dir.write("config.json", R"({"retryAttempts": 7, "eventStore": {"type": "postgres",
+                                                      "connection": "host=db dbname=orders"}})");
+        const boong::Config c = boong::load_config(file);
+        CHECK(c.saga.defaults.retry.attempts == 7);
+        CHECK(c.event_store.type == boong::EventStoreConfig::Type::postgres);
+        CHECK(c.event_store.postgres.connection == "host=db dbname=orders");
+    }
+    SECTION("errors name the file") {
+        const auto file = dir.write("config.json", R"({"eventStore": {"poolSize": 0}})");
+        REQUIRE_CONFIG_ERROR(boong::load_config(file),
+                             Contains(file.string() + ": eventStore.poolSize: expected an integer in [1, 1024], got 0"));
+    }
+    SECTION("invalid JSON text") {
+        const auto file = dir.write("config.json", R"({"retryAttempts": 3,})");
+        REQUIRE_CONFIG_ERROR(boong::load_config(file), Contains(file.string() + ": not valid JSON: "));
+    }
+    SECTION("an empty file is not JSON") {
+        const auto file = dir.write("config.json", "");
+        REQUIRE_CONFIG_ERROR(boong::load_config(file), Contains(file.string() + ": not valid JSON: "));
+    }
+    SECTION("a missing file") {
+        const auto file = dir.path / "missing.json";
+        REQUIRE_CONFIG_ERROR(boong::load_config(file),
+                             Contains(file.string() + ": cannot open: ") && Contains("No such file or directory"));
+    }
+    SECTION("a directory") {
+        REQUIRE_CONFIG_ERROR(boong::load_config(dir.path), Contains(dir.path.string() + ": cannot "));
+    }
+}
+
+TEST_CASE("config: is_sql_identifier", "[config]") {
+    CHECK(boong::is_sql_identifier("event_store"));
+    CHECK(boong::is_sql_identifier("_x1"));
+    CHECK(boong::is_sql_identifier("Events2024"));
+    CHECK(boong::is_sql_identifier(std::string(63, 'a')));
+    CHECK(boong::is_sql_identifier("users"));  // only the word itself is reserved
+
+    CHECK_FALSE(boong::is_sql_identifier(""));
+    CHECK_FALSE(boong::is_sql_identifier(std::string(64, 'a')));
+    CHECK_FALSE(boong::is_sql_identifier("1events"));
+    CHECK_FALSE(boong::is_sql_identifier("event-store"));
+    CHECK_FALSE(boong::is_sql_identifier("public.events"));
+    CHECK_FALSE(boong::is_sql_identifier("\"events\""));
+    CHECK_FALSE(boong::is_sql_identifier("events; DROP TABLE x"));
+    CHECK_FALSE(boong::is_sql_identifier("\xC3\xA9vents"));  // ASCII only
+    CHECK_FALSE(boong::is_sql_identifier("select"));
+    CHECK_FALSE(boong::is_sql_identifier("TABLE"));
+    CHECK_FALSE(boong::is_sql_identifier("uSeR"));
+    CHECK_FALSE(boong::is_sql_identifier("references"));
+    CHECK_FALSE(boong::is_sql_identifier("alter"));
+}
+
+TEST_CASE("config: validate() of policies built in code", "[config]") {
+    boong::SagaOptions options;
+    CHECK_NOTHROW(boong::validate(options));
+
+    SECTION("attempts") {
+        options.defaults.retry.attempts = 0;
+        REQUIRE_CONFIG_ERROR(boong::validate(options),
+                             Contains("SagaOptions.defaults.retry.attempts: expected at least 1, got 0"));
+    }
+    SECTION("a step's compensation cap") {
+        boong::StepPolicy p;
+        p.compensation_retry.max_delay = 10ms;
+        options.steps.emplace("pay", p);
+        REQUIRE_CONFIG_ERROR(boong::validate(options),
+                             Contains("SagaOptions.steps.pay.compensation_retry.max_delay: expected at least "
+                                      "initial_delay (1000 ms), got 10 ms"));
+    }
+    SECTION("negative timeout") {
+        boong::StepPolicy p;
+        p.timeout = -1ms;
+        REQUIRE_CONFIG_ERROR(boong::validate(p, "step"), Contains("step.timeout: expected at least 0 ms"));
+    }
+    SECTION("jitter and multiplier") {
+        boong::RetryPolicy r;
+        r.jitter = 1.5;
+        REQUIRE_CONFIG_ERROR(boong::validate(r, "r"), Contains("r.jitter: expected a number in [0, 1], got 1.5"));
+        r.jitter = 0;
+        r.multiplier = 0.5;
+        REQUIRE_CONFIG_ERROR(boong::validate(r, "r"), Contains("r.multiplier: expected a finite number >= 1"));
+    }
+}

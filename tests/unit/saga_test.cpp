@@ -1,0 +1,146 @@
+// The saga engine: forward, compensation in reverse order, recorded events.
+#include "support/async.hpp"
+#include "support/scripted_saga.hpp"
+
+#include <boong/saga_runner.hpp>
+#include <boong/store/memory.hpp>
+
+#include <catch2/catch.hpp>
+
+using namespace boong;
+using namespace boong::test;
+using boost::asio::awaitable;
+
+namespace {
+
+std::vector<std::string> types_of(const std::vector<RecordedEvent>& events) {
+    std::vector<std::string> out;
+    for (const auto& e : events) out.push_back(e.event.type);
+    return out;
+}
+
+std::vector<std::string> steps_with_type(const std::vector<RecordedEvent>& events, std::string_view type) {
+    std::vector<std::string> out;
+    for (const auto& e : events) {
+        if (e.event.type == type) out.push_back(e.event.payload.at("step").get<std::string>());
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("a saga whose steps all succeed completes and records every transition", "[saga]") {
+    boost::asio::io_context ioc;
+    MemoryEventStore store(ioc.get_executor());
+    ScriptedSaga def;
+    SagaRunner<FourSteps, MemoryEventStore> runner(def, store, fast_options());
+
+    auto out = run(ioc, [&] { return runner.run(TestData{}, {.correlation_id = "order-42"}); });
+    CHECK(out.status == SagaStatus::completed);
+    CHECK(out.failure_kind == FailureKind::none);
+    CHECK(out.data.value == 4);
+    CHECK(out.data.trail == std::vector<std::string>{"a", "b", "c", "d"});
+    CHECK(def.calls == std::vector<std::string>{"a#1", "b#1", "c#1", "d#1"});
+    CHECK(def.idempotency_keys.front() == out.saga_id + ":a");
+    CHECK(runner.running() == 0);
+
+    auto events = store.read_stream(saga_stream(out.saga_id), 1, 1000);
+    CHECK(types_of(events) == std::vector<std::string>{"SagaStarted", "StepStarted", "StepCompleted", "StepStarted",
+                                                       "StepCompleted", "StepStarted", "StepCompleted",
+                                                       "StepStarted", "StepCompleted", "SagaCompleted"});
+    CHECK(out.version == static_cast<std::int64_t>(events.size()));
+    for (std::size_t i = 0; i < events.size(); ++i) {
+        const auto& e = events[i];
+        CHECK(is_uuid(e.event.event_id));
+        CHECK(e.event.schema_version == 1);
+        CHECK(e.event.metadata.correlation_id == "order-42");
+        CHECK(e.event.metadata.timestamp != Clock::time_point{});
+        // Each transition is caused by the one before it.
+        if (i > 0) CHECK(e.event.metadata.causation_id == events[i - 1].event.event_id);
+    }
+    CHECK(events.front().event.payload.at("saga_type") == "scripted");
+    // The data as each step left it travels with the step's completion.
+    CHECK(events[6].event.payload.at("data").at("value") == 3);
+
+    const SagaState state = fold_saga(events);
+    CHECK(state.phase == SagaPhase::completed);
+    CHECK(state.completed == std::vector<std::string>{"a", "b", "c", "d"});
+}
+
+TEST_CASE("a failure at step k compensates steps k-1..1 in reverse order, once each", "[saga][compensation]") {
+    const std::vector<std::string> names{"a", "b", "c", "d"};
+    for (std::size_t k = 0; k < names.size(); ++k) {
+        DYNAMIC_SECTION("failure at step " << names[k]) {
+            boost::asio::io_context ioc;
+            MemoryEventStore store(ioc.get_executor());
+            ScriptedSaga def;
+            def.plans[names[k]].actions = {Act::fail};
+            SagaRunner<FourSteps, MemoryEventStore> runner(def, store, fast_options());
+
+            auto out = run(ioc, [&] { return runner.run(TestData{}); });
+            CHECK(out.status == SagaStatus::compensated);
+            CHECK(out.failed_step == names[k]);
+            CHECK(out.failure_kind == FailureKind::transient);
+            CHECK(out.error == names[k] + " failed (transient)");
+
+            std::vector<std::string> expected_comp;
+            std::vector<std::string> expected_steps;
+            for (std::size_t j = k; j-- > 0;) {
+                expected_comp.push_back("~" + names[j] + "#1");
+                expected_steps.push_back(names[j]);
+            }
+            CHECK(def.compensation_calls() == expected_comp);
+            CHECK(out.compensated_steps == expected_steps);
+
+            auto events = store.read_stream(saga_stream(out.saga_id), 1, 1000);
+            CHECK(steps_with_type(events, saga_event::step_compensated) == expected_steps);
+            // The failing step was attempted 3 times (the default), each failure recorded.
+            CHECK(steps_with_type(events, saga_event::step_failed) ==
+                  std::vector<std::string>(3, names[k]));
+            CHECK(types_of(events).back() == "SagaCompensated");
+            const SagaState state = fold_saga(events);
+            CHECK(state.phase == SagaPhase::compensated);
+            CHECK(state.failed_step == names[k]);
+        }
+    }
+}
+
+TEST_CASE("a step without compensation is skipped when unwinding", "[saga][compensation]") {
+    using Saga3 = Saga<Step<"a", &Steps::a, &Steps::undo_a>, Step<"b", &Steps::b>, Step<"c", &Steps::c>>;
+    boost::asio::io_context ioc;
+    MemoryEventStore store(ioc.get_executor());
+    ScriptedSaga def;
+    def.plans["c"].actions = {Act::reject};
+    SagaRunner<Saga3, MemoryEventStore> runner(def, store, fast_options());
+    auto out = run(ioc, [&] { return runner.run(TestData{}); });
+    CHECK(out.status == SagaStatus::compensated);
+    CHECK(def.compensation_calls() == std::vector<std::string>{"~a#1"});
+    CHECK(out.compensated_steps == std::vector<std::string>{"a"});
+}
+
+TEST_CASE("a saga id can be given, and reusing it is a conflict", "[saga]") {
+    boost::asio::io_context ioc;
+    MemoryEventStore store(ioc.get_executor());
+    ScriptedSaga def;
+    SagaRunner<FourSteps, MemoryEventStore> runner(def, store, fast_options());
+    auto out = run(ioc, [&] { return runner.run(TestData{}, {.saga_id = "order-7"}); });
+    CHECK(out.saga_id == "order-7");
+    CHECK(store.stream_version("saga-order-7") == out.version);
+    REQUIRE_THROWS_AS(run(ioc, [&] { return runner.run(TestData{}, {.saga_id = "order-7"}); }), ConcurrencyConflict);
+    // Nothing of the second run reached the store or the steps.
+    CHECK(store.stream_version("saga-order-7") == out.version);
+    CHECK(def.calls.size() == 4);
+}
+
+TEST_CASE("runner options are validated", "[saga][config]") {
+    boost::asio::io_context ioc;
+    MemoryEventStore store(ioc.get_executor());
+    ScriptedSaga def;
+    SagaOptions bad = fast_options();
+    bad.steps["no_such_step"] = StepPolicy{};
+    REQUIRE_THROWS_WITH((SagaRunner<FourSteps, MemoryEventStore>(def, store, bad)),
+                        Catch::Contains("no_such_step"));
+    SagaOptions zero = fast_options();
+    zero.defaults.retry.attempts = 0;
+    REQUIRE_THROWS_AS((SagaRunner<FourSteps, MemoryEventStore>(def, store, zero)), Error);
+}
