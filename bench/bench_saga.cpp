@@ -97,6 +97,6 @@ void saga_in_memory(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(saga_in_memory)->Name("saga_in_memory")->Arg(1000)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(saga_in_memory)->Name("saga_in_memory")->Arg(1)->Arg(100)->Arg(1000)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 BENCHMARK_MAIN();

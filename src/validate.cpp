@@ -78,26 +78,37 @@ void validate_stream_id(std::string_view stream) {
 
 void validate_append(std::string_view stream, ExpectedVersion expected, const std::vector<EventData>& events) {
     validate_stream_id(stream);
-    const std::string where = "append to '" + std::string(stream) + "': ";
-    if (!expected.valid()) invalid(where + "expected version " + std::to_string(expected.value()) + " is negative");
-    if (events.empty()) invalid(where + "no events to append");
+    // Messages are built only on failure: this runs on every append.
+    auto where = [&] { return "append to '" + std::string(stream) + "': "; };
+    if (!expected.valid()) invalid(where() + "expected version " + std::to_string(expected.value()) + " is negative");
+    if (events.empty()) invalid(where() + "no events to append");
     if (events.size() > max_events_per_append)
-        invalid(where + std::to_string(events.size()) + " events in one append; the limit is " +
+        invalid(where() + std::to_string(events.size()) + " events in one append; the limit is " +
                 std::to_string(max_events_per_append));
-    std::unordered_set<std::string_view> ids;
     for (std::size_t i = 0; i < events.size(); ++i) {
         const auto& e = events[i];
-        const std::string at = where + "event " + std::to_string(i) + ": ";
-        if (!is_uuid(e.event_id)) invalid(at + "event id '" + e.event_id + "' is not a UUID");
-        if (!ids.insert(e.event_id).second) invalid(at + "event id " + e.event_id + " appears twice");
-        if (e.type.empty()) invalid(at + "event type is empty");
-        if (e.type.size() > max_event_type_length) invalid(at + "event type is too long");
+        auto at = [&] { return where() + "event " + std::to_string(i) + ": "; };
+        if (!is_uuid(e.event_id)) invalid(at() + "event id '" + e.event_id + "' is not a UUID");
+        if (e.type.empty()) invalid(at() + "event type is empty");
+        if (e.type.size() > max_event_type_length) invalid(at() + "event type is too long");
         if (e.schema_version < 1)
-            invalid(at + "schema version " + std::to_string(e.schema_version) + " is not >= 1");
-        if (auto p = json_problem(e.payload); !p.empty()) invalid(at + "payload is not valid JSON: " + p);
+            invalid(at() + "schema version " + std::to_string(e.schema_version) + " is not >= 1");
+        if (auto p = json_problem(e.payload); !p.empty()) invalid(at() + "payload is not valid JSON: " + p);
         if (!e.metadata.extra.is_null() && !e.metadata.extra.is_object())
-            invalid(at + "metadata.extra must be a JSON object");
-        if (auto p = json_problem(e.metadata.extra); !p.empty()) invalid(at + "metadata is not valid JSON: " + p);
+            invalid(at() + "metadata.extra must be a JSON object");
+        if (auto p = json_problem(e.metadata.extra); !p.empty()) invalid(at() + "metadata is not valid JSON: " + p);
+    }
+    // The same id twice in one append (quadratic for the usual handful of
+    // events, a set beyond).
+    auto duplicate = [&](std::size_t i) { return where() + "event id " + events[i].event_id + " appears twice"; };
+    if (events.size() <= 16) {
+        for (std::size_t i = 1; i < events.size(); ++i)
+            for (std::size_t j = 0; j < i; ++j)
+                if (events[i].event_id == events[j].event_id) invalid(duplicate(i));
+    } else {
+        std::unordered_set<std::string_view> ids;
+        for (std::size_t i = 0; i < events.size(); ++i)
+            if (!ids.insert(events[i].event_id).second) invalid(duplicate(i));
     }
 }
 

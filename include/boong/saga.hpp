@@ -52,11 +52,7 @@ public:
           data_(data),
           correlation_id_(correlation_id),
           deadline_(deadline),
-          log_(std::move(log)) {
-        key_.reserve(saga_id.size() + step.size() + 12);
-        key_.append(saga_id).append(":").append(step);
-        if (compensating) key_.append(":compensate");
-    }
+          log_(std::move(log)) {}
 
     const std::string& saga_id() const noexcept { return saga_id_; }
     std::string_view saga_type() const noexcept { return saga_type_; }
@@ -67,7 +63,14 @@ public:
     // "<saga id>:<step>" for the action and "<saga id>:<step>:compensate" for the
     // compensation: the same on every attempt and after a restart, so a service
     // that records it can refuse to apply an effect twice.
-    const std::string& idempotency_key() const noexcept { return key_; }
+    const std::string& idempotency_key() const {
+        if (key_.empty()) {  // built on first use: most steps never ask
+            key_.reserve(saga_id_.size() + step_.size() + 12);
+            key_.append(saga_id_).append(":").append(step_);
+            if (compensating_) key_.append(":compensate");
+        }
+        return key_;
+    }
     const std::string& correlation_id() const noexcept { return correlation_id_; }
     Data& data() noexcept { return data_; }
     const Data& data() const noexcept { return data_; }
@@ -86,7 +89,7 @@ private:
     const std::string& correlation_id_;
     std::chrono::steady_clock::time_point deadline_;
     SagaLogger log_;
-    std::string key_;
+    mutable std::string key_;
 };
 
 // Saga data travels in events, so it must convert to and from JSON.

@@ -175,7 +175,7 @@ private:
         std::unordered_map<std::string, std::weak_ptr<Execution>> active;
 
         std::shared_ptr<Execution> make_execution() {
-            return std::make_shared<Execution>(shared, boost::asio::make_strand(shared->store.get_executor()));
+            return std::make_shared<Execution>(shared, detail::make_saga_strand(shared->store.get_executor()));
         }
         std::shared_ptr<Execution> find(const std::string& id) {
             std::lock_guard lock(mutex);

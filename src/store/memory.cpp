@@ -9,16 +9,24 @@
 namespace boong {
 
 struct MemoryEventStore::State {
-    struct EventLocation {
-        std::string stream;
+    // An event as kept: the stream id is held once, by the stream.
+    struct Stored {
+        const std::string* stream;  // the key in `streams`, which never moves
         std::int64_t version;
+        Clock::time_point stored_at;
+        EventData event;
     };
 
     mutable std::mutex mutex;
-    std::deque<RecordedEvent> log;  // log[i] has global position i + 1
+    std::deque<Stored> log;  // log[i] has global position i + 1; a deque never moves its elements
     std::unordered_map<std::string, std::vector<std::size_t>> streams;  // stream -> indexes into log
-    std::unordered_map<std::string, EventLocation> ids;
+    std::unordered_map<std::string_view, std::size_t> ids;  // event id (viewing into log) -> index into log
     std::unordered_map<std::string, Snapshot> snapshots;
+
+    RecordedEvent recorded(std::size_t index) const {
+        const Stored& s = log[index];
+        return RecordedEvent{*s.stream, s.version, static_cast<std::int64_t>(index) + 1, s.stored_at, s.event};
+    }
 
     std::int64_t version_of(const std::string& stream) const {
         auto it = streams.find(stream);
@@ -39,18 +47,19 @@ AppendResult MemoryEventStore::append(const std::string& stream, ExpectedVersion
     // A retry of an append whose reply was lost: the same ids, already stored
     // in this stream in this order, right after the expected version.
     if (auto first = s.ids.find(events.front().event_id); first != s.ids.end()) {
-        const auto& loc = first->second;
-        const std::int64_t start = loc.version;
-        bool same = loc.stream == stream && (expected.is_any() || expected.value() == start - 1) &&
+        const State::Stored& stored = s.log[first->second];
+        const std::int64_t start = stored.version;
+        bool same = *stored.stream == stream && (expected.is_any() || expected.value() == start - 1) &&
                     start - 1 + static_cast<std::int64_t>(events.size()) <= current;
-        const auto& indexes = s.streams[stream];
+        const auto& indexes = s.streams.at(*stored.stream);
         for (std::size_t i = 0; same && i < events.size(); ++i) {
             same = s.log[indexes[static_cast<std::size_t>(start - 1) + i]].event.event_id == events[i].event_id;
         }
         if (same) {
-            const auto& last = s.log[indexes[static_cast<std::size_t>(start - 1) + events.size() - 1]];
-            return {start - 1 + static_cast<std::int64_t>(events.size()),
-                    s.log[indexes[static_cast<std::size_t>(start - 1)]].position, last.position};
+            const auto first_index = indexes[static_cast<std::size_t>(start - 1)];
+            const auto last_index = indexes[static_cast<std::size_t>(start - 1) + events.size() - 1];
+            return {start - 1 + static_cast<std::int64_t>(events.size()), static_cast<std::int64_t>(first_index) + 1,
+                    static_cast<std::int64_t>(last_index) + 1};
         }
     }
     if (!expected.is_any() && expected.value() != current) {
@@ -58,24 +67,26 @@ AppendResult MemoryEventStore::append(const std::string& stream, ExpectedVersion
     }
     for (const auto& e : events) {
         if (auto it = s.ids.find(e.event_id); it != s.ids.end()) {
+            const State::Stored& other = s.log[it->second];
             throw Error(errc::duplicate_event, "append to '" + stream + "': event id " + e.event_id +
-                                                   " is already stored as version " +
-                                                   std::to_string(it->second.version) + " of '" +
-                                                   it->second.stream + "'");
+                                                   " is already stored as version " + std::to_string(other.version) +
+                                                   " of '" + *other.stream + "'");
         }
     }
 
-    auto& indexes = s.streams[stream];
+    auto [entry, created] = s.streams.try_emplace(stream);
+    if (created) entry->second.reserve(16);
+    auto& indexes = entry->second;
     const auto now = Clock::now();
     AppendResult result;
     result.first_position = static_cast<std::int64_t>(s.log.size()) + 1;
     std::int64_t version = current;
     for (auto& e : events) {
         ++version;
-        s.ids.emplace(e.event_id, State::EventLocation{stream, version});
-        indexes.push_back(s.log.size());
-        s.log.push_back(RecordedEvent{stream, version, static_cast<std::int64_t>(s.log.size()) + 1, now,
-                                      std::move(e)});
+        const std::size_t index = s.log.size();
+        indexes.push_back(index);
+        s.log.push_back(State::Stored{&entry->first, version, now, std::move(e)});
+        s.ids.emplace(s.log.back().event.event_id, index);
     }
     result.last_position = static_cast<std::int64_t>(s.log.size());
     result.next_expected_version = version;
@@ -93,7 +104,7 @@ std::vector<RecordedEvent> MemoryEventStore::read_stream(const std::string& stre
     if (it == s.streams.end()) return out;
     const auto& indexes = it->second;
     const auto begin = static_cast<std::size_t>(from_version - 1);
-    for (std::size_t i = begin; i < indexes.size() && out.size() < max_count; ++i) out.push_back(s.log[indexes[i]]);
+    for (std::size_t i = begin; i < indexes.size() && out.size() < max_count; ++i) out.push_back(s.recorded(indexes[i]));
     return out;
 }
 
@@ -103,7 +114,7 @@ std::vector<RecordedEvent> MemoryEventStore::read_all(std::int64_t from_position
     std::lock_guard lock(s.mutex);
     std::vector<RecordedEvent> out;
     for (auto i = static_cast<std::size_t>(from_position - 1); i < s.log.size() && out.size() < max_count; ++i) {
-        out.push_back(s.log[i]);
+        out.push_back(s.recorded(i));
     }
     return out;
 }

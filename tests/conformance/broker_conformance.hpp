@@ -99,6 +99,8 @@ inline ConsumerOptions consumer_options(std::string topic, std::string group, st
 }
 
 // Polls `done` every few milliseconds until it holds or `limit` passed.
+// g++ 12 destroys a lambda temporary in a co_await expression twice: pass
+// lambdas that capture by reference only, or a named std::function.
 inline asio::awaitable<bool> eventually(std::function<bool()> done, SteadyClock::duration limit = 5s) {
     const auto deadline = SteadyClock::now() + limit;
     while (!done()) {
@@ -152,7 +154,8 @@ private:
     };
     // Holds the state itself, so it does not depend on this object's lifetime.
     static asio::awaitable<bool> wait_done(std::shared_ptr<State> s, SteadyClock::duration limit) {
-        co_return co_await eventually([s] { return s->done; }, limit);
+        std::function<bool()> done = [s] { return s->done; };  // named: see eventually()
+        co_return co_await eventually(std::move(done), limit);
     }
     std::shared_ptr<State> state_;
 };
@@ -459,6 +462,7 @@ TEMPLATE_TEST_CASE("broker conformance: after max_deliveries failures a message 
     std::string id;
     std::vector<bc::Seen> deliveries;
     std::vector<boong::Delivery> dead;
+    std::chrono::steady_clock::time_point dead_at{};
     bool stopped = false;
     boong::test::run(
         fx.ioc(),
@@ -476,6 +480,7 @@ TEMPLATE_TEST_CASE("broker conformance: after max_deliveries failures a message 
                 fx, bc::consumer_options(boong::dead_letter_topic(topic), fx.unique("dlq-reader"), "r"),
                 [&](const boong::Delivery& d) -> asio::awaitable<void> {
                     dead.push_back(d);
+                    dead_at = std::chrono::steady_clock::now();
                     co_return;
                 });
             co_await bc::eventually([&] { return !dead.empty(); });
@@ -488,6 +493,8 @@ TEMPLATE_TEST_CASE("broker conformance: after max_deliveries failures a message 
     REQUIRE(deliveries.size() == 3);
     for (std::size_t i = 0; i < deliveries.size(); ++i) CHECK(deliveries[i].delivery_count == static_cast<int>(i) + 1);
     REQUIRE(dead.size() == 1);
+    // Dead-lettered when the last delivery failed, not a visibility timeout later.
+    CHECK(dead_at - deliveries.back().at < fx.short_timeout());
     const auto& d = dead[0];
     CHECK(d.topic == topic + ".dlq");
     bc::check_same_event(d.event, event);

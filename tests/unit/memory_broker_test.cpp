@@ -20,8 +20,9 @@ struct MemoryBrokerFixture {
 
     boost::asio::io_context& ioc() { return ioc_; }
     boong::MemoryBroker& broker() { return broker_; }
-    // Every fixture has its own broker, so names need no run-wide uniqueness.
-    std::string unique(std::string_view base) { return std::string(base); }
+    // Every fixture has its own broker; the counter only keeps two calls apart.
+    std::string unique(std::string_view base) { return std::string(base) + "-" + std::to_string(++names_); }
+    int names_ = 0;
     std::chrono::milliseconds short_timeout() { return std::chrono::milliseconds(50); }
 };
 
@@ -67,7 +68,7 @@ TEST_CASE("memory broker: message ids count from 1-0 per topic; size and read_to
     CHECK(fx.broker().publish("a", bc::make_event(ids, "A", {{"n", 5}})) == "4-0");
 }
 
-TEST_CASE("memory broker: publish never completes inside the initiating call", "[broker][memory]") {
+TEST_CASE("memory broker: publish and consume never complete inside the initiating call", "[broker][memory]") {
     MemoryBrokerFixture fx;
     boong::IdGenerator ids;
     bool completed = false;
@@ -82,11 +83,20 @@ TEST_CASE("memory broker: publish never completes inside the initiating call", "
         CHECK(e);
         invalid_completed = true;
     });
+    bool consume_completed = false;
+    fx.broker().async_consume(
+        bc::consumer_options("t", "g", ""), [](const boong::Delivery&) -> asio::awaitable<void> { co_return; },
+        [&](std::exception_ptr e) {
+            CHECK(e);
+            consume_completed = true;
+        });
     CHECK_FALSE(completed);
     CHECK_FALSE(invalid_completed);
+    CHECK_FALSE(consume_completed);
     fx.ioc().run();
     CHECK(completed);
     CHECK(invalid_completed);
+    CHECK(consume_completed);
     CHECK(id == "1-0");
 }
 

@@ -2,7 +2,6 @@
 // compensations backward, recording every transition in the saga's stream.
 #pragma once
 
-#include <boong/detail/attempt.hpp>
 #include <boong/detail/backoff.hpp>
 #include <boong/detail/post.hpp>
 #include <boong/detail/validate.hpp>
@@ -14,14 +13,20 @@
 #include <boost/asio/append.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/error.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <spdlog/logger.h>
 
 #include <algorithm>
+#include <iterator>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -31,6 +36,30 @@
 namespace boong::detail {
 
 namespace asio = boost::asio;
+
+// Builds a JSON object from key/value pairs in place. nlohmann's
+// initializer-list constructor copies every value and allocates to destroy its
+// temporaries; events are recorded on every transition, so this matters.
+inline void put(json::object_t&) {}
+template <class V, class... Rest>
+void put(json::object_t& o, std::string_view key, V&& value, Rest&&... rest) {
+    o.emplace(std::string(key), json(std::forward<V>(value)));
+    put(o, std::forward<Rest>(rest)...);
+}
+template <class... KV>
+json object(KV&&... kv) {
+    json j(json::value_t::object);
+    put(j.get_ref<json::object_t&>(), std::forward<KV>(kv)...);
+    return j;
+}
+
+// A strand for one saga. On an io_context, a strand of its executor type fits
+// any_io_executor's small buffer, where a strand<any_io_executor> would cost an
+// allocation on every copy of the executor.
+inline asio::any_io_executor make_saga_strand(const asio::any_io_executor& ex) {
+    if (const auto* io = ex.target<asio::io_context::executor_type>()) return asio::make_strand(*io);
+    return asio::make_strand(ex);
+}
 
 // What every run of one saga type shares: set up once by the runner.
 template <class SagaT, class Store>
@@ -59,6 +88,11 @@ struct SagaShared {
 // Why a running saga is being stopped from outside its steps.
 enum class StopReason { none, cancel, deadline, shutdown };
 
+struct AttemptResult {
+    std::exception_ptr error;  // null when the attempt completed
+    bool timed_out = false;    // it failed because its deadline passed
+};
+
 struct StepFailure {
     bool failed = false;
     FailureKind kind = FailureKind::none;
@@ -73,10 +107,14 @@ public:
     using Definition = typename SagaT::definition_type;
     using Data = typename SagaT::data_type;
     using Descriptor = StepDescriptor<Definition, Data>;
-    using executor_type = asio::strand<asio::any_io_executor>;
+    using executor_type = asio::any_io_executor;  // a strand: see make_saga_strand
 
     SagaExecution(std::shared_ptr<Shared> shared, executor_type ex)
-        : shared_(std::move(shared)), ex_(std::move(ex)), write_done_(ex_), deadline_timer_(ex_) {
+        : shared_(std::move(shared)),
+          ex_(std::move(ex)),
+          write_done_(ex_),
+          deadline_timer_(ex_),
+          main_lane_(std::make_shared<Lane>(root_, ex_)) {
         write_done_.expires_at(asio::steady_timer::time_point::max());
     }
 
@@ -93,6 +131,7 @@ public:
         state_.deadline = deadline;
         stream_ = saga_stream(state_.saga_id);
         causation_ = std::move(causation_id);
+        reserve();
         data_ = std::move(data);
         resuming_ = false;
     }
@@ -100,6 +139,7 @@ public:
     // An existing saga, from its folded stream.
     void prepare_resume(SagaState state) {
         state_ = std::move(state);
+        reserve();
         stream_ = saga_stream(state_.saga_id);
         causation_ = state_.last_event_id;
         try {
@@ -109,6 +149,13 @@ public:
                         "saga " + state_.saga_id + ": its recorded data does not decode: " + std::string(e.what()));
         }
         resuming_ = true;
+    }
+
+    // The vectors every run fills, sized once.
+    void reserve() {
+        state_.completed.reserve(SagaT::step_count);
+        state_.compensable.reserve(SagaT::step_count);
+        pending_.reserve(4);
     }
 
     // Asks a running saga to stop and compensate. Runs on the saga's strand.
@@ -127,32 +174,37 @@ public:
         auto self = this->shared_from_this();  // keep alive across suspensions
         try {
             auto outcome = co_await drive();
-            done_ = true;
-            deadline_timer_.cancel();
+            finish();
             co_return outcome;
         } catch (...) {
-            done_ = true;
-            deadline_timer_.cancel();
+            finish();
             throw;
         }
     }
 
 private:
+    // Nothing of a finished run may stay pending on the io_context.
+    void finish() {
+        done_ = true;
+        deadline_timer_.cancel();
+        main_lane_->close();
+    }
+
     asio::awaitable<SagaOutcome<Data>> drive() {
         if (!resuming_) {
-            json started{{"saga_type", SagaT::name}, {"data", json(data_)}};
+            json started = object("saga_type", SagaT::name, "data", json(data_));
             if (state_.deadline) started["deadline"] = format_timestamp(*state_.deadline);
             record(saga_event::started, std::move(started));
         } else {
             if (state_.phase == SagaPhase::failed) state_.phase = SagaPhase::compensating;
-            record(saga_event::resumed, {{"phase", to_string(state_.phase)}});
+            record(saga_event::resumed, object("phase", to_string(state_.phase)));
         }
         arm_deadline();
 
         if (state_.phase == SagaPhase::running) {
             StepFailure failure = co_await forward();
             if (!failure.failed) {
-                record(saga_event::completed, {{"data", json(data_)}});
+                record(saga_event::completed, object("data", json(data_)));
                 state_.phase = SagaPhase::completed;
                 co_await flush();
                 log(spdlog::level::debug, "", "completed");
@@ -164,24 +216,22 @@ private:
             state_.error = failure.error;
             deadline_timer_.cancel();
             record(saga_event::compensation_started,
-                   {{"failed_step", failure.step}, {"kind", to_string(failure.kind)}, {"error", failure.error}});
+                   object("failed_step", failure.step, "kind", to_string(failure.kind), "error", failure.error));
             log(spdlog::level::warn, failure.step, "compensating after {} failure: {}", to_string(failure.kind),
                 failure.error);
         }
 
         if (!co_await compensate_all()) {
             state_.phase = SagaPhase::failed;
-            record(saga_event::failed,
-                   {{"step", state_.failed_compensation}, {"error", state_.compensation_error}});
+            record(saga_event::failed, object("step", state_.failed_compensation, "error", state_.compensation_error));
             co_await flush();
             log(spdlog::level::err, state_.failed_compensation, "FAILED: compensation gave up: {}",
                 state_.compensation_error);
             co_return outcome(SagaStatus::failed);
         }
         state_.phase = SagaPhase::compensated;
-        record(saga_event::compensated, {{"failed_step", state_.failed_step},
-                                         {"kind", to_string(state_.failure_kind)},
-                                         {"error", state_.error}});
+        record(saga_event::compensated, object("failed_step", state_.failed_step, "kind",
+                                               to_string(state_.failure_kind), "error", state_.error));
         co_await flush();
         log(spdlog::level::info, state_.failed_step, "compensated");
         co_return outcome(SagaStatus::compensated);
@@ -201,13 +251,74 @@ private:
             // (no co_await inside ?: — g++ 12 miscompiles it)
             StepFailure f;
             if (todo.size() == 1) {
-                f = co_await run_step(*todo.front(), nullptr);
+                f = co_await run_step(*todo.front(), nullptr, main_lane_);
             } else {
                 f = co_await run_group(todo);
             }
             if (f.failed) co_return f;
         }
         co_return StepFailure{};
+    }
+
+    // A coroutine of the saga (its body, or one branch of a parallel group),
+    // with the signal that interrupts whatever it awaits. A step attempt runs
+    // inline on its lane. Its deadline is watched by one timer per lane that
+    // stays armed across attempts: an attempt only moves `deadline`, and the
+    // timer, when it fires early, re-arms itself for the deadline then in
+    // force. Arming a timer for every attempt would cost more than the step.
+    // Shared with the timer's handler, which may outlive the lane's coroutine.
+    struct Lane {
+        using time_point = asio::steady_timer::time_point;
+        Lane(asio::cancellation_signal& s, const executor_type& ex) : signal(s), timer(ex) {}
+        asio::cancellation_signal& signal;
+        asio::steady_timer timer;
+        time_point deadline = time_point::max();  // of the running attempt; max when none or no timeout
+        bool armed = false;
+        bool timed_out = false;
+
+        // Ends the lane: no timer may be left pending on the io_context.
+        void close() {
+            deadline = time_point::max();
+            if (armed) timer.cancel();
+        }
+    };
+
+    // Arms (or re-arms) the lane's timer; separate from Lane so the handler can
+    // hold the lane alive.
+    static void arm(const std::shared_ptr<Lane>& lane, typename Lane::time_point at) {
+        lane->armed = true;
+        lane->timer.expires_at(at);
+        lane->timer.async_wait([lane](boost::system::error_code ec) {
+            if (ec) return;  // cancelled or re-armed: the newer wait is in charge
+            lane->armed = false;
+            if (lane->deadline == Lane::time_point::max()) return;  // no attempt running: stay idle
+            if (asio::steady_timer::clock_type::now() < lane->deadline) {
+                arm(lane, lane->deadline);  // a later attempt moved the deadline
+                return;
+            }
+            lane->timed_out = true;
+            lane->deadline = Lane::time_point::max();
+            lane->signal.emit(asio::cancellation_type::terminal);
+        });
+    }
+
+    // Runs one attempt of an action or compensation on `lane`.
+    asio::awaitable<AttemptResult> run_attempt(const std::shared_ptr<Lane>& lane, asio::awaitable<void> work,
+                                               milliseconds timeout) {
+        lane->timed_out = false;
+        lane->deadline = timeout.count() > 0 ? asio::steady_timer::clock_type::now() + timeout
+                                             : Lane::time_point::max();
+        if (lane->deadline != Lane::time_point::max() && (!lane->armed || lane->timer.expiry() > lane->deadline)) {
+            arm(lane, lane->deadline);
+        }
+        std::exception_ptr error;
+        try {
+            co_await std::move(work);
+        } catch (...) {
+            error = std::current_exception();
+        }
+        lane->deadline = Lane::time_point::max();
+        co_return AttemptResult{error, error != nullptr && lane->timed_out};
     }
 
     struct Group {
@@ -235,19 +346,19 @@ private:
         auto group = std::make_shared<Group>(todo.size(), ex_);
         group->remaining = todo.size();
         for (std::size_t i = 0; i < todo.size(); ++i) {
-            asio::co_spawn(ex_, branch(*todo[i], group),
-                           asio::bind_cancellation_slot(group->signals[i].slot(),
-                                                        [group, i](std::exception_ptr e, StepFailure f) {
-                                                            group->done[i] = true;
-                                                            group->results[i] = std::move(f);
-                                                            if (e && !group->error) group->error = e;
-                                                            if ((e || group->results[i].failed) && !group->failed) {
-                                                                group->failed = true;
-                                                                group->failed_step = group->results[i].step;
-                                                                group->cancel_running();
-                                                            }
-                                                            if (--group->remaining == 0) group->joined.cancel();
-                                                        }));
+            asio::co_spawn(
+                ex_, branch(*todo[i], group, i),
+                asio::bind_cancellation_slot(group->signals[i].slot(), [group, i](std::exception_ptr e, StepFailure f) {
+                    group->done[i] = true;
+                    group->results[i] = std::move(f);
+                    if (e && !group->error) group->error = e;
+                    if ((e || group->results[i].failed) && !group->failed) {
+                        group->failed = true;
+                        group->failed_step = group->results[i].step;
+                        group->cancel_running();
+                    }
+                    if (--group->remaining == 0) group->joined.cancel();
+                }));
         }
         while (group->remaining > 0) {
             co_await group->joined.async_wait(asio::as_tuple(asio::use_awaitable));
@@ -266,13 +377,22 @@ private:
         co_return StepFailure{};
     }
 
-    asio::awaitable<StepFailure> branch(const Descriptor& step, std::shared_ptr<Group> group) {
+    asio::awaitable<StepFailure> branch(const Descriptor& step, std::shared_ptr<Group> group, std::size_t index) {
         co_await asio::this_coro::throw_if_cancelled(false);
-        co_return co_await run_step(step, group.get());
+        auto lane = std::make_shared<Lane>(group->signals[index], ex_);
+        StepFailure f;
+        try {
+            f = co_await run_step(step, group.get(), lane);
+        } catch (...) {
+            lane->close();
+            throw;
+        }
+        lane->close();
+        co_return f;
     }
 
     // Attempts one step per its retry policy.
-    asio::awaitable<StepFailure> run_step(const Descriptor& step, Group* group) {
+    asio::awaitable<StepFailure> run_step(const Descriptor& step, Group* group, std::shared_ptr<Lane> lane) {
         const StepPolicy& policy = shared_->options.policy_for(step.name);
         for (int attempt = 1;; ++attempt) {
             if (stop_ == StopReason::shutdown) co_await interrupted();
@@ -280,21 +400,20 @@ private:
                 record_step_failure(step.name, attempt, f, true);
                 co_return f;
             }
-            record(saga_event::step_started, {{"step", step.name}, {"attempt", attempt}});
+            record(saga_event::step_started, object("step", step.name, "attempt", attempt));
             co_await flush();
             if (auto f = interruption(step, group); f.failed) {
                 record_step_failure(step.name, attempt, f, true);
                 co_return f;
             }
-            StepContext<Data> ctx(state_.saga_id, SagaT::name, step.name, attempt, false, data_,
-                                  state_.correlation_id, attempt_deadline(policy.timeout),
+            StepContext<Data> ctx(state_.saga_id, SagaT::name, step.name, attempt, false, data_, state_.correlation_id,
+                                  attempt_deadline(policy.timeout),
                                   SagaLogger(shared_->logger, state_.saga_id, step.name));
-            AttemptResult r =
-                co_await run_attempt(ex_, step.action(shared_->definition, ctx), policy.timeout);
+            AttemptResult r = co_await run_attempt(lane, step.action(shared_->definition, ctx), policy.timeout);
             if (!r.error) {
                 state_.completed.emplace_back(step.name);
                 state_.compensable.emplace_back(step.name);
-                record(saga_event::step_completed, {{"step", step.name}, {"attempt", attempt}, {"data", json(data_)}});
+                record(saga_event::step_completed, object("step", step.name, "attempt", attempt, "data", json(data_)));
                 co_return StepFailure{};
             }
             if (stop_ == StopReason::shutdown) co_await interrupted();
@@ -304,8 +423,8 @@ private:
                                    ? true
                                    : attempt >= policy.retry.attempts;
             // Its effect may have happened: undo it with the others if the policy says so.
-            const bool uncertain = final && f.kind != FailureKind::rejected && policy.compensate_uncertain &&
-                                   step.compensation != nullptr;
+            const bool uncertain =
+                final && f.kind != FailureKind::rejected && policy.compensate_uncertain && step.compensation != nullptr;
             if (uncertain) state_.compensable.emplace_back(step.name);
             record_step_failure(step.name, attempt, f, final, uncertain);
             log(spdlog::level::warn, step.name, "attempt {} failed ({}{}): {}", attempt, to_string(f.kind),
@@ -336,28 +455,25 @@ private:
         const StepPolicy& policy = shared_->options.policy_for(step.name);
         for (int attempt = 1;; ++attempt) {
             if (stop_ == StopReason::shutdown) co_await interrupted();
-            record(saga_event::step_compensating, {{"step", step.name}, {"attempt", attempt}});
+            record(saga_event::step_compensating, object("step", step.name, "attempt", attempt));
             co_await flush();
-            StepContext<Data> ctx(state_.saga_id, SagaT::name, step.name, attempt, true, data_,
-                                  state_.correlation_id, attempt_deadline(policy.compensation_timeout),
+            StepContext<Data> ctx(state_.saga_id, SagaT::name, step.name, attempt, true, data_, state_.correlation_id,
+                                  attempt_deadline(policy.compensation_timeout),
                                   SagaLogger(shared_->logger, state_.saga_id, step.name));
-            AttemptResult r =
-                co_await run_attempt(ex_, step.compensation(shared_->definition, ctx), policy.compensation_timeout);
+            AttemptResult r = co_await run_attempt(main_lane_, step.compensation(shared_->definition, ctx),
+                                                   policy.compensation_timeout);
             if (!r.error) {
                 state_.compensated.emplace_back(step.name);
-                record(saga_event::step_compensated, {{"step", step.name}, {"attempt", attempt}});
+                record(saga_event::step_compensated, object("step", step.name, "attempt", attempt));
                 co_return true;
             }
             if (stop_ == StopReason::shutdown) co_await interrupted();
             StepFailure f = classify(step.name, r, policy.compensation_timeout);
             const bool final = f.kind == FailureKind::rejected || attempt >= policy.compensation_retry.attempts;
-            record(saga_event::compensation_failed, {{"step", step.name},
-                                                     {"attempt", attempt},
-                                                     {"kind", to_string(f.kind)},
-                                                     {"error", f.error},
-                                                     {"final", final}});
-            log(final ? spdlog::level::err : spdlog::level::warn, step.name,
-                "compensation attempt {} failed{}: {}", attempt, final ? ", giving up" : "", f.error);
+            record(saga_event::compensation_failed, object("step", step.name, "attempt", attempt, "kind",
+                                                           to_string(f.kind), "error", f.error, "final", final));
+            log(final ? spdlog::level::err : spdlog::level::warn, step.name, "compensation attempt {} failed{}: {}",
+                attempt, final ? ", giving up" : "", f.error);
             if (final) {
                 state_.failed_compensation = std::string(step.name);
                 state_.compensation_error = f.error;
@@ -376,7 +492,8 @@ private:
             case StopReason::deadline:
                 return {true, FailureKind::deadline, std::string(step.name), stop_message_};
             case StopReason::shutdown:
-            case StopReason::none: break;
+            case StopReason::none:
+                break;
         }
         if (group != nullptr && group->failed) {
             return {true, FailureKind::cancelled, std::string(step.name),
@@ -407,8 +524,8 @@ private:
 
     void record_step_failure(std::string_view step, int attempt, const StepFailure& f, bool final,
                              bool compensate = false) {
-        json payload{{"step", step}, {"attempt", attempt}, {"kind", to_string(f.kind)}, {"error", f.error},
-                     {"final", final}};
+        json payload =
+            object("step", step, "attempt", attempt, "kind", to_string(f.kind), "error", f.error, "final", final);
         if (compensate) payload["compensate"] = true;
         record(saga_event::step_failed, std::move(payload));
     }
@@ -435,10 +552,12 @@ private:
     void arm_deadline() {
         if (!state_.deadline || state_.phase != SagaPhase::running) return;
         const auto left = *state_.deadline - Clock::now();
-        deadline_timer_.expires_after(std::chrono::duration_cast<asio::steady_timer::duration>(
-            std::max(left, Clock::duration::zero())));
+        deadline_timer_.expires_after(
+            std::chrono::duration_cast<asio::steady_timer::duration>(std::max(left, Clock::duration::zero())));
         deadline_timer_.async_wait([self = this->shared_from_this()](boost::system::error_code ec) {
-            if (!ec) self->request_stop(StopReason::deadline, "saga deadline " + format_timestamp(*self->state_.deadline) + " passed");
+            if (!ec)
+                self->request_stop(StopReason::deadline,
+                                   "saga deadline " + format_timestamp(*self->state_.deadline) + " passed");
         });
     }
 
@@ -475,8 +594,11 @@ private:
         }
         if (pending_.empty()) co_return;
         writing_ = true;
+        // Moved out element by element: pending_ keeps its capacity for the next transitions.
         std::vector<EventData> batch;
-        batch.swap(pending_);
+        batch.reserve(pending_.size());
+        std::move(pending_.begin(), pending_.end(), std::back_inserter(batch));
+        pending_.clear();
         const auto expected =
             state_.version == 0 ? ExpectedVersion::no_stream() : ExpectedVersion::exactly(state_.version);
         std::exception_ptr error;
@@ -531,6 +653,7 @@ private:
     StopReason stop_ = StopReason::none;
     std::string stop_message_;
     asio::steady_timer deadline_timer_;
+    std::shared_ptr<Lane> main_lane_;  // the saga's own coroutine; parallel branches have their own
 };
 
 }  // namespace boong::detail
