@@ -23,12 +23,14 @@ void put_hex(char*& out, std::uint64_t v, int nibbles) noexcept {
     for (int i = nibbles - 1; i >= 0; --i) *out++ = kHex[(v >> (i * 4)) & 0xF];
 }
 
-int hex_value(char c) noexcept {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
+// Which bytes are hex digits: stores check every event id they are given.
+constexpr std::array<bool, 256> kIsHex = [] {
+    std::array<bool, 256> t{};
+    for (int c = '0'; c <= '9'; ++c) t[static_cast<std::size_t>(c)] = true;
+    for (int c = 'a'; c <= 'f'; ++c) t[static_cast<std::size_t>(c)] = true;
+    for (int c = 'A'; c <= 'F'; ++c) t[static_cast<std::size_t>(c)] = true;
+    return t;
+}();
 
 constexpr std::string_view kReservedMetadata[] = {"correlation_id", "causation_id", "timestamp"};
 
@@ -39,11 +41,13 @@ IdGenerator::IdGenerator() {
     seed_ = (std::uint64_t{rd()} << 32) ^ rd();
 }
 
-std::string IdGenerator::next() {
+std::string IdGenerator::next() { return next(Clock::now()); }
+
+std::string IdGenerator::next(Clock::time_point now) {
     const std::uint64_t c = counter_.fetch_add(1, std::memory_order_relaxed);
     const std::uint64_t x = mix64(seed_ + c);  // unique per generator: bijective in c
     const auto ms = static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count());
+        std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count());
     // Layout (RFC 9562 v7): 48-bit unix ms | ver 7 | 12 bits rand_a | var 0b10 | 62 bits rand_b.
     // rand_a takes 2 bits of x and 10 bits of the seed; rand_b the other 62 bits of x.
     const std::uint64_t rand_a = ((x & 0x3) << 10) | ((seed_ >> 54) & 0x3FF);
@@ -65,12 +69,13 @@ std::string IdGenerator::next() {
 }
 
 bool is_uuid(std::string_view s) noexcept {
-    if (s.size() != 36) return false;
-    for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s.size() != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-') return false;
+    bool ok = true;
+    for (std::size_t i = 0; i < 36; ++i) {
         const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : hex_value(s[i]) < 0) return false;
+        ok &= dash || kIsHex[static_cast<unsigned char>(s[i])];
     }
-    return true;
+    return ok;
 }
 
 std::string format_timestamp(Clock::time_point t) {

@@ -100,6 +100,8 @@ public:
     explicit IdGenerator(std::uint64_t seed) noexcept : seed_(seed) {}
 
     std::string next();
+    // The same, with the time the caller already read (its timestamp part).
+    std::string next(Clock::time_point now);
 
 private:
     std::uint64_t seed_;

@@ -172,12 +172,13 @@ private:
 
         std::shared_ptr<Shared> shared;
         mutable std::mutex mutex;
-        std::unordered_map<std::string, std::weak_ptr<Execution>> active;
+        // Keyed by a view of the execution's own saga id, which outlives its entry.
+        std::unordered_map<std::string_view, std::weak_ptr<Execution>> active;
 
         std::shared_ptr<Execution> make_execution() {
             return std::make_shared<Execution>(shared, detail::make_saga_strand(shared->store.get_executor()));
         }
-        std::shared_ptr<Execution> find(const std::string& id) {
+        std::shared_ptr<Execution> find(std::string_view id) {
             std::lock_guard lock(mutex);
             auto it = active.find(id);
             return it == active.end() ? nullptr : it->second.lock();
@@ -190,11 +191,11 @@ private:
             }
             return out;
         }
-        bool enroll(const std::string& id, const std::shared_ptr<Execution>& e) {
+        bool enroll(std::string_view id, const std::shared_ptr<Execution>& e) {
             std::lock_guard lock(mutex);
             return active.try_emplace(id, e).second;
         }
-        void withdraw(const std::string& id) {
+        void withdraw(std::string_view id) {
             std::lock_guard lock(mutex);
             active.erase(id);
         }
@@ -226,11 +227,10 @@ private:
 
     template <class Handler>
     static void start(std::shared_ptr<Core> core, std::shared_ptr<Execution> exec, Handler handler) {
-        const std::string id = exec->id();
-        if (!core->enroll(id, exec)) {
+        if (!core->enroll(exec->id(), exec)) {
             detail::post_completion(exec->get_executor(), std::move(handler),
                                     std::make_exception_ptr(Error(errc::saga_not_resumable,
-                                                                  "saga " + id + " is already running here")),
+                                                                  "saga " + exec->id() + " is already running here")),
                                     Outcome{});
             return;
         }
@@ -245,10 +245,10 @@ private:
         boost::asio::co_spawn(
             exec->get_executor(), exec->run(),
             boost::asio::bind_cancellation_slot(
-                exec->root_slot(), [core, exec, slot, id, h = std::move(handler)](std::exception_ptr e,
-                                                                                  Outcome o) mutable {
+                exec->root_slot(), [core, exec, slot, h = std::move(handler)](std::exception_ptr e,
+                                                                              Outcome o) mutable {
                     if (slot.is_connected()) slot.clear();
-                    core->withdraw(id);
+                    core->withdraw(exec->id());
                     auto hex = boost::asio::get_associated_executor(h, exec->get_executor());
                     boost::asio::dispatch(hex, boost::asio::append(std::move(h), e, std::move(o)));
                 }));

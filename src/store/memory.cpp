@@ -65,28 +65,34 @@ AppendResult MemoryEventStore::append(const std::string& stream, ExpectedVersion
     if (!expected.is_any() && expected.value() != current) {
         throw ConcurrencyConflict(stream, expected.value(), current);
     }
-    for (const auto& e : events) {
-        if (auto it = s.ids.find(e.event_id); it != s.ids.end()) {
-            const State::Stored& other = s.log[it->second];
-            throw Error(errc::duplicate_event, "append to '" + stream + "': event id " + e.event_id +
-                                                   " is already stored as version " + std::to_string(other.version) +
-                                                   " of '" + *other.stream + "'");
-        }
-    }
 
     auto [entry, created] = s.streams.try_emplace(stream);
     if (created) entry->second.reserve(16);
     auto& indexes = entry->second;
+    const std::size_t indexed = indexes.size();
     const auto now = Clock::now();
+    const std::size_t first_index = s.log.size();
     AppendResult result;
-    result.first_position = static_cast<std::int64_t>(s.log.size()) + 1;
+    result.first_position = static_cast<std::int64_t>(first_index) + 1;
     std::int64_t version = current;
+    // Stored first, indexed by id as they go (one hash each); a reused id
+    // undoes the whole append, so nothing of it stays.
     for (auto& e : events) {
-        ++version;
         const std::size_t index = s.log.size();
+        s.log.push_back(State::Stored{&entry->first, ++version, now, std::move(e)});
+        auto [at, fresh] = s.ids.try_emplace(s.log.back().event.event_id, index);
+        if (!fresh) {
+            const State::Stored& other = s.log[at->second];
+            Error error(errc::duplicate_event, "append to '" + stream + "': event id " + std::string(at->first) +
+                                                   " is already stored as version " + std::to_string(other.version) +
+                                                   " of '" + *other.stream + "'");
+            for (std::size_t i = first_index; i < index; ++i) s.ids.erase(s.log[i].event.event_id);
+            s.log.erase(s.log.begin() + static_cast<std::ptrdiff_t>(first_index), s.log.end());
+            indexes.resize(indexed);
+            if (created) s.streams.erase(entry);
+            throw error;
+        }
         indexes.push_back(index);
-        s.log.push_back(State::Stored{&entry->first, version, now, std::move(e)});
-        s.ids.emplace(s.log.back().event.event_id, index);
     }
     result.last_position = static_cast<std::int64_t>(s.log.size());
     result.next_expected_version = version;

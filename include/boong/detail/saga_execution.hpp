@@ -204,7 +204,7 @@ private:
         if (state_.phase == SagaPhase::running) {
             StepFailure failure = co_await forward();
             if (!failure.failed) {
-                record(saga_event::completed, object("data", json(data_)));
+                record(saga_event::completed, json::object());  // the data is in the last StepCompleted
                 state_.phase = SagaPhase::completed;
                 co_await flush();
                 log(spdlog::level::debug, "", "completed");
@@ -573,13 +573,14 @@ private:
     // ---- the journal: events are buffered, then appended before the next
     // action starts, so a transition is always stored before what follows it.
     void record(std::string_view type, json payload) {
+        const auto now = Clock::now();
         EventData e;
-        e.event_id = shared_->ids.next();
+        e.event_id = shared_->ids.next(now);
         e.type = std::string(type);
         e.payload = std::move(payload);
         e.metadata.correlation_id = state_.correlation_id;
         e.metadata.causation_id = causation_;
-        e.metadata.timestamp = Clock::now();
+        e.metadata.timestamp = now;
         causation_ = e.event_id;
         pending_.push_back(std::move(e));
     }
