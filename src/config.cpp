@@ -3,6 +3,7 @@
 #include <boong/error.hpp>
 
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <array>
@@ -520,6 +521,24 @@ void validate(const SagaOptions& o) {
         if (name.empty()) policy_error("SagaOptions", "steps", "expected non-empty step names, got \"\"");
         validate(policy, "SagaOptions.steps." + name);
     }
+}
+
+ConsumerOptions consumer_options(const MessageBrokerConfig& broker, std::string topic, std::string group,
+                                 std::string consumer) {
+    ConsumerOptions o;
+    o.topic = std::move(topic);
+    o.group = std::move(group);
+    o.consumer = std::move(consumer);
+    o.concurrency = static_cast<std::size_t>(broker.consumer.consumer_count);
+    o.visibility_timeout = broker.consumer.visibility_timeout;
+    o.max_deliveries = broker.consumer.max_deliveries;
+    o.shutdown_grace = broker.consumer.shutdown_grace;
+    return o;
+}
+
+void apply_logging(const LoggingConfig& logging) {
+    // The level name was checked when the config was read.
+    spdlog::set_level(spdlog::level::from_str(logging.level));
 }
 
 }  // namespace boong

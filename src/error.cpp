@@ -19,8 +19,6 @@ public:
             case errc::invalid_config: return "invalid configuration";
             case errc::not_found: return "not found";
             case errc::rejected: return "rejected";
-            case errc::step_timeout: return "timed out";
-            case errc::cancelled: return "cancelled";
             case errc::store_unavailable: return "event store unavailable";
             case errc::broker_unavailable: return "message broker unavailable";
             case errc::protocol_error: return "protocol error";

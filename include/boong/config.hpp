@@ -2,6 +2,7 @@
 // loader that turns that file into typed, validated structs.
 #pragma once
 
+#include <boong/broker.hpp>
 #include <boong/policy.hpp>
 
 #include <nlohmann/json_fwd.hpp>
@@ -89,5 +90,13 @@ Config parse_config(const nlohmann::json& j, std::string_view source = "<config>
 // that is not one of a few reserved SQL words (select, table, user, ...;
 // compared case-insensitively).
 bool is_sql_identifier(std::string_view s) noexcept;
+
+// The options of a consumer of `topic` in `group`, with the configured defaults
+// (consumerCount becomes ConsumerOptions::concurrency).
+ConsumerOptions consumer_options(const MessageBrokerConfig& broker, std::string topic, std::string group,
+                                 std::string consumer);
+
+// Sets spdlog's default logger to the configured level.
+void apply_logging(const LoggingConfig& logging);
 
 }  // namespace boong

@@ -22,8 +22,6 @@ enum class errc : int {
     invalid_config,            // a config file or option that cannot be used
     not_found,                 // a saga, stream or snapshot that does not exist
     rejected,                  // a business rejection: not retried
-    step_timeout,              // a step or compensation passed its deadline
-    cancelled,                 // a saga was cancelled through the API
     store_unavailable,         // the event store cannot be reached
     broker_unavailable,        // the message broker cannot be reached
     protocol_error,            // a server answered something we cannot use

@@ -165,6 +165,7 @@ struct stage_traits {
 };
 template <class... S>
 struct stage_traits<Parallel<S...>> {
+    static_assert(sizeof...(S) >= 1, "boong::Parallel: a parallel group needs at least one step");
     static_assert((is_step<S>::value && ...), "boong::Parallel: only boong::Step<...> may be grouped (no nesting)");
     using steps = std::tuple<S...>;
 };

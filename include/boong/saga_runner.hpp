@@ -24,7 +24,9 @@ namespace boong {
 
 // Options of one run.
 struct RunOptions {
-    std::string saga_id{};       // empty: a new UUID. Running an id that exists is a ConcurrencyConflict.
+    // Empty: a new UUID. An id already stored fails the run with ConcurrencyConflict
+    // (nothing runs); one running in this runner with errc::saga_not_resumable.
+    std::string saga_id{};
     std::string correlation_id{};  // empty: the saga id
     std::string causation_id{};    // what caused this saga (e.g. the command's or event's id)
     // The saga must finish its steps within this long; past it, it is compensated
@@ -94,7 +96,12 @@ public:
             token, std::move(data), std::move(options));
     }
 
-    boost::asio::awaitable<Outcome> run(Data data, RunOptions options = {}) {
+    // Two overloads rather than a default argument: g++ 12 miscompiles a
+    // defaulted (or braced) class temporary inside a co_await expression.
+    boost::asio::awaitable<Outcome> run(Data data) {
+        return async_run(std::move(data), RunOptions{}, boost::asio::use_awaitable);
+    }
+    boost::asio::awaitable<Outcome> run(Data data, RunOptions options) {
         return async_run(std::move(data), std::move(options), boost::asio::use_awaitable);
     }
 

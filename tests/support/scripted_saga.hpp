@@ -26,7 +26,7 @@ inline void from_json(const json& j, TestData& d) {
 }
 
 // What a step does on one attempt.
-enum class Act { ok, fail, reject, hang, slow_ok };
+enum class Act { ok, fail, reject, hang, slow_ok, dirty_fail };
 
 // The plan for one step: what each attempt does (the last entry repeats).
 struct Plan {
@@ -85,6 +85,9 @@ private:
         switch (act) {
             case Act::ok: break;
             case Act::fail: throw std::runtime_error(step + " failed (transient)");
+            case Act::dirty_fail:  // changes the data, then fails
+                ctx.data().trail.push_back(step + "!");
+                throw std::runtime_error(step + " failed after writing");
             case Act::reject: throw Rejection(step + " rejected");
             case Act::hang: {
                 boost::asio::steady_timer t(co_await boost::asio::this_coro::executor, std::chrono::hours(1));

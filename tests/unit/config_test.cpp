@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <filesystem>
@@ -415,4 +416,28 @@ TEST_CASE("config: validate() of policies built in code", "[config]") {
         r.multiplier = 0.5;
         REQUIRE_CONFIG_ERROR(boong::validate(r, "r"), Contains("r.multiplier: expected a finite number >= 1"));
     }
+}
+
+TEST_CASE("config applies to consumers, logging and compensateUncertain", "[config]") {
+    const auto c = boong::parse_config(nlohmann::json::parse(R"({
+        "steps": {"pay": {"compensateUncertain": true}},
+        "messageBroker": {"type": "memory", "consumer": {"consumerCount": 4, "visibilityTimeout": 250,
+                                                         "maxDeliveries": 2, "shutdownGrace": 100}},
+        "logging": {"level": "warn"}
+    })"), "test.json");
+    CHECK(c.saga.policy_for("pay").compensate_uncertain);
+    CHECK_FALSE(c.saga.defaults.compensate_uncertain);
+    const auto o = boong::consumer_options(c.message_broker, "orders", "billing", "billing-1");
+    CHECK(o.topic == "orders");
+    CHECK(o.group == "billing");
+    CHECK(o.consumer == "billing-1");
+    CHECK(o.concurrency == 4);
+    CHECK(o.visibility_timeout == std::chrono::milliseconds(250));
+    CHECK(o.max_deliveries == 2);
+    CHECK(o.shutdown_grace == std::chrono::milliseconds(100));
+    boong::apply_logging(c.logging);
+    CHECK(spdlog::get_level() == spdlog::level::warn);
+    spdlog::set_level(spdlog::level::err);
+    REQUIRE_THROWS_WITH(boong::parse_config(nlohmann::json::parse(R"({"compensateUncertain": "yes"})"), "t.json"),
+                        Catch::Contains("t.json: compensateUncertain: expected true or false"));
 }

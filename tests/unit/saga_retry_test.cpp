@@ -291,3 +291,15 @@ TEST_CASE("with compensate_uncertain, a step that timed out is compensated too; 
     CHECK(rejected.status == SagaStatus::compensated);
     CHECK(def.compensation_calls() == std::vector<std::string>{"~b#1", "~a#1"});
 }
+
+TEST_CASE("a failed attempt's changes to the saga data are undone before the next attempt", "[saga][retry]") {
+    boost::asio::io_context ioc;
+    MemoryEventStore store(ioc.get_executor());
+    ScriptedSaga def;
+    def.plans["b"].actions = {Act::dirty_fail, Act::ok};
+    Runner runner(def, store, fast_options());
+    auto out = run(ioc, [&] { return runner.run(TestData{}); });
+    CHECK(out.status == SagaStatus::completed);
+    CHECK(out.data.trail == std::vector<std::string>{"a", "b", "c", "d"});
+    CHECK(out.data.value == 4);
+}

@@ -30,6 +30,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -160,10 +161,12 @@ public:
 
     // Asks a running saga to stop and compensate. Runs on the saga's strand.
     void request_stop(StopReason reason, std::string why) {
-        if (stop_ != StopReason::none || done_) return;
-        // Once compensating, only a shutdown may interrupt: compensations are
-        // shielded from cancellation and deadlines.
-        if (reason != StopReason::shutdown && state_.phase != SagaPhase::running) return;
+        if (done_ || stop_ == StopReason::shutdown) return;
+        if (reason != StopReason::shutdown) {
+            // The first stop wins; once compensating, only a shutdown may
+            // interrupt: compensations are shielded from cancellation and deadlines.
+            if (stop_ != StopReason::none || state_.phase != SagaPhase::running) return;
+        }
         stop_ = reason;
         stop_message_ = std::move(why);
         root_.emit(asio::cancellation_type::terminal);
@@ -409,7 +412,14 @@ private:
             StepContext<Data> ctx(state_.saga_id, SagaT::name, step.name, attempt, false, data_, state_.correlation_id,
                                   attempt_deadline(policy.timeout),
                                   SagaLogger(shared_->logger, state_.saga_id, step.name));
+            // A failed attempt's changes to the data are undone, so that the
+            // next attempt (or a resume, which only knows what was recorded)
+            // starts from the same data. Steps of a parallel group share the
+            // data with siblings still running, so theirs cannot be undone.
+            std::optional<Data> before;
+            if (group == nullptr) before.emplace(data_);
             AttemptResult r = co_await run_attempt(lane, step.action(shared_->definition, ctx), policy.timeout);
+            if (r.error && before) data_ = std::move(*before);
             if (!r.error) {
                 state_.completed.emplace_back(step.name);
                 state_.compensable.emplace_back(step.name);
@@ -538,8 +548,7 @@ private:
         } catch (const std::exception& e) {
             log(spdlog::level::err, "", "could not record progress while shutting down: {}", e.what());
         }
-        throw boost::system::system_error(asio::error::operation_aborted,
-                                          "saga " + state_.saga_id + " interrupted by shutdown");
+        throw Error(asio::error::operation_aborted, "saga " + state_.saga_id + " interrupted by shutdown");
     }
 
     // Waits `d`; a stop of the saga ends the wait early.
