@@ -52,11 +52,24 @@ bool valid_utf8(std::string_view s) noexcept {
     return true;
 }
 
+// Durable stores keep text in PostgreSQL, whose text and jsonb types cannot
+// hold U+0000 (libpq would also cut the string short there).
+bool has_nul(std::string_view s) noexcept { return s.find('\0') != std::string_view::npos; }
+
+// Why `s` cannot be stored as text, or empty when it can.
+const char* text_problem(std::string_view s) noexcept {
+    if (!valid_utf8(s)) return "is not valid UTF-8";
+    if (has_nul(s)) return "contains U+0000 (NUL), which stores cannot keep";
+    return nullptr;
+}
+
 // Why `j` cannot be stored as JSON, or empty when it can.
 std::string json_problem(const json& j) {
     switch (j.type()) {
-        case json::value_t::string:
-            return valid_utf8(j.get_ref<const std::string&>()) ? "" : "a string is not valid UTF-8";
+        case json::value_t::string: {
+            const char* p = text_problem(j.get_ref<const std::string&>());
+            return p ? std::string("a string ") + p : "";
+        }
         case json::value_t::number_float:
             return std::isfinite(j.get<double>()) ? "" : "a number is NaN or infinite";
         case json::value_t::discarded: return "it holds a discarded value";
@@ -64,7 +77,7 @@ std::string json_problem(const json& j) {
         case json::value_t::object:
             // The underlying map, not items(): its proxies cost more than the check.
             for (const auto& [k, v] : j.get_ref<const json::object_t&>()) {
-                if (!valid_utf8(k)) return "a key is not valid UTF-8";
+                if (const char* p = text_problem(k)) return std::string("a key ") + p;
                 if (auto p = json_problem(v); !p.empty()) return p;
             }
             return "";
@@ -84,7 +97,7 @@ void validate_stream_id(std::string_view stream) {
     if (stream.size() > max_stream_id_length)
         invalid("stream id is " + std::to_string(stream.size()) + " bytes long; the limit is " +
                 std::to_string(max_stream_id_length));
-    if (!valid_utf8(stream)) invalid("stream id is not valid UTF-8");
+    if (const char* p = text_problem(stream)) invalid(std::string("stream id ") + p);
 }
 
 void validate_append(std::string_view stream, ExpectedVersion expected, const std::vector<EventData>& events) {
@@ -102,6 +115,9 @@ void validate_append(std::string_view stream, ExpectedVersion expected, const st
         if (!is_uuid(e.event_id)) invalid(at() + "event id '" + e.event_id + "' is not a UUID");
         if (e.type.empty()) invalid(at() + "event type is empty");
         if (e.type.size() > max_event_type_length) invalid(at() + "event type is too long");
+        if (const char* p = text_problem(e.type)) invalid(at() + "event type " + p);
+        if (const char* p = text_problem(e.metadata.correlation_id)) invalid(at() + "correlation id " + p);
+        if (const char* p = text_problem(e.metadata.causation_id)) invalid(at() + "causation id " + p);
         if (e.schema_version < 1)
             invalid(at() + "schema version " + std::to_string(e.schema_version) + " is not >= 1");
         if (auto p = json_problem(e.payload); !p.empty()) invalid(at() + "payload is not valid JSON: " + p);
@@ -133,6 +149,7 @@ void validate_snapshot(const Snapshot& s) {
     const std::string at = "snapshot of '" + s.stream_id + "': ";
     if (s.version < 1) invalid(at + "version " + std::to_string(s.version) + " is below 1");
     if (s.type.empty()) invalid(at + "type is empty");
+    if (const char* p = text_problem(s.type)) invalid(at + "type " + p);
     if (s.schema_version < 1) invalid(at + "schema version is below 1");
     if (auto p = json_problem(s.state); !p.empty()) invalid(at + "state is not valid JSON: " + p);
 }

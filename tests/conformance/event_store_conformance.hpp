@@ -183,6 +183,17 @@ TEMPLATE_TEST_CASE("store conformance: bad input is refused and nothing is writt
     CHECK(attempt(stream, ExpectedVersion::any(), {make_event(ids, "Good"), bad}) == errc::invalid_argument);
     // The same id twice in one append.
     CHECK(attempt(stream, ExpectedVersion::any(), {ok, ok}) == errc::invalid_argument);
+    // U+0000 anywhere: PostgreSQL's text and jsonb cannot hold it, so no store takes it.
+    CHECK(attempt(stream + std::string(1, '\0'), ExpectedVersion::any(), {ok}) == errc::invalid_argument);
+    bad = make_event(ids, "NulPayload", {{"text", std::string("a\0b", 3)}});
+    CHECK(attempt(stream, ExpectedVersion::any(), {bad}) == errc::invalid_argument);
+    bad = make_event(ids, "NulKey", {{std::string("k\0", 2), 1}});
+    CHECK(attempt(stream, ExpectedVersion::any(), {bad}) == errc::invalid_argument);
+    bad = make_event(ids, std::string("Nul\0Type", 8));
+    CHECK(attempt(stream, ExpectedVersion::any(), {bad}) == errc::invalid_argument);
+    bad = make_event(ids, "NulCorrelation");
+    bad.metadata.correlation_id = std::string("c\0", 2);
+    CHECK(attempt(stream, ExpectedVersion::any(), {bad}) == errc::invalid_argument);
 
     auto events = run(fx.ioc(), [&] { return store.async_read_stream(stream, 1, 100, boost::asio::use_awaitable); });
     CHECK(events.empty());
@@ -272,4 +283,7 @@ TEMPLATE_TEST_CASE("store conformance: snapshots keep the latest state of a stre
     CHECK(code_of([&] { save(Snapshot{stream, 9, "Counter", 1, {}, {}}); }) == errc::invalid_argument);
     CHECK(code_of([&] { save(Snapshot{stream, 0, "Counter", 1, {}, {}}); }) == errc::invalid_argument);
     CHECK(code_of([&] { save(Snapshot{stream, 2, "", 1, {}, {}}); }) == errc::invalid_argument);
+    CHECK(code_of([&] { save(Snapshot{stream, 2, std::string("C\0", 2), 1, {}, {}}); }) == errc::invalid_argument);
+    CHECK(code_of([&] { save(Snapshot{stream, 2, "Counter", 1, {{"s", std::string("\0", 1)}}, {}}); }) ==
+          errc::invalid_argument);
 }
