@@ -19,3 +19,13 @@ write_basic_package_version_file("${PROJECT_BINARY_DIR}/BoongConfigVersion.cmake
   VERSION ${PROJECT_VERSION} COMPATIBILITY SameMajorVersion)
 install(FILES "${PROJECT_BINARY_DIR}/BoongConfig.cmake" "${PROJECT_BINARY_DIR}/BoongConfigVersion.cmake"
         DESTINATION "${BOONG_CMAKE_DIR}" COMPONENT Boong_Development)
+
+# Boong::postgres, when built: same export set, so find_package(Boong) brings
+# it (BoongConfig.cmake finds libpqxx and libpq for it first).
+if(TARGET boong_postgres)
+  install(TARGETS boong_postgres EXPORT BoongTargets
+          ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT Boong_Development
+          LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT Boong_Runtime
+          RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}" COMPONENT Boong_Runtime
+          INCLUDES DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
+endif()

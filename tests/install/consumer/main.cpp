@@ -1,5 +1,10 @@
 // Uses an installed Boong: generates an event id and checks that it is a UUID.
 #include <boong/event.hpp>
+#ifdef BOONG_CONSUMER_POSTGRES
+#include <boong/store/postgres.hpp>
+
+#include <boost/asio/io_context.hpp>
+#endif
 
 #include <iostream>
 #include <string>
@@ -12,5 +17,22 @@ int main() {
         return 1;
     }
     std::cout << "consumer: generated " << id << "\n";
+#ifdef BOONG_CONSUMER_POSTGRES
+    // Boong::postgres links: a store is made (connecting needs a server, and
+    // is not tried) and its config is checked.
+    boost::asio::io_context ioc;
+    boong::PostgresStoreConfig config;
+    config.connection = "postgresql://app@db.invalid:5432/orders";
+    boong::PostgresEventStore store(ioc.get_executor(), config);
+    config.table_name = "events; DROP TABLE users";
+    try {
+        boong::PostgresEventStore refused(ioc.get_executor(), config);
+        std::cerr << "consumer: an SQL table name was accepted\n";
+        return 1;
+    } catch (const boong::Error& e) {
+        if (e.code() != boong::errc::invalid_config) return 1;
+    }
+    std::cout << "consumer: Boong::postgres store made for " << store.endpoint() << "\n";
+#endif
     return 0;
 }

@@ -1,0 +1,148 @@
+// The PostgreSQL EventStore (target Boong::postgres): the durable system of
+// record. See docs/postgres.md for the schema, the guarantees and every option.
+//
+//   boong::PostgresStoreConfig cfg;
+//   cfg.connection = "postgresql://app@db.internal:5432/orders?sslmode=verify-full";
+//   boong::PostgresEventStore store(ioc.get_executor(), cfg);
+//   co_await store.async_open(asio::use_awaitable);   // connects the pool, creates/upgrades the schema
+//   auto r = co_await store.async_append("order-42", ExpectedVersion::no_stream(), events, asio::use_awaitable);
+//
+// The driver (libpqxx) blocks, so every operation runs on a pool of worker
+// threads, one connection each, and completes through the caller's executor:
+// the io_context never waits on the database. Appends that arrive together
+// are written in one transaction (group commit).
+#pragma once
+
+#include <boong/config.hpp>
+#include <boong/detail/erased_handler.hpp>
+#include <boong/event_store.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace boong {
+
+// What the store has done since it was opened: for tests, metrics and operators.
+struct PostgresStoreStats {
+    std::uint64_t appends = 0;              // appends that succeeded (idempotent replays included)
+    std::uint64_t append_transactions = 0;  // transactions that carried appends: fewer than appends under load
+    std::uint64_t events_written = 0;
+    std::uint64_t replays = 0;         // appends answered from events already stored (a retry after a lost reply)
+    std::uint64_t conflicts = 0;       // appends refused: version mismatch
+    std::uint64_t duplicates = 0;      // appends refused: an event id stored elsewhere
+    std::uint64_t batch_splits = 0;    // batches re-run one append at a time after an unexpected unique violation
+    std::uint64_t connects = 0;        // connections opened, reconnections included
+    std::uint64_t connect_failures = 0;
+    std::uint64_t connections_lost = 0;  // connections found broken (during an operation or while idle)
+    std::uint64_t aborted = 0;           // operations cancelled before they started, or dropped at shutdown
+};
+
+class PostgresEventStore {
+public:
+    using executor_type = boost::asio::any_io_executor;
+
+    // Checks `config` (table names must pass is_sql_identifier; pool size,
+    // group commit and timeouts must be in range) and throws
+    // Error(errc::invalid_config) naming the problem. Connects nothing.
+    PostgresEventStore(executor_type ex, PostgresStoreConfig config);
+    // Operations not yet started complete with asio::error::operation_aborted;
+    // running ones finish first (bounded by command_timeout).
+    ~PostgresEventStore();
+    PostgresEventStore(const PostgresEventStore&) = delete;
+    PostgresEventStore& operator=(const PostgresEventStore&) = delete;
+
+    executor_type get_executor() const { return ex_; }
+
+    // Connects every pool connection and creates or upgrades the schema.
+    // Fails with errc::store_unavailable naming host and port when the server
+    // cannot be reached (within connect_timeout), errc::invalid_config when the
+    // tables exist with another shape or a newer schema version. Completes with
+    // void(std::exception_ptr). Other operations fail until it has succeeded;
+    // after a failure, destroy the store and make a new one.
+    template <class Token>
+    auto async_open(Token&& token) {
+        return boost::asio::async_initiate<Token, void(std::exception_ptr)>(
+            [this](auto handler) { open_impl(detail::ErasedHandler<void>(std::move(handler), ex_)); }, token);
+    }
+    // The same, blocking the calling thread: for tools, tests and start-up code
+    // that runs before the io_context. Throws what async_open would complete with.
+    void open();
+
+    template <class Token>
+    auto async_append(std::string stream, ExpectedVersion expected, std::vector<EventData> events, Token&& token) {
+        return boost::asio::async_initiate<Token, void(std::exception_ptr, AppendResult)>(
+            [this](auto handler, std::string s, ExpectedVersion e, std::vector<EventData> ev) {
+                append_impl(std::move(s), e, std::move(ev), detail::ErasedHandler<AppendResult>(std::move(handler), ex_));
+            },
+            token, std::move(stream), expected, std::move(events));
+    }
+
+    template <class Token>
+    auto async_read_stream(std::string stream, std::int64_t from_version, std::size_t max_count, Token&& token) {
+        return boost::asio::async_initiate<Token, void(std::exception_ptr, std::vector<RecordedEvent>)>(
+            [this](auto handler, std::string s, std::int64_t from, std::size_t max) {
+                read_stream_impl(std::move(s), from, max,
+                                 detail::ErasedHandler<std::vector<RecordedEvent>>(std::move(handler), ex_));
+            },
+            token, std::move(stream), from_version, max_count);
+    }
+
+    template <class Token>
+    auto async_read_all(std::int64_t from_position, std::size_t max_count, Token&& token) {
+        return boost::asio::async_initiate<Token, void(std::exception_ptr, std::vector<RecordedEvent>)>(
+            [this](auto handler, std::int64_t from, std::size_t max) {
+                read_all_impl(from, max, detail::ErasedHandler<std::vector<RecordedEvent>>(std::move(handler), ex_));
+            },
+            token, from_position, max_count);
+    }
+
+    template <class Token>
+    auto async_save_snapshot(Snapshot snapshot, Token&& token) {
+        return boost::asio::async_initiate<Token, void(std::exception_ptr)>(
+            [this](auto handler, Snapshot s) {
+                save_snapshot_impl(std::move(s), detail::ErasedHandler<void>(std::move(handler), ex_));
+            },
+            token, std::move(snapshot));
+    }
+
+    template <class Token>
+    auto async_load_snapshot(std::string stream, Token&& token) {
+        return boost::asio::async_initiate<Token, void(std::exception_ptr, std::optional<Snapshot>)>(
+            [this](auto handler, std::string s) {
+                load_snapshot_impl(std::move(s),
+                                   detail::ErasedHandler<std::optional<Snapshot>>(std::move(handler), ex_));
+            },
+            token, std::move(stream));
+    }
+
+    PostgresStoreStats stats() const;
+    const PostgresStoreConfig& config() const;
+    // Where the store connects, as "host:port" (for logs and error messages).
+    const std::string& endpoint() const;
+
+private:
+    void open_impl(detail::ErasedHandler<void> handler);
+    void append_impl(std::string stream, ExpectedVersion expected, std::vector<EventData> events,
+                     detail::ErasedHandler<AppendResult> handler);
+    void read_stream_impl(std::string stream, std::int64_t from_version, std::size_t max_count,
+                          detail::ErasedHandler<std::vector<RecordedEvent>> handler);
+    void read_all_impl(std::int64_t from_position, std::size_t max_count,
+                       detail::ErasedHandler<std::vector<RecordedEvent>> handler);
+    void save_snapshot_impl(Snapshot snapshot, detail::ErasedHandler<void> handler);
+    void load_snapshot_impl(std::string stream, detail::ErasedHandler<std::optional<Snapshot>> handler);
+
+    struct Impl;
+    executor_type ex_;
+    std::unique_ptr<Impl> impl_;
+};
+
+static_assert(EventStore<PostgresEventStore>);
+
+}  // namespace boong

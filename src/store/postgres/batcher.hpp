@@ -1,0 +1,79 @@
+// Group commit: appends that arrive together are written by one call of the
+// append function, in one transaction, so one fsync serves many events. Each
+// append still gets its own verdict: a conflict or a duplicate in one never
+// fails its neighbours (the function checks every append before writing
+// any, under the table's append lock; see schema.cpp).
+#pragma once
+
+#include "pool.hpp"
+
+#include <boong/detail/erased_handler.hpp>
+#include <boong/event.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+namespace boong::pg {
+
+// One append waiting for its batch. Built (and its JSON serialized) by the
+// caller's thread, so the batch only has to concatenate.
+struct AppendRequest {
+    // Serializes `events` (moving their ids out). The handler is set after.
+    AppendRequest(std::string stream, ExpectedVersion expected, std::vector<EventData>& events);
+
+    std::string stream;
+    ExpectedVersion expected;
+    std::vector<std::string> event_ids;
+    std::string json;  // {"s":stream,"x":expected|null,"e":[...]} as the append function reads it
+    detail::ErasedHandler<AppendResult> handler;
+    std::chrono::steady_clock::time_point arrived;
+
+    std::size_t size() const noexcept { return event_ids.size(); }
+    std::string describe() const { return "append to '" + stream + "'"; }
+};
+
+struct BatchSettings {
+    std::size_t max_events = 256;            // events per transaction, at most (one append may exceed it alone)
+    std::chrono::microseconds delay{500};    // how long the first append waits for company
+    std::size_t max_in_flight = 2;           // batch transactions submitted at once
+};
+
+class Batcher {
+public:
+    Batcher(Pool& pool, BatchSettings settings, std::shared_ptr<Counters> counters);
+    ~Batcher();
+    Batcher(const Batcher&) = delete;
+    Batcher& operator=(const Batcher&) = delete;
+
+    void start();  // does nothing once stopped
+    // Stops forming batches and fails the appends still waiting with
+    // operation_aborted. Batches already handed to the pool finish there.
+    void stop();
+
+    void submit(std::shared_ptr<AppendRequest> request);
+
+    // For the request's cancellation slot: takes it out of the queue if it is
+    // not in a batch yet and fails it with operation_aborted.
+    std::function<void(boost::asio::cancellation_type)> canceller(const std::shared_ptr<AppendRequest>& request) const;
+
+    struct Shared;
+
+private:
+    void loop();
+
+    Pool& pool_;
+    BatchSettings settings_;
+    std::shared_ptr<Counters> counters_;
+    std::shared_ptr<Shared> shared_;
+    std::thread thread_;
+};
+
+}  // namespace boong::pg

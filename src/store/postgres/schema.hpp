@@ -1,0 +1,55 @@
+// The store's schema: the names of what it creates, the versioned migrations
+// that create and upgrade it, and the prepared statements that use it.
+#pragma once
+
+#include "connection.hpp"
+
+#include <boong/config.hpp>
+
+#include <string>
+
+namespace boong::pg {
+
+// The schema version this library writes and understands. A database at a
+// higher version was upgraded by a newer library: this one refuses to open it.
+inline constexpr int kSchemaVersion = 1;
+
+// Names of the prepared statements (see statements()).
+inline constexpr const char* kAppendStatement = "boong_append";
+inline constexpr const char* kReadStreamStatement = "boong_read_stream";
+inline constexpr const char* kReadAllStatement = "boong_read_all";
+inline constexpr const char* kSaveSnapshotStatement = "boong_save_snapshot";
+inline constexpr const char* kLoadSnapshotStatement = "boong_load_snapshot";
+
+// Everything the store creates, as quoted SQL names qualified with the schema
+// the tables live in (the first schema of the search_path when the store
+// opened), so no later search_path can redirect a statement.
+struct Names {
+    std::string schema;           // unquoted, as the server reported it
+    std::string events;           // "public"."event_store"
+    std::string snapshots;        // "public"."event_store_snapshots"
+    std::string versions;         // "public"."event_store_schema": one row per applied migration
+    std::string append_function;  // "public"."event_store_append"
+    std::string saga_index;       // "event_store_saga_phase_idx" (an index takes its table's schema)
+    std::string saga_view;        // "public"."event_store_sagas"
+    std::string events_literal;   // the events table's name as a SQL string literal, for ::regclass
+};
+
+// Asks the server which schema unqualified names go to. Throws
+// Error(errc::invalid_config) when the search_path names no existing schema.
+Names resolve_names(pqxx::connection& connection, const PostgresStoreConfig& config);
+
+// Creates or upgrades the schema in one transaction, under an advisory lock
+// so that processes starting together do it once. Idempotent. Throws
+// Error(errc::invalid_config) when the database is at a newer schema version,
+// or the tables exist with columns the store cannot use.
+void migrate(pqxx::connection& connection, const Names& names);
+
+// The prepared statements every session registers.
+Statements statements(const Names& names);
+
+// The advisory lock key appends take (pg_advisory_xact_lock(bigint)), as SQL:
+// 'Boon' in the high 32 bits, the events table's OID in the low ones.
+std::string append_lock_key_sql(const Names& names);
+
+}  // namespace boong::pg

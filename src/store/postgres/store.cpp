@@ -1,0 +1,375 @@
+#include "batcher.hpp"
+#include "connection.hpp"
+#include "pool.hpp"
+#include "schema.hpp"
+
+#include <boong/detail/validate.hpp>
+#include <boong/store/postgres.hpp>
+
+#include <pqxx/nontransaction>
+#include <pqxx/result>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <charconv>
+#include <future>
+#include <limits>
+#include <type_traits>
+
+namespace boong {
+namespace {
+
+// Batch transactions in flight at once. The append lock serializes them on
+// the server anyway; a second one waiting there starts the moment the first
+// commits, instead of a round trip later.
+constexpr std::size_t kMaxBatchesInFlight = 2;
+
+void check_config(const PostgresStoreConfig& c) {
+    auto refuse = [](const std::string& why) { throw Error(errc::invalid_config, "PostgreSQL event store: " + why); };
+    auto identifier = [&](const char* what, const std::string& name) {
+        if (!is_sql_identifier(name)) {
+            refuse(std::string(what) + " '" + name +
+                   "' is not a plain SQL identifier (letters, digits and _, not starting with a digit, at most 63 "
+                   "characters, not a reserved word)");
+        }
+    };
+    if (c.connection.empty()) refuse("the connection string is empty");
+    identifier("table name", c.table_name);
+    identifier("snapshot table name", c.snapshot_table_name);
+    if (c.table_name == c.snapshot_table_name) refuse("the snapshot table must differ from the events table");
+    if (c.pool_size < 1 || c.pool_size > 1024) refuse("pool size " + std::to_string(c.pool_size) + " is not in 1..1024");
+    if (c.connect_timeout.count() < 0) refuse("connect timeout is negative");
+    if (c.command_timeout.count() < 0) refuse("command timeout is negative");
+    if (c.group_commit_max_events < 1 || c.group_commit_max_events > 100000) {
+        refuse("group commit max events " + std::to_string(c.group_commit_max_events) + " is not in 1..100000");
+    }
+    if (c.group_commit_delay.count() < 0 || c.group_commit_delay > std::chrono::seconds(1)) {
+        refuse("group commit delay is not in 0..1 s");
+    }
+}
+
+std::int64_t to_int64(const pqxx::field& f) {
+    std::int64_t v = 0;
+    const char* p = f.c_str();
+    const auto [end, ec] = std::from_chars(p, p + f.size(), v);
+    if (ec != std::errc{} || end != p + f.size()) {
+        throw Error(errc::protocol_error, std::string("PostgreSQL sent '") + p + "' where a number was expected");
+    }
+    return v;
+}
+
+json to_json_value(const pqxx::field& f) { return json::parse(f.c_str(), f.c_str() + f.size()); }
+
+Clock::time_point from_micros(std::int64_t us) { return Clock::time_point(std::chrono::microseconds(us)); }
+
+// Columns from `c`: position, version, event_id, type, schema_version,
+// payload, metadata, stored_at in microseconds (see schema.cpp).
+RecordedEvent to_event(const pqxx::row& row, pqxx::row::size_type c, std::string stream) {
+    RecordedEvent e;
+    e.stream_id = std::move(stream);
+    e.position = to_int64(row[c]);
+    e.version = to_int64(row[c + 1]);
+    e.event.event_id.assign(row[c + 2].c_str(), row[c + 2].size());
+    e.event.type.assign(row[c + 3].c_str(), row[c + 3].size());
+    e.event.schema_version = static_cast<int>(to_int64(row[c + 4]));
+    e.event.payload = to_json_value(row[c + 5]);
+    from_json(to_json_value(row[c + 6]), e.event.metadata);
+    e.stored_at = from_micros(to_int64(row[c + 7]));
+    return e;
+}
+
+std::int64_t clamp_count(std::size_t n) {
+    return static_cast<std::int64_t>(std::min<std::size_t>(n, std::numeric_limits<std::int64_t>::max()));
+}
+
+// A read or snapshot operation: `body` runs on a worker and returns the result.
+template <class T, class Body>
+class Operation final : public pg::Job {
+public:
+    Operation(std::string what, Body body, detail::ErasedHandler<T> handler)
+        : what_(std::move(what)), body_(std::move(body)), handler_(std::move(handler)) {}
+
+    void run(pg::Session& session) override {
+        if constexpr (std::is_void_v<T>) {
+            body_(session);
+            handler_.complete(nullptr);
+        } else {
+            handler_.complete(nullptr, body_(session));
+        }
+    }
+    void fail(std::exception_ptr error) noexcept override {
+        try {
+            handler_.complete(std::move(error));
+        } catch (...) {
+            // Out of memory while posting: the handler's destructor aborts it.
+        }
+    }
+    std::string describe() const override { return what_; }
+    detail::ErasedHandler<T>& handler() noexcept { return handler_; }
+
+private:
+    std::string what_;
+    Body body_;
+    detail::ErasedHandler<T> handler_;
+};
+
+enum class State { idle, opening, open, failed };
+
+}  // namespace
+
+struct PostgresEventStore::Impl {
+    explicit Impl(PostgresStoreConfig c)
+        : config(std::move(c)),
+          target(pg::make_connect_target(config)),
+          counters(std::make_shared<pg::Counters>()),
+          pool(target, config.pool_size, counters),
+          batcher(pool,
+                  pg::BatchSettings{static_cast<std::size_t>(config.group_commit_max_events), config.group_commit_delay,
+                                    std::min<std::size_t>(kMaxBatchesInFlight, static_cast<std::size_t>(config.pool_size))},
+                  counters) {}
+
+    // Appends waiting for a batch are failed, then the pool fails what is
+    // queued and joins its workers (running jobs finish). Only then do the
+    // members go, so no worker ever sees a half-destroyed store.
+    ~Impl() {
+        batcher.stop();
+        pool.shutdown();
+    }
+
+    // Connects the pool; the last worker to connect migrates the schema.
+    void start(std::function<void(std::exception_ptr)> done) {
+        State expected = State::idle;
+        if (!state.compare_exchange_strong(expected, State::opening)) {
+            done(std::make_exception_ptr(
+                Error(errc::invalid_config, "the PostgreSQL event store at " + target.endpoint + " was already opened")));
+            return;
+        }
+        pool.start([this, done = std::move(done)](pg::Session* session, std::exception_ptr error) {
+            if (!error) {
+                try {
+                    names = pg::resolve_names(session->connection(), config);
+                    pg::migrate(session->connection(), names);
+                    pool.set_statements(pg::statements(names));
+                } catch (...) {
+                    error = pg::translate(std::current_exception(), target, "opening the event store").error;
+                }
+            }
+            if (error) {
+                open_error = error;
+                state.store(State::failed, std::memory_order_release);
+            } else {
+                batcher.start();
+                state.store(State::open, std::memory_order_release);
+                spdlog::info("postgres: event store {} open at {} ({} connections, schema version {})", names.events,
+                             target.endpoint, config.pool_size, pg::kSchemaVersion);
+            }
+            done(error);
+        });
+    }
+
+    void require_open() const {
+        switch (state.load(std::memory_order_acquire)) {
+            case State::open: return;
+            case State::failed: {
+                std::string why;
+                try {
+                    std::rethrow_exception(open_error);
+                } catch (const std::exception& e) {
+                    why = e.what();
+                }
+                throw Error(errc::store_unavailable, "the PostgreSQL event store at " + target.endpoint +
+                                                         " failed to open (" + why + "); make a new one");
+            }
+            default:
+                throw Error(errc::store_unavailable, "the PostgreSQL event store at " + target.endpoint +
+                                                         " is not open: call async_open and wait for it first");
+        }
+    }
+
+    template <class T, class Body>
+    void submit(std::string what, Body body, detail::ErasedHandler<T> handler) {
+        auto job = std::make_shared<Operation<T, Body>>(std::move(what), std::move(body), std::move(handler));
+        job->handler().on_cancel(pool.canceller(job));
+        pool.submit(std::move(job));
+    }
+
+    PostgresStoreConfig config;
+    pg::ConnectTarget target;
+    std::shared_ptr<pg::Counters> counters;
+    pg::Names names;  // set by the open, before state becomes open
+    std::atomic<State> state{State::idle};
+    std::exception_ptr open_error;
+    pg::Pool pool;
+    pg::Batcher batcher;
+};
+
+PostgresEventStore::PostgresEventStore(executor_type ex, PostgresStoreConfig config) : ex_(std::move(ex)) {
+    check_config(config);
+    impl_ = std::make_unique<Impl>(std::move(config));
+}
+
+PostgresEventStore::~PostgresEventStore() = default;
+
+void PostgresEventStore::open_impl(detail::ErasedHandler<void> handler) {
+    auto shared = std::make_shared<detail::ErasedHandler<void>>(std::move(handler));
+    impl_->start([shared](std::exception_ptr error) { shared->complete(std::move(error)); });
+}
+
+void PostgresEventStore::open() {
+    std::promise<void> opened;
+    auto result = opened.get_future();
+    impl_->start([p = &opened](std::exception_ptr error) {
+        if (error) {
+            p->set_exception(std::move(error));
+        } else {
+            p->set_value();
+        }
+    });
+    result.get();
+}
+
+void PostgresEventStore::append_impl(std::string stream, ExpectedVersion expected, std::vector<EventData> events,
+                                     detail::ErasedHandler<AppendResult> handler) {
+    std::shared_ptr<pg::AppendRequest> request;
+    try {
+        impl_->require_open();
+        detail::validate_append(stream, expected, events);
+        request = std::make_shared<pg::AppendRequest>(std::move(stream), expected, events);
+    } catch (...) {
+        handler.complete(std::current_exception());
+        return;
+    }
+    request->handler = std::move(handler);
+    request->handler.on_cancel(impl_->batcher.canceller(request));
+    impl_->batcher.submit(std::move(request));
+}
+
+void PostgresEventStore::read_stream_impl(std::string stream, std::int64_t from_version, std::size_t max_count,
+                                          detail::ErasedHandler<std::vector<RecordedEvent>> handler) {
+    std::string what;
+    try {
+        impl_->require_open();
+        detail::validate_stream_id(stream);
+        what = "read_stream '" + stream + "' from version " + std::to_string(from_version);
+        detail::validate_read("read_stream '" + stream + "'", from_version, max_count);
+    } catch (...) {
+        handler.complete(std::current_exception());
+        return;
+    }
+    const auto limit = clamp_count(max_count);
+    impl_->submit(
+        std::move(what),
+        [stream = std::move(stream), from_version, limit](pg::Session& session) {
+            pqxx::nontransaction tx(session.connection(), "boong-read-stream");
+            const pqxx::result rows = tx.exec_prepared(pg::kReadStreamStatement, stream, from_version, limit);
+            std::vector<RecordedEvent> out;
+            out.reserve(rows.size());
+            for (const auto& row : rows) out.push_back(to_event(row, 0, stream));
+            return out;
+        },
+        std::move(handler));
+}
+
+void PostgresEventStore::read_all_impl(std::int64_t from_position, std::size_t max_count,
+                                       detail::ErasedHandler<std::vector<RecordedEvent>> handler) {
+    try {
+        impl_->require_open();
+        detail::validate_read("read_all", from_position, max_count);
+    } catch (...) {
+        handler.complete(std::current_exception());
+        return;
+    }
+    const auto limit = clamp_count(max_count);
+    impl_->submit(
+        "read_all from position " + std::to_string(from_position),
+        [from_position, limit](pg::Session& session) {
+            pqxx::nontransaction tx(session.connection(), "boong-read-all");
+            const pqxx::result rows = tx.exec_prepared(pg::kReadAllStatement, from_position, limit);
+            std::vector<RecordedEvent> out;
+            out.reserve(rows.size());
+            for (const auto& row : rows) out.push_back(to_event(row, 1, std::string(row[0].c_str(), row[0].size())));
+            return out;
+        },
+        std::move(handler));
+}
+
+void PostgresEventStore::save_snapshot_impl(Snapshot snapshot, detail::ErasedHandler<void> handler) {
+    try {
+        impl_->require_open();
+        detail::validate_snapshot(snapshot);
+    } catch (...) {
+        handler.complete(std::current_exception());
+        return;
+    }
+    std::string what = "save_snapshot of '" + snapshot.stream_id + "'";
+    impl_->submit(
+        std::move(what),
+        [s = std::move(snapshot)](pg::Session& session) {
+            const std::string taken_at =
+                s.taken_at == Clock::time_point{} ? std::string() : format_timestamp(s.taken_at);
+            const char* taken = taken_at.empty() ? nullptr : taken_at.c_str();  // NULL: the server's now()
+            pqxx::nontransaction tx(session.connection(), "boong-save-snapshot");
+            const pqxx::row row = tx.exec_prepared1(pg::kSaveSnapshotStatement, s.stream_id, s.version, s.type,
+                                                    s.schema_version, s.state.dump(), taken);
+            const std::int64_t current = to_int64(row[0]);
+            if (s.version > current) {
+                throw Error(errc::invalid_argument, "snapshot of '" + s.stream_id + "' at version " +
+                                                        std::to_string(s.version) + " is ahead of the stream (version " +
+                                                        std::to_string(current) + ")");
+            }
+        },
+        std::move(handler));
+}
+
+void PostgresEventStore::load_snapshot_impl(std::string stream,
+                                            detail::ErasedHandler<std::optional<Snapshot>> handler) {
+    try {
+        impl_->require_open();
+        detail::validate_stream_id(stream);
+    } catch (...) {
+        handler.complete(std::current_exception());
+        return;
+    }
+    std::string what = "load_snapshot of '" + stream + "'";
+    impl_->submit(
+        std::move(what),
+        [stream = std::move(stream)](pg::Session& session) -> std::optional<Snapshot> {
+            pqxx::nontransaction tx(session.connection(), "boong-load-snapshot");
+            const pqxx::result rows = tx.exec_prepared(pg::kLoadSnapshotStatement, stream);
+            if (rows.empty()) return std::nullopt;
+            const auto& row = rows[0];
+            Snapshot s;
+            s.stream_id = stream;
+            s.version = to_int64(row[0]);
+            s.type.assign(row[1].c_str(), row[1].size());
+            s.schema_version = static_cast<int>(to_int64(row[2]));
+            s.state = to_json_value(row[3]);
+            s.taken_at = from_micros(to_int64(row[4]));
+            return s;
+        },
+        std::move(handler));
+}
+
+PostgresStoreStats PostgresEventStore::stats() const {
+    const auto& c = *impl_->counters;
+    auto get = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+    PostgresStoreStats s;
+    s.appends = get(c.appends);
+    s.append_transactions = get(c.append_transactions);
+    s.events_written = get(c.events_written);
+    s.replays = get(c.replays);
+    s.conflicts = get(c.conflicts);
+    s.duplicates = get(c.duplicates);
+    s.batch_splits = get(c.batch_splits);
+    s.connects = get(c.connects);
+    s.connect_failures = get(c.connect_failures);
+    s.connections_lost = get(c.connections_lost);
+    s.aborted = get(c.aborted);
+    return s;
+}
+
+const PostgresStoreConfig& PostgresEventStore::config() const { return impl_->config; }
+
+const std::string& PostgresEventStore::endpoint() const { return impl_->target.endpoint; }
+
+}  // namespace boong
