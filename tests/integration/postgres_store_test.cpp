@@ -245,6 +245,47 @@ TEST_CASE("postgres: operations before open fail clearly", "[postgres]") {
     CHECK_THAT(message, Catch::Contains("not open"));
 }
 
+namespace {
+
+// Runs `ioc` until `done()` holds; fails after `limit`.
+template <class Predicate>
+void pump(asio::io_context& ioc, Predicate done, std::chrono::steady_clock::duration limit = 30s) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!done()) {
+        if (std::chrono::steady_clock::now() > deadline) FAIL("timed out waiting for the operation");
+        if (ioc.stopped()) ioc.restart();
+        ioc.run_one_for(20ms);
+    }
+}
+
+// Asserts that nothing is left on `ioc`: no operation forgot its handler.
+void require_idle(asio::io_context& ioc) {
+    ioc.restart();
+    ioc.run_for(300ms);
+    REQUIRE(ioc.stopped());
+}
+
+// Waits until a backend of `application_name` waits on a lock (an append
+// blocked behind the test's LOCK TABLE).
+void wait_until_blocked(const std::string& application_name) {
+    auto c = admin();
+    for (int i = 0; i < 500; ++i) {
+        pqxx::nontransaction tx(c);
+        const auto r = tx.exec_params(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
+            application_name);
+        if (r[0][0].as<int>() > 0) return;
+        std::this_thread::sleep_for(10ms);
+    }
+    FAIL("no backend of " + application_name + " got blocked");
+}
+
+std::string with_application_name(const std::string& dsn, const std::string& name) {
+    return dsn + (dsn.find('?') == std::string::npos ? "?" : "&") + "application_name=" + name;
+}
+
+}  // namespace
+
 TEST_CASE("postgres: the schema is created once, idempotently, by stores that start together", "[postgres]") {
     const auto table = fresh_table("it_schema");
     drop_tables(table);
@@ -346,4 +387,603 @@ TEST_CASE("postgres: a table of the same name made for something else is refused
     }
     CHECK_THAT(message, Catch::Contains("not a Boong table"));
     drop_tables(table);
+}
+
+namespace {
+
+// Pages through `read` from `next` and checks what a catching-up reader needs:
+// positions strictly increase and no event is seen twice. Returns the new
+// `next`.
+template <class Read>
+std::int64_t read_on(Read&& read, std::int64_t next, std::int64_t& last_position, std::set<std::string>& seen,
+                     std::size_t& out_of_order, std::size_t& duplicates) {
+    for (;;) {
+        auto page = read(next);
+        if (page.empty()) return next;
+        for (const auto& [position, id] : page) {
+            if (position <= last_position) ++out_of_order;
+            last_position = position;
+            if (!seen.insert(id).second) ++duplicates;
+        }
+        next = page.back().first + 1;
+    }
+}
+
+}  // namespace
+
+TEST_CASE("postgres: a reader paging read_all during concurrent appends sees every event exactly once",
+          "[postgres][gap-free]") {
+    // Writers are separate stores (separate pools, as separate processes would
+    // be), appending from their own threads; the reader pages read_all
+    // continuously and never looks back. If an event could commit below a
+    // position the reader has passed, it would be missing at the end.
+    const auto table = fresh_table("it_gapfree");
+    drop_tables(table);
+    constexpr int kWriters = 4;
+    constexpr int kAppendsPerWriter = 150;
+    std::mutex written_mutex;
+    std::set<std::string> written;
+    std::atomic<int> writers_done{0};
+    std::atomic<bool> writer_failed{false};
+
+    {
+        asio::io_context ioc;
+        boong::PostgresEventStore creator(ioc.get_executor(), test_config(table));
+        creator.open();
+    }
+
+    std::vector<std::thread> writers;
+    for (int w = 0; w < kWriters; ++w) {
+        writers.emplace_back([&, w] {
+            try {
+                asio::io_context ioc;
+                auto cfg = test_config(table);
+                cfg.pool_size = 3;
+                cfg.group_commit_delay = std::chrono::microseconds(w * 200);  // different batch shapes per writer
+                boong::PostgresEventStore store(ioc.get_executor(), cfg);
+                store.open();
+                boong::IdGenerator ids;
+                // Several appends in flight per writer, to several streams.
+                run(ioc, [&]() -> asio::awaitable<void> {
+                    auto ex = co_await asio::this_coro::executor;
+                    std::atomic<int> left{4};
+                    for (int lane = 0; lane < 4; ++lane) {
+                        asio::co_spawn(
+                            ex,
+                            [&, lane]() -> asio::awaitable<void> {
+                                for (int i = lane; i < kAppendsPerWriter; i += 4) {
+                                    std::vector<boong::EventData> events;
+                                    for (int k = 0; k <= i % 3; ++k) events.push_back(make_event(ids, "Tick", {{"i", i}}));
+                                    {
+                                        std::lock_guard lock(written_mutex);
+                                        for (const auto& e : events) written.insert(e.event_id);
+                                    }
+                                    const auto stream =
+                                        "gap-" + std::to_string(w) + "-" + std::to_string(i % 7) + "-" + run_id();
+                                    co_await store.async_append(stream, boong::ExpectedVersion::any(), events,
+                                                                asio::use_awaitable);
+                                }
+                                --left;
+                            },
+                            asio::detached);
+                    }
+                    while (left > 0) co_await boong::test::sleep_for(5ms);
+                }, 120s);
+            } catch (const std::exception& e) {
+                writer_failed = true;
+                UNSCOPED_INFO("writer " << w << " failed: " << e.what());
+            }
+            ++writers_done;
+        });
+    }
+
+    asio::io_context reader_context;
+    auto reader_config = test_config(table);
+    reader_config.pool_size = 1;
+    boong::PostgresEventStore reader(reader_context.get_executor(), reader_config);
+    reader.open();
+    auto read_page = [&](std::int64_t from) {
+        auto page = run(reader_context, [&] { return reader.async_read_all(from, 50, asio::use_awaitable); });
+        std::vector<std::pair<std::int64_t, std::string>> out;
+        for (auto& e : page) out.emplace_back(e.position, e.event.event_id);
+        return out;
+    };
+    std::set<std::string> seen;
+    std::int64_t next = 1, last = 0;
+    std::size_t out_of_order = 0, duplicates = 0, passes = 0;
+    while (writers_done < kWriters) {
+        next = read_on(read_page, next, last, seen, out_of_order, duplicates);
+        ++passes;
+    }
+    for (auto& t : writers) t.join();
+    next = read_on(read_page, next, last, seen, out_of_order, duplicates);  // the tail
+
+    REQUIRE_FALSE(writer_failed);
+    CHECK(passes > 5);  // the reader really read while the writers wrote
+    CHECK(out_of_order == 0);
+    CHECK(duplicates == 0);
+    CHECK(seen.size() == written.size());
+    std::size_t missing = 0;
+    for (const auto& id : written) missing += seen.count(id) ? 0 : 1;
+    CHECK(missing == 0);
+    // Positions have no holes either: the lock makes them max + 1.
+    CHECK(last == static_cast<std::int64_t>(written.size()));
+    drop_tables(table);
+}
+
+TEST_CASE("postgres: the reader check catches what a plain sequence gets wrong (negative control)",
+          "[postgres][gap-free]") {
+    // Why the append lock exists: with a sequence alone, a transaction that
+    // took a position first can commit last. The reader has passed it by then.
+    const auto table = fresh_table("it_naive");
+    auto c1 = admin();
+    auto c2 = admin();
+    auto reader = admin();
+    {
+        pqxx::nontransaction tx(c1);
+        tx.exec("DROP TABLE IF EXISTS " + table);
+        tx.exec("CREATE TABLE " + table + " (position bigserial PRIMARY KEY, id text NOT NULL)");
+    }
+    pqxx::work slow(c1);
+    slow.exec("INSERT INTO " + table + " (id) VALUES ('first')");  // takes position 1, does not commit yet
+    {
+        pqxx::work fast(c2);
+        fast.exec("INSERT INTO " + table + " (id) VALUES ('second')");  // position 2
+        fast.commit();
+    }
+    auto read_page = [&](std::int64_t from) {
+        pqxx::nontransaction tx(reader);
+        std::vector<std::pair<std::int64_t, std::string>> out;
+        for (const auto& row : tx.exec_params("SELECT position, id FROM " + table +
+                                                  " WHERE position >= $1 ORDER BY position LIMIT 50",
+                                              from)) {
+            out.emplace_back(row[0].as<std::int64_t>(), row[1].as<std::string>());
+        }
+        return out;
+    };
+    std::set<std::string> seen;
+    std::int64_t last = 0;
+    std::size_t out_of_order = 0, duplicates = 0;
+    auto next = read_on(read_page, 1, last, seen, out_of_order, duplicates);  // sees 'second' at 2
+    slow.commit();                                                            // 'first' appears at 1
+    read_on(read_page, next, last, seen, out_of_order, duplicates);
+    CHECK(seen.count("second") == 1);
+    CHECK(seen.count("first") == 0);  // skipped for good: this is the bug the store must not have
+    pqxx::nontransaction tx(c2);
+    tx.exec("DROP TABLE " + table);
+}
+
+TEST_CASE("postgres: an append waiting for the lock is invisible until it commits, then appears after what came before",
+          "[postgres][gap-free]") {
+    // The same interleaving as the negative control, through the store: an
+    // append stuck inside its transaction (behind the test's table lock)
+    // holds the append lock, so a second store's append waits too, and the
+    // reader sees neither until both have committed in order.
+    const auto table = fresh_table("it_order");
+    drop_tables(table);
+    const auto app = "boong_order_" + run_id();
+    auto cfg = test_config(table);
+    cfg.connection = with_application_name(test_dsn(), app);
+    cfg.group_commit_delay = std::chrono::microseconds(0);
+    asio::io_context ioc;
+    boong::PostgresEventStore first(ioc.get_executor(), cfg);
+    boong::PostgresEventStore second(ioc.get_executor(), cfg);
+    first.open();
+    second.open();
+    boong::IdGenerator ids;
+    run(ioc, [&] {
+        return first.async_append("before", boong::ExpectedVersion::any(), {make_event(ids, "Before")},
+                                  asio::use_awaitable);
+    });
+
+    auto locker = admin();
+    pqxx::work lock(locker);
+    lock.exec("LOCK TABLE " + table + " IN EXCLUSIVE MODE");
+    std::optional<boong::AppendResult> a, b;
+    first.async_append("a", boong::ExpectedVersion::any(), {make_event(ids, "A")},
+                       [&](std::exception_ptr e, boong::AppendResult r) {
+                           CHECK_FALSE(e);
+                           a = r;
+                       });
+    wait_until_blocked(app);
+    second.async_append("b", boong::ExpectedVersion::any(), {make_event(ids, "B")},
+                        [&](std::exception_ptr e, boong::AppendResult r) {
+                            CHECK_FALSE(e);
+                            b = r;
+                        });
+    std::this_thread::sleep_for(200ms);
+    ioc.restart();
+    ioc.poll();
+    CHECK_FALSE(a.has_value());
+    CHECK_FALSE(b.has_value());
+    std::optional<std::vector<boong::RecordedEvent>> page;
+    first.async_read_all(1, 100, [&](std::exception_ptr e, std::vector<boong::RecordedEvent> events) {
+        CHECK_FALSE(e);
+        page = std::move(events);
+    });
+    pump(ioc, [&] { return page.has_value(); });
+    REQUIRE(page->size() == 1);  // only "before": nothing of the stuck appends shows
+    lock.commit();
+    pump(ioc, [&] { return a && b; });
+    CHECK(a->first_position == 2);
+    CHECK(b->first_position == 3);
+    require_idle(ioc);
+    drop_tables(table);
+}
+
+TEST_CASE("postgres: group commit writes concurrent appends in one transaction; a refusal fails only its own",
+          "[postgres][group-commit]") {
+    asio::io_context ioc;
+    auto cfg = test_config();
+    // Long enough that every append below is queued before the batch goes.
+    cfg.group_commit_delay = std::chrono::milliseconds(300);
+    boong::PostgresEventStore store(ioc.get_executor(), cfg);
+    store.open();
+    boong::IdGenerator ids;
+    const auto tag = run_id() + "-" + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
+    const auto existing = "gc-existing-" + tag;
+    const auto stored = make_event(ids, "Stored");
+    run(ioc, [&] { return store.async_append(existing, boong::ExpectedVersion::no_stream(), {stored}, asio::use_awaitable); });
+
+    const auto before = store.stats();
+    constexpr int kGood = 20;
+    std::vector<std::optional<boong::AppendResult>> good(kGood);
+    std::exception_ptr conflict, duplicate;
+    int completed = 0;
+    for (int i = 0; i < kGood; ++i) {
+        store.async_append("gc-" + std::to_string(i) + "-" + tag, boong::ExpectedVersion::no_stream(),
+                           {make_event(ids, "Good"), make_event(ids, "Good")},
+                           [&, i](std::exception_ptr e, boong::AppendResult r) {
+                               CHECK_FALSE(e);
+                               if (!e) good[static_cast<std::size_t>(i)] = r;
+                               ++completed;
+                           });
+        if (i == kGood / 2) {
+            // In the middle of the batch: a stale expected version, and an id stored elsewhere.
+            store.async_append(existing, boong::ExpectedVersion::exactly(5), {make_event(ids, "Stale")},
+                               [&](std::exception_ptr e, boong::AppendResult) {
+                                   conflict = e;
+                                   ++completed;
+                               });
+            store.async_append("gc-dup-" + tag, boong::ExpectedVersion::any(), {make_event(ids, "New"), stored},
+                               [&](std::exception_ptr e, boong::AppendResult) {
+                                   duplicate = e;
+                                   ++completed;
+                               });
+        }
+    }
+    pump(ioc, [&] { return completed == kGood + 2; });
+    const auto after = store.stats();
+    CHECK(after.append_transactions - before.append_transactions == 1);  // all of them, one transaction
+    CHECK(after.appends - before.appends == kGood);
+    CHECK(after.conflicts - before.conflicts == 1);
+    CHECK(after.duplicates - before.duplicates == 1);
+    std::set<std::int64_t> positions;
+    for (const auto& r : good) {
+        REQUIRE(r.has_value());
+        CHECK(r->next_expected_version == 2);
+        CHECK(r->last_position == r->first_position + 1);
+        positions.insert(r->first_position);
+    }
+    CHECK(positions.size() == kGood);
+    try {
+        std::rethrow_exception(conflict);
+    } catch (const boong::ConcurrencyConflict& c) {
+        CHECK(c.expected() == 5);
+        CHECK(c.actual() == 1);
+    }
+    CHECK(code_of([&] { std::rethrow_exception(duplicate); }) == boong::errc::duplicate_event);
+    // Nothing of the refused appends was written.
+    auto dup_stream = run(ioc, [&] { return store.async_read_stream("gc-dup-" + tag, 1, 10, asio::use_awaitable); });
+    CHECK(dup_stream.empty());
+    auto existing_stream = run(ioc, [&] { return store.async_read_stream(existing, 1, 10, asio::use_awaitable); });
+    CHECK(existing_stream.size() == 1);
+    require_idle(ioc);
+}
+
+TEST_CASE("postgres: under load, appends share transactions and each stream keeps the order appends were made",
+          "[postgres][group-commit]") {
+    asio::io_context ioc;
+    auto cfg = test_config();
+    cfg.group_commit_delay = std::chrono::milliseconds(2);
+    boong::PostgresEventStore store(ioc.get_executor(), cfg);
+    store.open();
+    boong::IdGenerator ids;
+    const auto tag = run_id() + "-" + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
+    const auto before = store.stats();
+    constexpr int kAppends = 300;
+    int completed = 0, failed = 0;
+    for (int i = 0; i < kAppends; ++i) {
+        // Ten streams, thirty appends each, all in flight at once, with no
+        // version check: they must land in the order they were made.
+        store.async_append("load-" + std::to_string(i % 10) + "-" + tag, boong::ExpectedVersion::any(),
+                           {make_event(ids, "Seq", {{"i", i}})}, [&](std::exception_ptr e, boong::AppendResult) {
+                               failed += e ? 1 : 0;
+                               ++completed;
+                           });
+    }
+    pump(ioc, [&] { return completed == kAppends; });
+    CHECK(failed == 0);
+    const auto after = store.stats();
+    const auto transactions = after.append_transactions - before.append_transactions;
+    CHECK(after.appends - before.appends == kAppends);
+    // Two appends per stream per transaction at the most (a stream waits for
+    // its previous batch), so 300 appends over 10 streams need at least 30;
+    // a commit per append would be 300.
+    CHECK(transactions < kAppends / 3);
+    for (int s = 0; s < 10; ++s) {
+        auto events = run(ioc, [&] {
+            return store.async_read_stream("load-" + std::to_string(s) + "-" + tag, 1, 100, asio::use_awaitable);
+        });
+        REQUIRE(events.size() == kAppends / 10);
+        for (std::size_t k = 0; k < events.size(); ++k) {
+            CHECK(events[k].event.payload.at("i") == static_cast<int>(k) * 10 + s);
+        }
+    }
+    require_idle(ioc);
+}
+
+TEST_CASE("postgres: dropped connections: idle ones are replaced, a running operation fails clearly, a retry is safe",
+          "[postgres][reconnect]") {
+    const auto table = fresh_table("it_drop");
+    drop_tables(table);
+    const auto app = "boong_drop_" + run_id();
+    asio::io_context ioc;
+    auto cfg = test_config(table);
+    cfg.connection = with_application_name(test_dsn(), app);
+    cfg.pool_size = 2;
+    cfg.group_commit_delay = std::chrono::microseconds(0);
+    boong::PostgresEventStore store(ioc.get_executor(), cfg);
+    store.open();
+    boong::IdGenerator ids;
+    auto killer = admin();
+    auto terminate_all = [&] {
+        pqxx::nontransaction tx(killer);
+        const auto r = tx.exec_params(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1", app);
+        return r[0][0].as<int>();
+    };
+    // pg_terminate_backend only signals: wait until the backends have exited
+    // (and so closed their sockets).
+    auto wait_until_gone = [&] {
+        for (int i = 0; i < 500; ++i) {
+            pqxx::nontransaction tx(killer);
+            const auto r = tx.exec_params("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", app);
+            if (r[0][0].as<int>() == 0) return;
+            std::this_thread::sleep_for(10ms);
+        }
+        FAIL("terminated backends did not exit");
+    };
+
+    std::vector<boong::EventData> batch{make_event(ids, "A"), make_event(ids, "B")};
+    auto first = run(ioc, [&] {
+        return store.async_append("drop", boong::ExpectedVersion::no_stream(), batch, asio::use_awaitable);
+    });
+
+    // 1. Idle connections killed: the next operations reconnect and succeed.
+    CHECK(terminate_all() == 2);
+    wait_until_gone();
+    const auto before = store.stats();
+    auto events = run(ioc, [&] { return store.async_read_stream("drop", 1, 10, asio::use_awaitable); });
+    CHECK(events.size() == 2);
+    // The retry of an append whose reply was lost returns the original result.
+    auto again = run(ioc, [&] {
+        return store.async_append("drop", boong::ExpectedVersion::no_stream(), batch, asio::use_awaitable);
+    });
+    CHECK(again.first_position == first.first_position);
+    CHECK(again.next_expected_version == 2);
+    const auto after = store.stats();
+    CHECK(after.connections_lost > before.connections_lost);
+    CHECK(after.connects > before.connects);
+
+    // 2. A connection killed under a running append: that append fails with
+    // store_unavailable naming the server; retried, it is written once.
+    auto locker = admin();
+    std::optional<pqxx::work> lock(std::in_place, locker);
+    lock->exec("LOCK TABLE " + table + " IN EXCLUSIVE MODE");
+    std::vector<boong::EventData> more{make_event(ids, "C")};
+    std::exception_ptr failure;
+    bool done = false;
+    store.async_append("drop", boong::ExpectedVersion::exactly(2), more, [&](std::exception_ptr e, boong::AppendResult) {
+        failure = e;
+        done = true;
+    });
+    wait_until_blocked(app);
+    {
+        // Only the backend running the append (the other one is idle).
+        pqxx::nontransaction tx(killer);
+        const auto r = tx.exec_params(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = $1 AND wait_event_type = 'Lock'",
+            app);
+        CHECK(r[0][0].as<int>() == 1);
+    }
+    pump(ioc, [&] { return done; });
+    lock->abort();
+    lock.reset();
+    std::string message;
+    boong::error_code code;
+    try {
+        std::rethrow_exception(failure);
+    } catch (const boong::Error& e) {
+        message = e.what();
+        code = e.code();
+    }
+    CHECK(code == boong::errc::store_unavailable);
+    CHECK_THAT(message, Catch::Contains("127.0.0.1:") && Catch::Contains("safe to retry"));
+    auto retried = run(ioc, [&] {
+        return store.async_append("drop", boong::ExpectedVersion::exactly(2), more, asio::use_awaitable);
+    });
+    CHECK(retried.next_expected_version == 3);
+    auto retried_again = run(ioc, [&] {
+        return store.async_append("drop", boong::ExpectedVersion::exactly(2), more, asio::use_awaitable);
+    });
+    CHECK(retried_again.first_position == retried.first_position);
+    events = run(ioc, [&] { return store.async_read_stream("drop", 1, 10, asio::use_awaitable); });
+    REQUIRE(events.size() == 3);
+    CHECK(events[2].event.event_id == more[0].event_id);
+    require_idle(ioc);
+    drop_tables(table);
+}
+
+TEST_CASE("postgres: cancelling a queued operation aborts it and leaves the pool healthy", "[postgres][cancel]") {
+    const auto table = fresh_table("it_cancel");
+    drop_tables(table);
+    const auto app = "boong_cancel_" + run_id();
+    asio::io_context ioc;
+    auto cfg = test_config(table);
+    cfg.connection = with_application_name(test_dsn(), app);
+    cfg.pool_size = 1;  // one worker: everything after the stuck append waits in a queue
+    cfg.group_commit_delay = std::chrono::microseconds(0);
+    boong::PostgresEventStore store(ioc.get_executor(), cfg);
+    store.open();
+    boong::IdGenerator ids;
+
+    auto locker = admin();
+    std::optional<pqxx::work> lock(std::in_place, locker);
+    lock->exec("LOCK TABLE " + table + " IN EXCLUSIVE MODE");
+
+    // A: running (stuck behind the lock). Cancelling it changes nothing.
+    asio::cancellation_signal cancel_a, cancel_b, cancel_c;
+    std::optional<std::exception_ptr> a, b, c;
+    store.async_append("running", boong::ExpectedVersion::any(), {make_event(ids, "A")},
+                       asio::bind_cancellation_slot(cancel_a.slot(), [&](std::exception_ptr e, boong::AppendResult) {
+                           a = e;
+                       }));
+    wait_until_blocked(app);
+    // B: a read queued behind it. C: an append waiting for a batch slot.
+    store.async_read_stream("running", 1, 10,
+                            asio::bind_cancellation_slot(cancel_b.slot(),
+                                                         [&](std::exception_ptr e, std::vector<boong::RecordedEvent>) {
+                                                             b = e;
+                                                         }));
+    store.async_append("queued", boong::ExpectedVersion::any(), {make_event(ids, "C")},
+                       asio::bind_cancellation_slot(cancel_c.slot(), [&](std::exception_ptr e, boong::AppendResult) {
+                           c = e;
+                       }));
+    ioc.restart();
+    ioc.poll();
+    cancel_b.emit(asio::cancellation_type::terminal);
+    cancel_c.emit(asio::cancellation_type::terminal);
+    cancel_a.emit(asio::cancellation_type::terminal);
+    pump(ioc, [&] { return b && c; }, 5s);
+    CHECK_FALSE(a.has_value());  // still running
+    CHECK(code_of([&] { std::rethrow_exception(*b); }) == asio::error::operation_aborted);
+    CHECK(code_of([&] { std::rethrow_exception(*c); }) == asio::error::operation_aborted);
+
+    lock->commit();
+    lock.reset();
+    pump(ioc, [&] { return a.has_value(); });
+    CHECK_FALSE(*a);  // a started operation completes normally
+    // The one connection is fine, and nothing of the cancelled append exists.
+    auto running = run(ioc, [&] { return store.async_read_stream("running", 1, 10, asio::use_awaitable); });
+    CHECK(running.size() == 1);
+    auto queued = run(ioc, [&] { return store.async_read_stream("queued", 1, 10, asio::use_awaitable); });
+    CHECK(queued.empty());
+    CHECK(store.stats().aborted == 2);
+    // Coroutines cancelled while waiting: the same, through use_awaitable.
+    require_idle(ioc);
+    drop_tables(table);
+}
+
+TEST_CASE("postgres: destroying the store completes what is queued with operation_aborted", "[postgres][cancel]") {
+    const auto table = fresh_table("it_destroy");
+    drop_tables(table);
+    const auto app = "boong_destroy_" + run_id();
+    asio::io_context ioc;
+    auto cfg = test_config(table);
+    cfg.connection = with_application_name(test_dsn(), app);
+    cfg.pool_size = 1;
+    cfg.group_commit_delay = std::chrono::microseconds(0);
+    cfg.command_timeout = 3s;
+    boong::IdGenerator ids;
+    std::optional<std::exception_ptr> running, queued;
+    auto locker = admin();
+    std::optional<pqxx::work> lock(std::in_place, locker);
+    {
+        boong::PostgresEventStore store(ioc.get_executor(), cfg);
+        store.open();
+        lock->exec("LOCK TABLE " + table + " IN EXCLUSIVE MODE");
+        store.async_append("x", boong::ExpectedVersion::any(), {make_event(ids, "A")},
+                           [&](std::exception_ptr e, boong::AppendResult) { running = e; });
+        wait_until_blocked(app);
+        store.async_read_all(1, 10, [&](std::exception_ptr e, std::vector<boong::RecordedEvent>) { queued = e; });
+        // The destructor waits for the running append, which the command
+        // timeout ends (the table stays locked).
+    }
+    lock->abort();
+    lock.reset();
+    pump(ioc, [&] { return running && queued; });
+    CHECK(code_of([&] { std::rethrow_exception(*queued); }) == asio::error::operation_aborted);
+    CHECK(code_of([&] { std::rethrow_exception(*running); }) == boong::errc::store_unavailable);
+    require_idle(ioc);
+    drop_tables(table);
+}
+
+TEST_CASE("postgres: operators can list sagas by phase, served by the saga index", "[postgres][operators]") {
+    const auto table = fresh_table("it_sagas");
+    drop_tables(table);
+    asio::io_context ioc;
+    boong::PostgresEventStore store(ioc.get_executor(), test_config(table));
+    store.open();
+    boong::IdGenerator ids;
+    auto append = [&](const std::string& stream, std::vector<boong::EventData> events) {
+        run(ioc, [&] { return store.async_append(stream, boong::ExpectedVersion::any(), events, asio::use_awaitable); });
+    };
+    append("saga-done", {make_event(ids, "SagaStarted"), make_event(ids, "StepCompleted"),
+                         make_event(ids, "SagaCompleted")});
+    append("saga-busy", {make_event(ids, "SagaStarted"), make_event(ids, "StepStarted")});
+    append("saga-back", {make_event(ids, "SagaStarted"), make_event(ids, "CompensationStarted"),
+                         make_event(ids, "SagaFailed"), make_event(ids, "SagaResumed", {{"phase", "compensating"}})});
+    append("order-1", {make_event(ids, "OrderCreated")});
+
+    auto c = admin();
+    pqxx::work tx(c);
+    std::map<std::string, std::string> phases;
+    for (const auto& row : tx.exec("SELECT saga_id, phase FROM " + table + "_sagas")) {
+        phases[row[0].as<std::string>()] = row[1].as<std::string>();
+    }
+    CHECK(phases == std::map<std::string, std::string>{{"back", "compensating"}, {"busy", "running"}, {"done", "completed"}});
+    // The question operators ask most: what is not finished?
+    const auto open = tx.exec("SELECT saga_id FROM " + table + "_sagas WHERE phase IN ('running', 'compensating') ORDER BY 1");
+    REQUIRE(open.size() == 2);
+    // The view reads the partial index, not the table.
+    tx.exec("SET LOCAL enable_seqscan = off");
+    std::string plan;
+    for (const auto& row : tx.exec("EXPLAIN SELECT * FROM " + table + "_sagas WHERE phase = 'running'")) {
+        plan += row[0].as<std::string>() + "\n";
+    }
+    CHECK_THAT(plan, Catch::Contains(table + "_saga_phase_idx"));
+    tx.abort();
+    drop_tables(table);
+}
+
+TEST_CASE("postgres: stored events keep their metadata, times and unusual payloads", "[postgres]") {
+    asio::io_context ioc;
+    boong::PostgresEventStore store(ioc.get_executor(), test_config());
+    store.open();
+    boong::IdGenerator ids;
+    const auto stream = "shapes-" + run_id() + "-" +
+                        std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
+    auto e = make_event(ids, "Shapes",
+                        {{"big", 9007199254740993LL},
+                         {"neg", -12},
+                         {"float", 0.1},
+                         {"text", "quote \" backslash \\ newline \n tab \t emoji 😀"},
+                         {"nested", {{"a", boong::json::array({1, 2, 3})}, {"empty", boong::json::object()}}},
+                         {"null", nullptr}});
+    e.metadata.extra = {{"tenant", "acme"}, {"trace", {{"id", "t-1"}}}};
+    e.schema_version = 3;
+    auto scalar = make_event(ids, "Scalar", "just a string");
+    const auto before = boong::Clock::now();
+    run(ioc, [&] { return store.async_append(stream, boong::ExpectedVersion::no_stream(), {e, scalar}, asio::use_awaitable); });
+    auto events = run(ioc, [&] { return store.async_read_stream(stream, 1, 10, asio::use_awaitable); });
+    REQUIRE(events.size() == 2);
+    CHECK(events[0].event.payload == e.payload);
+    CHECK(events[0].event.metadata.extra == e.metadata.extra);
+    CHECK(events[0].event.schema_version == 3);
+    CHECK(events[1].event.payload == "just a string");
+    CHECK(events[0].stored_at >= before - 5s);
+    CHECK(events[0].stored_at <= boong::Clock::now() + 5s);
+    CHECK(events[1].stored_at >= events[0].stored_at);
 }
