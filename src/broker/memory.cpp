@@ -158,6 +158,8 @@ struct MemoryBroker::State {
 
     // The next message for consumer `o.consumer`: first a pending one idle for
     // the visibility timeout (Redis: XAUTOCLAIM), else a new one (XREADGROUP >).
+    // Like XAUTOCLAIM, this also takes a message whose handler is merely slow:
+    // delivery is at-least-once.
     Claim claim(const ConsumerOptions& o, Effects& fx) {
         std::lock_guard lock(mutex);
         auto& topic = topics[o.topic];
@@ -268,12 +270,20 @@ public:
     // Something changed (a message arrived, a handler finished): look again. On the strand.
     void wake() { timer_.cancel(); }
 
+    // The caller's cancellation, relayed onto the strand. The loop's
+    // cancellation state hangs off this signal (through co_spawn).
+    asio::cancellation_signal& stop_signal() { return stop_signal_; }
+    void request_stop(asio::cancellation_type type) {
+        if (!finished_) stop_signal_.emit(type);
+    }
+    void finished() { finished_ = true; }
+
     // The consumer's main loop; `self` keeps the consumer alive while it runs.
     static asio::awaitable<void> run(std::shared_ptr<Consumer> self) {
         auto& c = *self;
         validate_consumer(c.options_, c.handler_);
-        // A stop request (terminal cancellation, forwarded by co_spawn through
-        // the strand) must not throw out of the loop: the loop checks for it.
+        // A stop request (terminal cancellation through stop_signal_) must not
+        // throw out of the loop: the loop checks for it.
         co_await asio::this_coro::throw_if_cancelled(false);
         c.state_->add_consumer(c.options_, self);
         std::exception_ptr failure;
@@ -387,6 +397,8 @@ private:
     ConsumerOptions options_;
     MessageHandler handler_;
     std::list<InFlight> inflight_;  // a list: signals must not move while a handler runs
+    asio::cancellation_signal stop_signal_;
+    bool finished_ = false;
 };
 
 void MemoryBroker::State::Effects::apply() const {
@@ -408,12 +420,20 @@ std::string MemoryBroker::publish(const std::string& topic, EventData event) {
 }
 
 void MemoryBroker::consume_impl(ConsumerOptions options, MessageHandler handler,
-                                asio::any_completion_handler<consume_signature> completion) {
+                                detail::ErasedHandler<void> completion) {
     auto consumer = std::make_shared<Consumer>(state_, ex_, std::move(options), std::move(handler));
-    auto strand = consumer->strand();
-    // co_spawn completes through the handler's executor, never inline, and
-    // forwards the handler's cancellation slot to the loop through the strand.
-    asio::co_spawn(strand, Consumer::run(std::move(consumer)), std::move(completion));
+    // The caller may emit from its own thread: hop onto the consumer's strand.
+    completion.on_cancel([consumer](asio::cancellation_type type) {
+        asio::post(consumer->strand(), [consumer, type] { consumer->request_stop(type); });
+    });
+    // co_spawn never completes inline; ErasedHandler then completes through the
+    // caller's executor and clears the caller's slot first.
+    asio::co_spawn(consumer->strand(), Consumer::run(consumer),
+                   asio::bind_cancellation_slot(consumer->stop_signal().slot(),
+                                                [consumer, c = std::move(completion)](std::exception_ptr e) mutable {
+                                                    consumer->finished();
+                                                    c.complete(std::move(e));
+                                                }));
 }
 
 std::size_t MemoryBroker::pending_count(std::string_view topic, std::string_view group) const {

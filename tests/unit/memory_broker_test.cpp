@@ -5,12 +5,15 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/strand.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 namespace {
 
@@ -93,7 +96,8 @@ TEST_CASE("memory broker: publish and consume never complete inside the initiati
     CHECK_FALSE(completed);
     CHECK_FALSE(invalid_completed);
     CHECK_FALSE(consume_completed);
-    fx.ioc().run();
+    fx.ioc().run_for(5s);  // returns as soon as everything completed
+    CHECK(fx.ioc().stopped());
     CHECK(completed);
     CHECK(invalid_completed);
     CHECK(consume_completed);
@@ -208,6 +212,33 @@ TEST_CASE("memory broker: a stop requested before the consumer ever ran stops it
     while (!done && std::chrono::steady_clock::now() < deadline) fx.ioc().run_for(10ms);
     CHECK(done);
     CHECK_FALSE(error);
+    fx.ioc().restart();
+    fx.ioc().run_for(100ms);
+    CHECK(fx.ioc().stopped());  // nothing left behind
+}
+
+TEST_CASE("memory broker: a callback consumer stops on its slot, which is cleared before the callback runs",
+          "[broker][memory]") {
+    MemoryBrokerFixture fx;
+    bool done = false, slot_clear = false;
+    std::exception_ptr error;
+    asio::cancellation_signal signal;
+    fx.broker().async_consume(bc::consumer_options("t", "g", "c"),
+                              [](const boong::Delivery&) -> asio::awaitable<void> { co_return; },
+                              asio::bind_cancellation_slot(signal.slot(), [&](std::exception_ptr e) {
+                                  error = e;
+                                  slot_clear = !signal.slot().has_handler();
+                                  done = true;
+                              }));
+    CHECK(signal.slot().has_handler());  // hooked while running
+    fx.ioc().run_for(20ms);
+    CHECK_FALSE(done);
+    signal.emit(asio::cancellation_type::terminal);
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (!done && std::chrono::steady_clock::now() < deadline) fx.ioc().run_for(10ms);
+    CHECK(done);
+    CHECK_FALSE(error);
+    CHECK(slot_clear);
     fx.ioc().restart();
     fx.ioc().run_for(100ms);
     CHECK(fx.ioc().stopped());  // nothing left behind

@@ -5,9 +5,9 @@
 #pragma once
 
 #include <boong/broker.hpp>
+#include <boong/detail/erased_handler.hpp>
 #include <boong/detail/post.hpp>
 
-#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
 
@@ -62,7 +62,7 @@ public:
     auto async_consume(ConsumerOptions options, MessageHandler handler, Token&& token) {
         return boost::asio::async_initiate<Token, consume_signature>(
             [this](auto h, ConsumerOptions o, MessageHandler mh) {
-                consume_impl(std::move(o), std::move(mh), std::move(h));
+                consume_impl(std::move(o), std::move(mh), detail::ErasedHandler<void>(std::move(h), ex_));
             },
             token, std::move(options), std::move(handler));
     }
@@ -80,8 +80,7 @@ public:
     std::vector<Delivery> read_topic(std::string_view topic) const;
 
 private:
-    void consume_impl(ConsumerOptions options, MessageHandler handler,
-                      boost::asio::any_completion_handler<consume_signature> completion);
+    void consume_impl(ConsumerOptions options, MessageHandler handler, detail::ErasedHandler<void> completion);
 
     struct State;
     class Consumer;
