@@ -12,22 +12,28 @@ namespace {
 
 [[noreturn]] void invalid(const std::string& message) { throw Error(errc::invalid_argument, message); }
 
-// True when `s` is well-formed UTF-8: stores keep JSON text, and a payload that
-// cannot be serialized must be refused before anything is written.
-bool valid_utf8(std::string_view s) noexcept {
+enum class Text { ok, bad_utf8, nul };
+
+// Checks in one pass that `s` is well-formed UTF-8 (stores keep JSON text, and
+// a payload that cannot be serialized must be refused before anything is
+// written) and holds no U+0000 (PostgreSQL's text and jsonb cannot keep it,
+// and libpq would cut the string short there).
+Text scan_text(std::string_view s) noexcept {
     const auto* p = reinterpret_cast<const unsigned char*>(s.data());
     const std::size_t size = s.size();
     std::size_t i = 0;
     while (i < size) {
-        // ASCII runs, eight bytes at a time: most of what stores see.
+        // ASCII without NUL, eight bytes at a time: most of what stores see.
         while (i + 8 <= size) {
             std::uint64_t word;
             std::memcpy(&word, p + i, 8);
-            if (word & 0x8080808080808080ULL) break;
+            const bool zero_byte = ((word - 0x0101010101010101ULL) & ~word & 0x8080808080808080ULL) != 0;
+            if ((word & 0x8080808080808080ULL) || zero_byte) break;
             i += 8;
         }
         if (i >= size) break;
         const unsigned c = p[i];
+        if (c == 0) return Text::nul;
         if (c < 0x80) {
             ++i;
             continue;
@@ -41,25 +47,24 @@ bool valid_utf8(std::string_view s) noexcept {
         else if (c == 0xF0) n = 3, lo = 0x90;
         else if (c >= 0xF1 && c <= 0xF3) n = 3;
         else if (c == 0xF4) n = 3, hi = 0x8F;
-        else return false;
-        if (i + n >= size) return false;
-        if (p[i + 1] < lo || p[i + 1] > hi) return false;
+        else return Text::bad_utf8;
+        if (i + n >= size) return Text::bad_utf8;
+        if (p[i + 1] < lo || p[i + 1] > hi) return Text::bad_utf8;
         for (std::size_t k = 2; k <= n; ++k) {
-            if ((p[i + k] >> 6) != 0x2) return false;
+            if ((p[i + k] >> 6) != 0x2) return Text::bad_utf8;
         }
         i += n + 1;
     }
-    return true;
+    return Text::ok;
 }
 
-// Durable stores keep text in PostgreSQL, whose text and jsonb types cannot
-// hold U+0000 (libpq would also cut the string short there).
-bool has_nul(std::string_view s) noexcept { return s.find('\0') != std::string_view::npos; }
-
-// Why `s` cannot be stored as text, or empty when it can.
+// Why `s` cannot be stored as text, or null when it can.
 const char* text_problem(std::string_view s) noexcept {
-    if (!valid_utf8(s)) return "is not valid UTF-8";
-    if (has_nul(s)) return "contains U+0000 (NUL), which stores cannot keep";
+    switch (scan_text(s)) {
+        case Text::ok: return nullptr;
+        case Text::bad_utf8: return "is not valid UTF-8";
+        case Text::nul: return "contains U+0000 (NUL), which stores cannot keep";
+    }
     return nullptr;
 }
 
@@ -152,6 +157,33 @@ void validate_snapshot(const Snapshot& s) {
     if (const char* p = text_problem(s.type)) invalid(at + "type " + p);
     if (s.schema_version < 1) invalid(at + "schema version is below 1");
     if (auto p = json_problem(s.state); !p.empty()) invalid(at + "state is not valid JSON: " + p);
+}
+
+void validate_publish(std::string_view topic, const EventData& e) {
+    if (topic.empty()) invalid("publish: topic is empty");
+    if (topic.size() > max_topic_length)
+        invalid("publish: topic is " + std::to_string(topic.size()) + " bytes long; the limit is " +
+                std::to_string(max_topic_length));
+    const std::string at = "publish to '" + std::string(topic) + "': ";
+    if (!is_uuid(e.event_id)) invalid(at + "event_id '" + e.event_id + "' is not a UUID");
+    if (e.type.empty()) invalid(at + "type is empty");
+    if (e.schema_version < 1) invalid(at + "schema_version " + std::to_string(e.schema_version) + " is not >= 1");
+    // Dead-lettering adds a key to it, so it has to be an object (or nothing yet).
+    if (!e.metadata.extra.is_null() && !e.metadata.extra.is_object())
+        invalid(at + "metadata.extra must be a JSON object");
+}
+
+void validate_consumer_options(const ConsumerOptions& o, const MessageHandler& handler) {
+    using std::chrono::milliseconds;
+    if (o.topic.empty()) invalid("consume: topic is empty");
+    const std::string at = "consume from '" + o.topic + "': ";
+    if (o.group.empty()) invalid(at + "group is empty");
+    if (o.consumer.empty()) invalid(at + "consumer is empty");
+    if (o.concurrency == 0) invalid(at + "concurrency is 0");
+    if (o.max_deliveries < 1) invalid(at + "max_deliveries " + std::to_string(o.max_deliveries) + " is not >= 1");
+    if (o.visibility_timeout < milliseconds::zero()) invalid(at + "visibility_timeout is negative");
+    if (o.shutdown_grace < milliseconds::zero()) invalid(at + "shutdown_grace is negative");
+    if (!handler) invalid(at + "handler is empty");
 }
 
 }  // namespace boong::detail

@@ -1,4 +1,5 @@
 #include <boong/broker/memory.hpp>
+#include <boong/detail/validate.hpp>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -26,36 +27,6 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
-
-constexpr std::size_t max_topic_length = 200;
-
-[[noreturn]] void invalid(const std::string& message) { throw Error(errc::invalid_argument, message); }
-
-void validate_publish(std::string_view topic, const EventData& e) {
-    if (topic.empty()) invalid("publish: topic is empty");
-    if (topic.size() > max_topic_length)
-        invalid("publish: topic is " + std::to_string(topic.size()) + " bytes long; the limit is " +
-                std::to_string(max_topic_length));
-    const std::string at = "publish to '" + std::string(topic) + "': ";
-    if (!is_uuid(e.event_id)) invalid(at + "event_id '" + e.event_id + "' is not a UUID");
-    if (e.type.empty()) invalid(at + "type is empty");
-    if (e.schema_version < 1) invalid(at + "schema_version " + std::to_string(e.schema_version) + " is not >= 1");
-    // Dead-lettering adds a key to it, so it has to be an object (or nothing yet).
-    if (!e.metadata.extra.is_null() && !e.metadata.extra.is_object())
-        invalid(at + "metadata.extra must be a JSON object");
-}
-
-void validate_consumer(const ConsumerOptions& o, const MessageHandler& handler) {
-    if (o.topic.empty()) invalid("consume: topic is empty");
-    const std::string at = "consume from '" + o.topic + "': ";
-    if (o.group.empty()) invalid(at + "group is empty");
-    if (o.consumer.empty()) invalid(at + "consumer is empty");
-    if (o.concurrency == 0) invalid(at + "concurrency is 0");
-    if (o.max_deliveries < 1) invalid(at + "max_deliveries " + std::to_string(o.max_deliveries) + " is not >= 1");
-    if (o.visibility_timeout < milliseconds::zero()) invalid(at + "visibility_timeout is negative");
-    if (o.shutdown_grace < milliseconds::zero()) invalid(at + "shutdown_grace is negative");
-    if (!handler) invalid(at + "handler is empty");
-}
 
 // t + d, clamped so that a huge timeout means "never" rather than overflowing.
 SteadyClock::time_point add_saturated(SteadyClock::time_point t, milliseconds d) {
@@ -281,7 +252,7 @@ public:
     // The consumer's main loop; `self` keeps the consumer alive while it runs.
     static asio::awaitable<void> run(std::shared_ptr<Consumer> self) {
         auto& c = *self;
-        validate_consumer(c.options_, c.handler_);
+        detail::validate_consumer_options(c.options_, c.handler_);
         // A stop request (terminal cancellation through stop_signal_) must not
         // throw out of the loop: the loop checks for it.
         co_await asio::this_coro::throw_if_cancelled(false);
@@ -415,7 +386,7 @@ MemoryBroker::MemoryBroker(executor_type ex) : ex_(std::move(ex)), state_(std::m
 MemoryBroker::~MemoryBroker() = default;
 
 std::string MemoryBroker::publish(const std::string& topic, EventData event) {
-    validate_publish(topic, event);
+    detail::validate_publish(topic, event);
     return state_->publish(topic, std::move(event));
 }
 

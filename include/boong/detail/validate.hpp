@@ -1,7 +1,8 @@
-// Input checks shared by every store backend, so they refuse the same things
-// with the same messages.
+// Input checks shared by every store backend, and by every broker backend, so
+// that they refuse the same things with the same messages.
 #pragma once
 
+#include <boong/broker.hpp>
 #include <boong/event.hpp>
 
 #include <string_view>
@@ -15,5 +16,11 @@ void validate_stream_id(std::string_view stream);
 void validate_append(std::string_view stream, ExpectedVersion expected, const std::vector<EventData>& events);
 void validate_read(std::string_view what, std::int64_t from, std::size_t max_count);
 void validate_snapshot(const Snapshot& s);
+
+// Broker checks: the topic (1..200 bytes) and the envelope of a publish; the
+// options and handler of a consumer.
+inline constexpr std::size_t max_topic_length = 200;
+void validate_publish(std::string_view topic, const EventData& e);
+void validate_consumer_options(const ConsumerOptions& o, const MessageHandler& handler);
 
 }  // namespace boong::detail
