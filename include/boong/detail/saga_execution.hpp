@@ -113,10 +113,7 @@ public:
     SagaExecution(std::shared_ptr<Shared> shared, executor_type ex)
         : shared_(std::move(shared)),
           ex_(std::move(ex)),
-          write_done_(ex_),
-          deadline_timer_(ex_),
           main_lane_(std::make_shared<Lane>(root_, ex_)) {
-        write_done_.expires_at(asio::steady_timer::time_point::max());
     }
 
     const executor_type& get_executor() const noexcept { return ex_; }
@@ -189,7 +186,7 @@ private:
     // Nothing of a finished run may stay pending on the io_context.
     void finish() {
         done_ = true;
-        deadline_timer_.cancel();
+        if (deadline_timer_) deadline_timer_->cancel();
         main_lane_->close();
     }
 
@@ -217,7 +214,7 @@ private:
             state_.failed_step = failure.step;
             state_.failure_kind = failure.kind;
             state_.error = failure.error;
-            deadline_timer_.cancel();
+            if (deadline_timer_) deadline_timer_->cancel();
             record(saga_event::compensation_started,
                    object("failed_step", failure.step, "kind", to_string(failure.kind), "error", failure.error));
             log(spdlog::level::warn, failure.step, "compensating after {} failure: {}", to_string(failure.kind),
@@ -305,12 +302,12 @@ private:
         });
     }
 
-    // Runs one attempt of an action or compensation on `lane`.
+    // Runs one attempt of an action or compensation on `lane`, interrupted at
+    // `deadline` (time_point::max() for none).
     asio::awaitable<AttemptResult> run_attempt(const std::shared_ptr<Lane>& lane, asio::awaitable<void> work,
-                                               milliseconds timeout) {
+                                               typename Lane::time_point deadline) {
         lane->timed_out = false;
-        lane->deadline = timeout.count() > 0 ? asio::steady_timer::clock_type::now() + timeout
-                                             : Lane::time_point::max();
+        lane->deadline = deadline;
         if (lane->deadline != Lane::time_point::max() && (!lane->armed || lane->timer.expiry() > lane->deadline)) {
             arm(lane, lane->deadline);
         }
@@ -409,16 +406,16 @@ private:
                 record_step_failure(step.name, attempt, f, true);
                 co_return f;
             }
+            const auto deadline = attempt_deadline(policy.timeout);
             StepContext<Data> ctx(state_.saga_id, SagaT::name, step.name, attempt, false, data_, state_.correlation_id,
-                                  attempt_deadline(policy.timeout),
-                                  SagaLogger(shared_->logger, state_.saga_id, step.name));
+                                  deadline, SagaLogger(shared_->logger, state_.saga_id, step.name));
             // A failed attempt's changes to the data are undone, so that the
             // next attempt (or a resume, which only knows what was recorded)
             // starts from the same data. Steps of a parallel group share the
             // data with siblings still running, so theirs cannot be undone.
             std::optional<Data> before;
             if (group == nullptr) before.emplace(data_);
-            AttemptResult r = co_await run_attempt(lane, step.action(shared_->definition, ctx), policy.timeout);
+            AttemptResult r = co_await run_attempt(lane, step.action(shared_->definition, ctx), deadline);
             if (r.error && before) data_ = std::move(*before);
             if (!r.error) {
                 state_.completed.emplace_back(step.name);
@@ -467,11 +464,11 @@ private:
             if (stop_ == StopReason::shutdown) co_await interrupted();
             record(saga_event::step_compensating, object("step", step.name, "attempt", attempt));
             co_await flush();
+            const auto deadline = attempt_deadline(policy.compensation_timeout);
             StepContext<Data> ctx(state_.saga_id, SagaT::name, step.name, attempt, true, data_, state_.correlation_id,
-                                  attempt_deadline(policy.compensation_timeout),
-                                  SagaLogger(shared_->logger, state_.saga_id, step.name));
-            AttemptResult r = co_await run_attempt(main_lane_, step.compensation(shared_->definition, ctx),
-                                                   policy.compensation_timeout);
+                                  deadline, SagaLogger(shared_->logger, state_.saga_id, step.name));
+            AttemptResult r =
+                co_await run_attempt(main_lane_, step.compensation(shared_->definition, ctx), deadline);
             if (!r.error) {
                 state_.compensated.emplace_back(step.name);
                 record(saga_event::step_compensated, object("step", step.name, "attempt", attempt));
@@ -561,9 +558,10 @@ private:
     void arm_deadline() {
         if (!state_.deadline || state_.phase != SagaPhase::running) return;
         const auto left = *state_.deadline - Clock::now();
-        deadline_timer_.expires_after(
+        deadline_timer_.emplace(ex_);
+        deadline_timer_->expires_after(
             std::chrono::duration_cast<asio::steady_timer::duration>(std::max(left, Clock::duration::zero())));
-        deadline_timer_.async_wait([self = this->shared_from_this()](boost::system::error_code ec) {
+        deadline_timer_->async_wait([self = this->shared_from_this()](boost::system::error_code ec) {
             if (!ec)
                 self->request_stop(StopReason::deadline,
                                    "saga deadline " + format_timestamp(*self->state_.deadline) + " passed");
@@ -599,7 +597,11 @@ private:
     // abandoned half-way leaves the stream version unknown.
     asio::awaitable<void> flush() {
         while (writing_) {
-            co_await write_done_.async_wait(
+            if (!write_done_) {
+                write_done_.emplace(ex_);
+                write_done_->expires_at(asio::steady_timer::time_point::max());
+            }
+            co_await write_done_->async_wait(
                 asio::bind_cancellation_slot(asio::cancellation_slot(), asio::as_tuple(asio::use_awaitable)));
         }
         if (pending_.empty()) co_return;
@@ -621,7 +623,7 @@ private:
             error = std::current_exception();
         }
         writing_ = false;
-        write_done_.cancel();
+        if (write_done_) write_done_->cancel();
         if (error) std::rethrow_exception(error);
     }
 
@@ -657,12 +659,14 @@ private:
 
     std::vector<EventData> pending_;
     bool writing_ = false;
-    asio::steady_timer write_done_;  // never expires: cancelled to wake writers waiting their turn
+    // Made when a parallel branch first waits for another's append; never
+    // expires: cancelled to wake the writers waiting their turn.
+    std::optional<asio::steady_timer> write_done_;
 
     asio::cancellation_signal root_;
     StopReason stop_ = StopReason::none;
     std::string stop_message_;
-    asio::steady_timer deadline_timer_;
+    std::optional<asio::steady_timer> deadline_timer_;  // only for sagas with a deadline
     std::shared_ptr<Lane> main_lane_;  // the saga's own coroutine; parallel branches have their own
 };
 
