@@ -6,6 +6,12 @@
 #include <boost/asio/io_context.hpp>
 #endif
 
+#ifdef BOONG_CONSUMER_REDIS
+#include <boong/broker/redis.hpp>
+
+#include <boost/asio/io_context.hpp>
+#endif
+
 #include <iostream>
 #include <string>
 
@@ -33,6 +39,23 @@ int main() {
         if (e.code() != boong::errc::invalid_config) return 1;
     }
     std::cout << "consumer: Boong::postgres store made for " << store.endpoint() << "\n";
+#endif
+#ifdef BOONG_CONSUMER_REDIS
+    // Boong::redis links: a broker is made (it connects on first use, which
+    // is not tried) and a config it cannot use is refused.
+    boost::asio::io_context redis_ioc;
+    boong::RedisBrokerConfig redis_config;
+    redis_config.host = "cache.invalid";
+    boong::RedisBroker broker(redis_ioc.get_executor(), redis_config);
+    redis_config.block_timeout = std::chrono::milliseconds(0);
+    try {
+        boong::RedisBroker refused(redis_ioc.get_executor(), redis_config);
+        std::cerr << "consumer: a redis block_timeout of 0 was accepted\n";
+        return 1;
+    } catch (const boong::Error& e) {
+        if (e.code() != boong::errc::invalid_config) return 1;
+    }
+    std::cout << "consumer: Boong::redis broker made for " << broker.endpoint() << "\n";
 #endif
     return 0;
 }

@@ -1,0 +1,112 @@
+// The Redis Streams backend of the Broker concept (target Boong::redis).
+//
+// A topic is a stream; a message is a stream entry carrying the event's
+// envelope (fields event_id, type, schema_version, payload and metadata, the
+// last two as JSON text). Consumers are consumer groups: XREADGROUP on a
+// connection of their own (with a finite BLOCK), XACK after the handler
+// succeeded, XAUTOCLAIM of entries idle longer than the visibility timeout,
+// dead letters in "<topic>.dlq". hiredis does the protocol, Asio the I/O: no
+// thread per connection, nothing blocks the io_context. See docs/redis.md.
+#pragma once
+
+#include <boong/broker.hpp>
+#include <boong/config.hpp>
+#include <boong/detail/erased_handler.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+
+#include <exception>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace boong {
+
+class RedisBroker {
+public:
+    using executor_type = boost::asio::any_io_executor;
+    using publish_signature = void(std::exception_ptr, std::string);
+    using consume_signature = void(std::exception_ptr);
+    using open_signature = void(std::exception_ptr);
+    using command_signature = void(std::exception_ptr, json);
+
+    // Does not connect: the publishing connection opens on first use (or
+    // async_open), each consumer opens its own. Throws
+    // boong::Error(errc::invalid_config) when `config` cannot be used
+    // (password_env naming an unset variable, block_timeout < 1 ms, ...).
+    RedisBroker(executor_type ex, RedisBrokerConfig config);
+    ~RedisBroker();
+    RedisBroker(const RedisBroker&) = delete;
+    RedisBroker& operator=(const RedisBroker&) = delete;
+
+    executor_type get_executor() const { return ex_; }
+    const RedisBrokerConfig& config() const;
+    // "redis at host:port", as error messages name the server.
+    std::string endpoint() const;
+
+    // Connects the publishing connection now, so that a wrong address shows at
+    // start-up: errc::broker_unavailable naming host:port, within connect_timeout.
+    template <class Token>
+    auto async_open(Token&& token) {
+        return boost::asio::async_initiate<Token, open_signature>(
+            [this](auto h) { open_impl(detail::ErasedHandler<void>(std::move(h), ex_)); }, token);
+    }
+
+    // XADD to the topic's stream (MAXLEN ~ max_len, or MINID ~ now - ttl with
+    // ttl set) and completes with the entry id. Publishes from many coroutines
+    // are pipelined on one connection. After a connection loss the publish is
+    // retried (reconnecting, with backoff) until command_timeout has passed:
+    // it may then be stored twice (same event_id) if the lost attempt had
+    // reached Redis; otherwise it fails with errc::broker_unavailable.
+    template <class Token>
+    auto async_publish(std::string topic, EventData event, Token&& token) {
+        return boost::asio::async_initiate<Token, publish_signature>(
+            [this](auto h, std::string t, EventData e) {
+                publish_impl(std::move(t), std::move(e), detail::ErasedHandler<std::string>(std::move(h), ex_));
+            },
+            token, std::move(topic), std::move(event));
+    }
+
+    // Runs a consumer until terminal cancellation through the token's slot
+    // (a graceful stop; a second one cuts the shutdown grace short). See
+    // boong::Broker for the semantics; connection losses are retried with
+    // backoff and do not end the consumer.
+    template <class Token>
+    auto async_consume(ConsumerOptions options, MessageHandler handler, Token&& token) {
+        return boost::asio::async_initiate<Token, consume_signature>(
+            [this](auto h, ConsumerOptions o, MessageHandler mh) {
+                consume_impl(std::move(o), std::move(mh), detail::ErasedHandler<void>(std::move(h), ex_));
+            },
+            token, std::move(options), std::move(handler));
+    }
+
+    // Runs one raw command on the publishing connection, for tools and tests
+    // (XLEN, XPENDING, a hand-made XADD). The reply as JSON: bulk and status
+    // strings as strings, integers as numbers, arrays as arrays, nil as null;
+    // an error reply completes with errc::protocol_error.
+    template <class Token>
+    auto async_command(std::vector<std::string> argv, Token&& token) {
+        return boost::asio::async_initiate<Token, command_signature>(
+            [this](auto h, std::vector<std::string> a) {
+                command_impl(std::move(a), detail::ErasedHandler<json>(std::move(h), ex_));
+            },
+            token, std::move(argv));
+    }
+
+private:
+    void open_impl(detail::ErasedHandler<void> completion);
+    void publish_impl(std::string topic, EventData event, detail::ErasedHandler<std::string> completion);
+    void consume_impl(ConsumerOptions options, MessageHandler handler, detail::ErasedHandler<void> completion);
+    void command_impl(std::vector<std::string> argv, detail::ErasedHandler<json> completion);
+
+    struct Shared;
+    class Consumer;
+    executor_type ex_;
+    std::shared_ptr<Shared> shared_;  // config and publishing connection, shared with running consumers
+};
+
+static_assert(Broker<RedisBroker>);
+
+}  // namespace boong

@@ -1,0 +1,165 @@
+// One hiredis async connection driven by Asio. Private to Boong::redis.
+//
+// hiredis is not thread-safe, so everything touching the redisAsyncContext
+// runs on the connection's strand; public functions hop onto it. Replies are
+// copied into an owned Reply inside hiredis's callback (hiredis frees its
+// own reply after the callback returns) and completed through the caller's
+// executor, never inline, so no user code runs inside a hiredis callback and
+// the context is never freed from one.
+#pragma once
+
+#include <boong/config.hpp>
+#include <boong/detail/erased_handler.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+struct redisAsyncContext;
+
+namespace boong::redis {
+
+using std::chrono::milliseconds;
+
+// A reply, owned (hiredis's redisReply is freed when its callback returns).
+struct Reply {
+    enum class Type { nil, string, status, error, integer, array };
+    Type type = Type::nil;
+    std::string str;  // string, status and error
+    long long integer = 0;
+    std::vector<Reply> elements;
+
+    bool is_error() const { return type == Type::error; }
+    bool is_nil() const { return type == Type::nil; }
+};
+
+// Where and how to connect (from RedisBrokerConfig, password already read
+// from its environment variable).
+struct Endpoint {
+    std::string host;
+    int port = 6379;
+    int database = 0;
+    std::string username;
+    std::string password;
+    milliseconds connect_timeout{5000};  // 0: none
+    milliseconds command_timeout{5000};  // 0: none
+
+    // "redis at host:port", for messages.
+    std::string describe() const;
+};
+
+Endpoint make_endpoint(const RedisBrokerConfig& config);
+
+// The exception a connection failure completes with: errc::broker_unavailable
+// naming the server.
+Error unavailable(const Endpoint& e, const std::string& what);
+
+class Connection : public std::enable_shared_from_this<Connection> {
+public:
+    using executor_type = boost::asio::strand<boost::asio::any_io_executor>;
+    using exec_signature = void(std::exception_ptr, Reply);
+
+    // `name` says what the connection is for, in logs ("publisher", "consumer c1").
+    Connection(executor_type strand, Endpoint endpoint, std::string name);
+    ~Connection();
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+
+    const executor_type& get_executor() const { return strand_; }
+    const Endpoint& endpoint() const { return endpoint_; }
+
+    // Sends `argv` (binary-safe: never formatted into a command string) and
+    // completes with the reply; Redis error replies are replies too (type
+    // error), only connection problems and timeouts complete with an
+    // exception (errc::broker_unavailable). Connects first when not
+    // connected. `extra_time` is added to the command timeout (for BLOCK).
+    template <class Token>
+    auto async_exec(std::vector<std::string> argv, Token&& token, milliseconds extra_time = milliseconds::zero()) {
+        return boost::asio::async_initiate<Token, exec_signature>(
+            [this](auto handler, std::vector<std::string> a, milliseconds extra) {
+                exec(std::move(a), extra, detail::ErasedHandler<Reply>(std::move(handler), strand_));
+            },
+            token, std::move(argv), extra_time);
+    }
+
+    // Connects (if not connected) and completes once the connection is ready.
+    template <class Token>
+    auto async_connect(Token&& token) {
+        return async_exec({"PING"}, std::forward<Token>(token));
+    }
+
+    // Type-erased form of async_exec; may be called from any thread.
+    void exec(std::vector<std::string> argv, milliseconds extra_time, detail::ErasedHandler<Reply> handler);
+
+    // Drops the connection: what is in flight fails with broker_unavailable.
+    // With `permanent`, later commands fail at once instead of reconnecting.
+    // May be called from any thread; takes effect on the strand.
+    void close(bool permanent);
+
+private:
+    struct Request {
+        std::uint64_t id = 0;
+        std::vector<std::string> argv;
+        std::chrono::steady_clock::time_point deadline;
+        detail::ErasedHandler<Reply> handler;
+    };
+    enum class State { idle, connecting, ready };
+
+    void start(Request r);  // on the strand
+    void connect();
+    void on_resolved(const std::string& address);
+    void on_handshake(const Reply& reply, bool last);
+    void send(Request r);
+    void fail_waiting(const std::string& why);
+    void teardown(const std::string& why);  // frees the context (never from a hiredis callback)
+    void arm_read();
+    void arm_write();
+    void arm_timer();
+    void on_timer();
+    void check_idle();
+
+    static void on_reply(redisAsyncContext* ac, void* reply, void* privdata);
+    static void on_handshake_reply(redisAsyncContext* ac, void* reply, void* privdata);
+    static void on_connect(const redisAsyncContext* ac, int status);
+    static void on_disconnect(const redisAsyncContext* ac, int status);
+    static void add_read(void* self);
+    static void del_read(void* self);
+    static void add_write(void* self);
+    static void del_write(void* self);
+    static void cleanup(void* self);
+
+    executor_type strand_;
+    Endpoint endpoint_;
+    std::string name_;
+    State state_ = State::idle;
+    bool closed_ = false;
+    redisAsyncContext* ac_ = nullptr;  // owned while set; hiredis frees it itself on an error
+    // A dup() of hiredis's socket: hiredis closes its own fd, this one closes the copy.
+    std::optional<boost::asio::posix::stream_descriptor> socket_;
+    bool want_read_ = false, want_write_ = false;
+    bool reading_ = false, writing_ = false;
+    std::uint64_t generation_ = 0;  // bumped per context, so late waits on an old socket are ignored
+    boost::asio::steady_timer timer_;          // command timeouts: the oldest in-flight deadline
+    bool timer_armed_ = false;
+    boost::asio::steady_timer connect_timer_;  // connect_timeout
+    std::unique_ptr<boost::asio::ip::tcp::resolver> resolver_;
+    std::uint64_t next_id_ = 1;
+    std::deque<Request> waiting_;   // until the connection is ready
+    std::deque<Request> inflight_;  // sent, in reply order
+    int handshake_left_ = 0;
+    std::string handshake_error_;
+    std::string failure_;  // why the current context is going away, for the requests it fails
+};
+
+}  // namespace boong::redis

@@ -1,0 +1,44 @@
+// How an event is laid out in a stream entry, and back. Private to Boong::redis.
+#pragma once
+
+#include "broker/redis/connection.hpp"
+
+#include <boong/event.hpp>
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace boong::redis {
+
+using Fields = std::vector<std::pair<std::string, std::string>>;
+
+// A stream entry as XREADGROUP / XAUTOCLAIM return it.
+struct Entry {
+    std::string id;
+    Fields fields;
+    bool deleted = false;  // listed, but its data was trimmed away
+};
+
+// Appends the envelope's field/value pairs (event_id, type, schema_version,
+// payload, metadata) to `argv`. Throws errc::invalid_argument when the payload
+// or metadata cannot be written as JSON text (invalid UTF-8 in a string).
+void append_envelope(std::vector<std::string>& argv, const EventData& e);
+
+// The event of an entry, or why it cannot be decoded.
+struct Decoded {
+    std::optional<EventData> event;
+    std::string error;
+};
+Decoded decode_envelope(const Fields& fields);
+
+// Entries of an XREADGROUP / XAUTOCLAIM array; throws errc::protocol_error on
+// a shape that is not one.
+std::vector<Entry> parse_entries(const Reply& entries);
+
+// The raw fields as a JSON object (bytes that are not UTF-8 replaced), for
+// dead letters of undecodable entries.
+json fields_to_json(const Fields& fields);
+
+}  // namespace boong::redis
