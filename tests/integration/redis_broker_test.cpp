@@ -58,3 +58,353 @@ struct RedisBrokerFixture {
 
 #define BOONG_BROKER_FIXTURES RedisBrokerFixture
 #include "conformance/broker_conformance.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <thread>
+#include <vector>
+
+extern char** environ;
+
+namespace {
+
+namespace asio = boost::asio;
+namespace bc = boong::test::conformance;
+using namespace std::chrono_literals;
+
+// A TCP port on 127.0.0.1 that nothing listens on (bound, read, released).
+int free_port() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = 0;
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    socklen_t len = sizeof a;
+    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+    ::close(fd);
+    return ntohs(a.sin_port);
+}
+
+// A redis-server of the test's own (appendonly, fsync on every write), so the
+// test may kill and restart it without disturbing the shared one.
+class OwnRedis {
+public:
+    OwnRedis() : port_(free_port()) {
+        char tmpl[] = "/tmp/boong-redis-restart.XXXXXX";
+        REQUIRE(::mkdtemp(tmpl) != nullptr);
+        dir_ = tmpl;
+        REQUIRE(start());
+    }
+    ~OwnRedis() {
+        stop();
+        std::error_code ec;
+        std::filesystem::remove_all(dir_, ec);
+    }
+    int port() const { return port_; }
+
+    // False when the server did not answer PING in time (see its redis.log).
+    // Catch assertions stay out of it: the test calls it from a thread too.
+    bool start() {
+        const std::string port = std::to_string(port_);
+        std::vector<std::string> args{"redis-server", "--port",         port,       "--bind", "127.0.0.1",
+                                      "--dir",        dir_.string(),   "--appendonly", "yes", "--appendfsync",
+                                      "always",       "--save",        "",         "--logfile",
+                                      (dir_ / "redis.log").string()};
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        if (::posix_spawnp(&pid_, "redis-server", nullptr, nullptr, argv.data(), environ) != 0) return false;
+        // Ready when PING answers (a blocking wait: called outside the io_context).
+        const std::string ping = "redis-cli -p " + port + " ping >/dev/null 2>&1";
+        for (int i = 0; i < 200; ++i) {
+            if (std::system(ping.c_str()) == 0) return true;
+            std::this_thread::sleep_for(25ms);
+        }
+        return false;
+    }
+    // SIGKILL: nothing is flushed but what appendfsync always already wrote.
+    void kill() {
+        if (pid_ <= 0) return;
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, nullptr, 0);
+        pid_ = -1;
+    }
+    void stop() {
+        if (pid_ <= 0) return;
+        ::kill(pid_, SIGTERM);
+        ::waitpid(pid_, nullptr, 0);
+        pid_ = -1;
+    }
+
+private:
+    int port_;
+    std::filesystem::path dir_;
+    pid_t pid_ = -1;
+};
+
+std::string error_text(std::exception_ptr e) {
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+        return ex.what();
+    }
+}
+
+}  // namespace
+
+TEST_CASE("redis broker: an unreachable server is a clear broker_unavailable naming it, within connect_timeout",
+          "[broker][redis]") {
+    asio::io_context ioc;
+    auto config = test_config();
+    config.port = free_port();
+    config.connect_timeout = 1000ms;
+    config.command_timeout = 1500ms;
+    boong::RedisBroker broker(ioc.get_executor(), config);
+    boong::IdGenerator ids;
+    std::optional<boong::Error> open_error, publish_error;
+    auto started = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::duration open_took{}, publish_took{};
+    boong::test::run(ioc, [&]() -> asio::awaitable<void> {
+        try {
+            co_await broker.async_open(asio::use_awaitable);
+        } catch (const boong::Error& e) {
+            open_error = e;
+        }
+        open_took = std::chrono::steady_clock::now() - started;
+        started = std::chrono::steady_clock::now();
+        try {
+            co_await broker.async_publish("t", bc::make_event(ids, "E", {}), asio::use_awaitable);
+        } catch (const boong::Error& e) {
+            publish_error = e;
+        }
+        publish_took = std::chrono::steady_clock::now() - started;
+    });
+    REQUIRE(open_error.has_value());
+    CHECK(open_error->code() == boong::errc::broker_unavailable);
+    CHECK_THAT(std::string(open_error->what()), Catch::Contains("127.0.0.1:" + std::to_string(config.port)));
+    CHECK(open_took < 1500ms);
+    // A publish retries (reconnecting) for the command timeout, then gives up.
+    REQUIRE(publish_error.has_value());
+    CHECK(publish_error->code() == boong::errc::broker_unavailable);
+    CHECK_THAT(std::string(publish_error->what()), Catch::Contains("127.0.0.1:" + std::to_string(config.port)));
+    CHECK(publish_took < 3000ms);
+}
+
+TEST_CASE("redis broker: undecodable entries go to the dead letters with the reason, the consumer keeps going",
+          "[broker][redis]") {
+    RedisBrokerFixture fx;
+    boong::IdGenerator ids;
+    const auto topic = fx.unique("garbage");
+    const auto group = fx.unique("g");
+    const auto good = bc::make_event(ids, "Good", {{"n", 1}});
+    std::vector<std::string> handled;
+    std::vector<boong::Delivery> dead;
+    std::string good_id;
+    boong::json pending;
+    bool stopped = false;
+    boong::test::run(
+        fx.ioc(),
+        [&]() -> asio::awaitable<void> {
+            auto& b = fx.broker();
+            const std::string uuid = ids.next();
+            // Raw entries, as another producer (or a bug) might write them.
+            std::vector<std::vector<std::string>> raw = {
+                {"XADD", topic, "*", "hello", "world"},
+                {"XADD", topic, "*", "event_id", uuid, "type", "T", "schema_version", "1", "payload", "{not json",
+                 "metadata", "{}"},
+                {"XADD", topic, "*", "event_id", ids.next(), "type", "T", "schema_version", "1", "payload", "{}",
+                 "metadata", "[1,2]"},
+                {"XADD", topic, "*", "event_id", ids.next(), "type", "T", "schema_version", "x", "payload", "{}",
+                 "metadata", "{}"},
+                {"XADD", topic, "*", "bytes", std::string("\xff\xfe\0z", 4)},
+            };
+            for (auto& argv : raw) co_await b.async_command(std::move(argv), asio::use_awaitable);
+            good_id = co_await bc::publish(b, topic, good);
+            auto o = bc::consumer_options(topic, group, "c1");
+            o.visibility_timeout = fx.short_timeout();
+            auto c = bc::start_consumer(fx, o, [&](const boong::Delivery& d) -> asio::awaitable<void> {
+                handled.push_back(d.message_id);
+                co_return;
+            });
+            auto reader = bc::start_consumer(
+                fx, bc::consumer_options(boong::dead_letter_topic(topic), fx.unique("dlq"), "r"),
+                [&](const boong::Delivery& d) -> asio::awaitable<void> {
+                    dead.push_back(d);
+                    co_return;
+                });
+            co_await bc::eventually([&] { return dead.size() >= 5 && !handled.empty(); });
+            co_await boong::test::sleep_for(4 * fx.short_timeout());  // nothing loops
+            stopped = co_await c->stop();
+            stopped = co_await reader->stop() && stopped;
+            std::vector<std::string> argv{"XPENDING", topic, group};
+            pending = co_await b.async_command(std::move(argv), asio::use_awaitable);
+        },
+        std::chrono::seconds(30));
+    CHECK(stopped);
+    CHECK(handled == std::vector<std::string>{good_id});
+    REQUIRE(dead.size() == 5);
+    std::vector<std::string> reasons;
+    for (const auto& d : dead) {
+        CHECK(d.event.type == "boong.UndecodableMessage");
+        REQUIRE(d.event.metadata.extra.contains("dead_letter"));
+        const auto& dl = d.event.metadata.extra.at("dead_letter");
+        CHECK(dl.value("source_topic", "") == topic);
+        CHECK(dl.value("group", "") == group);
+        CHECK(dl.value("delivery_count", 0) == 1);
+        reasons.push_back(dl.value("reason", ""));
+        CHECK(d.event.payload.contains("fields"));
+    }
+    CHECK_THAT(reasons[0], Catch::Contains("event_id") && Catch::Contains("missing"));
+    CHECK_THAT(reasons[1], Catch::Contains("payload is not valid JSON"));
+    CHECK_THAT(reasons[2], Catch::Contains("metadata"));
+    CHECK_THAT(reasons[3], Catch::Contains("schema_version"));
+    CHECK(dead[0].event.payload.at("fields").value("hello", "") == "world");
+    REQUIRE(pending.is_array());
+    CHECK(pending.at(0) == 0);  // everything acknowledged on the source stream
+}
+
+TEST_CASE("redis broker: a consumer that dies without acking loses nothing: another reclaims after the "
+          "visibility timeout",
+          "[broker][redis]") {
+    RedisBrokerFixture fx;
+    boong::IdGenerator ids;
+    const auto topic = fx.unique("die");
+    const auto group = fx.unique("g");
+    constexpr int count = 10;
+    std::set<std::string> published, by_a, by_b;
+    std::vector<int> b_counts;
+    bool stopped = false;
+    boong::test::run(
+        fx.ioc(),
+        [&]() -> asio::awaitable<void> {
+            for (int i = 0; i < count; ++i)
+                published.insert(co_await bc::publish(fx.broker(), topic, bc::numbered_event(ids, "Job", i)));
+            // "a" takes five messages and hangs on them: its process "dies"
+            // (a stop with no grace leaves them unacked).
+            auto o = bc::consumer_options(topic, group, "a");
+            o.visibility_timeout = 600ms;
+            o.concurrency = 5;
+            o.shutdown_grace = 0ms;
+            auto a = bc::start_consumer(fx, o, [&](const boong::Delivery& d) -> asio::awaitable<void> {
+                by_a.insert(d.message_id);
+                co_await boong::test::sleep_for(std::chrono::hours(1));
+            });
+            co_await bc::eventually([&] { return by_a.size() >= 5; });
+            co_await a->stop();
+            o.consumer = "b";
+            o.concurrency = 2;
+            auto b = bc::start_consumer(fx, o, [&](const boong::Delivery& d) -> asio::awaitable<void> {
+                by_b.insert(d.message_id);
+                b_counts.push_back(d.delivery_count);
+                co_return;
+            });
+            co_await bc::eventually([&] { return by_b.size() >= count; }, 10s);
+            stopped = co_await b->stop();
+        },
+        std::chrono::seconds(30));
+    CHECK(stopped);
+    CHECK(by_a.size() == 5);
+    CHECK(by_b == published);  // the five "a" held, reclaimed, and the five it never took
+    CHECK(std::count(b_counts.begin(), b_counts.end(), 2) == 5);
+}
+
+TEST_CASE("redis broker: a Redis restart while messages flow loses no published message and redelivers no "
+          "acknowledged one",
+          "[broker][redis][restart]") {
+    OwnRedis server;
+    asio::io_context ioc;
+    auto config = test_config();
+    config.port = server.port();
+    config.connect_timeout = 1000ms;
+    config.command_timeout = 5000ms;  // publishes retry through the restart for this long
+    boong::RedisBroker broker(ioc.get_executor(), config);
+    boong::IdGenerator ids;
+    const std::string topic = "restart", group = "g";
+    std::vector<std::string> phase1, phase2;  // ids publish returned
+    std::vector<std::string> publish_errors;
+    std::map<std::string, int> handled;  // message id -> times handled
+    boong::json pending_before;
+    std::atomic<bool> restarted{false}, restart_ok{false};
+    std::thread restarter;
+    std::optional<std::size_t> published_at_restart;  // phase-2 publishes done when the server was back
+    bool stopped = false;
+    boong::test::run(
+        ioc,
+        [&]() -> asio::awaitable<void> {
+            auto o = bc::consumer_options(topic, group, "c1");
+            o.visibility_timeout = 1000ms;
+            o.concurrency = 4;
+            auto c = std::make_unique<bc::BackgroundConsumer>(ioc, broker, o,
+                                                              [&](const boong::Delivery& d) -> asio::awaitable<void> {
+                                                                  ++handled[d.message_id];
+                                                                  co_return;
+                                                              });
+            // Phase 1: published, handled and acknowledged before the restart.
+            for (int i = 0; i < 100; ++i) phase1.push_back(co_await bc::publish(broker, topic, bc::numbered_event(ids, "P1", i)));
+            co_await bc::eventually([&] { return handled.size() >= phase1.size(); }, 10s);
+            for (int i = 0; i < 100; ++i) {
+                std::vector<std::string> argv{"XPENDING", topic, group};
+                pending_before = co_await broker.async_command(std::move(argv), asio::use_awaitable);
+                if (pending_before.at(0) == 0) break;
+                co_await boong::test::sleep_for(20ms);
+            }
+            // Phase 2: publish continuously while the server is killed and restarted.
+            restarter = std::thread([&] {
+                std::this_thread::sleep_for(150ms);
+                server.kill();
+                std::this_thread::sleep_for(300ms);
+                restart_ok = server.start();
+                restarted = true;
+            });
+            for (int i = 0; i < 300 && !(restarted && i >= 200); ++i) {
+                if (restarted && !published_at_restart) published_at_restart = phase2.size();
+                try {
+                    phase2.push_back(co_await bc::publish(broker, topic, bc::numbered_event(ids, "P2", i)));
+                } catch (...) {
+                    publish_errors.push_back(error_text(std::current_exception()));
+                }
+                co_await boong::test::sleep_for(2ms);
+            }
+            co_await bc::eventually([&] { return restarted.load(); }, 10s);
+            std::function<bool()> all_handled = [&] {
+                for (const auto& id : phase2)
+                    if (!handled.contains(id)) return false;
+                return true;
+            };
+            co_await bc::eventually(all_handled, 20s);
+            stopped = co_await c->stop();
+        },
+        std::chrono::seconds(60));
+    if (restarter.joinable()) restarter.join();
+    REQUIRE(restart_ok);
+    CHECK(stopped);
+    REQUIRE(pending_before.is_array());
+    CHECK(pending_before.at(0) == 0);  // phase 1 fully acknowledged before the kill
+    CHECK(phase1.size() == 100);
+    CHECK(phase2.size() >= 150);
+    // The restart happened while publishing: some went before, some after.
+    REQUIRE(published_at_restart.has_value());
+    CHECK(*published_at_restart > 10);
+    CHECK(*published_at_restart < phase2.size());
+    INFO("publish errors: " << publish_errors.size() << (publish_errors.empty() ? "" : ", first: " + publish_errors[0]));
+    CHECK(publish_errors.empty());  // retried through the restart
+    std::size_t lost = 0;
+    for (const auto& id : phase2) lost += !handled.contains(id);
+    CHECK(lost == 0);
+    std::size_t again = 0;
+    for (const auto& id : phase1) again += handled[id] != 1;
+    CHECK(again == 0);
+}
