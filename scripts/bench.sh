@@ -33,6 +33,28 @@ fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/boong-bench.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
+# bench_redis: a private redis-server for this run, and its baseline measured
+# against it here with redis-benchmark (XADD MAXLEN ~ of one 200-byte field,
+# 50 clients, pipeline 16), passed on as BOONG_BENCH_REDIS_XADD_BASELINE.
+if [[ -x $build_dir/bench/bench_redis ]]; then
+    # shellcheck source=SCRIPTDIR/lib/servers.sh
+    source "$root/scripts/lib/servers.sh"
+    trap 'rm -rf "$tmp"; boong_stop_redis' EXIT
+    boong_start_redis "" "" || { echo "bench.sh: cannot start redis-server" >&2; exit 1; }
+    export BOONG_BENCH_REDIS_HOST=127.0.0.1 BOONG_BENCH_REDIS_PORT=$BOONG_REDIS_PORT
+    field=$(printf '%0200d' 0)
+    redis_rps=$(redis-benchmark -h 127.0.0.1 -p "$BOONG_REDIS_PORT" -c 50 -P 16 -n 400000 -q \
+        XADD bench:baseline MAXLEN '~' 1000000 '*' f "$field" 2>/dev/null |
+        tr '\r' '\n' | grep -Eo '[0-9.]+ requests per second' | tail -n 1 | cut -d' ' -f1 || true)
+    redis-cli -h 127.0.0.1 -p "$BOONG_REDIS_PORT" DEL bench:baseline >/dev/null || true
+    if [[ -n $redis_rps ]]; then
+        export BOONG_BENCH_REDIS_XADD_BASELINE=$redis_rps
+        echo "bench.sh: redis-benchmark XADD baseline: $redis_rps requests/s"
+    else
+        echo "bench.sh: redis-benchmark baseline not measured" >&2
+    fi
+fi
+
 results=()
 failed=()
 for bench in "${benches[@]}"; do

@@ -25,6 +25,7 @@ namespace boong {
 namespace asio = boost::asio;
 using redis::Connection;
 using redis::Reply;
+using redis::Resp;
 using SteadyClock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
@@ -104,28 +105,27 @@ Failure describe(std::exception_ptr e, bool abandoned) {
 
 struct RedisBroker::Shared {
     RedisBrokerConfig config;
+    std::string max_len_text;  // config.max_len, formatted once
     redis::Endpoint endpoint;
     std::shared_ptr<Connection> publisher;  // pipelined: publishes, acks, dead letters, raw commands
     IdGenerator ids;                        // for dead letters of undecodable entries
     std::mutex trim_mutex;
     std::map<std::string, SteadyClock::time_point, std::less<>> last_trim;  // with ttl: per topic
 
-    // XADD argv for `e` on `topic`: MAXLEN ~ max_len, or MINID ~ (now - ttl).
-    std::vector<std::string> xadd(const std::string& topic, const EventData& e) const {
-        std::vector<std::string> argv;
-        argv.reserve(16);
-        argv.push_back("XADD");
-        argv.push_back(topic);
+    // XADD for `e` on `topic`, in RESP: MAXLEN ~ max_len, or MINID ~ (now - ttl).
+    std::string xadd(const std::string& topic, const EventData& e) const {
+        Resp resp(16, 256 + e.event_id.size() + e.type.size() + topic.size());
+        resp.arg("XADD").arg(topic);
         if (config.ttl) {
             const auto now_ms = std::chrono::duration_cast<milliseconds>(Clock::now().time_since_epoch());
             const auto cutoff = std::max<std::int64_t>(0, (now_ms - *config.ttl).count());
-            argv.insert(argv.end(), {"MINID", "~", std::to_string(cutoff)});
+            resp.arg("MINID").arg("~").arg(std::to_string(cutoff));
         } else {
-            argv.insert(argv.end(), {"MAXLEN", "~", std::to_string(config.max_len)});
+            resp.arg("MAXLEN").arg("~").arg(max_len_text);
         }
-        argv.push_back("*");
-        redis::append_envelope(argv, e);
-        return argv;
+        resp.arg("*");
+        redis::append_envelope(resp, e);
+        return resp.take();
     }
 
     // With a ttl, XADD trims by age: the length cap is then applied by an
@@ -505,6 +505,7 @@ RedisBroker::RedisBroker(executor_type ex, RedisBrokerConfig config) : ex_(std::
     if (config.ttl && *config.ttl <= milliseconds::zero()) invalid("ttl must be positive");
     shared_ = std::make_shared<Shared>();
     shared_->endpoint = redis::make_endpoint(config);
+    shared_->max_len_text = std::to_string(config.max_len);
     shared_->config = std::move(config);
     shared_->publisher = std::make_shared<Connection>(asio::make_strand(ex_), shared_->endpoint, "publisher");
 }
@@ -525,7 +526,7 @@ namespace {
 // One publish, retried after connection losses until its deadline.
 struct PublishOp : std::enable_shared_from_this<PublishOp> {
     std::shared_ptr<Connection> conn;
-    std::vector<std::string> argv;
+    std::string command;  // the XADD, in RESP
     std::string topic;
     detail::ErasedHandler<std::string> completion;
     SteadyClock::time_point deadline;
@@ -534,7 +535,7 @@ struct PublishOp : std::enable_shared_from_this<PublishOp> {
 
     void attempt() {
         ++attempts;
-        conn->exec(argv, milliseconds::zero(),
+        conn->exec_resp(command, milliseconds::zero(),
                    detail::ErasedHandler<Reply>(
                        [self = shared_from_this()](std::exception_ptr e, Reply r) { self->done(e, std::move(r)); },
                        conn->get_executor()));
@@ -565,10 +566,10 @@ struct PublishOp : std::enable_shared_from_this<PublishOp> {
 }  // namespace
 
 void RedisBroker::publish_impl(std::string topic, EventData event, detail::ErasedHandler<std::string> completion) {
-    std::vector<std::string> argv;
+    std::string command;
     try {
         detail::validate_publish(topic, event);
-        argv = shared_->xadd(topic, event);
+        command = shared_->xadd(topic, event);
     } catch (...) {
         completion.complete(std::current_exception());
         return;
@@ -576,7 +577,7 @@ void RedisBroker::publish_impl(std::string topic, EventData event, detail::Erase
     shared_->trim_by_length(topic);
     auto op = std::make_shared<PublishOp>();
     op->conn = shared_->publisher;
-    op->argv = std::move(argv);
+    op->command = std::move(command);
     op->topic = std::move(topic);
     op->completion = std::move(completion);
     const auto limit = shared_->config.command_timeout.count() > 0 ? shared_->config.command_timeout

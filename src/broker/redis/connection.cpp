@@ -123,9 +123,21 @@ Connection::~Connection() {
     // Requests still held complete with operation_aborted (ErasedHandler's destructor).
 }
 
+std::string to_resp(const std::vector<std::string>& argv) {
+    std::size_t size = 0;
+    for (const auto& a : argv) size += a.size();
+    Resp resp(argv.size(), size);
+    for (const auto& a : argv) resp.arg(a);
+    return resp.take();
+}
+
 void Connection::exec(std::vector<std::string> argv, milliseconds extra_time, detail::ErasedHandler<Reply> handler) {
+    exec_resp(to_resp(argv), extra_time, std::move(handler));
+}
+
+void Connection::exec_resp(std::string command, milliseconds extra_time, detail::ErasedHandler<Reply> handler) {
     Request r;
-    r.argv = std::move(argv);
+    r.command = std::move(command);
     const auto now = SteadyClock::now();
     r.deadline = endpoint_.command_timeout.count() > 0 ? now + endpoint_.command_timeout + extra_time
                                                        : SteadyClock::time_point::max();
@@ -250,13 +262,13 @@ void Connection::send(Request r) {
         return;
     }
     void* privdata = reinterpret_cast<void*>(static_cast<std::uintptr_t>(r.id));
-    if (send_argv(ac_, &Connection::on_reply, privdata, r.argv) != REDIS_OK) {
-        r.handler.complete(std::make_exception_ptr(
-            unavailable(endpoint_, "cannot send " + r.argv.front() + ": " + context_error(ac_, "disconnecting"))));
+    if (redisAsyncFormattedCommand(ac_, &Connection::on_reply, privdata, r.command.data(), r.command.size()) !=
+        REDIS_OK) {
+        r.handler.complete(
+            std::make_exception_ptr(unavailable(endpoint_, "cannot send: " + context_error(ac_, "disconnecting"))));
         return;
     }
-    r.argv.clear();  // not needed any more; the id routes the reply
-    r.argv.shrink_to_fit();
+    r.command = std::string();  // hiredis has its copy; the id routes the reply
     inflight_.push_back(std::move(r));
     arm_read();
     arm_timer();

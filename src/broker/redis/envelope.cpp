@@ -27,6 +27,18 @@ void append_envelope(std::vector<std::string>& argv, const EventData& e) {
                              std::move(metadata)});
 }
 
+void append_envelope(Resp& resp, const EventData& e) {
+    std::string payload, metadata;
+    try {
+        payload = e.payload.dump();
+        metadata = json(e.metadata).dump();
+    } catch (const json::exception& ex) {
+        throw Error(errc::invalid_argument, "event " + e.event_id + " cannot be written as JSON: " + ex.what());
+    }
+    resp.arg("event_id").arg(e.event_id).arg("type").arg(e.type).arg("schema_version");
+    resp.arg(std::to_string(e.schema_version)).arg("payload").arg(payload).arg("metadata").arg(metadata);
+}
+
 Decoded decode_envelope(const Fields& fields) {
     Decoded d;
     const char* names[] = {"event_id", "type", "schema_version", "payload", "metadata"};

@@ -26,6 +26,9 @@ struct Entry {
 // or metadata cannot be written as JSON text (invalid UTF-8 in a string).
 void append_envelope(std::vector<std::string>& argv, const EventData& e);
 
+// The same, written straight into a RESP command (5 field/value pairs, 10 arguments).
+void append_envelope(Resp& resp, const EventData& e);
+
 // The event of an entry, or why it cannot be decoded.
 struct Decoded {
     std::optional<EventData> event;
