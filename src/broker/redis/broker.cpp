@@ -437,8 +437,7 @@ private:
         co_await asio::this_coro::reset_cancellation_state();
         auto& publisher = *shared_->publisher;
         if (!error) {
-            std::vector<std::string> argv{"XACK", options_.topic, options_.group, d.message_id};
-            auto r = co_await exec(publisher, std::move(argv));
+            auto r = co_await ack(publisher, d.message_id);
             if (r.is_error())
                 throw protocol(shared_->endpoint, "XACK of " + d.message_id + " failed: " + r.str);
             co_return;
@@ -454,6 +453,26 @@ private:
         } else {
             spdlog::warn("redis broker: handler failed: topic '{}' group '{}' message {} delivery {}: {}", d.topic,
                          d.group, d.message_id, d.delivery_count, failure.what);
+        }
+    }
+
+    // XACK, retried through a connection loss until the command timeout: a
+    // lost acknowledgement costs a redelivery. (XACK is idempotent.)
+    asio::awaitable<Reply> ack(Connection& conn, const std::string& id) {
+        const auto& c = shared_->config;
+        const auto limit = c.command_timeout.count() > 0 ? c.command_timeout : c.connect_timeout;
+        const auto deadline = add_saturated(SteadyClock::now(), limit);
+        asio::steady_timer pause(strand_);
+        for (int attempt = 1;; ++attempt) {
+            try {
+                std::vector<std::string> argv{"XACK", options_.topic, options_.group, id};
+                co_return co_await exec(conn, std::move(argv));
+            } catch (const Error& e) {
+                if (e.code() != errc::broker_unavailable || SteadyClock::now() + backoff(attempt) >= deadline) throw;
+            }
+            pause.expires_after(backoff(attempt));
+            boost::system::error_code ec;
+            co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
         }
     }
 
