@@ -554,10 +554,9 @@ struct PublishOp : std::enable_shared_from_this<PublishOp> {
 
     void attempt() {
         ++attempts;
-        conn->exec_resp(command, milliseconds::zero(),
-                   detail::ErasedHandler<Reply>(
-                       [self = shared_from_this()](std::exception_ptr e, Reply r) { self->done(e, std::move(r)); },
-                       conn->get_executor()));
+        // done() only completes, or starts a timer: fine inside the reply callback.
+        conn->exec_resp(command,
+                        [self = shared_from_this()](std::exception_ptr e, Reply r) { self->done(e, std::move(r)); });
     }
 
     void done(std::exception_ptr e, Reply r) {

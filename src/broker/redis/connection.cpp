@@ -2,6 +2,7 @@
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <hiredis/sds.h>
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
@@ -145,9 +146,18 @@ void Connection::exec_resp(std::string command, milliseconds extra_time, detail:
     asio::dispatch(strand_, [self = shared_from_this(), r = std::move(r)]() mutable { self->start(std::move(r)); });
 }
 
+void Connection::exec_resp(std::string command, Callback callback) {
+    Request r;
+    r.command = std::move(command);
+    r.deadline = endpoint_.command_timeout.count() > 0 ? SteadyClock::now() + endpoint_.command_timeout
+                                                       : SteadyClock::time_point::max();
+    r.callback = std::move(callback);
+    asio::dispatch(strand_, [self = shared_from_this(), r = std::move(r)]() mutable { self->start(std::move(r)); });
+}
+
 void Connection::start(Request r) {
     if (closed_) {
-        r.handler.complete(std::make_exception_ptr(unavailable(endpoint_, "the " + name_ + " connection is closed")));
+        r.complete(std::make_exception_ptr(unavailable(endpoint_, "the " + name_ + " connection is closed")));
         return;
     }
     r.id = next_id_++;
@@ -258,18 +268,22 @@ void Connection::on_handshake_reply(redisAsyncContext* ac, void* reply, void*) {
 
 void Connection::send(Request r) {
     if (!ac_) {
-        r.handler.complete(std::make_exception_ptr(unavailable(endpoint_, "not connected")));
+        r.complete(std::make_exception_ptr(unavailable(endpoint_, "not connected")));
         return;
     }
     void* privdata = reinterpret_cast<void*>(static_cast<std::uintptr_t>(r.id));
     if (redisAsyncFormattedCommand(ac_, &Connection::on_reply, privdata, r.command.data(), r.command.size()) !=
         REDIS_OK) {
-        r.handler.complete(
+        r.complete(
             std::make_exception_ptr(unavailable(endpoint_, "cannot send: " + context_error(ac_, "disconnecting"))));
         return;
     }
     r.command = std::string();  // hiredis has its copy; the id routes the reply
     inflight_.push_back(std::move(r));
+    // A long pipeline goes out now rather than after everything queued on the
+    // io_context has run, so Redis works on it while we prepare more.
+    if (sdslen(ac_->c.obuf) >= 64 * 1024) redisAsyncHandleWrite(ac_);
+    if (!ac_) return;  // the write failed and hiredis dropped the connection
     arm_read();
     arm_timer();
 }
@@ -287,10 +301,10 @@ void Connection::on_reply(redisAsyncContext* ac, void* reply, void* privdata) {
     if (!reply) {
         // hiredis is dropping the connection (error, timeout, close).
         std::string why = !self->failure_.empty() ? self->failure_ : "connection lost: " + context_error(ac, "closed");
-        r.handler.complete(std::make_exception_ptr(unavailable(self->endpoint_, why)));
+        r.complete(std::make_exception_ptr(unavailable(self->endpoint_, why)));
         return;
     }
-    r.handler.complete(nullptr, copy_reply(static_cast<const redisReply*>(reply)));
+    r.complete(nullptr, copy_reply(static_cast<const redisReply*>(reply)));
 }
 
 void Connection::on_connect(const redisAsyncContext* ac, int status) {
@@ -342,7 +356,7 @@ void Connection::cleanup(void* p) {
     while (!self->inflight_.empty()) {
         auto r = std::move(self->inflight_.front());
         self->inflight_.pop_front();
-        r.handler.complete(std::make_exception_ptr(unavailable(self->endpoint_, why)));
+        r.complete(std::make_exception_ptr(unavailable(self->endpoint_, why)));
     }
     if (self->timer_armed_) self->timer_.cancel();
 }
@@ -350,7 +364,7 @@ void Connection::cleanup(void* p) {
 void Connection::fail_waiting(const std::string& why) {
     auto waiting = std::move(waiting_);
     waiting_.clear();
-    for (auto& r : waiting) r.handler.complete(std::make_exception_ptr(unavailable(endpoint_, why)));
+    for (auto& r : waiting) r.complete(std::make_exception_ptr(unavailable(endpoint_, why)));
 }
 
 void Connection::teardown(const std::string& why) {
@@ -369,7 +383,7 @@ void Connection::teardown(const std::string& why) {
     while (!inflight_.empty()) {
         auto r = std::move(inflight_.front());
         inflight_.pop_front();
-        r.handler.complete(std::make_exception_ptr(unavailable(endpoint_, why)));
+        r.complete(std::make_exception_ptr(unavailable(endpoint_, why)));
     }
     if (timer_armed_) timer_.cancel();
 }

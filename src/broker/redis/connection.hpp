@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -132,6 +133,13 @@ public:
     // hiredis's printf-style formatting on the publishing hot path.
     void exec_resp(std::string command, milliseconds extra_time, detail::ErasedHandler<Reply> handler);
 
+    // The publishing hot path: `callback` runs on the strand, inside hiredis's
+    // reply callback or while the connection is torn down, so it must not call
+    // into this connection synchronously (posting, completing an
+    // ErasedHandler or starting a timer is fine). Saves a hop per command.
+    using Callback = std::function<void(std::exception_ptr, Reply)>;
+    void exec_resp(std::string command, Callback callback);
+
     // Drops the connection: what is in flight fails with broker_unavailable.
     // With `permanent`, later commands fail at once instead of reconnecting.
     // May be called from any thread; takes effect on the strand.
@@ -143,6 +151,12 @@ private:
         std::string command;  // RESP-encoded
         std::chrono::steady_clock::time_point deadline;
         detail::ErasedHandler<Reply> handler;
+        Callback callback;  // instead of handler, when set
+
+        void complete(std::exception_ptr e, Reply r = {}) {
+            if (callback) callback(std::move(e), std::move(r));
+            else handler.complete(std::move(e), std::move(r));
+        }
     };
     enum class State { idle, connecting, ready };
 
