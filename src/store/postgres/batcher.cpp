@@ -15,9 +15,10 @@
 namespace boong::pg {
 namespace {
 
-// A batch that hits a unique violation (the function's checks make that
-// impossible unless something writes to the table without its lock) is
-// re-run one append at a time, each at most this often.
+// A batch that hits a unique violation (another process committed the same
+// stream version or event id between the batch's checks and its insert) is
+// re-run one append at a time, each at most this often: a re-run sees the
+// other write and answers conflict, duplicate or replay.
 constexpr int kAloneAttempts = 3;
 
 enum class Refusal { none, unique, data };
@@ -134,16 +135,16 @@ public:
         const Refusal refusal = refusal_of(error);
         if (refusal == Refusal::none) std::rethrow_exception(error);
         if (refusal == Refusal::unique) {
-            spdlog::warn("postgres: unexpected unique violation in an append batch (is something writing to the "
-                         "events table without the append function?); re-running its {} append(s) alone",
-                         requests_.size());
+            spdlog::debug("postgres: an append batch collided with a concurrent writer; re-running its {} append(s) "
+                          "one by one",
+                          requests_.size());
         }
         if (requests_.size() == 1 && refusal == Refusal::data) {
             requests_.front()->handler.complete(translate(error, target_, requests_.front()->describe()).error);
             return;
         }
-        // Re-run each append alone (each with a fresh snapshot), so that only
-        // the one at fault fails.
+        // Re-run each append alone (each sees what is committed by then), so
+        // that only the one at fault fails.
         if (requests_.size() > 1) Counters::add(counters_->batch_splits);
         for (auto& r : requests_) {
             for (int attempt = 1; r->handler; ++attempt) {
@@ -158,8 +159,9 @@ public:
                     } else if (attempt == kAloneAttempts) {
                         r->handler.complete(std::make_exception_ptr(Error(
                             errc::protocol_error,
-                            r->describe() + ": unique violation on every attempt; is something writing to the "
-                                            "events table without the append function?")));
+                            r->describe() + ": unique violation on " + std::to_string(kAloneAttempts) +
+                                " attempts; is something writing to the events table without the append "
+                                "function?")));
                     }
                 }
             }
@@ -190,8 +192,22 @@ private:
         }
         doc += ']';
 
-        pqxx::nontransaction tx(session.connection(), "boong-append");
-        const pqxx::result rows = tx.exec_prepared(kAppendStatement, doc);
+        pqxx::result rows;
+        try {
+            pqxx::nontransaction tx(session.connection(), "boong-append");
+            rows = tx.exec_prepared(kAppendStatement, doc);
+        } catch (const pqxx::sql_error&) {
+            // The function releases its session lock on every error it sees;
+            // this also covers one raised while it was releasing. A no-op
+            // when nothing is held.
+            try {
+                pqxx::nontransaction tx(session.connection(), "boong-unlock");
+                tx.exec("SELECT pg_catalog.pg_advisory_unlock_all()");
+            } catch (...) {
+                // The connection is gone: so is the lock.
+            }
+            throw;
+        }
         if (rows.size() != batch.size()) {
             throw Error(errc::protocol_error, "the append function returned " + std::to_string(rows.size()) +
                                                   " verdicts for " + std::to_string(batch.size()) + " appends");
@@ -325,10 +341,13 @@ void Batcher::loop() {
             s.wake.wait(lock);
             continue;
         }
-        // Wait for company until the oldest append's delay is up, or the
-        // batch is full.
+        // With no batch in flight, go at once: there is nothing to wait for,
+        // and a lone append should not pay the delay. With one in flight,
+        // wait for company until the oldest append's delay is up or the
+        // batch is full: this batch's commit overlaps the other's.
         const auto deadline = s.pending.front()->arrived + settings_.delay;
-        if (s.pending_events < settings_.max_events && std::chrono::steady_clock::now() < deadline) {
+        if (s.in_flight > 0 && s.pending_events < settings_.max_events &&
+            std::chrono::steady_clock::now() < deadline) {
             s.wake.wait_until(lock, deadline);
             continue;
         }

@@ -1,8 +1,8 @@
 // Group commit: appends that arrive together are written by one call of the
 // append function, in one transaction, so one fsync serves many events. Each
 // append still gets its own verdict: a conflict or a duplicate in one never
-// fails its neighbours (the function checks every append before writing
-// any, under the table's append lock; see schema.cpp).
+// fails its neighbours (the function checks every append before writing any;
+// see schema.cpp).
 #pragma once
 
 #include "pool.hpp"

@@ -169,9 +169,10 @@ Session::Session(const ConnectTarget& target) {
         pqxx::nontransaction tx(*connection_, "boong-session");
         // read committed matters: the append function takes its lock and then
         // needs a fresh snapshot (docs/postgres.md, "Gap-free read_all").
+        // jit off: every statement here is small; compiling costs more than it saves.
         tx.exec("SET statement_timeout = " + timeout +
                 "; SET default_transaction_isolation = 'read committed'"
-                "; SET client_min_messages = warning");
+                "; SET client_min_messages = warning; SET jit = off");
     } catch (const std::exception& e) {
         throw Error(errc::store_unavailable,
                     "connected to PostgreSQL at " + target.endpoint + " but could not set up the session: " +

@@ -73,7 +73,7 @@ struct Column {
     std::string_view type;  // as format_type() prints it
 };
 
-constexpr std::array<Column, 9> kEventColumns{{{"position", "bigint"},
+constexpr std::array<Column, 10> kEventColumns{{{"position", "bigint"},
                                                {"stream_id", "text"},
                                                {"version", "bigint"},
                                                {"event_id", "uuid"},
@@ -81,7 +81,8 @@ constexpr std::array<Column, 9> kEventColumns{{{"position", "bigint"},
                                                {"schema_version", "integer"},
                                                {"payload", "jsonb"},
                                                {"metadata", "jsonb"},
-                                               {"stored_at", "timestamp with time zone"}}};
+                                               {"stored_at", "timestamp with time zone"},
+                                               {"transaction_id", "xid8"}}};
 
 constexpr std::array<Column, 6> kSnapshotColumns{{{"stream_id", "text"},
                                                   {"version", "bigint"},
@@ -132,11 +133,14 @@ std::vector<std::string> migration_1(const Names& n) {
     payload        jsonb       NOT NULL,
     metadata       jsonb       NOT NULL,
     stored_at      timestamptz NOT NULL DEFAULT now(),
+    transaction_id xid8        NOT NULL DEFAULT pg_current_xact_id(),
     PRIMARY KEY (position),
     UNIQUE (stream_id, version),
     UNIQUE (event_id),
     CHECK (position >= 1 AND version >= 1 AND schema_version >= 1)
 ))");
+    // Positions come from this sequence, taken under the append lock.
+    sql.push_back("CREATE SEQUENCE IF NOT EXISTS " + n.position_sequence + " AS bigint");
     // Operators ask "which sagas are not finished?": the latest phase event of
     // each saga stream. This partial index holds only those events (a few per
     // saga, not every step event), in the order the question needs them.
@@ -180,81 +184,155 @@ ORDER BY stream_id, version DESC)");
     // mismatch: nothing written) or duplicate (an id stored elsewhere:
     // nothing written). A refused append never affects the others.
     //
-    // Correctness rests on the advisory lock taken first: appends to this
-    // table run one at a time, and the lock is released only after the
-    // commit is visible. So every check below sees all earlier appends
-    // (each statement in a VOLATILE plpgsql function takes a fresh snapshot
-    // in read committed), positions are max + 1 with no holes, and they
-    // become visible in increasing order: a reader that has seen position P
-    // can never later find a new event below P.
+    // Order (docs/postgres.md, "Gap-free read_all"): under the append lock,
+    // and only there, the transaction gets its id and its positions, so
+    // that among appends, position order is transaction id order. read_all
+    // returns only rows of transactions older than every transaction still
+    // running (the snapshot's xmin), so a reader that has seen position P
+    // never later finds a new event below P. The lock is held for
+    // microseconds; the checks, the insert and the commit's WAL flush of
+    // concurrent batches run side by side.
+    //
+    // The checks read what is committed. Another process's append that
+    // commits between the checks and the insert makes the insert fail with
+    // a unique violation; the client then re-runs the batch's appends one by
+    // one, and they see it.
+    //
+    // Every object is schema-qualified and the function runs with the
+    // caller's rights (no SECURITY DEFINER), so it pins no search_path (a
+    // SET clause costs on every call). It always uses generic plans:
+    // nothing about a batch makes a custom plan better, and planning these
+    // queries on every call would cost more than running them.
     sql.push_back("CREATE OR REPLACE FUNCTION " + n.append_function + R"((p_batch jsonb)
 RETURNS TABLE (r_index integer, r_verdict text, r_current bigint, r_next_version bigint,
                r_first_position bigint, r_last_position bigint,
                r_other_event uuid, r_other_stream text, r_other_version bigint)
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $boong$
 DECLARE
+    v_verdict text[];
+    v_cur bigint[];
+    v_n bigint[];
+    v_lo bigint[];
+    v_first bigint[];
+    v_last bigint[];
+    v_offset bigint[];
+    v_other_event uuid[];
+    v_other_stream text[];
+    v_other_version bigint[];
+    v_events bigint;
+    v_base bigint;
     v_now timestamptz;
+    v_locked boolean := false;
 BEGIN
-    PERFORM pg_advisory_xact_lock()" + append_lock_key_sql(n) + R"();
-    v_now := clock_timestamp();
-    RETURN QUERY
+    -- The transaction id must be taken under the lock (see above).
+    IF pg_catalog.pg_current_xact_id_if_assigned() IS NOT NULL THEN
+        RAISE EXCEPTION 'an append must be the first write of its transaction'
+            USING ERRCODE = 'invalid_transaction_state';
+    END IF;
+
+    -- 1. The verdicts, on what is committed.
     WITH a AS MATERIALIZED (
         SELECT (o - 1)::integer AS ai, x ->> 's' AS stream_id, (x ->> 'x')::bigint AS expected,
-               jsonb_array_length(x -> 'e')::bigint AS n, x -> 'e' AS events
-        FROM jsonb_array_elements(p_batch) WITH ORDINALITY AS t(x, o)
+               pg_catalog.jsonb_array_length(x -> 'e')::bigint AS n, x -> 'e' AS events
+        FROM pg_catalog.jsonb_array_elements(p_batch) WITH ORDINALITY AS t(x, o)
     ), e AS MATERIALIZED (
-        SELECT a.ai, (k - 1)::bigint AS ei, (ev ->> 'i')::uuid AS event_id, ev ->> 't' AS type,
-               (ev ->> 'v')::integer AS schema_version, ev -> 'p' AS payload, ev -> 'm' AS metadata
-        FROM a CROSS JOIN LATERAL jsonb_array_elements(a.events) WITH ORDINALITY AS u(ev, k)
+        SELECT a.ai, (k - 1)::bigint AS ei, (ev ->> 'i')::uuid AS event_id
+        FROM a CROSS JOIN LATERAL pg_catalog.jsonb_array_elements(a.events) WITH ORDINALITY AS u(ev, k)
     ), found AS MATERIALIZED (
+        -- Ids already stored, one index probe each. (A plain join would let
+        -- the planner, which guesses 100 rows per jsonb_array_elements, hash
+        -- the whole table; LIMIT keeps this from being pulled up into one.)
         SELECT e.ai, e.ei, s.event_id, s.stream_id, s.version, s.position
-        FROM e JOIN )" + n.events + R"( s ON s.event_id = e.event_id
-    ), v AS (
-        SELECT a.ai, a.stream_id, a.expected, a.n,
-               coalesce((SELECT max(s.version) FROM )" + n.events + R"( s WHERE s.stream_id = a.stream_id), 0) AS cur,
-               h.stream_id AS h_stream, h.version AS h_version, h.position AS h_position,
-               (SELECT count(*) FROM found f WHERE f.ai = a.ai) AS n_found,
-               (SELECT count(*) FROM found f
-                 WHERE f.ai = a.ai AND f.stream_id = a.stream_id AND f.version = h.version + f.ei) AS n_in_place
-        FROM a LEFT JOIN found h ON h.ai = a.ai AND h.ei = 0
-    ), w AS MATERIALIZED (
-        SELECT v.*,
-               CASE WHEN v.h_stream = v.stream_id AND (v.expected IS NULL OR v.expected = v.h_version - 1)
-                         AND v.n_in_place = v.n THEN 'replay'
-                    WHEN v.expected IS NOT NULL AND v.expected <> v.cur THEN 'conflict'
-                    WHEN v.n_found > 0 THEN 'duplicate'
+        FROM e CROSS JOIN LATERAL (
+            SELECT t.event_id, t.stream_id, t.version, t.position FROM )" + n.events + R"( t
+            WHERE t.event_id = e.event_id LIMIT 1) s
+    ), fa AS (
+        -- Per append: how many of its ids are stored, and whether they sit
+        -- in its stream at consecutive versions (version - index constant).
+        SELECT f.ai, count(*) AS n_found,
+               min(f.version - f.ei) AS lo, max(f.version - f.ei) AS hi,
+               bool_and(f.stream_id = a.stream_id) AS same_stream,
+               max(f.position) FILTER (WHERE f.ei = 0) AS first_position,
+               max(f.position) FILTER (WHERE f.ei = a.n - 1) AS last_position,
+               (array_agg(f.event_id ORDER BY f.ei))[1] AS other_event,
+               (array_agg(f.stream_id ORDER BY f.ei))[1] AS other_stream,
+               (array_agg(f.version ORDER BY f.ei))[1] AS other_version
+        FROM found f JOIN a ON a.ai = f.ai
+        GROUP BY f.ai
+    ), w AS (
+        SELECT a.ai, a.n, c.cur, fa.lo, fa.first_position, fa.last_position,
+               fa.other_event, fa.other_stream, fa.other_version,
+               CASE WHEN fa.n_found = a.n AND fa.same_stream AND fa.lo = fa.hi
+                         AND (a.expected IS NULL OR a.expected = fa.lo - 1) THEN 'replay'
+                    WHEN a.expected IS NOT NULL AND a.expected <> c.cur THEN 'conflict'
+                    WHEN fa.n_found > 0 THEN 'duplicate'
                     ELSE 'ok'
                END AS verdict
-        FROM v
-    ), p AS MATERIALIZED (
-        SELECT w.*,
-               (SELECT coalesce(max(s.position), 0) FROM )" + n.events + R"( s)
-               + coalesce(sum(CASE WHEN w.verdict = 'ok' THEN w.n END)
-                              OVER (ORDER BY w.ai ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)::bigint
-               AS base
+        FROM a
+        CROSS JOIN LATERAL (SELECT coalesce(max(s.version), 0) AS cur FROM )" + n.events + R"( s
+                            WHERE s.stream_id = a.stream_id) c
+        LEFT JOIN fa ON fa.ai = a.ai
+    ), o AS (
+        SELECT w.*, coalesce(sum(CASE WHEN w.verdict = 'ok' THEN w.n END)
+                                 OVER (ORDER BY w.ai ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)::bigint
+                    AS offset_in_batch
         FROM w
-    ), ins AS (
+    )
+    SELECT array_agg(o.verdict ORDER BY o.ai), array_agg(o.cur ORDER BY o.ai), array_agg(o.n ORDER BY o.ai),
+           array_agg(o.lo ORDER BY o.ai), array_agg(o.first_position ORDER BY o.ai),
+           array_agg(o.last_position ORDER BY o.ai), array_agg(o.offset_in_batch ORDER BY o.ai),
+           array_agg(o.other_event ORDER BY o.ai), array_agg(o.other_stream ORDER BY o.ai),
+           array_agg(o.other_version ORDER BY o.ai),
+           coalesce(sum(o.n) FILTER (WHERE o.verdict = 'ok'), 0)::bigint
+    INTO v_verdict, v_cur, v_n, v_lo, v_first, v_last, v_offset, v_other_event, v_other_stream,
+         v_other_version, v_events
+    FROM o;
+
+    IF v_events > 0 THEN
+        -- 2. Transaction id and positions, together, one writer at a time.
+        -- A session lock, so that it ends here and not at the commit; it is
+        -- released on every error too (query_canceled is not among OTHERS).
+        BEGIN
+            PERFORM pg_catalog.pg_advisory_lock()" + append_lock_key_sql(n) + R"();
+            v_locked := true;
+            PERFORM pg_catalog.pg_current_xact_id();
+            v_now := pg_catalog.clock_timestamp();
+            v_base := pg_catalog.nextval()" + n.position_sequence_literal + R"(::regclass);
+            IF v_events > 1 THEN
+                PERFORM pg_catalog.setval()" + n.position_sequence_literal + R"(::regclass, v_base + v_events - 1);
+            END IF;
+            PERFORM pg_catalog.pg_advisory_unlock()" + append_lock_key_sql(n) + R"();
+            v_locked := false;
+        EXCEPTION WHEN query_canceled OR others THEN
+            IF v_locked THEN
+                PERFORM pg_catalog.pg_advisory_unlock()" + append_lock_key_sql(n) + R"();
+            END IF;
+            RAISE;
+        END;
+
+        -- 3. The events of the appends that passed.
         INSERT INTO )" + n.events + R"( (position, stream_id, version, event_id, type, schema_version,
                                         payload, metadata, stored_at)
-        SELECT p.base + e.ei + 1, p.stream_id, p.cur + e.ei + 1, e.event_id, e.type, e.schema_version,
-               e.payload, e.metadata, v_now
-        FROM p JOIN e ON e.ai = p.ai
-        WHERE p.verdict = 'ok'
-        ORDER BY 1
-    )
-    SELECT p.ai, p.verdict, p.cur,
-           CASE p.verdict WHEN 'ok' THEN p.cur + p.n WHEN 'replay' THEN p.h_version - 1 + p.n END,
-           CASE p.verdict WHEN 'ok' THEN p.base + 1 WHEN 'replay' THEN p.h_position END,
-           CASE p.verdict WHEN 'ok' THEN p.base + p.n
-                          WHEN 'replay' THEN (SELECT f.position FROM found f WHERE f.ai = p.ai AND f.ei = p.n - 1)
-           END,
-           d.event_id, d.stream_id, d.version
-    FROM p
-    LEFT JOIN LATERAL (SELECT f.event_id, f.stream_id, f.version FROM found f
-                       WHERE f.ai = p.ai ORDER BY f.ei LIMIT 1) d ON p.verdict = 'duplicate'
-    ORDER BY p.ai;
+        SELECT v_base + v_offset[t.o] + u.k - 1, t.x ->> 's', v_cur[t.o] + u.k, (u.ev ->> 'i')::uuid,
+               u.ev ->> 't', (u.ev ->> 'v')::integer, u.ev -> 'p', u.ev -> 'm', v_now
+        FROM pg_catalog.jsonb_array_elements(p_batch) WITH ORDINALITY AS t(x, o)
+        CROSS JOIN LATERAL pg_catalog.jsonb_array_elements(t.x -> 'e') WITH ORDINALITY AS u(ev, k)
+        WHERE v_verdict[t.o] = 'ok'
+        ORDER BY 1;
+    END IF;
+
+    RETURN QUERY
+    SELECT (i - 1)::integer, v_verdict[i], v_cur[i],
+           CASE v_verdict[i] WHEN 'ok' THEN v_cur[i] + v_n[i] WHEN 'replay' THEN v_lo[i] - 1 + v_n[i] END,
+           CASE v_verdict[i] WHEN 'ok' THEN v_base + v_offset[i] WHEN 'replay' THEN v_first[i] END,
+           CASE v_verdict[i] WHEN 'ok' THEN v_base + v_offset[i] + v_n[i] - 1 WHEN 'replay' THEN v_last[i] END,
+           CASE WHEN v_verdict[i] = 'duplicate' THEN v_other_event[i] END,
+           CASE WHEN v_verdict[i] = 'duplicate' THEN v_other_stream[i] END,
+           CASE WHEN v_verdict[i] = 'duplicate' THEN v_other_version[i] END
+    FROM pg_catalog.generate_subscripts(v_verdict, 1) AS i
+    ORDER BY i;
 END
 $boong$)");
     return sql;
@@ -274,7 +352,13 @@ static_assert(kMigrations.back().version == kSchemaVersion);
 }  // namespace
 
 std::string append_lock_key_sql(const Names& n) {
-    return "(" + std::to_string(kLockClass) + "::bigint << 32) | " + n.events_literal + "::regclass::oid::bigint";
+    // Built with += : GCC 12 warns falsely (-Wrestrict, PR105329) on "(" + std::string.
+    std::string key = "(";
+    key += std::to_string(kLockClass);
+    key += "::bigint << 32) | ";
+    key += n.events_literal;
+    key += "::regclass::oid::bigint";
+    return key;
 }
 
 Names resolve_names(pqxx::connection& connection, const PostgresStoreConfig& config) {
@@ -294,6 +378,8 @@ Names resolve_names(pqxx::connection& connection, const PostgresStoreConfig& con
     n.append_function = schema + quote_identifier(derived_name(config.table_name, "_append"));
     n.saga_index = quote_identifier(derived_name(config.table_name, "_saga_phase_idx"));
     n.saga_view = schema + quote_identifier(derived_name(config.table_name, "_sagas"));
+    n.position_sequence = schema + quote_identifier(derived_name(config.table_name, "_position_seq"));
+    n.position_sequence_literal = quote_literal(n.position_sequence);
     n.events_literal = quote_literal(n.events);
     return n;
 }
@@ -338,8 +424,12 @@ Statements statements(const Names& n) {
         {kReadStreamStatement, "SELECT " + columns + " FROM " + n.events +
                                    " WHERE stream_id = $1::text AND version >= $2::bigint ORDER BY version "
                                    "LIMIT $3::bigint"},
+        // Only rows of transactions older than every running one: see the
+        // append function. They form a prefix of the positions.
         {kReadAllStatement, "SELECT stream_id, " + columns + " FROM " + n.events +
-                                " WHERE position >= $1::bigint ORDER BY position LIMIT $2::bigint"},
+                                " WHERE position >= $1::bigint"
+                                " AND transaction_id < pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())"
+                                " ORDER BY position LIMIT $2::bigint"},
         // A snapshot ahead of its stream is refused (the caller compares the
         // returned version); an older one than kept is ignored.
         {kSaveSnapshotStatement,

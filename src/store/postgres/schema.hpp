@@ -32,6 +32,8 @@ struct Names {
     std::string append_function;  // "public"."event_store_append"
     std::string saga_index;       // "event_store_saga_phase_idx" (an index takes its table's schema)
     std::string saga_view;        // "public"."event_store_sagas"
+    std::string position_sequence;          // "public"."event_store_position_seq"
+    std::string position_sequence_literal;  // its name as a SQL string literal, for ::regclass
     std::string events_literal;   // the events table's name as a SQL string literal, for ::regclass
 };
 
@@ -48,8 +50,9 @@ void migrate(pqxx::connection& connection, const Names& names);
 // The prepared statements every session registers.
 Statements statements(const Names& names);
 
-// The advisory lock key appends take (pg_advisory_xact_lock(bigint)), as SQL:
-// 'Boon' in the high 32 bits, the events table's OID in the low ones.
+// The advisory lock key appends take (pg_advisory_lock(bigint), held while
+// a batch takes its transaction id and positions), as SQL: 'Boon' in the
+// high 32 bits, the events table's OID in the low ones.
 std::string append_lock_key_sql(const Names& names);
 
 }  // namespace boong::pg
