@@ -1006,3 +1006,67 @@ TEST_CASE("postgres: stored events keep their metadata, times and unusual payloa
     CHECK(events[0].stored_at <= boong::Clock::now() + 5s);
     CHECK(events[1].stored_at >= events[0].stored_at);
 }
+
+TEST_CASE("postgres: read-ahead serves exactly what read_all would, and nothing stale at the head",
+          "[postgres][read-ahead]") {
+    const auto table = fresh_table("it_ahead");
+    drop_tables(table);
+    asio::io_context ioc;
+    boong::PostgresEventStore store(ioc.get_executor(), test_config(table));
+    store.open();
+    boong::IdGenerator ids;
+    for (int batch = 0; batch < 10; ++batch) {
+        std::vector<boong::EventData> events;
+        for (int i = 0; i < 10; ++i) events.push_back(make_event(ids, "Tick", {{"n", batch * 10 + i}}));
+        run(ioc, [&] {
+            return store.async_append("ahead-" + std::to_string(batch % 3), boong::ExpectedVersion::any(), events,
+                                      asio::use_awaitable);
+        });
+    }
+    auto page_through = [&](boong::PostgresEventStore& s, std::int64_t from, std::size_t page) {
+        std::vector<boong::RecordedEvent> all;
+        for (;;) {
+            auto got = run(ioc, [&] { return s.async_read_all(from, page, asio::use_awaitable); });
+            if (got.empty()) return all;
+            from = got.back().position + 1;
+            for (auto& e : got) all.push_back(std::move(e));
+        }
+    };
+    const auto before = store.stats().read_ahead_pages;
+    const auto read = page_through(store, 1, 7);
+    CHECK(store.stats().read_ahead_pages > before);  // pages did come from read-ahead
+    REQUIRE(read.size() == 100);
+    // Exactly what a store that never read ahead returns, page by page.
+    {
+        boong::PostgresEventStore fresh(ioc.get_executor(), test_config(table));
+        fresh.open();
+        for (std::int64_t from = 1; from <= 100; from += 7) {
+            auto page = run(ioc, [&] { return fresh.async_read_all(from, 7, asio::use_awaitable); });
+            for (std::size_t i = 0; i < page.size(); ++i) {
+                const auto& mine = read[static_cast<std::size_t>(from - 1) + i];
+                CHECK(page[i].position == mine.position);
+                CHECK(page[i].event.event_id == mine.event.event_id);
+                CHECK(page[i].event.payload == mine.event.payload);
+                CHECK(page[i].event.metadata == mine.event.metadata);
+            }
+        }
+    }
+    for (std::size_t i = 0; i < read.size(); ++i) CHECK(read[i].event.payload.at("n") == static_cast<int>(i));
+
+    // At the head: a full page whose next page is short. The short page is
+    // not kept, so events appended after it are seen by the next read.
+    auto head = run(ioc, [&] { return store.async_read_all(91, 5, asio::use_awaitable); });  // 91..95, full
+    REQUIRE(head.size() == 5);
+    std::this_thread::sleep_for(200ms);  // let the read-ahead of 96.. (five events: full) and of 101.. (empty) finish
+    run(ioc, [&] {
+        return store.async_append("ahead-late", boong::ExpectedVersion::any(),
+                                  {make_event(ids, "Late"), make_event(ids, "Late")}, asio::use_awaitable);
+    });
+    auto next = run(ioc, [&] { return store.async_read_all(96, 5, asio::use_awaitable); });
+    REQUIRE(next.size() == 5);
+    auto tail = run(ioc, [&] { return store.async_read_all(101, 5, asio::use_awaitable); });
+    REQUIRE(tail.size() == 2);  // not an empty page read ahead before these were written
+    CHECK(tail[0].event.type == "Late");
+    require_idle(ioc);
+    drop_tables(table);
+}

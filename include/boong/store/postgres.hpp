@@ -42,6 +42,7 @@ struct PostgresStoreStats {
     std::uint64_t connect_failures = 0;
     std::uint64_t connections_lost = 0;  // connections found broken (during an operation or while idle)
     std::uint64_t aborted = 0;           // operations cancelled before they started, or dropped at shutdown
+    std::uint64_t read_ahead_pages = 0;  // read_all pages answered from a page fetched ahead
 };
 
 class PostgresEventStore {

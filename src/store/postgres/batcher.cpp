@@ -1,5 +1,6 @@
 #include "batcher.hpp"
 
+#include "rows.hpp"
 #include "schema.hpp"
 
 #include <pqxx/except>
@@ -40,15 +41,6 @@ Refusal refusal_of(const std::exception_ptr& e) {
     }
 }
 
-std::int64_t to_int64(const pqxx::field& f) {
-    std::int64_t v = 0;
-    const char* p = f.c_str();
-    const auto [end, ec] = std::from_chars(p, p + f.size(), v);
-    if (ec != std::errc{} || end != p + f.size()) {
-        throw Error(errc::protocol_error, std::string("PostgreSQL sent '") + p + "' where a number was expected");
-    }
-    return v;
-}
 
 }  // namespace
 

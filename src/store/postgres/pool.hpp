@@ -36,6 +36,7 @@ struct Counters {
     std::atomic<std::uint64_t> connect_failures{0};
     std::atomic<std::uint64_t> connections_lost{0};
     std::atomic<std::uint64_t> aborted{0};
+    std::atomic<std::uint64_t> read_ahead_pages{0};
 
     static void add(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
         c.fetch_add(n, std::memory_order_relaxed);

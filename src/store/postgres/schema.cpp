@@ -425,11 +425,13 @@ Statements statements(const Names& n) {
                                    " WHERE stream_id = $1::text AND version >= $2::bigint ORDER BY version "
                                    "LIMIT $3::bigint"},
         // Only rows of transactions older than every running one: see the
-        // append function. They form a prefix of the positions.
-        {kReadAllStatement, "SELECT stream_id, " + columns + " FROM " + n.events +
-                                " WHERE position >= $1::bigint"
-                                " AND transaction_id < pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())"
-                                " ORDER BY position LIMIT $2::bigint"},
+        // append function. They form a prefix of the positions. (A scalar
+        // subquery, so the snapshot is taken once, not for every row.)
+        {kReadAllStatement,
+         "SELECT stream_id, " + columns + " FROM " + n.events +
+             " WHERE position >= $1::bigint"
+             " AND transaction_id < (SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot()))"
+             " ORDER BY position LIMIT $2::bigint"},
         // A snapshot ahead of its stream is refused (the caller compares the
         // returned version); an older one than kept is ignored.
         {kSaveSnapshotStatement,

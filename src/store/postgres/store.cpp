@@ -1,6 +1,8 @@
 #include "batcher.hpp"
 #include "connection.hpp"
 #include "pool.hpp"
+#include "read_ahead.hpp"
+#include "rows.hpp"
 #include "schema.hpp"
 
 #include <boong/detail/validate.hpp>
@@ -18,6 +20,11 @@
 
 namespace boong {
 namespace {
+
+using pg::from_micros;
+using pg::to_event;
+using pg::to_int64;
+using pg::to_json_value;
 
 // Batch transactions in flight at once: while one waits for its commit to
 // reach the disk, the next is checked and written. More than two made
@@ -46,36 +53,6 @@ void check_config(const PostgresStoreConfig& c) {
     if (c.group_commit_delay.count() < 0 || c.group_commit_delay > std::chrono::seconds(1)) {
         refuse("group commit delay is not in 0..1 s");
     }
-}
-
-std::int64_t to_int64(const pqxx::field& f) {
-    std::int64_t v = 0;
-    const char* p = f.c_str();
-    const auto [end, ec] = std::from_chars(p, p + f.size(), v);
-    if (ec != std::errc{} || end != p + f.size()) {
-        throw Error(errc::protocol_error, std::string("PostgreSQL sent '") + p + "' where a number was expected");
-    }
-    return v;
-}
-
-json to_json_value(const pqxx::field& f) { return json::parse(f.c_str(), f.c_str() + f.size()); }
-
-Clock::time_point from_micros(std::int64_t us) { return Clock::time_point(std::chrono::microseconds(us)); }
-
-// Columns from `c`: position, version, event_id, type, schema_version,
-// payload, metadata, stored_at in microseconds (see schema.cpp).
-RecordedEvent to_event(const pqxx::row& row, pqxx::row::size_type c, std::string stream) {
-    RecordedEvent e;
-    e.stream_id = std::move(stream);
-    e.position = to_int64(row[c]);
-    e.version = to_int64(row[c + 1]);
-    e.event.event_id.assign(row[c + 2].c_str(), row[c + 2].size());
-    e.event.type.assign(row[c + 3].c_str(), row[c + 3].size());
-    e.event.schema_version = static_cast<int>(to_int64(row[c + 4]));
-    e.event.payload = to_json_value(row[c + 5]);
-    from_json(to_json_value(row[c + 6]), e.event.metadata);
-    e.stored_at = from_micros(to_int64(row[c + 7]));
-    return e;
 }
 
 std::int64_t clamp_count(std::size_t n) {
@@ -201,6 +178,7 @@ struct PostgresEventStore::Impl {
     std::exception_ptr open_error;
     pg::Pool pool;
     pg::Batcher batcher;
+    pg::ReadAhead read_ahead{pool, counters};
 };
 
 PostgresEventStore::PostgresEventStore(executor_type ex, PostgresStoreConfig config) : ex_(std::move(ex)) {
@@ -280,15 +258,11 @@ void PostgresEventStore::read_all_impl(std::int64_t from_position, std::size_t m
         return;
     }
     const auto limit = clamp_count(max_count);
+    if (impl_->read_ahead.serve(from_position, limit, handler)) return;
     impl_->submit(
         "read_all from position " + std::to_string(from_position),
-        [from_position, limit](pg::Session& session) {
-            pqxx::nontransaction tx(session.connection(), "boong-read-all");
-            const pqxx::result rows = tx.exec_prepared(pg::kReadAllStatement, from_position, limit);
-            std::vector<RecordedEvent> out;
-            out.reserve(rows.size());
-            for (const auto& row : rows) out.push_back(to_event(row, 1, std::string(row[0].c_str(), row[0].size())));
-            return out;
+        [from_position, limit, &ahead = impl_->read_ahead](pg::Session& session) {
+            return ahead.fetch(session, from_position, limit);
         },
         std::move(handler));
 }
@@ -365,6 +339,7 @@ PostgresStoreStats PostgresEventStore::stats() const {
     s.connect_failures = get(c.connect_failures);
     s.connections_lost = get(c.connections_lost);
     s.aborted = get(c.aborted);
+    s.read_ahead_pages = get(c.read_ahead_pages);
     return s;
 }
 
