@@ -55,10 +55,37 @@ if [[ -x $build_dir/bench/bench_redis ]]; then
     fi
 fi
 
+# bench_postgres: a private PostgreSQL 15 with durable commits (fsync=on,
+# synchronous_commit=on: scripts/lib/servers.sh). It runs after the other
+# benchmarks, each of its figures right after the raw-client baseline
+# (pgbench, psql) it is compared with (scripts/lib/pg_baselines.sh).
+# Skipped when a --benchmark_filter excludes every pg_ benchmark.
+pg_bench=""
+pg_wanted=1
+for arg in "$@"; do
+    if [[ $arg == --benchmark_filter=* && ${arg#*=} != -* ]] &&
+        ! printf '%s\n' pg_append_concurrent pg_append_batch pg_read_all | grep -Eq -- "${arg#*=}"; then
+        pg_wanted=0
+    fi
+done
+if [[ -x $build_dir/bench/bench_postgres ]] && ((pg_wanted)); then
+    # shellcheck source=SCRIPTDIR/lib/servers.sh
+    source "$root/scripts/lib/servers.sh"
+    # shellcheck source=SCRIPTDIR/lib/pg_baselines.sh
+    source "$root/scripts/lib/pg_baselines.sh"
+    trap 'rm -rf "$tmp"; boong_stop_servers' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    boong_start_postgres "" "" || { echo "bench.sh: cannot start PostgreSQL" >&2; exit 1; }
+    export BOONG_BENCH_PG_DSN=$BOONG_TEST_PG_DSN
+    pg_bench=$build_dir/bench/bench_postgres
+fi
+
 results=()
 failed=()
 for bench in "${benches[@]}"; do
     name=$(basename "$bench")
+    [[ $bench == "$pg_bench" ]] && continue  # below, next to its baselines
     echo "bench.sh: running $name"
     # Console output is JSON too; keep it out of the way, next to nothing.
     if "$bench" --benchmark_format=json --benchmark_out="$tmp/$name.json" "$@" >"$tmp/$name.stdout"; then
@@ -70,6 +97,17 @@ for bench in "${benches[@]}"; do
         [[ -s $tmp/$name.json ]] && results+=("$tmp/$name.json")
     fi
 done
+
+if [[ -n $pg_bench ]]; then
+    echo "bench.sh: running bench_postgres (with its baselines)"
+    pg_results=()
+    pg_rc=0
+    mapfile -t pg_results < <(boong_pg_bench "$pg_bench" "$tmp" "$@"; echo "rc=$?")
+    [[ ${pg_results[-1]} == rc=0 ]] || pg_rc=1
+    unset 'pg_results[-1]'
+    results+=("${pg_results[@]}")
+    ((pg_rc == 0)) || failed+=(bench_postgres)
+fi
 
 mkdir -p "$(dirname "$out")"
 merge_rc=0

@@ -1,0 +1,356 @@
+// bench_postgres: the PostgreSQL event store on a real server with durable
+// commits, each figure next to a raw-client baseline that scripts/bench.sh
+// measures in the same run (pgbench, psql) and passes in the environment:
+//
+//   BOONG_BENCH_PG_DSN                         the server (required)
+//   BOONG_BENCH_BASELINE_APPEND_CONCURRENT     pgbench events/s, 64 clients, one INSERT per transaction
+//   BOONG_BENCH_BASELINE_APPEND_P50_US/_P99_US pgbench latency percentiles of that run
+//   BOONG_BENCH_BASELINE_APPEND_BATCH          pgbench events/s, 100-row INSERTs
+//   BOONG_BENCH_BASELINE_READ_ALL              psql events/s, SELECT ... ORDER BY position
+//
+// `bench_postgres --boong-prepare` creates the tables (through the store, so
+// they have its exact shape) and fills bench_read with 1,000,000 events, then
+// exits: bench.sh runs it before the baselines, which use the same tables.
+#include <boong/store/postgres.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <benchmark/benchmark.h>
+#include <pqxx/pqxx>
+#include <spdlog/spdlog.h>
+
+#include <malloc.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using steady = std::chrono::steady_clock;
+
+constexpr const char* kAppendTable = "bench_events";
+constexpr const char* kBaselineTable = "bench_pgbench";  // pgbench writes here: same shape
+constexpr const char* kReadTable = "bench_read";
+constexpr std::int64_t kReadEvents = 1'000'000;
+constexpr int kConcurrentAppenders = 64;
+constexpr std::size_t kBatchSize = 100;
+constexpr int kBatchAppenders = 4;
+constexpr auto kMeasure = std::chrono::seconds(8);  // per append benchmark, after a 1 s warm-up
+constexpr std::size_t kReadPage = 1000;             // events per read_all call
+
+// About 200 bytes of JSON, as in the pgbench baseline (bench.sh uses the same text).
+const boong::json& payload() {
+    static const boong::json p = boong::json::parse(
+        R"({"order_id":"ord-0000000001","customer":"cust-42","amount_cents":12345,"currency":"EUR",)"
+        R"("items":[{"sku":"sku-1","qty":2},{"sku":"sku-2","qty":1}],"note":"benchmark payload of about two hundred bytes."})");
+    return p;
+}
+
+std::string dsn() {
+    const char* d = std::getenv("BOONG_BENCH_PG_DSN");
+    return d ? d : "";
+}
+
+std::optional<double> env_number(const char* name) {
+    const char* v = std::getenv(name);
+    if (!v || !*v) return std::nullopt;
+    char* end = nullptr;
+    const double d = std::strtod(v, &end);
+    if (end == v || d <= 0) return std::nullopt;
+    return d;
+}
+
+// Sets <name>, and <name>_baseline and <name>_ratio (value / baseline) when
+// bench.sh measured a baseline.
+void report(benchmark::State& state, const std::string& name, double value, const char* baseline_env) {
+    state.counters[name] = value;
+    if (auto b = env_number(baseline_env)) {
+        state.counters[name + "_baseline"] = *b;
+        state.counters[name + "_ratio"] = value / *b;
+    }
+}
+
+boong::PostgresStoreConfig config(const char* table) {
+    boong::PostgresStoreConfig c;
+    c.connection = dsn();
+    c.table_name = table;
+    c.snapshot_table_name = std::string(table) + "_snapshots";
+    return c;
+}
+
+boong::EventData event(boong::IdGenerator& ids, std::string_view correlation) {
+    boong::EventData e;
+    const auto now = boong::Clock::now();
+    e.event_id = ids.next(now);
+    e.type = "BenchEvent";
+    e.payload = payload();
+    e.metadata.correlation_id = correlation;
+    e.metadata.causation_id = correlation;
+    e.metadata.timestamp = now;
+    return e;
+}
+
+// Process memory: resident pages and bytes the allocator has handed out.
+struct Memory {
+    std::int64_t rss = 0;
+    std::int64_t heap = 0;
+};
+Memory memory_now() {
+    Memory m;
+    std::ifstream statm("/proc/self/statm");
+    std::int64_t size = 0, resident = 0;
+    statm >> size >> resident;
+    m.rss = resident * 4096;
+    const auto info = mallinfo2();
+    m.heap = static_cast<std::int64_t>(info.uordblks + info.hblkhd);  // arena + mmapped blocks
+    return m;
+}
+
+double percentile(std::vector<double>& v, double p) {
+    if (v.empty()) return 0;
+    const auto k = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1));
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+    return v[k];
+}
+
+bool usable(benchmark::State& state) {
+    if (dsn().empty()) {
+        state.SkipWithError("BOONG_BENCH_PG_DSN is not set (scripts/bench.sh sets it)");
+        return false;
+    }
+    return true;
+}
+
+// Appenders that each append `per_call` events at a time to their own stream
+// (with the version check) until `end`, recording each call's latency.
+void run_appenders(boong::PostgresEventStore& store, asio::io_context& ioc, int appenders, std::size_t per_call,
+                   steady::time_point end, const std::string& tag, std::vector<double>* latencies_us,
+                   std::uint64_t& events, std::uint64_t& failures) {
+    boong::IdGenerator ids;
+    for (int a = 0; a < appenders; ++a) {
+        asio::co_spawn(
+            ioc,
+            [&, a]() -> asio::awaitable<void> {
+                const std::string stream = "bench-" + tag + "-" + std::to_string(a);
+                std::int64_t version = 0;
+                while (steady::now() < end) {
+                    std::vector<boong::EventData> batch;
+                    batch.reserve(per_call);
+                    for (std::size_t i = 0; i < per_call; ++i) batch.push_back(event(ids, stream));
+                    const auto start = steady::now();
+                    try {
+                        auto r = co_await store.async_append(stream, boong::ExpectedVersion::exactly(version),
+                                                             std::move(batch), asio::use_awaitable);
+                        version = r.next_expected_version;
+                        events += per_call;
+                    } catch (const std::exception& e) {
+                        if (failures++ == 0) std::cerr << "bench_postgres: append failed: " << e.what() << "\n";
+                        co_return;
+                    }
+                    if (latencies_us) {
+                        latencies_us->push_back(
+                            std::chrono::duration<double, std::micro>(steady::now() - start).count());
+                    }
+                }
+            },
+            asio::detached);
+    }
+    ioc.run();
+    ioc.restart();
+}
+
+std::string unique_tag() {
+    return std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
+}
+
+// pg_append_concurrent: 64 coroutines, each appending one event at a time to
+// its own stream. Group commit turns their appends into few transactions.
+void pg_append_concurrent(benchmark::State& state) {
+    if (!usable(state)) return;
+    spdlog::set_level(spdlog::level::warn);
+    std::vector<double> latencies;
+    latencies.reserve(1 << 21);  // before the first measurement: the benchmark's, not the store's
+    const auto before = memory_now();
+    asio::io_context ioc(1);
+    boong::PostgresEventStore store(ioc.get_executor(), config(kAppendTable));
+    store.open();
+    const auto measure = kMeasure;
+    std::uint64_t events = 0, failures = 0;
+    {
+        std::uint64_t warm = 0;
+        run_appenders(store, ioc, kConcurrentAppenders, 1, steady::now() + 1s, "warm-" + unique_tag(), nullptr, warm,
+                      failures);
+    }
+    const auto stats_before = store.stats();
+    Memory during{};
+    double seconds = 0;
+    for (auto _ : state) {
+        const auto start = steady::now();
+        run_appenders(store, ioc, kConcurrentAppenders, 1, start + measure, unique_tag(), &latencies, events,
+                      failures);
+        seconds += std::chrono::duration<double>(steady::now() - start).count();
+        during = memory_now();
+    }
+    const auto stats = store.stats();
+    if (failures) state.SkipWithError("appends failed");
+    report(state, "events_per_s", static_cast<double>(events) / seconds, "BOONG_BENCH_BASELINE_APPEND_CONCURRENT");
+    report(state, "append_p50_us", percentile(latencies, 0.50), "BOONG_BENCH_BASELINE_APPEND_P50_US");
+    report(state, "append_p99_us", percentile(latencies, 0.99), "BOONG_BENCH_BASELINE_APPEND_P99_US");
+    const auto transactions = stats.append_transactions - stats_before.append_transactions;
+    state.counters["events_per_transaction"] =
+        transactions ? static_cast<double>(stats.events_written - stats_before.events_written) /
+                           static_cast<double>(transactions)
+                     : 0.0;
+    // What the store holds under this load: its threads, connections (libpq
+    // buffers), queues and requests in flight. The process grew by this much
+    // from before the store was made to the end of the measurement.
+    state.counters["store_rss_bytes"] = static_cast<double>(during.rss - before.rss);
+    state.counters["store_heap_bytes"] = static_cast<double>(during.heap - before.heap);
+}
+
+// pg_append_batch: appends of 100 events per call, from 4 appenders.
+void pg_append_batch(benchmark::State& state) {
+    if (!usable(state)) return;
+    spdlog::set_level(spdlog::level::warn);
+    asio::io_context ioc(1);
+    boong::PostgresEventStore store(ioc.get_executor(), config(kAppendTable));
+    store.open();
+    const auto measure = kMeasure;
+    std::uint64_t events = 0, failures = 0;
+    {
+        std::uint64_t warm = 0;
+        run_appenders(store, ioc, kBatchAppenders, kBatchSize, steady::now() + 1s, "bwarm-" + unique_tag(), nullptr,
+                      warm, failures);
+    }
+    std::vector<double> latencies;
+    double seconds = 0;
+    for (auto _ : state) {
+        const auto start = steady::now();
+        run_appenders(store, ioc, kBatchAppenders, kBatchSize, start + measure, "b" + unique_tag(), &latencies, events,
+                      failures);
+        seconds += std::chrono::duration<double>(steady::now() - start).count();
+    }
+    if (failures) state.SkipWithError("appends failed");
+    report(state, "events_per_s", static_cast<double>(events) / seconds, "BOONG_BENCH_BASELINE_APPEND_BATCH");
+    state.counters["call_p50_us"] = percentile(latencies, 0.50);
+}
+
+// pg_read_all: catching up over 1,000,000 stored events in global order, in
+// pages, as a projection rebuilding from scratch would.
+void pg_read_all(benchmark::State& state) {
+    if (!usable(state)) return;
+    spdlog::set_level(spdlog::level::warn);
+    asio::io_context ioc(1);
+    boong::PostgresEventStore store(ioc.get_executor(), config(kReadTable));
+    store.open();
+    const auto page_size = kReadPage;
+    std::int64_t events = 0;
+    double seconds = 0;
+    for (auto _ : state) {
+        const auto start = steady::now();
+        std::int64_t read = 0;
+        asio::co_spawn(
+            ioc,
+            [&]() -> asio::awaitable<void> {
+                std::int64_t next = 1;
+                for (;;) {
+                    auto page = co_await store.async_read_all(next, page_size, asio::use_awaitable);
+                    if (page.empty()) co_return;
+                    read += static_cast<std::int64_t>(page.size());
+                    next = page.back().position + 1;
+                    benchmark::DoNotOptimize(page.data());
+                }
+            },
+            [&](std::exception_ptr e) {
+                if (e) {
+                    try {
+                        std::rethrow_exception(e);
+                    } catch (const std::exception& ex) {
+                        std::cerr << "bench_postgres: read_all failed: " << ex.what() << "\n";
+                    }
+                    read = -1;
+                }
+            });
+        ioc.run();
+        ioc.restart();
+        seconds += std::chrono::duration<double>(steady::now() - start).count();
+        if (read < kReadEvents) {
+            state.SkipWithError("read_all read fewer events than prepared (run bench_postgres --boong-prepare)");
+            return;
+        }
+        events += read;
+    }
+    report(state, "events_per_s", static_cast<double>(events) / seconds, "BOONG_BENCH_BASELINE_READ_ALL");
+    state.counters["pages_read_ahead"] = static_cast<double>(store.stats().read_ahead_pages);
+}
+
+// Creates the tables through the store (exact shape) and fills bench_read
+// with kReadEvents events server-side (the same payload, one per row).
+int prepare() {
+    asio::io_context ioc;
+    for (const char* table : {kAppendTable, kBaselineTable, kReadTable}) {
+        boong::PostgresEventStore store(ioc.get_executor(), config(table));
+        store.open();
+    }
+    pqxx::connection c(dsn());
+    pqxx::work tx(c);
+    const auto have = tx.exec1(std::string("SELECT count(*) FROM ") + kReadTable)[0].as<std::int64_t>();
+    if (have != kReadEvents) {
+        tx.exec(std::string("TRUNCATE ") + kReadTable);
+        boong::EventMetadata m;
+        m.correlation_id = "bench";
+        m.causation_id = "bench";
+        m.timestamp = boong::Clock::now();
+        tx.exec_params(std::string("INSERT INTO ") + kReadTable +
+                           " (position, stream_id, version, event_id, type, schema_version, payload, metadata)"
+                           " SELECT g, 'stream-' || (g % 10000), (g - 1) / 10000 + 1, gen_random_uuid(),"
+                           " 'BenchEvent', 1, $1::jsonb, $2::jsonb FROM generate_series(1, $3::bigint) AS g",
+                       payload().dump(), boong::json(m).dump(), kReadEvents);
+    }
+    tx.exec(std::string("CREATE SEQUENCE IF NOT EXISTS ") + kBaselineTable + "_seq");
+    tx.commit();
+    pqxx::nontransaction vacuum(c);
+    vacuum.exec(std::string("VACUUM ANALYZE ") + kReadTable);
+    std::cout << "bench_postgres: prepared " << kReadTable << " (" << kReadEvents << " events)\n";
+    return 0;
+}
+
+}  // namespace
+
+BENCHMARK(pg_append_concurrent)->Name("pg_append_concurrent")->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(pg_append_batch)->Name("pg_append_batch")->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(pg_read_all)->Name("pg_read_all")->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+int main(int argc, char** argv) {
+    for (int i = 1; i < argc; ++i) {
+        if (std::strcmp(argv[i], "--boong-prepare") == 0) {
+            if (dsn().empty()) {
+                std::cerr << "bench_postgres: BOONG_BENCH_PG_DSN is not set\n";
+                return 2;
+            }
+            try {
+                return prepare();
+            } catch (const std::exception& e) {
+                std::cerr << "bench_postgres: prepare failed: " << e.what() << "\n";
+                return 1;
+            }
+        }
+    }
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}

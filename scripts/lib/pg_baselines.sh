@@ -1,0 +1,138 @@
+# shellcheck shell=bash
+# Runs bench_postgres next to raw-client baselines measured against the same
+# server, on tables of the same shape, each baseline right before the
+# benchmark it belongs to (on a shared machine, minutes apart is already a
+# different machine).
+#
+#   source scripts/lib/servers.sh scripts/lib/pg_baselines.sh
+#   boong_start_postgres "" ""
+#   BOONG_BENCH_PG_DSN=$BOONG_TEST_PG_DSN boong_pg_bench BENCH_POSTGRES_EXE WORK_DIR [benchmark args...]
+#
+# Prints the Google Benchmark JSON files it wrote, one per line; returns
+# non-zero if a baseline or a benchmark failed. The baselines, passed to
+# bench_postgres in the environment (see bench/bench_postgres.cpp):
+#   pg_append_concurrent  pgbench, 64 clients, one INSERT (one event) per transaction;
+#                         p50/p99 from its per-transaction log (10 % sample)
+#   pg_append_batch       pgbench, 4 clients, one 100-row INSERT per transaction
+#   pg_read_all           psql, the same rows in position order to /dev/null (faster of two runs)
+# pgbench runs in prepared mode with the ~200-byte payload bound as a
+# parameter (-M prepared -D payload=...): the closest a raw client gets to
+# what the library sends. A --benchmark_filter among the arguments selects
+# which of the three run.
+
+BOONG_PG_BIN=${BOONG_PG_BIN:-/usr/lib/postgresql/15/bin}
+BOONG_BENCH_SECONDS=${BOONG_BENCH_SECONDS:-8}
+
+# The payload bench_postgres appends, and metadata of the size the library writes.
+BOONG_BENCH_PAYLOAD='{"order_id":"ord-0000000001","customer":"cust-42","amount_cents":12345,"currency":"EUR","items":[{"sku":"sku-1","qty":2},{"sku":"sku-2","qty":1}],"note":"benchmark payload of about two hundred bytes."}'
+BOONG_BENCH_METADATA='{"causation_id":"bench-pgbench-00","correlation_id":"bench-pgbench-00","timestamp":"2025-01-01T00:00:00.000000Z"}'
+
+_boong_bl_log() { printf 'pg_baselines: %s\n' "$*" >&2; }
+
+_boong_bl_python() {
+    if [[ -x /usr/bin/python3 ]]; then /usr/bin/python3 "$@"; else python3 "$@"; fi
+}
+
+# One row as pgbench inserts it: position and version from one sequence
+# (unique per stream), the payload bound, a fresh event id.
+_boong_bl_row() {
+    printf "(nextval('bench_pgbench_seq'), 'pgbench-' || :client_id, nextval('bench_pgbench_seq'), gen_random_uuid(), 'BenchEvent', 1, :payload, '%s')" \
+        "$BOONG_BENCH_METADATA"
+}
+
+_boong_bl_pgbench() { # script clients [pgbench args] -> prints tps
+    local script=$1 clients=$2
+    shift 2
+    local out
+    if ! out=$("$BOONG_PG_BIN/pgbench" -n -M prepared -c "$clients" -j 2 -T "$BOONG_BENCH_SECONDS" \
+        -f "$script" -D payload="$BOONG_BENCH_PAYLOAD" "$@" "$BOONG_BENCH_PG_DSN" 2>&1); then
+        _boong_bl_log "pgbench failed:"
+        printf '%s\n' "$out" >&2
+        return 1
+    fi
+    sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out"
+}
+
+_boong_bl_append_concurrent() { # work
+    local work=$1 tps percentiles
+    printf 'INSERT INTO bench_pgbench (position, stream_id, version, event_id, type, schema_version, payload, metadata) VALUES %s;\n' \
+        "$(_boong_bl_row)" >"$work/one.sql"
+    rm -f "$work"/pgbench_one*
+    tps=$(_boong_bl_pgbench "$work/one.sql" 64 -l --sampling-rate=0.1 --log-prefix="$work/pgbench_one") || return 1
+    percentiles=$(cat "$work"/pgbench_one* | _boong_bl_python -c '
+import sys
+lat = sorted(int(line.split()[2]) for line in sys.stdin if line.strip())
+pick = lambda p: lat[int(p * (len(lat) - 1))] if lat else 0
+print(pick(0.50), pick(0.99))') || return 1
+    export BOONG_BENCH_BASELINE_APPEND_CONCURRENT=$tps
+    read -r BOONG_BENCH_BASELINE_APPEND_P50_US BOONG_BENCH_BASELINE_APPEND_P99_US <<<"$percentiles"
+    export BOONG_BENCH_BASELINE_APPEND_P50_US BOONG_BENCH_BASELINE_APPEND_P99_US
+    _boong_bl_log "pg_append_concurrent baseline: $tps events/s, p50 $BOONG_BENCH_BASELINE_APPEND_P50_US us," \
+        "p99 $BOONG_BENCH_BASELINE_APPEND_P99_US us"
+}
+
+_boong_bl_append_batch() { # work
+    local work=$1 tps i
+    {
+        printf 'INSERT INTO bench_pgbench (position, stream_id, version, event_id, type, schema_version, payload, metadata) VALUES\n'
+        for ((i = 1; i <= 100; i++)); do
+            printf '%s%s\n' "$(_boong_bl_row)" "$( ((i < 100)) && echo , || echo ';')"
+        done
+    } >"$work/batch.sql"
+    tps=$(_boong_bl_pgbench "$work/batch.sql" 4) || return 1
+    export BOONG_BENCH_BASELINE_APPEND_BATCH
+    BOONG_BENCH_BASELINE_APPEND_BATCH=$(_boong_bl_python -c "print($tps * 100)")
+    _boong_bl_log "pg_append_batch baseline: $BOONG_BENCH_BASELINE_APPEND_BATCH events/s"
+}
+
+_boong_bl_read_all() {
+    local columns="position, stream_id, version, event_id, type, schema_version, payload, metadata, stored_at"
+    local best="" start end took _
+    for _ in 1 2; do
+        start=$(date +%s.%N)
+        "$BOONG_PG_BIN/psql" -X -A -t -q "$BOONG_BENCH_PG_DSN" \
+            -c "SELECT $columns FROM bench_read ORDER BY position" >/dev/null || return 1
+        end=$(date +%s.%N)
+        took=$(_boong_bl_python -c "print($end - $start)")
+        if [[ -z $best ]] || _boong_bl_python -c "import sys; sys.exit(0 if $took < $best else 1)"; then best=$took; fi
+    done
+    export BOONG_BENCH_BASELINE_READ_ALL
+    BOONG_BENCH_BASELINE_READ_ALL=$(_boong_bl_python -c "print(1000000 / $best)")
+    _boong_bl_log "pg_read_all baseline: $BOONG_BENCH_BASELINE_READ_ALL events/s (psql, ${best} s)"
+}
+
+boong_pg_bench() {
+    local exe=$1 work=$2
+    shift 2
+    : "${BOONG_PG_DIR:?started by boong_start_postgres}" "${BOONG_PG_PORT:?}" "${BOONG_BENCH_PG_DSN:?}"
+    local filter="" args=() arg
+    for arg in "$@"; do
+        if [[ $arg == --benchmark_filter=* ]]; then filter=${arg#*=}; else args+=("$arg"); fi
+    done
+
+    # Same conditions for the library and the baselines: no checkpoint in the
+    # middle of a measurement (durability settings are untouched).
+    if ! "$BOONG_PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$BOONG_PG_DIR" -p "$BOONG_PG_PORT" -U postgres -d postgres \
+        -c "ALTER SYSTEM SET max_wal_size = '8GB'" -c "ALTER SYSTEM SET checkpoint_timeout = '30min'" \
+        -c "SELECT pg_reload_conf()" >/dev/null; then
+        _boong_bl_log "could not configure the server"
+        return 1
+    fi
+    _boong_bl_log "preparing tables (1,000,000 events for pg_read_all)"
+    "$exe" --boong-prepare >&2 || return 1
+    "$BOONG_PG_BIN/psql" -X -q -h "$BOONG_PG_DIR" -p "$BOONG_PG_PORT" -U postgres -d postgres -c CHECKPOINT >/dev/null
+
+    local rc=0 name out
+    for name in pg_append_concurrent pg_append_batch pg_read_all; do
+        if [[ -n $filter ]] && ! grep -Eq -- "$filter" <<<"$name"; then continue; fi
+        "_boong_bl_${name#pg_}" "$work" || { rc=1; continue; }
+        out="$work/bench_postgres.$name.json"
+        if ! "$exe" --benchmark_filter="^${name}(/|\$)" --benchmark_format=json --benchmark_out="$out" "${args[@]}" \
+            >"$work/bench_postgres.$name.stdout" || ! grep -q '"name"' "$out" 2>/dev/null; then
+            _boong_bl_log "bench_postgres $name FAILED"
+            rc=1
+        fi
+        if [[ -s $out ]]; then echo "$out"; fi
+    done
+    return "$rc"
+}
