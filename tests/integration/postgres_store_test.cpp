@@ -421,7 +421,7 @@ TEST_CASE("postgres: a reader paging read_all during concurrent appends sees eve
     const auto table = fresh_table("it_gapfree");
     drop_tables(table);
     constexpr int kWriters = 4;
-    constexpr int kAppendsPerWriter = 150;
+    constexpr int kAppendsPerWriter = 600;
     std::mutex written_mutex;
     std::set<std::string> written;
     std::atomic<int> writers_done{0};
@@ -496,11 +496,15 @@ TEST_CASE("postgres: a reader paging read_all during concurrent appends sees eve
         next = read_on(read_page, next, last, seen, out_of_order, duplicates);
         ++passes;
     }
+    const auto seen_while_writing = seen.size();
     for (auto& t : writers) t.join();
     next = read_on(read_page, next, last, seen, out_of_order, duplicates);  // the tail
 
     REQUIRE_FALSE(writer_failed);
-    CHECK(passes > 5);  // the reader really read while the writers wrote
+    // The reader really read while the writers wrote.
+    CHECK(passes > 5);
+    CHECK(seen_while_writing > 0);
+    UNSCOPED_INFO("reader passes while writing: " << passes << ", events seen then: " << seen_while_writing);
     CHECK(out_of_order == 0);
     CHECK(duplicates == 0);
     CHECK(seen.size() == written.size());
