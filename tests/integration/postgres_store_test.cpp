@@ -99,6 +99,13 @@ std::string message_of(F&& f) {
 
 }  // namespace
 
+// LeakSanitizer: libpqxx 6.4 leaks the PGresult of a statement whose
+// connection dies under it (connection_base::exec_prepared asks for the
+// client encoding before the result is owned, and that throws once the
+// connection is gone; fixed in libpqxx 7). The reconnection test provokes
+// exactly that: about 2 KiB per connection lost mid-statement.
+extern "C" const char* __lsan_default_suppressions() { return "leak:pqxx::connection_base::exec_prepared\n"; }
+
 #define BOONG_STORE_FIXTURES PostgresStoreFixture
 #include "conformance/event_store_conformance.hpp"
 

@@ -162,7 +162,11 @@ public:
 
     void fail(std::exception_ptr error) noexcept override {
         for (auto& r : requests_) {
-            if (r->handler) r->handler.complete(error);
+            try {
+                if (r->handler) r->handler.complete(error);
+            } catch (...) {
+                // Out of memory while posting: the handler's destructor aborts it.
+            }
         }
     }
 

@@ -71,7 +71,11 @@ public:
             waiter = std::move(page_->waiter);
         }
         // Nobody asked: the reader's own query will meet the problem, if it lasts.
-        if (waiter) waiter.complete(std::move(error));
+        try {
+            if (waiter) waiter.complete(std::move(error));
+        } catch (...) {
+            // Out of memory while posting: the handler's destructor aborts it.
+        }
     }
 
     std::string describe() const override { return "read_all from position " + std::to_string(page_->from); }
