@@ -18,6 +18,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "report.hpp"
+
 #include <benchmark/benchmark.h>
 #include <pqxx/pqxx>
 #include <spdlog/spdlog.h>
@@ -63,24 +65,8 @@ std::string dsn() {
     return d ? d : "";
 }
 
-std::optional<double> env_number(const char* name) {
-    const char* v = std::getenv(name);
-    if (!v || !*v) return std::nullopt;
-    char* end = nullptr;
-    const double d = std::strtod(v, &end);
-    if (end == v || d <= 0) return std::nullopt;
-    return d;
-}
-
-// Sets <name>, and <name>_baseline and <name>_ratio (value / baseline) when
-// bench.sh measured a baseline.
-void report(benchmark::State& state, const std::string& name, double value, const char* baseline_env) {
-    state.counters[name] = value;
-    if (auto b = env_number(baseline_env)) {
-        state.counters[name + "_baseline"] = *b;
-        state.counters[name + "_ratio"] = value / *b;
-    }
-}
+using boong::bench::env_number;
+using boong::bench::report;
 
 boong::PostgresStoreConfig config(const char* table) {
     boong::PostgresStoreConfig c;
