@@ -1,4 +1,5 @@
 #include <boong/broker/memory.hpp>
+#include <boong/detail/run_consumer.hpp>
 #include <boong/detail/validate.hpp>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -392,19 +393,8 @@ std::string MemoryBroker::publish(const std::string& topic, EventData event) {
 
 void MemoryBroker::consume_impl(ConsumerOptions options, MessageHandler handler,
                                 detail::ErasedHandler<void> completion) {
-    auto consumer = std::make_shared<Consumer>(state_, ex_, std::move(options), std::move(handler));
-    // The caller may emit from its own thread: hop onto the consumer's strand.
-    completion.on_cancel([consumer](asio::cancellation_type type) {
-        asio::post(consumer->strand(), [consumer, type] { consumer->request_stop(type); });
-    });
-    // co_spawn never completes inline; ErasedHandler then completes through the
-    // caller's executor and clears the caller's slot first.
-    asio::co_spawn(consumer->strand(), Consumer::run(consumer),
-                   asio::bind_cancellation_slot(consumer->stop_signal().slot(),
-                                                [consumer, c = std::move(completion)](std::exception_ptr e) mutable {
-                                                    consumer->finished();
-                                                    c.complete(std::move(e));
-                                                }));
+    detail::run_consumer(std::make_shared<Consumer>(state_, ex_, std::move(options), std::move(handler)),
+                         std::move(completion));
 }
 
 std::size_t MemoryBroker::pending_count(std::string_view topic, std::string_view group) const {

@@ -1,4 +1,5 @@
 #include <boong/broker/redis.hpp>
+#include <boong/detail/run_consumer.hpp>
 #include <boong/detail/validate.hpp>
 
 #include "broker/redis/connection.hpp"
@@ -606,16 +607,8 @@ void RedisBroker::publish_impl(std::string topic, EventData event, detail::Erase
 
 void RedisBroker::consume_impl(ConsumerOptions options, MessageHandler handler,
                                detail::ErasedHandler<void> completion) {
-    auto consumer = std::make_shared<Consumer>(shared_, ex_, std::move(options), std::move(handler));
-    completion.on_cancel([consumer](asio::cancellation_type type) {
-        asio::post(consumer->strand(), [consumer, type] { consumer->request_stop(type); });
-    });
-    asio::co_spawn(consumer->strand(), Consumer::run(consumer),
-                   asio::bind_cancellation_slot(consumer->stop_signal().slot(),
-                                                [consumer, c = std::move(completion)](std::exception_ptr e) mutable {
-                                                    consumer->finished();
-                                                    c.complete(std::move(e));
-                                                }));
+    detail::run_consumer(std::make_shared<Consumer>(shared_, ex_, std::move(options), std::move(handler)),
+                         std::move(completion));
 }
 
 void RedisBroker::command_impl(std::vector<std::string> argv, detail::ErasedHandler<json> completion) {
