@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace boong {
 
@@ -36,6 +37,10 @@ struct RunOptions {
 
 struct RunnerOptions {
     std::shared_ptr<spdlog::logger> logger;  // null: spdlog's default logger
+    // Set by SagaOrchestrator: the name recorded as the owner of the sagas
+    // this runner starts or resumes, and the lease it holds on them.
+    std::string owner{};
+    milliseconds lease{0};
 };
 
 // Runs sagas of type SagaT, recording them in `store`.
@@ -56,7 +61,7 @@ public:
     // Throws boong::Error(errc::invalid_config) when a policy is out of range or
     // names a step the saga does not have.
     SagaRunner(Definition& definition, Store& store, SagaOptions options = {}, RunnerOptions runner = {})
-        : core_(std::make_shared<Core>(definition, store, std::move(options), std::move(runner.logger))) {
+        : core_(std::make_shared<Core>(definition, store, std::move(options), std::move(runner))) {
         validate(core_->shared->options);
         for (const auto& [name, policy] : core_->shared->options.steps) {
             if (core_->shared->find_step(name) == nullptr) {
@@ -163,10 +168,31 @@ public:
         }
     }
 
+    // Interrupts one running saga without compensating it (as shutdown() does
+    // for all): for an orchestrator that lost its claim on it. Returns false
+    // when no saga with this id is running here.
+    bool interrupt(const std::string& saga_id, std::string reason = "interrupted") {
+        auto exec = core_->find(saga_id);
+        if (!exec) return false;
+        boost::asio::dispatch(exec->get_executor(), [exec, r = std::move(reason)]() mutable {
+            exec->request_stop(detail::StopReason::shutdown, std::move(r));
+        });
+        return true;
+    }
+
     // How many sagas are running in this runner now.
     std::size_t running() const {
         std::lock_guard lock(core_->mutex);
         return core_->active.size();
+    }
+
+    // The ids of the sagas running in this runner now.
+    std::vector<std::string> running_ids() const {
+        std::lock_guard lock(core_->mutex);
+        std::vector<std::string> ids;
+        ids.reserve(core_->active.size());
+        for (const auto& [id, e] : core_->active) ids.emplace_back(id);
+        return ids;
     }
 
 private:
@@ -174,8 +200,10 @@ private:
     using Execution = detail::SagaExecution<SagaT, Store>;
 
     struct Core {
-        Core(Definition& d, Store& s, SagaOptions o, std::shared_ptr<spdlog::logger> l)
-            : shared(std::make_shared<Shared>(d, s, std::move(o), l ? std::move(l) : spdlog::default_logger())) {}
+        Core(Definition& d, Store& s, SagaOptions o, RunnerOptions r)
+            : shared(std::make_shared<Shared>(d, s, std::move(o),
+                                              r.logger ? std::move(r.logger) : spdlog::default_logger(),
+                                              std::move(r.owner), r.lease)) {}
 
         std::shared_ptr<Shared> shared;
         mutable std::mutex mutex;

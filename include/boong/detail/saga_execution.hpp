@@ -68,13 +68,23 @@ struct SagaShared {
     using Definition = typename SagaT::definition_type;
     using Data = typename SagaT::data_type;
 
-    SagaShared(Definition& d, Store& s, SagaOptions o, std::shared_ptr<spdlog::logger> l)
-        : definition(d), store(s), options(std::move(o)), logger(std::move(l)) {}
+    SagaShared(Definition& d, Store& s, SagaOptions o, std::shared_ptr<spdlog::logger> l, std::string owner_name = {},
+               milliseconds owner_lease = {})
+        : definition(d),
+          store(s),
+          options(std::move(o)),
+          logger(std::move(l)),
+          owner(std::move(owner_name)),
+          lease(owner_lease) {}
 
     Definition& definition;
     Store& store;
     SagaOptions options;
     std::shared_ptr<spdlog::logger> logger;
+    // The orchestrator running these sagas, recorded in SagaStarted and
+    // SagaResumed (metadata "owner" and "lease_ms"): empty for a plain runner.
+    std::string owner;
+    milliseconds lease{0};
     std::vector<StepDescriptor<Definition, Data>> steps = SagaT::steps();
     IdGenerator ids;
 
@@ -195,9 +205,11 @@ private:
             json started = object("saga_type", SagaT::name, "data", json(data_));
             if (state_.deadline) started["deadline"] = format_timestamp(*state_.deadline);
             record(saga_event::started, std::move(started));
+            stamp_owner();
         } else {
             if (state_.phase == SagaPhase::failed) state_.phase = SagaPhase::compensating;
             record(saga_event::resumed, object("phase", to_string(state_.phase)));
+            stamp_owner();
         }
         arm_deadline();
 
@@ -590,6 +602,12 @@ private:
         e.metadata.timestamp = now;
         causation_ = e.event_id;
         pending_.push_back(std::move(e));
+    }
+
+    // Who claims the saga with the event just recorded (see SagaShared::owner).
+    void stamp_owner() {
+        if (shared_->owner.empty()) return;
+        pending_.back().metadata.extra = object("owner", shared_->owner, "lease_ms", shared_->lease.count());
     }
 
     // Appends what is buffered. Parallel branches share the stream, so writes

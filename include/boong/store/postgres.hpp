@@ -22,12 +22,34 @@
 
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+namespace pqxx {
+class transaction_base;  // libpqxx's transaction: see boong/store/postgres_transaction.hpp
+}
+
 namespace boong {
+
+// The tables the store keeps, as schema-qualified, quoted SQL names (ready to
+// paste into a query). Known once the store is open.
+struct PostgresTableNames {
+    std::string events;     // "public"."event_store"
+    std::string snapshots;  // "public"."event_store_snapshots"
+    std::string sagas;      // "public"."event_store_sagas": one row per saga (docs/durability.md)
+    std::string outbox;     // "public"."event_store_outbox": relay cursors and leases
+    std::string inbox;      // "public"."event_store_inbox": processed message ids per consumer
+};
+
+// How a transaction handed to the store commits.
+enum class Durability {
+    durable,  // synchronous_commit as the server has it (on): committed means on disk
+    relaxed,  // synchronous_commit = off for this transaction: for state a crash may
+              // lose harmlessly (leases, cursors), at a fraction of the cost
+};
 
 // What the store has done since it was opened: for tests, metrics and operators.
 struct PostgresStoreStats {
@@ -124,6 +146,17 @@ public:
     }
 
     PostgresStoreStats stats() const;
+    // Throws Error(errc::store_unavailable) when the store is not open.
+    const PostgresTableNames& tables() const;
+
+    // Runs `body` in one transaction on a pool worker (it may block: it never
+    // runs on the caller's executor) and commits it; completes `handler` on
+    // the caller's executor. `what` names the operation in errors. A body
+    // that throws rolls back; its exception reaches the handler (driver
+    // errors translated into boong::Error). The typed front-end is
+    // boong::async_transact (boong/store/postgres_transaction.hpp).
+    void transact(std::string what, Durability durability, std::function<void(pqxx::transaction_base&)> body,
+                  detail::ErasedHandler<void> handler);
     const PostgresStoreConfig& config() const;
     // Where the store connects, as "host:port" (for logs and error messages).
     const std::string& endpoint() const;

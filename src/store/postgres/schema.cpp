@@ -338,14 +338,141 @@ $boong$)");
     return sql;
 }
 
+// Migration 2: durable execution (docs/durability.md).
+//  - The saga table: one row per saga, kept by a trigger in the transaction
+//    that appends its phase events (so it can never disagree with them), with
+//    the owner and lease that orchestrators claim and renew. It replaces the
+//    version 1 view of the same name, and is filled from the events stored so far.
+//  - The outbox: the events table is the outbox (an event is pending
+//    publication from the moment its transaction commits); this table holds
+//    each relay's cursor (the last position published) and lease.
+//  - The inbox: which message each consumer has processed, written in the
+//    transaction of the consumer's own effect.
+std::vector<std::string> migration_2(const Names& n) {
+    using namespace saga_event;
+    const std::string phases = saga_phase_types();
+    const std::string q_started = quote_literal(started), q_resumed = quote_literal(resumed),
+                      q_comp = quote_literal(compensation_started), q_completed = quote_literal(completed),
+                      q_compensated = quote_literal(compensated), q_failed = quote_literal(failed);
+    std::vector<std::string> sql;
+    sql.push_back("DROP VIEW IF EXISTS " + n.saga_view);
+    sql.push_back("CREATE TABLE IF NOT EXISTS " + n.sagas + R"( (
+    saga_id             text        NOT NULL PRIMARY KEY,
+    saga_type           text        NOT NULL,
+    phase               text        NOT NULL CHECK (phase IN ('running', 'compensating', 'completed', 'compensated', 'failed')),
+    version             bigint      NOT NULL,   -- the stream version of its latest phase event
+    failed_step         text,                   -- the step whose failure started compensation
+    failure_kind        text,
+    error               text,
+    failed_compensation text,                   -- phase = failed: the compensation that gave up
+    compensation_error  text,
+    deadline            timestamptz,
+    started_at          timestamptz NOT NULL,
+    updated_at          timestamptz NOT NULL,
+    owner               text,                   -- the orchestrator running it, if any
+    lease_until         timestamptz             -- the owner's claim ends then unless renewed
+))");
+    // Orchestrators look for in-flight sagas of their type whose lease ran out.
+    sql.push_back("CREATE INDEX IF NOT EXISTS " + n.saga_claim_index + " ON " + n.sagas +
+                  " (saga_type, lease_until) WHERE phase IN ('running', 'compensating')");
+    // The sagas stored before this migration (their owner is unknown: none).
+    sql.push_back("INSERT INTO " + n.sagas + R"( (saga_id, saga_type, phase, version, failed_step, failure_kind,
+        error, failed_compensation, compensation_error, deadline, started_at, updated_at)
+SELECT substr(s.stream_id, 6), coalesce(s.payload ->> 'saga_type', ''),
+       CASE l.type WHEN )" + q_started + R"( THEN 'running'
+                   WHEN )" + q_resumed + R"( THEN CASE WHEN l.payload ->> 'phase' = 'compensating' THEN 'compensating'
+                                                   ELSE 'running' END
+                   WHEN )" + q_comp + R"( THEN 'compensating' WHEN )" + q_completed + R"( THEN 'completed'
+                   WHEN )" + q_compensated + R"( THEN 'compensated' ELSE 'failed' END,
+       l.version, c.payload ->> 'failed_step', c.payload ->> 'kind', c.payload ->> 'error',
+       CASE WHEN l.type = )" + q_failed + R"( THEN l.payload ->> 'step' END,
+       CASE WHEN l.type = )" + q_failed + R"( THEN l.payload ->> 'error' END,
+       CASE WHEN s.payload ->> 'deadline' ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z$'
+            THEN (s.payload ->> 'deadline')::timestamptz END, s.stored_at, l.stored_at
+FROM )" + n.events + R"( s
+CROSS JOIN LATERAL (SELECT * FROM )" + n.events + R"( e WHERE e.stream_id = s.stream_id AND e.type IN ()" + phases +
+                  R"() ORDER BY e.version DESC LIMIT 1) l
+LEFT JOIN LATERAL (SELECT * FROM )" + n.events + R"( e WHERE e.stream_id = s.stream_id AND e.type = )" + q_comp +
+                  R"( ORDER BY e.version DESC LIMIT 1) c ON true
+WHERE s.stream_id LIKE 'saga-%' AND s.version = 1 AND s.type = )" + q_started + R"(
+ON CONFLICT (saga_id) DO NOTHING)");
+    // One call per phase event (a few per saga, never per step event: the
+    // trigger's WHEN clause filters in C). SagaStarted and SagaResumed carry
+    // the orchestrator's name and lease in their metadata ("owner",
+    // "lease_ms"); a terminal phase frees the saga. It must never fail an
+    // append: values it cannot read (events written by hand, another tool)
+    // are left out rather than cast.
+    sql.push_back("CREATE OR REPLACE FUNCTION " + n.saga_function + R"(() RETURNS trigger
+LANGUAGE plpgsql AS $boong$
+DECLARE
+    v_id text := substr(NEW.stream_id, 6);
+    v_owner text := NEW.metadata ->> 'owner';
+    v_lease timestamptz := NEW.stored_at + (CASE WHEN NEW.metadata ->> 'lease_ms' ~ '^[0-9]{1,10}$'
+                                                 THEN (NEW.metadata ->> 'lease_ms')::bigint ELSE 0 END
+                                            * interval '1 millisecond');
+    v_deadline timestamptz := CASE WHEN NEW.payload ->> 'deadline' ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z$'
+                                   THEN (NEW.payload ->> 'deadline')::timestamptz END;
+BEGIN
+    IF NEW.type = )" + q_started + R"( THEN
+        INSERT INTO )" + n.sagas + R"( (saga_id, saga_type, phase, version, deadline, started_at, updated_at,
+                                     owner, lease_until)
+        VALUES (v_id, coalesce(NEW.payload ->> 'saga_type', ''), 'running', NEW.version, v_deadline,
+                NEW.stored_at, NEW.stored_at, v_owner, CASE WHEN v_owner IS NOT NULL THEN v_lease END)
+        ON CONFLICT (saga_id) DO NOTHING;
+    ELSIF NEW.type = )" + q_resumed + R"( THEN
+        UPDATE )" + n.sagas + R"( SET phase = CASE WHEN NEW.payload ->> 'phase' IN ('running', 'compensating')
+                                           THEN NEW.payload ->> 'phase' ELSE phase END,
+               version = NEW.version, updated_at = NEW.stored_at,
+               failed_compensation = NULL, compensation_error = NULL,
+               owner = v_owner, lease_until = CASE WHEN v_owner IS NOT NULL THEN v_lease END
+        WHERE saga_id = v_id;
+    ELSIF NEW.type = )" + q_comp + R"( THEN
+        UPDATE )" + n.sagas + R"( SET phase = 'compensating', version = NEW.version, updated_at = NEW.stored_at,
+               failed_step = NEW.payload ->> 'failed_step', failure_kind = NEW.payload ->> 'kind',
+               error = NEW.payload ->> 'error'
+        WHERE saga_id = v_id;
+    ELSE
+        UPDATE )" + n.sagas + R"( SET phase = CASE NEW.type WHEN )" + q_completed + R"( THEN 'completed'
+                                                      WHEN )" + q_compensated + R"( THEN 'compensated'
+                                                      ELSE 'failed' END,
+               version = NEW.version, updated_at = NEW.stored_at,
+               failed_compensation = CASE WHEN NEW.type = )" + q_failed + R"( THEN NEW.payload ->> 'step' END,
+               compensation_error = CASE WHEN NEW.type = )" + q_failed + R"( THEN NEW.payload ->> 'error' END,
+               owner = NULL, lease_until = NULL
+        WHERE saga_id = v_id;
+    END IF;
+    RETURN NULL;
+END
+$boong$)");
+    sql.push_back("DROP TRIGGER IF EXISTS " + n.saga_trigger + " ON " + n.events);
+    sql.push_back("CREATE TRIGGER " + n.saga_trigger + " AFTER INSERT ON " + n.events +
+                  " FOR EACH ROW WHEN (NEW.type IN (" + phases + ") AND NEW.stream_id LIKE 'saga-%')"
+                  " EXECUTE FUNCTION " + n.saga_function + "()");
+    sql.push_back("CREATE TABLE IF NOT EXISTS " + n.outbox + R"( (
+    relay       text        NOT NULL PRIMARY KEY,
+    position    bigint      NOT NULL DEFAULT 0,  -- every event at or below it has been published
+    owner       text,
+    lease_until timestamptz,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+))");
+    sql.push_back("CREATE TABLE IF NOT EXISTS " + n.inbox + R"( (
+    consumer     text        NOT NULL,
+    message_id   text        NOT NULL,
+    processed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer, message_id)
+))");
+    return sql;
+}
+
 struct Migration {
     int version;
     const char* description;
     std::vector<std::string> (*statements)(const Names&);
 };
 
-constexpr std::array<Migration, 1> kMigrations{{
+constexpr std::array<Migration, 2> kMigrations{{
     {1, "events, snapshots, append function, saga phase index and view", &migration_1},
+    {2, "saga table with owners and leases, outbox cursors, inbox", &migration_2},
 }};
 static_assert(kMigrations.back().version == kSchemaVersion);
 
@@ -378,6 +505,12 @@ Names resolve_names(pqxx::connection& connection, const PostgresStoreConfig& con
     n.append_function = schema + quote_identifier(derived_name(config.table_name, "_append"));
     n.saga_index = quote_identifier(derived_name(config.table_name, "_saga_phase_idx"));
     n.saga_view = schema + quote_identifier(derived_name(config.table_name, "_sagas"));
+    n.sagas = n.saga_view;
+    n.saga_claim_index = quote_identifier(derived_name(config.table_name, "_sagas_claim_idx"));
+    n.saga_function = schema + quote_identifier(derived_name(config.table_name, "_track_saga"));
+    n.saga_trigger = quote_identifier(derived_name(config.table_name, "_track_saga"));
+    n.outbox = schema + quote_identifier(derived_name(config.table_name, "_outbox"));
+    n.inbox = schema + quote_identifier(derived_name(config.table_name, "_inbox"));
     n.position_sequence = schema + quote_identifier(derived_name(config.table_name, "_position_seq"));
     n.position_sequence_literal = quote_literal(n.position_sequence);
     n.events_literal = quote_literal(n.events);

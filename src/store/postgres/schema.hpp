@@ -12,7 +12,7 @@ namespace boong::pg {
 
 // The schema version this library writes and understands. A database at a
 // higher version was upgraded by a newer library: this one refuses to open it.
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
 
 // Names of the prepared statements (see statements()).
 inline constexpr const char* kAppendStatement = "boong_append";
@@ -31,7 +31,13 @@ struct Names {
     std::string versions;         // "public"."event_store_schema": one row per applied migration
     std::string append_function;  // "public"."event_store_append"
     std::string saga_index;       // "event_store_saga_phase_idx" (an index takes its table's schema)
-    std::string saga_view;        // "public"."event_store_sagas"
+    std::string saga_view;        // "public"."event_store_sagas": a view in version 1, the saga table since 2
+    std::string sagas;            // "public"."event_store_sagas": one row per saga (phase, owner, lease)
+    std::string saga_claim_index; // "event_store_sagas_claim_idx"
+    std::string saga_function;    // "public"."event_store_track_saga": keeps `sagas` in step with the events
+    std::string saga_trigger;     // "event_store_track_saga" (a trigger takes its table's schema)
+    std::string outbox;           // "public"."event_store_outbox": one row per relay (cursor and lease)
+    std::string inbox;            // "public"."event_store_inbox": messages each consumer has processed
     std::string position_sequence;          // "public"."event_store_position_seq"
     std::string position_sequence_literal;  // its name as a SQL string literal, for ::regclass
     std::string events_literal;   // the events table's name as a SQL string literal, for ::regclass

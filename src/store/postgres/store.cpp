@@ -9,6 +9,7 @@
 #include <boong/store/postgres.hpp>
 
 #include <pqxx/nontransaction>
+#include <pqxx/transaction>
 #include <pqxx/result>
 #include <spdlog/spdlog.h>
 
@@ -126,6 +127,7 @@ struct PostgresEventStore::Impl {
             if (!error) {
                 try {
                     names = pg::resolve_names(session->connection(), config);
+                    tables = PostgresTableNames{names.events, names.snapshots, names.sagas, names.outbox, names.inbox};
                     pg::migrate(session->connection(), names);
                     pool.set_statements(pg::statements(names));
                 } catch (...) {
@@ -175,6 +177,7 @@ struct PostgresEventStore::Impl {
     pg::ConnectTarget target;
     std::shared_ptr<pg::Counters> counters;
     pg::Names names;  // set by the open, before state becomes open
+    PostgresTableNames tables;
     std::atomic<State> state{State::idle};
     std::exception_ptr open_error;
     pg::Pool pool;
@@ -342,6 +345,31 @@ PostgresStoreStats PostgresEventStore::stats() const {
     s.aborted = get(c.aborted);
     s.read_ahead_pages = get(c.read_ahead_pages);
     return s;
+}
+
+const PostgresTableNames& PostgresEventStore::tables() const {
+    impl_->require_open();
+    return impl_->tables;
+}
+
+void PostgresEventStore::transact(std::string what, Durability durability,
+                                  std::function<void(pqxx::transaction_base&)> body,
+                                  detail::ErasedHandler<void> handler) {
+    try {
+        impl_->require_open();
+    } catch (...) {
+        handler.complete(std::current_exception());
+        return;
+    }
+    impl_->submit(
+        std::move(what),
+        [body = std::move(body), durability](pg::Session& session) {
+            pqxx::work tx(session.connection(), "boong-transact");
+            if (durability == Durability::relaxed) tx.exec("SET LOCAL synchronous_commit = off");
+            body(tx);
+            tx.commit();
+        },
+        std::move(handler));
 }
 
 const PostgresStoreConfig& PostgresEventStore::config() const { return impl_->config; }

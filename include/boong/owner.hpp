@@ -1,0 +1,17 @@
+// Who holds a lease: "name/incarnation".
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace boong {
+
+// `name` (empty: "<hostname>-<pid>") followed by '/' and a fresh random
+// incarnation id. The name must be unique among the processes running at
+// once and may stay the same across restarts: a restarted process then takes
+// its previous incarnation's work back at once instead of waiting for leases
+// to expire. Throws Error(errc::invalid_config) when `name` is longer than
+// 200 characters or holds anything but letters, digits and "-_.:".
+std::string make_owner(std::string_view name = {});
+
+}  // namespace boong

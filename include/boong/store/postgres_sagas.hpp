@@ -1,0 +1,150 @@
+// The saga table of the PostgreSQL store (target Boong::postgres): one row per
+// saga, kept in step with the saga's events by the store itself (a trigger in
+// the appending transaction). Orchestrators claim, renew and release their
+// sagas here (SagaLeases); operators list them by phase and find the stuck
+// ones. See docs/durability.md.
+#pragma once
+
+#include <boong/detail/erased_handler.hpp>
+#include <boong/saga_leases.hpp>
+#include <boong/saga_state.hpp>
+#include <boong/store/postgres.hpp>
+
+#include <boost/asio/async_result.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace boong {
+
+// One saga as the table has it.
+struct SagaRecord {
+    std::string saga_id;
+    std::string saga_type;
+    SagaPhase phase = SagaPhase::running;
+    std::int64_t version = 0;  // of its latest phase event
+    std::string failed_step;   // the step whose failure started compensation
+    FailureKind failure_kind = FailureKind::none;
+    std::string error;
+    std::string failed_compensation;  // phase failed: the compensation that gave up
+    std::string compensation_error;
+    std::optional<Clock::time_point> deadline;
+    Clock::time_point started_at{};
+    Clock::time_point updated_at{};
+    std::string owner;  // "name/incarnation" of the orchestrator running it; empty: none
+    std::optional<Clock::time_point> lease_until;
+};
+
+struct SagaQuery {
+    std::optional<SagaPhase> phase;  // none: every phase
+    std::string saga_type;           // empty: every type
+    std::string after_id;            // paging: only ids greater than this
+    std::size_t limit = 100;         // 1..10000
+};
+
+class PostgresSagaIndex {
+public:
+    using executor_type = boost::asio::any_io_executor;
+
+    // The store must be open and outlive the index.
+    explicit PostgresSagaIndex(PostgresEventStore& store) : store_(store) {}
+
+    executor_type get_executor() const { return store_.get_executor(); }
+
+    // ---- SagaLeases: see saga_leases.hpp for what each one promises.
+    template <class Token>
+    auto async_claim(std::string saga_type, std::string owner, milliseconds lease, std::size_t max_count,
+                     Token&& token) {
+        return boost::asio::async_initiate<Token, void(std::exception_ptr, std::vector<std::string>)>(
+            [this](auto handler, std::string t, std::string o, milliseconds l, std::size_t n) {
+                claim_impl(std::move(t), std::move(o), l, n,
+                           detail::ErasedHandler<std::vector<std::string>>(std::move(handler), get_executor()));
+            },
+            token, std::move(saga_type), std::move(owner), lease, max_count);
+    }
+
+    template <class Token>
+    auto async_renew(std::string owner, milliseconds lease, std::vector<std::string> running, Token&& token) {
+        return boost::asio::async_initiate<Token, void(std::exception_ptr, std::vector<std::string>)>(
+            [this](auto handler, std::string o, milliseconds l, std::vector<std::string> r) {
+                renew_impl(std::move(o), l, std::move(r),
+                           detail::ErasedHandler<std::vector<std::string>>(std::move(handler), get_executor()));
+            },
+            token, std::move(owner), lease, std::move(running));
+    }
+
+    template <class Token>
+    auto async_release(std::string owner, Token&& token) {
+        return boost::asio::async_initiate<Token, void(std::exception_ptr)>(
+            [this](auto handler, std::string o) {
+                release_impl(std::move(o), detail::ErasedHandler<void>(std::move(handler), get_executor()));
+            },
+            token, std::move(owner));
+    }
+
+    // ---- Operators.
+
+    // Sagas matching `query`, by id.
+    template <class Token>
+    auto async_list(SagaQuery query, Token&& token) {
+        return boost::asio::async_initiate<Token, void(std::exception_ptr, std::vector<SagaRecord>)>(
+            [this](auto handler, SagaQuery q) {
+                list_impl(std::move(q), detail::ErasedHandler<std::vector<SagaRecord>>(std::move(handler), get_executor()));
+            },
+            token, std::move(query));
+    }
+
+    // Sagas that need attention: failed ones (a compensation gave up), and
+    // in-flight ones nobody is running (lease expired, or no owner and no
+    // change for `idle`). Oldest first, at most `limit`.
+    template <class Token>
+    auto async_stuck(milliseconds idle, std::size_t limit, Token&& token) {
+        return boost::asio::async_initiate<Token, void(std::exception_ptr, std::vector<SagaRecord>)>(
+            [this](auto handler, milliseconds i, std::size_t n) {
+                stuck_impl(i, n, detail::ErasedHandler<std::vector<SagaRecord>>(std::move(handler), get_executor()));
+            },
+            token, idle, limit);
+    }
+
+    template <class Token>
+    auto async_find(std::string saga_id, Token&& token) {
+        return boost::asio::async_initiate<Token, void(std::exception_ptr, std::optional<SagaRecord>)>(
+            [this](auto handler, std::string id) {
+                find_impl(std::move(id),
+                          detail::ErasedHandler<std::optional<SagaRecord>>(std::move(handler), get_executor()));
+            },
+            token, std::move(saga_id));
+    }
+
+    // How many sagas are in each phase (for metrics).
+    template <class Token>
+    auto async_count_by_phase(Token&& token) {
+        return boost::asio::async_initiate<Token, void(std::exception_ptr, std::vector<std::pair<SagaPhase, std::int64_t>>)>(
+            [this](auto handler) {
+                count_impl(detail::ErasedHandler<std::vector<std::pair<SagaPhase, std::int64_t>>>(std::move(handler),
+                                                                                                   get_executor()));
+            },
+            token);
+    }
+
+private:
+    void claim_impl(std::string saga_type, std::string owner, milliseconds lease, std::size_t max_count,
+                    detail::ErasedHandler<std::vector<std::string>> handler);
+    void renew_impl(std::string owner, milliseconds lease, std::vector<std::string> running,
+                    detail::ErasedHandler<std::vector<std::string>> handler);
+    void release_impl(std::string owner, detail::ErasedHandler<void> handler);
+    void list_impl(SagaQuery query, detail::ErasedHandler<std::vector<SagaRecord>> handler);
+    void stuck_impl(milliseconds idle, std::size_t limit, detail::ErasedHandler<std::vector<SagaRecord>> handler);
+    void find_impl(std::string saga_id, detail::ErasedHandler<std::optional<SagaRecord>> handler);
+    void count_impl(detail::ErasedHandler<std::vector<std::pair<SagaPhase, std::int64_t>>> handler);
+
+    PostgresEventStore& store_;
+};
+
+static_assert(SagaLeases<PostgresSagaIndex>);
+
+}  // namespace boong

@@ -1,0 +1,78 @@
+// Running your own SQL on the event store's connections, off the event loop:
+// the building block of the inbox (boong/store/postgres_inbox.hpp) and of
+// services that keep their state beside their events.
+//
+//   auto n = co_await boong::async_transact(store, [id](pqxx::transaction_base& tx) {
+//       return tx.exec_params("UPDATE stock SET reserved = reserved + 1 WHERE sku = $1", id).affected_rows();
+//   }, asio::use_awaitable);
+//
+// The body runs on one of the store's worker threads, inside a transaction
+// that commits when it returns: it may block, and must not touch objects the
+// caller's executor uses without synchronization.
+#pragma once
+
+#include <boong/store/postgres.hpp>
+
+#include <pqxx/transaction>
+
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/bind_executor.hpp>
+
+#include <exception>
+#include <memory>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+namespace boong {
+
+namespace detail {
+template <class R>
+struct transact_signature {
+    using type = void(std::exception_ptr, R);
+};
+template <>
+struct transact_signature<void> {
+    using type = void(std::exception_ptr);
+};
+}  // namespace detail
+
+// Completes with what `body(pqxx::transaction_base&)` returns (a value type,
+// default-constructible), or with the exception that rolled it back.
+template <class Body, class Token>
+auto async_transact(PostgresEventStore& store, Body body, Durability durability, Token&& token) {
+    using R = std::invoke_result_t<Body&, pqxx::transaction_base&>;
+    static_assert(std::is_void_v<R> || std::is_default_constructible_v<R>,
+                  "async_transact: the body's result must be default-constructible (or void)");
+    return boost::asio::async_initiate<Token, typename detail::transact_signature<R>::type>(
+        [&store, durability](auto handler, Body b) {
+            auto shared_body = std::make_shared<Body>(std::move(b));
+            if constexpr (std::is_void_v<R>) {
+                store.transact("transaction", durability,
+                               [shared_body](pqxx::transaction_base& tx) { (*shared_body)(tx); },
+                               detail::ErasedHandler<void>(std::move(handler), store.get_executor()));
+            } else {
+                auto result = std::make_shared<std::optional<R>>();
+                auto ex = boost::asio::get_associated_executor(handler, store.get_executor());
+                auto done = boost::asio::bind_executor(
+                    ex, [h = std::move(handler), result](std::exception_ptr e) mutable {
+                        R value{};
+                        if (!e && *result) value = std::move(**result);
+                        std::move(h)(std::move(e), std::move(value));
+                    });
+                store.transact(
+                    "transaction", durability,
+                    [shared_body, result](pqxx::transaction_base& tx) { result->emplace((*shared_body)(tx)); },
+                    detail::ErasedHandler<void>(std::move(done), store.get_executor()));
+            }
+        },
+        token, std::move(body));
+}
+
+template <class Body, class Token>
+auto async_transact(PostgresEventStore& store, Body body, Token&& token) {
+    return async_transact(store, std::move(body), Durability::durable, std::forward<Token>(token));
+}
+
+}  // namespace boong

@@ -1,0 +1,582 @@
+// Durable execution against a real PostgreSQL (scripts/test.sh exports
+// BOONG_TEST_PG_DSN): the saga table, leases and takeovers, fencing of a
+// stale owner, deadlines that pass while no process is alive, the outbox
+// relay and the inbox. The multi-process kill -9 proof is tests/chaos.
+#include "support/async.hpp"
+#include "support/scripted_saga.hpp"
+
+#include <boong/broker/memory.hpp>
+#include <boong/outbox_relay.hpp>
+#include <boong/saga_orchestrator.hpp>
+#include <boong/store/postgres.hpp>
+#include <boong/store/postgres_inbox.hpp>
+#include <boong/store/postgres_outbox.hpp>
+#include <boong/store/postgres_sagas.hpp>
+
+#include <pqxx/pqxx>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using boong::test::FourSteps;
+using boong::test::ScriptedSaga;
+using boong::test::TestData;
+using boong::test::sleep_for;
+using Act = boong::test::Act;
+
+std::string test_dsn() {
+    const char* dsn = std::getenv("BOONG_TEST_PG_DSN");
+    if (!dsn || !*dsn) FAIL("BOONG_TEST_PG_DSN is not set: run integration tests through scripts/test.sh");
+    return dsn;
+}
+
+std::string fresh_table(std::string_view base) {
+    static const std::string run_id = boong::IdGenerator().next().substr(24, 12);
+    static int n = 0;
+    return std::string(base) + "_" + run_id + "_" + std::to_string(++n);
+}
+
+// Runs `make()`'s awaitable to completion. Unlike boong::test::run it
+// does not require the io_context to be idle afterwards: orchestrators and
+// relays keep working in the background until the test stops them.
+template <class Make>
+auto run(asio::io_context& ioc, Make&& make, std::chrono::seconds limit = 60s) {
+    using T = typename std::invoke_result_t<Make&>::value_type;
+    std::exception_ptr error;
+    bool done = false;
+    std::conditional_t<std::is_void_v<T>, bool, std::optional<T>> result{};
+    if constexpr (std::is_void_v<T>) {
+        asio::co_spawn(ioc, make(), [&](std::exception_ptr e) {
+            error = e;
+            done = true;
+        });
+    } else {
+        asio::co_spawn(ioc, make(), [&](std::exception_ptr e, T v) {
+            error = e;
+            if (!e) result.emplace(std::move(v));
+            done = true;
+        });
+    }
+    const auto end = std::chrono::steady_clock::now() + limit;
+    while (!done && std::chrono::steady_clock::now() < end) {
+        ioc.restart();
+        ioc.run_for(5ms);
+    }
+    if (!done) throw std::runtime_error("test coroutine did not complete in time");
+    if (error) std::rethrow_exception(error);
+    if constexpr (!std::is_void_v<T>) return std::move(*result);
+}
+
+template <class F>
+boong::error_code code_of(F&& f) {
+    try {
+        f();
+    } catch (const boost::system::system_error& e) {
+        return e.code();
+    }
+    return {};
+}
+
+// A store on its own table: the sagas of one test are invisible to the others.
+struct Durable {
+    asio::io_context ioc;
+    std::string table;
+    boong::PostgresEventStore store;
+    boong::PostgresSagaIndex index{store};
+
+    explicit Durable(std::string_view base) : table(fresh_table(base)), store(ioc.get_executor(), config(table)) {
+        store.open();
+    }
+    static boong::PostgresStoreConfig config(const std::string& table) {
+        boong::PostgresStoreConfig c;
+        c.connection = test_dsn();
+        c.table_name = table;
+        c.snapshot_table_name = table + "_snapshots";
+        c.pool_size = 4;
+        return c;
+    }
+    std::optional<boong::SagaRecord> record(const std::string& id) {
+        return run(ioc, [&] { return index.async_find(id, asio::use_awaitable); });
+    }
+    std::vector<boong::RecordedEvent> stream(const std::string& id) {
+        return run(ioc, [&] { return store.async_read_stream(boong::saga_stream(id), 1, 1000, asio::use_awaitable); });
+    }
+    void sql(const std::string& statement) {
+        pqxx::connection c(test_dsn());
+        pqxx::nontransaction tx(c);
+        tx.exec(statement);
+    }
+    // Runs the io_context until `done()` or `limit` passes.
+    bool until(const std::function<bool()>& done, std::chrono::milliseconds limit = 15s) {
+        const auto end = std::chrono::steady_clock::now() + limit;
+        while (!done() && std::chrono::steady_clock::now() < end) {
+            ioc.restart();
+            ioc.run_for(10ms);
+        }
+        return done();
+    }
+};
+
+boong::SagaOptions slow_step_options() {
+    auto o = boong::test::fast_options();
+    o.defaults.timeout = 60s;  // a hanging step stays hanging: the test decides when it ends
+    return o;
+}
+
+boong::OrchestratorOptions orchestrator(std::string name, std::chrono::milliseconds lease = 2s) {
+    boong::OrchestratorOptions o;
+    o.name = std::move(name);
+    o.lease = lease;
+    o.scan_interval = 50ms;
+    return o;
+}
+
+using Orchestrator = boong::SagaOrchestrator<FourSteps, boong::PostgresEventStore, boong::PostgresSagaIndex>;
+using Runner = boong::SagaRunner<FourSteps, boong::PostgresEventStore>;
+
+// Starts a saga on `runner` that hangs in step b, waits until b runs, then
+// interrupts the runner without releasing anything: to the database, its
+// process died there.
+std::string start_and_abandon(Durable& d, Runner& runner, ScriptedSaga& def, boong::RunOptions options = {}) {
+    bool finished = false;
+    std::exception_ptr error;
+    std::string id = options.saga_id.empty() ? boong::IdGenerator().next() : options.saga_id;
+    options.saga_id = id;
+    runner.async_run(TestData{}, options, [&](std::exception_ptr e, auto) {
+        error = e;
+        finished = true;
+    });
+    REQUIRE(d.until([&] { return std::find(def.calls.begin(), def.calls.end(), "b#1") != def.calls.end(); }));
+    runner.shutdown();
+    REQUIRE(d.until([&] { return finished; }));
+    REQUIRE(error);  // interrupted, not finished
+    return id;
+}
+
+}  // namespace
+
+TEST_CASE("durable: the saga table follows every saga's phase, failure and owner", "[durable]") {
+    Durable d("dur_table");
+    ScriptedSaga def;
+    def.plans["c"].actions = {Act::reject};
+    Orchestrator orch(def, d.store, d.index, boong::test::fast_options(), orchestrator("table-test"));
+    auto outcome = run(d.ioc, [&] { return orch.run(TestData{}); });
+    REQUIRE(outcome.status == boong::SagaStatus::compensated);
+    auto r = d.record(outcome.saga_id);
+    REQUIRE(r);
+    CHECK(r->saga_type == "scripted");
+    CHECK(r->phase == boong::SagaPhase::compensated);
+    CHECK(r->failed_step == "c");
+    CHECK(r->failure_kind == boong::FailureKind::rejected);
+    CHECK_THAT(r->error, Catch::Contains("c rejected"));
+    CHECK(r->owner.empty());  // a terminal saga belongs to nobody
+    CHECK(r->version == outcome.version);
+
+    // While it runs, it is the orchestrator's, under a lease.
+    def.plans.clear();
+    def.calls.clear();
+    def.plans["b"].actions = {Act::slow_ok};
+    def.plans["b"].slow = 300ms;
+    std::string id = boong::IdGenerator().next();
+    bool done = false;
+    boong::RunOptions o;
+    o.saga_id = id;
+    orch.runner().async_run(TestData{}, o, [&](std::exception_ptr, auto) { done = true; });
+    REQUIRE(d.until([&] { return std::find(def.calls.begin(), def.calls.end(), "b#1") != def.calls.end(); }));
+    auto live = d.record(id);
+    REQUIRE(live);
+    CHECK(live->phase == boong::SagaPhase::running);
+    CHECK(live->owner == orch.owner());
+    REQUIRE(live->lease_until);
+    CHECK(*live->lease_until > boong::Clock::now());
+    REQUIRE(d.until([&] { return done; }));
+    CHECK(d.record(id)->phase == boong::SagaPhase::completed);
+
+    auto counts = run(d.ioc, [&] { return d.index.async_count_by_phase(asio::use_awaitable); });
+    std::map<boong::SagaPhase, std::int64_t> by_phase(counts.begin(), counts.end());
+    CHECK(by_phase[boong::SagaPhase::completed] == 1);
+    CHECK(by_phase[boong::SagaPhase::compensated] == 1);
+}
+
+TEST_CASE("durable: another orchestrator takes over a dead one's saga when its lease expires", "[durable]") {
+    Durable d("dur_takeover");
+    ScriptedSaga dead_def;
+    dead_def.plans["b"].actions = {Act::hang};
+    boong::RunnerOptions dead_opts;
+    dead_opts.owner = "dead-node/1";
+    dead_opts.lease = 700ms;
+    Runner dead(dead_def, d.store, slow_step_options(), dead_opts);
+    const auto abandoned_at = std::chrono::steady_clock::now();
+    const std::string id = start_and_abandon(d, dead, dead_def);
+    CHECK(d.record(id)->owner == "dead-node/1");
+
+    ScriptedSaga live_def;
+    Orchestrator orch(live_def, d.store, d.index, slow_step_options(), orchestrator("survivor"));
+    std::vector<boong::SagaStatus> outcomes;
+    orch.on_outcome([&](const std::string& saga, std::exception_ptr e, const auto& o) {
+        CHECK(saga == id);
+        CHECK_FALSE(e);
+        outcomes.push_back(o.status);
+    });
+    orch.start();
+    REQUIRE(d.until([&] { return outcomes.size() == 1; }));
+    CHECK(std::chrono::steady_clock::now() - abandoned_at >= 600ms);  // not before the lease ran out
+    CHECK(outcomes[0] == boong::SagaStatus::completed);
+    // The step that was interrupted runs again, with the same idempotency key;
+    // the one completed before does not.
+    CHECK(live_def.calls == std::vector<std::string>{"b#1", "c#1", "d#1"});
+    CHECK(live_def.idempotency_keys.front() == dead_def.idempotency_keys.back());
+    auto r = d.record(id);
+    CHECK(r->phase == boong::SagaPhase::completed);
+    CHECK(orch.stats().claimed == 1);
+    run(d.ioc, [&] { return orch.stop(); });
+}
+
+TEST_CASE("durable: a restarted orchestrator takes its predecessor's sagas back at once", "[durable]") {
+    Durable d("dur_restart");
+    ScriptedSaga old_def;
+    old_def.plans["b"].actions = {Act::hang};
+    boong::RunnerOptions old_opts;
+    old_opts.owner = "orders-1/previous-life";
+    old_opts.lease = 60s;  // far from expiring
+    Runner old_runner(old_def, d.store, slow_step_options(), old_opts);
+    const std::string id = start_and_abandon(d, old_runner, old_def);
+
+    ScriptedSaga def;
+    Orchestrator other(def, d.store, d.index, slow_step_options(), orchestrator("orders-2"));
+    Orchestrator same(def, d.store, d.index, slow_step_options(), orchestrator("orders-1"));
+    other.start();
+    d.until([] { return false; }, 300ms);
+    CHECK(other.stats().claimed == 0);  // someone else's live lease
+    const auto start = std::chrono::steady_clock::now();
+    same.start();
+    REQUIRE(d.until([&] { return d.record(id)->phase == boong::SagaPhase::completed; }));
+    CHECK(std::chrono::steady_clock::now() - start < 5s);
+    CHECK(same.stats().claimed == 1);
+    CHECK(other.stats().claimed == 0);
+    run(d.ioc, [&]() -> asio::awaitable<void> {
+        co_await other.stop();
+        co_await same.stop();
+    });
+}
+
+TEST_CASE("durable: a stale owner cannot record anything once another owner took its saga", "[durable]") {
+    Durable d("dur_fence");
+    ScriptedSaga stale_def;
+    stale_def.plans["b"].actions = {Act::slow_ok};
+    stale_def.plans["b"].slow = 1500ms;
+    boong::RunnerOptions stale_opts;
+    stale_opts.owner = "stale/1";
+    stale_opts.lease = 60s;
+    Runner stale(stale_def, d.store, slow_step_options(), stale_opts);
+    std::string id = boong::IdGenerator().next();
+    boong::RunOptions o;
+    o.saga_id = id;
+    std::exception_ptr stale_error;
+    bool stale_done = false;
+    stale.async_run(TestData{}, o, [&](std::exception_ptr e, auto) {
+        stale_error = e;
+        stale_done = true;
+    });
+    REQUIRE(d.until([&] { return !stale_def.calls.empty() && stale_def.calls.back() == "b#1"; }));
+    auto lost = run(d.ioc, [&] {
+        return d.index.async_renew("stale/1", 60s, std::vector<std::string>{id}, asio::use_awaitable);
+    });
+    CHECK(lost.empty());  // its own
+    // The stale owner stalls (a long GC pause, a frozen VM): its lease runs out.
+    d.sql("UPDATE " + d.store.tables().sagas + " SET lease_until = now() - interval '1 second' WHERE saga_id = '" +
+          id + "'");
+    ScriptedSaga fresh_def;
+    Orchestrator fresh(fresh_def, d.store, d.index, slow_step_options(), orchestrator("fresh"));
+    fresh.start();
+    REQUIRE(d.until([&] { return stale_done && d.record(id)->phase == boong::SagaPhase::completed; }));
+    REQUIRE(stale_error);
+    CHECK(code_of([&] { std::rethrow_exception(stale_error); }) == boong::errc::concurrency_conflict);
+    lost = run(d.ioc, [&] {
+        return d.index.async_renew("stale/1", 60s, std::vector<std::string>{id}, asio::use_awaitable);
+    });
+    CHECK(lost.empty());  // finished: nobody's
+    // Each step completed once in the stream, whoever ran it.
+    std::map<std::string, int> completed;
+    for (const auto& e : d.stream(id)) {
+        if (e.event.type == boong::saga_event::step_completed) ++completed[e.event.payload.at("step").get<std::string>()];
+    }
+    CHECK(completed == std::map<std::string, int>{{"a", 1}, {"b", 1}, {"c", 1}, {"d", 1}});
+    run(d.ioc, [&] { return fresh.stop(); });
+}
+
+TEST_CASE("durable: renewing reports the sagas another owner holds now", "[durable]") {
+    Durable d("dur_renew");
+    ScriptedSaga def;
+    def.plans["b"].actions = {Act::hang};
+    boong::RunnerOptions opts;
+    opts.owner = "first/1";
+    opts.lease = 200ms;
+    Runner first(def, d.store, slow_step_options(), opts);
+    const std::string id = start_and_abandon(d, first, def);
+    d.until([] { return false; }, 300ms);
+    auto claimed = run(d.ioc, [&] {
+        return d.index.async_claim("scripted", "second/1", 10s, 10, asio::use_awaitable);
+    });
+    CHECK(claimed == std::vector<std::string>{id});
+    auto lost = run(d.ioc, [&] {
+        return d.index.async_renew("first/1", 10s, std::vector<std::string>{id}, asio::use_awaitable);
+    });
+    CHECK(lost == std::vector<std::string>{id});
+    // A second claim finds nothing: the lease is live.
+    CHECK(run(d.ioc, [&] { return d.index.async_claim("scripted", "third/1", 10s, 10, asio::use_awaitable); }).empty());
+    // Bad owners and leases are refused with a clear error.
+    CHECK(code_of([&] {
+              run(d.ioc, [&] { return d.index.async_claim("scripted", "no-slash", 10s, 10, asio::use_awaitable); });
+          }) == boong::errc::invalid_argument);
+    CHECK(code_of([&] {
+              run(d.ioc, [&] { return d.index.async_claim("scripted", "a/1", 0ms, 10, asio::use_awaitable); });
+          }) == boong::errc::invalid_argument);
+}
+
+TEST_CASE("durable: a deadline that passed while no process was alive compensates the saga", "[durable]") {
+    Durable d("dur_deadline");
+    ScriptedSaga def;
+    def.plans["b"].actions = {Act::hang};
+    boong::RunnerOptions opts;
+    opts.owner = "gone/1";
+    opts.lease = 300ms;
+    Runner gone(def, d.store, slow_step_options(), opts);
+    boong::RunOptions o;
+    o.timeout = 10s;
+    const std::string id = start_and_abandon(d, gone, def, o);
+    // Move the recorded deadline into the past, as if 10 s went by with no process alive.
+    d.sql("UPDATE " + d.store.tables().events + " SET payload = jsonb_set(payload, '{deadline}', '\"" +
+          boong::format_timestamp(boong::Clock::now() - 1s) + "\"') WHERE stream_id = 'saga-" + id +
+          "' AND version = 1");
+    ScriptedSaga later_def;
+    Orchestrator later(later_def, d.store, d.index, slow_step_options(), orchestrator("later"));
+    later.start();
+    REQUIRE(d.until([&] {
+        auto r = d.record(id);
+        return r && r->phase == boong::SagaPhase::compensated;
+    }));
+    auto r = d.record(id);
+    CHECK(r->failure_kind == boong::FailureKind::deadline);
+    CHECK(later_def.calls == std::vector<std::string>{"~a#1"});  // b never completed: only a is undone
+    run(d.ioc, [&] { return later.stop(); });
+}
+
+TEST_CASE("durable: stopping an orchestrator releases its sagas to the others at once", "[durable]") {
+    Durable d("dur_release");
+    ScriptedSaga def;
+    def.plans["b"].actions = {Act::hang};
+    Orchestrator leaving(def, d.store, d.index, slow_step_options(), orchestrator("leaving", 60s));
+    std::string id = boong::IdGenerator().next();
+    boong::RunOptions o;
+    o.saga_id = id;
+    bool done = false;
+    leaving.runner().async_run(TestData{}, o, [&](std::exception_ptr, auto) { done = true; });
+    REQUIRE(d.until([&] { return std::find(def.calls.begin(), def.calls.end(), "b#1") != def.calls.end(); }));
+    run(d.ioc, [&] { return leaving.stop(); });
+    CHECK(done);
+    ScriptedSaga heir_def;
+    Orchestrator heir(heir_def, d.store, d.index, slow_step_options(), orchestrator("heir", 60s));
+    const auto start = std::chrono::steady_clock::now();
+    heir.start();
+    REQUIRE(d.until([&] { return d.record(id)->phase == boong::SagaPhase::completed; }));
+    CHECK(std::chrono::steady_clock::now() - start < 5s);  // not the 60 s lease
+    run(d.ioc, [&] { return heir.stop(); });
+}
+
+TEST_CASE("durable: operators list sagas by phase and find the stuck ones", "[durable]") {
+    Durable d("dur_ops");
+    ScriptedSaga def;
+    def.plans["c"].actions = {Act::reject};
+    def.plans["b"].compensations = {Act::reject};  // compensation gives up: failed
+    Runner runner(def, d.store, boong::test::fast_options());
+    auto failed = run(d.ioc, [&] { return runner.run(TestData{}); });
+    REQUIRE(failed.status == boong::SagaStatus::failed);
+    def.plans.clear();
+    auto ok = run(d.ioc, [&] { return runner.run(TestData{}); });
+    REQUIRE(ok.status == boong::SagaStatus::completed);
+
+    boong::SagaQuery q;
+    q.phase = boong::SagaPhase::failed;
+    auto failed_list = run(d.ioc, [&] { return d.index.async_list(q, asio::use_awaitable); });
+    REQUIRE(failed_list.size() == 1);
+    CHECK(failed_list[0].saga_id == failed.saga_id);
+    CHECK(failed_list[0].failed_step == "c");
+    CHECK(failed_list[0].failed_compensation == "b");
+    CHECK_THAT(failed_list[0].compensation_error, Catch::Contains("b rejected"));
+    q.phase.reset();
+    CHECK(run(d.ioc, [&] { return d.index.async_list(q, asio::use_awaitable); }).size() == 2);
+    q.limit = 0;
+    CHECK(code_of([&] { run(d.ioc, [&] { return d.index.async_list(q, asio::use_awaitable); }); }) ==
+          boong::errc::invalid_argument);
+
+    auto stuck = run(d.ioc, [&] { return d.index.async_stuck(60s, 100, asio::use_awaitable); });
+    REQUIRE(stuck.size() == 1);
+    CHECK(stuck[0].saga_id == failed.saga_id);
+}
+
+namespace {
+
+// A broker that records what reaches it, in order, and can be told to fail.
+struct RecordingBroker {
+    using executor_type = asio::any_io_executor;
+    explicit RecordingBroker(asio::any_io_executor e) : ex(std::move(e)) {}
+    asio::any_io_executor ex;
+    std::vector<boong::EventData> published;
+    std::vector<std::string> topics;
+    int fail_next = 0;
+    executor_type get_executor() const { return ex; }
+    template <class Token>
+    auto async_publish(std::string topic, boong::EventData event, Token&& token) {
+        return asio::async_initiate<Token, void(std::exception_ptr, std::string)>(
+            [this](auto handler, std::string t, boong::EventData e) {
+                std::exception_ptr error;
+                if (fail_next > 0) {
+                    --fail_next;
+                    error = std::make_exception_ptr(boong::Error(boong::errc::broker_unavailable, "broker down"));
+                } else {
+                    topics.push_back(t);
+                    published.push_back(std::move(e));
+                }
+                auto ex2 = asio::get_associated_executor(handler, ex);
+                asio::post(ex2, [h = std::move(handler), error, n = published.size()]() mutable {
+                    std::move(h)(error, std::to_string(n));
+                });
+            },
+            token, std::move(topic), std::move(event));
+    }
+    template <class Token>
+    auto async_consume(boong::ConsumerOptions, boong::MessageHandler, Token&& token) {
+        return asio::async_initiate<Token, void(std::exception_ptr)>(
+            [](auto handler) { std::move(handler)(std::exception_ptr{}); }, token);
+    }
+};
+static_assert(boong::Broker<RecordingBroker>);
+
+using Relay = boong::OutboxRelay<boong::PostgresEventStore, boong::PostgresOutbox, RecordingBroker>;
+
+}  // namespace
+
+TEST_CASE("durable: the outbox relay publishes every stored event once, in order, and resumes from its cursor",
+          "[durable][outbox]") {
+    Durable d("dur_outbox");
+    boong::PostgresOutbox outbox(d.store);
+    RecordingBroker broker(d.ioc.get_executor());
+    constexpr int streams = 10, per_stream = 50;
+    run(d.ioc, [&]() -> asio::awaitable<void> {
+        for (int v = 0; v < per_stream; ++v) {
+            for (int s = 0; s < streams; ++s) {
+                std::vector<boong::EventData> events(1);
+                events[0].event_id = boong::IdGenerator().next();
+                events[0].type = "Happened";
+                events[0].payload = boong::json{{"n", v}};
+                co_await d.store.async_append("order-" + std::to_string(s), boong::ExpectedVersion::any(),
+                                              std::move(events), asio::use_awaitable);
+            }
+        }
+    });
+    boong::OutboxRelayOptions opts;
+    opts.relay = "test";
+    opts.owner = "relay-a/1";
+    opts.batch_size = 64;
+    opts.lease = 2s;
+    broker.fail_next = 0;
+    {
+        Relay relay(d.store, outbox, broker, opts);
+        Relay rival(d.store, outbox, broker, [&] {
+            auto o = opts;
+            o.owner = "relay-b/1";
+            return o;
+        }());
+        relay.start();
+        REQUIRE(d.until([&] { return broker.published.size() >= streams * per_stream; }));
+        rival.start();
+        d.until([] { return false; }, 300ms);
+        CHECK(rival.stats().acquired == 0);  // one relay of a name publishes at a time
+        run(d.ioc, [&]() -> asio::awaitable<void> {
+            co_await rival.stop();
+            co_await relay.stop();
+        });
+    }
+    REQUIRE(broker.published.size() == streams * per_stream);
+    std::map<std::string, std::int64_t> last_version;
+    for (std::size_t i = 0; i < broker.published.size(); ++i) {
+        const auto& m = broker.published[i].metadata.extra;
+        CHECK(broker.topics[i] == "order");
+        const auto stream = m.at("stream_id").get<std::string>();
+        const auto version = m.at("stream_version").get<std::int64_t>();
+        CHECK(version == last_version[stream] + 1);  // per-stream order
+        last_version[stream] = version;
+        if (i > 0) {
+            CHECK(m.at("position").get<std::int64_t>() > broker.published[i - 1].metadata.extra.at("position").get<std::int64_t>());
+        }
+    }
+    auto status = run(d.ioc, [&] { return outbox.async_status("test", asio::use_awaitable); });
+    CHECK(status.pending == 0);
+    CHECK(status.position == broker.published.back().metadata.extra.at("position").get<std::int64_t>());
+
+    // A new relay after a restart (a new incarnation of relay-a) publishes only
+    // what came after the cursor; a failing broker delays, never loses.
+    run(d.ioc, [&]() -> asio::awaitable<void> {
+        std::vector<boong::EventData> events(3);
+        for (auto& e : events) {
+            e.event_id = boong::IdGenerator().next();
+            e.type = "Late";
+            e.payload = boong::json::object();
+        }
+        co_await d.store.async_append("order-late", boong::ExpectedVersion::no_stream(), std::move(events),
+                                      asio::use_awaitable);
+    });
+    broker.published.clear();
+    broker.topics.clear();
+    broker.fail_next = 2;
+    opts.owner = "relay-a/2";
+    Relay again(d.store, outbox, broker, opts);
+    again.start();
+    REQUIRE(d.until([&] { return again.stats().position >= status.position + 3; }));
+    run(d.ioc, [&] { return again.stop(); });
+    REQUIRE(broker.published.size() >= 3);
+    std::vector<std::string> types;
+    for (const auto& e : broker.published) types.push_back(e.type);
+    CHECK(std::count(types.begin(), types.end(), "Late") == static_cast<long>(broker.published.size()));
+    CHECK(again.stats().failures >= 1);
+}
+
+TEST_CASE("durable: the inbox applies a message's effect once, however often it is delivered", "[durable][inbox]") {
+    Durable d("dur_inbox");
+    const std::string effects = d.table + "_effects";
+    d.sql("CREATE TABLE " + effects + " (id text, n int)");
+    boong::PostgresInbox inbox(d.store, "payments");
+    auto deliver = [&](std::string id, bool fail) {
+        return run(d.ioc, [&] {
+            return inbox.async_process(
+                id,
+                [effects, id, fail](pqxx::transaction_base& tx) {
+                    tx.exec_params("INSERT INTO " + effects + " VALUES ($1, 1)", id);
+                    if (fail) throw std::runtime_error("handler failed after writing");
+                },
+                asio::use_awaitable);
+        });
+    };
+    CHECK(deliver("m1", false));
+    CHECK_FALSE(deliver("m1", false));  // redelivered: no second effect
+    CHECK_THROWS_WITH(deliver("m2", true), Catch::Contains("handler failed"));
+    CHECK(deliver("m2", false));  // the failed attempt rolled back both the effect and the record
+    boong::PostgresInbox other(d.store, "inventory");
+    CHECK(run(d.ioc, [&] {
+        return other.async_process("m1", [](pqxx::transaction_base&) {}, asio::use_awaitable);
+    }));  // each consumer has its own inbox
+    pqxx::connection c(test_dsn());
+    pqxx::nontransaction tx(c);
+    CHECK(tx.exec1("SELECT count(*) FROM " + effects + " WHERE id = 'm1'")[0].as<int>() == 1);
+    CHECK(tx.exec1("SELECT count(*) FROM " + effects + " WHERE id = 'm2'")[0].as<int>() == 1);
+    CHECK_THROWS_AS(boong::PostgresInbox(d.store, ""), boong::Error);
+}
