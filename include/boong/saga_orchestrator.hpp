@@ -194,6 +194,7 @@ private:
         auto& log = *options_.logger;
         const auto interval = options_.lease / 3;
         auto last_ok = std::chrono::steady_clock::now();
+        bool fenced = false;
         while (!background_->stopping()) {
             co_await background_->sleep(interval);
             if (background_->stopping()) break;
@@ -201,6 +202,7 @@ private:
                 auto lost = co_await leases_.async_renew(owner_, options_.lease, runner_.running_ids(),
                                                          boost::asio::use_awaitable);
                 last_ok = std::chrono::steady_clock::now();
+                fenced = false;
                 for (const auto& id : lost) {
                     ++lost_;
                     log.warn("saga orchestrator {}: saga {} is held by another owner now; stopping it here", owner_, id);
@@ -211,7 +213,9 @@ private:
                 log.warn("saga orchestrator {}: renewing leases failed: {}", owner_, e.what());
                 // Before the leases can expire, stop: another process may take
                 // these sagas then, and one saga must not run in two places.
-                if (std::chrono::steady_clock::now() - last_ok >= options_.lease - interval && runner_.running() > 0) {
+                if (!fenced && std::chrono::steady_clock::now() - last_ok >= options_.lease - interval &&
+                    runner_.running() > 0) {
+                    fenced = true;  // once per outage; sagas still unwinding need no second stop
                     ++fenced_;
                     log.error("saga orchestrator {}: leases not renewed for {} ms; stopping its {} sagas (they resume "
                               "when the database is back)",

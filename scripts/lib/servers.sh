@@ -3,9 +3,11 @@
 #
 # Source this file, then:
 #   boong_free_port                       print a free TCP port on 127.0.0.1
-#   boong_start_postgres [parent] [port]  exports BOONG_TEST_PG_DSN
+#   boong_start_postgres [parent] [port]  exports BOONG_TEST_PG_DSN, and BOONG_TEST_PG_RESTART
+#                                         (a shell command restarting it as after a crash)
 #   boong_stop_postgres
-#   boong_start_redis [parent] [port]     exports BOONG_TEST_REDIS_HOST, BOONG_TEST_REDIS_PORT
+#   boong_start_redis [parent] [port]     exports BOONG_TEST_REDIS_HOST, BOONG_TEST_REDIS_PORT, and
+#                                         BOONG_TEST_REDIS_RESTART (a command restarting it, data kept)
 #   boong_stop_redis
 #   boong_stop_servers                    both stops; safe to call twice or when nothing runs
 #
@@ -23,6 +25,7 @@
 # variables exported, and stops them:  scripts/lib/servers.sh ctest --test-dir build
 
 BOONG_PG_BIN=${BOONG_PG_BIN:-/usr/lib/postgresql/15/bin}
+BOONG_SRV_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BOONG_SERVER_WAIT_S=${BOONG_SERVER_WAIT_S:-30}
 
 _boong_srv_log() { printf 'servers.sh: %s\n' "$*" >&2; }
@@ -152,6 +155,11 @@ boong_start_postgres() {
     fi
 
     export BOONG_TEST_PG_DSN="postgresql://boong:boong@127.0.0.1:$port/boong_test"
+    # For chaos tests: a crash-like restart (immediate stop, then the same
+    # options again, from postmaster.opts).
+    local as_pg=""
+    ((EUID == 0)) && as_pg="runuser -u postgres --"
+    export BOONG_TEST_PG_RESTART="cd '$dir' && $as_pg '$BOONG_PG_BIN/pg_ctl' -D '$dir/data' -m immediate -w -t 60 restart >>'$dir/restart.log' 2>&1"
     _boong_srv_log "PostgreSQL ready on 127.0.0.1:$port (dir $dir)"
 }
 
@@ -177,7 +185,7 @@ boong_stop_postgres() {
         fi
         rm -rf -- "$dir" || true
     fi
-    unset BOONG_PG_DIR BOONG_PG_PORT BOONG_PG_STARTED BOONG_TEST_PG_DSN
+    unset BOONG_PG_DIR BOONG_PG_PORT BOONG_PG_STARTED BOONG_TEST_PG_DSN BOONG_TEST_PG_RESTART
     return 0
 }
 
@@ -228,6 +236,8 @@ boong_start_redis() {
 
     export BOONG_TEST_REDIS_HOST=127.0.0.1
     export BOONG_TEST_REDIS_PORT=$port
+    # For chaos tests: a restart that keeps the data (SHUTDOWN writes the AOF).
+    export BOONG_TEST_REDIS_RESTART="'$BOONG_SRV_LIB/restart_redis.sh' '$dir' '$port'"
     _boong_srv_log "Redis ready on 127.0.0.1:$port (dir $dir)"
 }
 
@@ -249,8 +259,21 @@ boong_stop_redis() {
     if [[ -n $pid ]]; then
         wait "$pid" 2>/dev/null || true # reap it when it is our child
     fi
+    # A chaos test may have restarted it (restart_redis.sh): that server has its own pid file.
+    if [[ -f $dir/redis.pid ]]; then
+        local again
+        again=$(cat "$dir/redis.pid" 2>/dev/null || true)
+        if [[ -n $again ]] && kill -0 "$again" 2>/dev/null; then
+            kill -TERM "$again" 2>/dev/null || true
+            for ((i = 0; i < 100; i++)); do
+                kill -0 "$again" 2>/dev/null || break
+                sleep 0.1
+            done
+            kill -KILL "$again" 2>/dev/null || true
+        fi
+    fi
     rm -rf -- "$dir" || true
-    unset BOONG_REDIS_DIR BOONG_REDIS_PORT BOONG_REDIS_PID BOONG_TEST_REDIS_HOST BOONG_TEST_REDIS_PORT
+    unset BOONG_REDIS_DIR BOONG_REDIS_PORT BOONG_REDIS_PID BOONG_TEST_REDIS_HOST BOONG_TEST_REDIS_PORT BOONG_TEST_REDIS_RESTART
     return 0
 }
 

@@ -59,20 +59,22 @@ public:
 
     // Asks every loop to stop and waits until all have returned.
     asio::awaitable<void> stop() {
-        co_await asio::co_spawn(
-            ex_,
-            [self = shared_from_this()]() -> asio::awaitable<void> {
-                self->stopping_ = true;
-                for (auto* t : self->sleepers_) t->cancel();
-                while (self->running_ > 0) {
-                    if (!self->all_done_) self->all_done_.emplace(self->ex_, asio::steady_timer::time_point::max());
-                    co_await self->all_done_->async_wait(asio::as_tuple(asio::use_awaitable));
-                }
-            },
-            asio::use_awaitable);
+        // A named operation, not a lambda: g++ 12 destroys a closure
+        // temporary inside a co_await expression twice.
+        auto op = asio::co_spawn(ex_, stop_on_strand(shared_from_this()), asio::use_awaitable);
+        co_await std::move(op);
     }
 
 private:
+    static asio::awaitable<void> stop_on_strand(std::shared_ptr<Background> self) {
+        self->stopping_ = true;
+        for (auto* t : self->sleepers_) t->cancel();
+        while (self->running_ > 0) {
+            if (!self->all_done_) self->all_done_.emplace(self->ex_, asio::steady_timer::time_point::max());
+            co_await self->all_done_->async_wait(asio::as_tuple(asio::use_awaitable));
+        }
+    }
+
     asio::any_io_executor ex_;
     std::shared_ptr<spdlog::logger> logger_;
     bool stopping_ = false;

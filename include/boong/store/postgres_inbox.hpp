@@ -7,9 +7,10 @@
 //
 //   boong::PostgresInbox inbox(store, "payment-service");
 //   co_await broker.async_consume(opts, [&](const boong::Delivery& d) -> asio::awaitable<void> {
-//       co_await inbox.async_process(d, [&](pqxx::transaction_base& tx) {
+//       auto pay = [&](pqxx::transaction_base& tx) {
 //           tx.exec_params("INSERT INTO payments (order_id, amount) VALUES ($1, $2)", ...);
-//       }, asio::use_awaitable);
+//       };
+//       co_await inbox.async_process(d, std::move(pay), asio::use_awaitable);
 //   }, asio::use_awaitable);
 #pragma once
 

@@ -2,9 +2,13 @@
 // the building block of the inbox (boong/store/postgres_inbox.hpp) and of
 // services that keep their state beside their events.
 //
-//   auto n = co_await boong::async_transact(store, [id](pqxx::transaction_base& tx) {
-//       return tx.exec_params("UPDATE stock SET reserved = reserved + 1 WHERE sku = $1", id).affected_rows();
-//   }, asio::use_awaitable);
+//   auto reserve = [sku](pqxx::transaction_base& tx) {
+//       return tx.exec_params("UPDATE stock SET reserved = reserved + 1 WHERE sku = $1", sku).affected_rows();
+//   };
+//   auto n = co_await boong::async_transact(store, std::move(reserve), asio::use_awaitable);
+//
+// (The body is a named local: g++ 12 destroys a lambda temporary written
+// inside a co_await expression twice.)
 //
 // The body runs on one of the store's worker threads, inside a transaction
 // that commits when it returns: it may block, and must not touch objects the

@@ -1,0 +1,161 @@
+// The order saga of the chaos test: reserve items, charge payment, confirm.
+// Its fake services record every attempt and every effect in PostgreSQL, the
+// effect keyed by the step's idempotency key, so the checker can prove what
+// ran where, and that each effect happened once.
+#pragma once
+
+#include <boong/saga.hpp>
+#include <boong/store/postgres_transaction.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <random>
+#include <stdexcept>
+#include <string>
+
+namespace chaos {
+
+struct OrderData {
+    int n = 0;  // the saga's number: decides which failures it meets
+};
+inline void to_json(boong::json& j, const OrderData& d) { j = boong::json{{"n", d.n}}; }
+inline void from_json(const boong::json& j, OrderData& d) { j.at("n").get_to(d.n); }
+
+// What saga n meets (the checker expects the outcomes this implies).
+inline bool declined(int n) { return n % 10 == 3; }         // charge is refused: compensated
+inline bool unconfirmable(int n) { return n % 10 == 7; }    // confirm is refused: compensated
+inline bool flaky_reserve(int n) { return n % 5 == 1; }     // reserve fails once, then succeeds
+inline bool flaky_charge(int n) { return n % 7 == 2; }      // charge fails once, then succeeds
+inline bool completes(int n) { return !declined(n) && !unconfirmable(n); }
+
+struct Tables {
+    std::string effects;   // one row per applied effect: (key UNIQUE, saga, step, kind, pid, seq)
+    std::string attempts;  // one row per attempt: (saga, step, kind, pid, started_at, finished_at)
+    std::string kills;     // one row per SIGKILL: (pid, killed_at)
+
+    explicit Tables(const std::string& base)
+        : effects(base + "_effects"), attempts(base + "_attempts"), kills(base + "_kills") {}
+
+    std::string create_sql() const {
+        return "CREATE TABLE IF NOT EXISTS " + effects +
+               " (key text PRIMARY KEY, saga text NOT NULL, step text NOT NULL, kind text NOT NULL,"
+               " pid int NOT NULL, seq bigserial, at timestamptz NOT NULL DEFAULT clock_timestamp());"
+               "CREATE TABLE IF NOT EXISTS " + attempts +
+               " (id bigserial PRIMARY KEY, saga text NOT NULL, step text NOT NULL, kind text NOT NULL,"
+               " pid int NOT NULL, started_at timestamptz NOT NULL, finished_at timestamptz);"
+               "CREATE TABLE IF NOT EXISTS " + kills + " (pid int NOT NULL, killed_at timestamptz NOT NULL)";
+    }
+};
+
+class Services {
+public:
+    static constexpr std::string_view name = "chaos_order";
+
+    Services(boong::PostgresEventStore& store, Tables tables) : store_(store), tables_(std::move(tables)) {}
+
+    boost::asio::awaitable<void> reserve(boong::StepContext<OrderData>& c) { return perform(c, false); }
+    boost::asio::awaitable<void> release(boong::StepContext<OrderData>& c) { return perform(c, true); }
+    boost::asio::awaitable<void> charge(boong::StepContext<OrderData>& c) { return perform(c, false); }
+    boost::asio::awaitable<void> refund(boong::StepContext<OrderData>& c) { return perform(c, true); }
+    boost::asio::awaitable<void> confirm(boong::StepContext<OrderData>& c) { return perform(c, false); }
+
+private:
+    boost::asio::awaitable<void> perform(boong::StepContext<OrderData>& c, bool compensating) {
+        namespace asio = boost::asio;
+        const int n = c.data().n;
+        const std::string step(c.step());
+        const std::string kind = compensating ? "undo" : "do";
+        const std::string saga(c.saga_id());
+        // BOONG_CHAOS_SABOTAGE=effects makes effects non-idempotent, to see
+        // the checker fail (a check that cannot fail proves nothing).
+        static const bool sabotage = [] {
+            const char* v = std::getenv("BOONG_CHAOS_SABOTAGE");
+            return v && std::string(v) == "effects";
+        }();
+        const std::string key = sabotage ? c.idempotency_key() + ":" + boong::IdGenerator().next() : c.idempotency_key();
+        const int pid = static_cast<int>(::getpid());
+        if (!compensating) {  // refusals happen at once, before any effect
+            if (step == "reserve" && flaky_reserve(n) && c.attempt() == 1) throw std::runtime_error("inventory timed out");
+            if (step == "charge" && flaky_charge(n) && c.attempt() == 1) throw std::runtime_error("payment gateway 503");
+            if (step == "charge" && declined(n)) throw boong::Rejection("payment declined");
+            if (step == "confirm" && unconfirmable(n)) throw boong::Rejection("order cannot be confirmed");
+        }
+        // The attempt is on record before its effect, so a kill at any later
+        // instant leaves its trace; times are this machine's clock (the
+        // database's too: it runs here).
+        const std::string begin = "INSERT INTO " + tables_.attempts +
+                                  " (saga, step, kind, pid, started_at) VALUES ($1, $2, $3, $4, $5::timestamptz)"
+                                  " RETURNING id";
+        const std::string started = boong::format_timestamp(boong::Clock::now());
+        // Bodies are named locals: g++ 12 destroys a lambda temporary inside a
+        // co_await expression twice (docs/durability.md, "Compilers").
+        auto record_start = [begin, saga, step, kind, pid, started](pqxx::transaction_base& tx) {
+            return tx.exec_params1(begin, saga, step, kind, pid, started)[0].as<long long>();
+        };
+        const long long attempt_id = co_await boong::async_transact(store_, std::move(record_start), asio::use_awaitable);
+        std::exception_ptr failure;
+        try {
+            const std::string effect = "INSERT INTO " + tables_.effects +
+                                       " (key, saga, step, kind, pid) VALUES ($1, $2, $3, $4, $5)"
+                                       " ON CONFLICT (key) DO NOTHING";
+            auto apply = [effect, key, saga, step, kind, pid](pqxx::transaction_base& tx) {
+                tx.exec_params(effect, key, saga, step, kind, pid);
+            };
+            co_await boong::async_transact(store_, std::move(apply), asio::use_awaitable);
+            // The service's own work: long enough for kills to land mid-step.
+            asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(work_ms()));
+            co_await t.async_wait(asio::use_awaitable);
+        } catch (...) {
+            failure = std::current_exception();
+        }
+        // The attempt is over (done, failed or interrupted): say when, even if
+        // the database is down for a while.
+        const std::string finished = boong::format_timestamp(boong::Clock::now());
+        co_await asio::this_coro::reset_cancellation_state();
+        const std::string end = "UPDATE " + tables_.attempts + " SET finished_at = $2::timestamptz WHERE id = $1";
+        for (int i = 0; i < 100; ++i) {
+            bool ok = true;
+            auto record_end = [end, attempt_id, finished](pqxx::transaction_base& tx) {
+                tx.exec_params(end, attempt_id, finished);
+            };
+            try {
+                co_await boong::async_transact(store_, std::move(record_end), asio::use_awaitable);
+            } catch (...) {
+                ok = false;
+            }
+            if (ok) break;
+            asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(100));
+            co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+        }
+        if (failure) std::rethrow_exception(failure);
+    }
+
+    int work_ms() { return std::uniform_int_distribution<int>(10, 120)(rng_); }
+
+    boong::PostgresEventStore& store_;
+    Tables tables_;
+    std::mt19937 rng_{std::random_device{}()};
+};
+
+using OrderSaga = boong::Saga<boong::Step<"reserve", &Services::reserve, &Services::release>,
+                              boong::Step<"charge", &Services::charge, &Services::refund>,
+                              boong::Step<"confirm", &Services::confirm>>;
+
+// Retries generous enough to ride out a database restart.
+inline boong::SagaOptions saga_options() {
+    boong::SagaOptions o;
+    o.defaults.retry = boong::RetryPolicy{12, std::chrono::milliseconds(50), 2.0, std::chrono::milliseconds(1000), 0.2};
+    o.defaults.compensation_retry = o.defaults.retry;
+    o.defaults.timeout = std::chrono::milliseconds(10000);
+    o.defaults.compensation_timeout = std::chrono::milliseconds(10000);
+    return o;
+}
+
+}  // namespace chaos
