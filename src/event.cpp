@@ -3,6 +3,7 @@
 #include <array>
 #include <charconv>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <random>
 
@@ -19,18 +20,21 @@ constexpr std::uint64_t mix64(std::uint64_t z) noexcept {
 
 constexpr char kHex[] = "0123456789abcdef";
 
-void put_hex(char*& out, std::uint64_t v, int nibbles) noexcept {
-    for (int i = nibbles - 1; i >= 0; --i) *out++ = kHex[(v >> (i * 4)) & 0xF];
-}
-
-// Which bytes are hex digits: stores check every event id they are given.
-constexpr std::array<bool, 256> kIsHex = [] {
-    std::array<bool, 256> t{};
-    for (int c = '0'; c <= '9'; ++c) t[static_cast<std::size_t>(c)] = true;
-    for (int c = 'a'; c <= 'f'; ++c) t[static_cast<std::size_t>(c)] = true;
-    for (int c = 'A'; c <= 'F'; ++c) t[static_cast<std::size_t>(c)] = true;
+// The two hex digits of every byte value, so that ids are written a byte at a time.
+constexpr std::array<std::array<char, 2>, 256> kHexPairs = [] {
+    std::array<std::array<char, 2>, 256> t{};
+    for (std::size_t b = 0; b < 256; ++b) t[b] = {kHex[b >> 4], kHex[b & 0xF]};
     return t;
 }();
+
+// Writes the low `bytes` bytes of `v`, most significant first.
+void put_hex(char*& out, std::uint64_t v, int bytes) noexcept {
+    for (int i = bytes - 1; i >= 0; --i) {
+        const auto& pair = kHexPairs[(v >> (i * 8)) & 0xFF];
+        *out++ = pair[0];
+        *out++ = pair[1];
+    }
+}
 
 constexpr std::string_view kReservedMetadata[] = {"correlation_id", "causation_id", "timestamp"};
 
@@ -56,24 +60,38 @@ std::string IdGenerator::next(Clock::time_point now) {
 
     std::string s(36, '-');
     char* out = s.data();
-    put_hex(out, hi >> 32, 8);
+    put_hex(out, hi >> 32, 4);
     ++out;
-    put_hex(out, (hi >> 16) & 0xFFFF, 4);
+    put_hex(out, (hi >> 16) & 0xFFFF, 2);
     ++out;
-    put_hex(out, hi & 0xFFFF, 4);
+    put_hex(out, hi & 0xFFFF, 2);
     ++out;
-    put_hex(out, lo >> 48, 4);
+    put_hex(out, lo >> 48, 2);
     ++out;
-    put_hex(out, lo & 0xFFFFFFFFFFFFULL, 12);
+    put_hex(out, lo & 0xFFFFFFFFFFFFULL, 6);
     return s;
 }
 
 bool is_uuid(std::string_view s) noexcept {
     if (s.size() != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-') return false;
+    // The 32 digits side by side, checked eight at a time: each byte must be
+    // ASCII and either 0-9 or, folded to lower case, a-f. Every byte stays
+    // below 0x80 through the additions, so no carry crosses into the next.
+    char digits[32];
+    std::memcpy(digits, s.data(), 8);
+    std::memcpy(digits + 8, s.data() + 9, 4);
+    std::memcpy(digits + 12, s.data() + 14, 4);
+    std::memcpy(digits + 16, s.data() + 19, 4);
+    std::memcpy(digits + 20, s.data() + 24, 12);
+    constexpr std::uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
     bool ok = true;
-    for (std::size_t i = 0; i < 36; ++i) {
-        const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        ok &= dash || kIsHex[static_cast<unsigned char>(s[i])];
+    for (std::size_t at = 0; at < 32; at += 8) {
+        std::uint64_t w;
+        std::memcpy(&w, digits + at, 8);
+        const std::uint64_t digit = (w + ones * (0x80 - '0')) & ~(w + ones * (0x7F - '9')) & highs;
+        const std::uint64_t folded = w | (ones * 0x20);
+        const std::uint64_t letter = (folded + ones * (0x80 - 'a')) & ~(folded + ones * (0x7F - 'f')) & highs;
+        ok &= (w & highs) == 0 && (digit | letter) == highs;
     }
     return ok;
 }

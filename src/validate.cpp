@@ -18,7 +18,33 @@ enum class Text { ok, bad_utf8, nul };
 // a payload that cannot be serialized must be refused before anything is
 // written) and holds no U+0000 (PostgreSQL's text and jsonb cannot keep it,
 // and libpq would cut the string short there).
+// True when every byte of `s` is ASCII other than NUL: ids, types, keys and
+// most payload text. Eight bytes at a time without a branch per word; the last
+// word overlaps the one before rather than falling back to single bytes.
+bool plain_ascii(std::string_view s) noexcept {
+    constexpr std::uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    const char* p = s.data();
+    const std::size_t size = s.size();
+    auto bad = [&](std::size_t at) {
+        std::uint64_t word;
+        std::memcpy(&word, p + at, 8);
+        return ((word - ones) & ~word & highs) | (word & highs);
+    };
+    if (size < 8) {
+        for (std::size_t i = 0; i < size; ++i) {
+            const auto c = static_cast<unsigned char>(p[i]);
+            if (c == 0 || c >= 0x80) return false;
+        }
+        return true;
+    }
+    std::uint64_t any = 0;
+    for (std::size_t i = 0; i + 8 <= size; i += 8) any |= bad(i);
+    any |= bad(size - 8);
+    return any == 0;
+}
+
 Text scan_text(std::string_view s) noexcept {
+    if (plain_ascii(s)) return Text::ok;
     const auto* p = reinterpret_cast<const unsigned char*>(s.data());
     const std::size_t size = s.size();
     std::size_t i = 0;
@@ -66,6 +92,29 @@ const char* text_problem(std::string_view s) noexcept {
         case Text::nul: return "contains U+0000 (NUL), which stores cannot keep";
     }
     return nullptr;
+}
+
+// Whether `j` can be stored as JSON: json_problem(j).empty(), without
+// building a string per value. Runs on every payload; the message is built
+// only when this says no.
+bool json_storable(const json& j) noexcept {
+    switch (j.type()) {
+        case json::value_t::string: return scan_text(j.get_ref<const std::string&>()) == Text::ok;
+        case json::value_t::number_float: return std::isfinite(j.get<double>());
+        case json::value_t::discarded:
+        case json::value_t::binary: return false;
+        case json::value_t::object:
+            for (const auto& [k, v] : j.get_ref<const json::object_t&>()) {
+                if (scan_text(k) != Text::ok || !json_storable(v)) return false;
+            }
+            return true;
+        case json::value_t::array:
+            for (const auto& v : j.get_ref<const json::array_t&>()) {
+                if (!json_storable(v)) return false;
+            }
+            return true;
+        default: return true;
+    }
 }
 
 // Why `j` cannot be stored as JSON, or empty when it can.
@@ -125,10 +174,11 @@ void validate_append(std::string_view stream, ExpectedVersion expected, const st
         if (const char* p = text_problem(e.metadata.causation_id)) invalid(at() + "causation id " + p);
         if (e.schema_version < 1)
             invalid(at() + "schema version " + std::to_string(e.schema_version) + " is not >= 1");
-        if (auto p = json_problem(e.payload); !p.empty()) invalid(at() + "payload is not valid JSON: " + p);
+        if (!json_storable(e.payload)) invalid(at() + "payload is not valid JSON: " + json_problem(e.payload));
         if (!e.metadata.extra.is_null() && !e.metadata.extra.is_object())
             invalid(at() + "metadata.extra must be a JSON object");
-        if (auto p = json_problem(e.metadata.extra); !p.empty()) invalid(at() + "metadata is not valid JSON: " + p);
+        if (!json_storable(e.metadata.extra))
+            invalid(at() + "metadata is not valid JSON: " + json_problem(e.metadata.extra));
     }
     // The same id twice in one append (quadratic for the usual handful of
     // events, a set beyond).

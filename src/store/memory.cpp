@@ -2,25 +2,80 @@
 #include <boong/store/memory.hpp>
 
 #include <algorithm>
-#include <deque>
+#include <cstring>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <unordered_map>
 
 namespace boong {
 
+namespace {
+
+// Hashes event ids. Appended ids are UUIDs (validate_append checks them), so
+// the 36 bytes are read as five words and mixed, at a fraction of the cost of
+// hashing them byte by byte; anything else (a lookup of an arbitrary string)
+// takes the standard hash.
+struct EventIdHash {
+    std::size_t operator()(std::string_view id) const noexcept {
+        if (id.size() != 36) return std::hash<std::string_view>{}(id);
+        auto word = [&](std::size_t at) {
+            std::uint64_t w;
+            std::memcpy(&w, id.data() + at, 8);
+            return w;
+        };
+        std::uint64_t h = 0x9e3779b97f4a7c15ULL;
+        constexpr std::size_t offsets[] = {0, 8, 16, 24, 28};
+        for (const std::size_t at : offsets) {
+            h = (h ^ word(at)) * 0xbf58476d1ce4e5b9ULL;
+            h ^= h >> 31;
+        }
+        return static_cast<std::size_t>(h);
+    }
+};
+
+}  // namespace
+
 struct MemoryEventStore::State {
     // An event as kept: the stream id is held once, by the stream.
     struct Stored {
-        const std::string* stream;  // the key in `streams`, which never moves
-        std::int64_t version;
-        Clock::time_point stored_at;
+        const std::string* stream = nullptr;  // the key in `streams`, which never moves
+        std::int64_t version = 0;
+        Clock::time_point stored_at{};
         EventData event;
     };
 
+    // The global log: log[i] has global position i + 1. Kept in fixed chunks,
+    // allocated one at a time, so that an event never moves once stored (the
+    // ids index views into it) and appending costs no allocation in general
+    // (a deque of events this size allocates a block for every two).
+    class Log {
+    public:
+        static constexpr std::size_t chunk = 256;
+
+        std::size_t size() const noexcept { return size_; }
+        Stored& operator[](std::size_t i) noexcept { return chunks_[i / chunk][i % chunk]; }
+        const Stored& operator[](std::size_t i) const noexcept { return chunks_[i / chunk][i % chunk]; }
+
+        // The next slot, to be filled in place.
+        Stored& grow() {
+            if (size_ == chunks_.size() * chunk) chunks_.push_back(std::make_unique<Stored[]>(chunk));
+            return (*this)[size_++];
+        }
+        // Drops the events from `n` on (an append undone).
+        void truncate(std::size_t n) noexcept {
+            while (size_ > n) (*this)[--size_] = Stored{};
+        }
+
+    private:
+        std::vector<std::unique_ptr<Stored[]>> chunks_;
+        std::size_t size_ = 0;
+    };
+
     mutable std::mutex mutex;
-    std::deque<Stored> log;  // log[i] has global position i + 1; a deque never moves its elements
+    Log log;
     std::unordered_map<std::string, std::vector<std::size_t>> streams;  // stream -> indexes into log
-    std::unordered_map<std::string_view, std::size_t> ids;  // event id (viewing into log) -> index into log
+    std::unordered_map<std::string_view, std::size_t, EventIdHash> ids;  // event id (viewing into log) -> index
     std::unordered_map<std::string, Snapshot> snapshots;
 
     RecordedEvent recorded(std::size_t index) const {
@@ -42,7 +97,9 @@ AppendResult MemoryEventStore::append(const std::string& stream, ExpectedVersion
     detail::validate_append(stream, expected, events);
     auto& s = *state_;
     std::lock_guard lock(s.mutex);
-    const std::int64_t current = s.version_of(stream);
+    auto existing = s.streams.find(stream);
+    const std::int64_t current =
+        existing == s.streams.end() ? 0 : static_cast<std::int64_t>(existing->second.size());
 
     // A retry of an append whose reply was lost: the same ids, already stored
     // in this stream in this order, right after the expected version.
@@ -66,7 +123,8 @@ AppendResult MemoryEventStore::append(const std::string& stream, ExpectedVersion
         throw ConcurrencyConflict(stream, expected.value(), current);
     }
 
-    auto [entry, created] = s.streams.try_emplace(stream);
+    const bool created = existing == s.streams.end();
+    auto entry = created ? s.streams.try_emplace(stream).first : existing;
     if (created) entry->second.reserve(16);
     auto& indexes = entry->second;
     const std::size_t indexed = indexes.size();
@@ -79,15 +137,19 @@ AppendResult MemoryEventStore::append(const std::string& stream, ExpectedVersion
     // undoes the whole append, so nothing of it stays.
     for (auto& e : events) {
         const std::size_t index = s.log.size();
-        s.log.push_back(State::Stored{&entry->first, ++version, now, std::move(e)});
-        auto [at, fresh] = s.ids.try_emplace(s.log.back().event.event_id, index);
+        State::Stored& stored = s.log.grow();
+        stored.stream = &entry->first;
+        stored.version = ++version;
+        stored.stored_at = now;
+        stored.event = std::move(e);
+        auto [at, fresh] = s.ids.try_emplace(stored.event.event_id, index);
         if (!fresh) {
             const State::Stored& other = s.log[at->second];
             Error error(errc::duplicate_event, "append to '" + stream + "': event id " + std::string(at->first) +
                                                    " is already stored as version " + std::to_string(other.version) +
                                                    " of '" + *other.stream + "'");
             for (std::size_t i = first_index; i < index; ++i) s.ids.erase(s.log[i].event.event_id);
-            s.log.erase(s.log.begin() + static_cast<std::ptrdiff_t>(first_index), s.log.end());
+            s.log.truncate(first_index);
             indexes.resize(indexed);
             if (created) s.streams.erase(entry);
             throw error;

@@ -26,11 +26,13 @@
 #include <spdlog/logger.h>
 
 #include <algorithm>
+#include <array>
 #include <iterator>
 #include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -41,10 +43,13 @@ namespace asio = boost::asio;
 // Builds a JSON object from key/value pairs in place. nlohmann's
 // initializer-list constructor copies every value and allocates to destroy its
 // temporaries; events are recorded on every transition, so this matters.
+// Each pair is placed with the end as hint: pairs given in key order (as the
+// hot transitions do) are placed without a search; others still land where
+// they belong (an object is a sorted map either way).
 inline void put(json::object_t&) {}
 template <class V, class... Rest>
 void put(json::object_t& o, std::string_view key, V&& value, Rest&&... rest) {
-    o.emplace(std::string(key), json(std::forward<V>(value)));
+    o.emplace_hint(o.end(), std::string(key), json(std::forward<V>(value)));
     put(o, std::forward<Rest>(rest)...);
 }
 template <class... KV>
@@ -179,30 +184,16 @@ public:
         root_.emit(asio::cancellation_type::terminal);
     }
 
+    // The whole run in one coroutine: a nested one would cost a frame and a
+    // move of the outcome.
     asio::awaitable<SagaOutcome<Data>> run() {
         co_await asio::this_coro::throw_if_cancelled(false);
         auto self = this->shared_from_this();  // keep alive across suspensions
-        try {
-            auto outcome = co_await drive();
-            finish();
-            co_return outcome;
-        } catch (...) {
-            finish();
-            throw;
-        }
-    }
-
-private:
-    // Nothing of a finished run may stay pending on the io_context.
-    void finish() {
-        done_ = true;
-        if (deadline_timer_) deadline_timer_->cancel();
-        main_lane_->close();
-    }
-
-    asio::awaitable<SagaOutcome<Data>> drive() {
+        // However the run ends (with its outcome, or an exception on its way
+        // out), it is finished before the caller resumes.
+        const Finisher finisher{*this};
         if (!resuming_) {
-            json started = object("saga_type", SagaT::name, "data", json(data_));
+            json started = object("data", json(data_), "saga_type", SagaT::name);
             if (state_.deadline) started["deadline"] = format_timestamp(*state_.deadline);
             record(saga_event::started, std::move(started));
             stamp_owner();
@@ -249,23 +240,38 @@ private:
         co_return outcome(SagaStatus::compensated);
     }
 
+private:
+    // Nothing of a finished run may stay pending on the io_context.
+    void finish() {
+        done_ = true;
+        if (deadline_timer_) deadline_timer_->cancel();
+        main_lane_->close();
+    }
+    struct Finisher {
+        SagaExecution& execution;
+        ~Finisher() { execution.finish(); }
+    };
+
     // Runs the stages not yet completed, in order; stops at the first failure.
     asio::awaitable<StepFailure> forward() {
         const auto& steps = shared_->steps;
+        // A stage has at most every step of the saga: no allocation per stage.
+        std::array<const Descriptor*, SagaT::step_count> todo{};
         for (std::size_t i = 0; i < steps.size();) {
             std::size_t end = i;
-            std::vector<const Descriptor*> todo;
+            std::size_t count = 0;
             for (; end < steps.size() && steps[end].stage == steps[i].stage; ++end) {
-                if (!state_.step_completed(steps[end].name)) todo.push_back(&steps[end]);
+                if (!state_.step_completed(steps[end].name)) todo[count++] = &steps[end];
             }
             i = end;
-            if (todo.empty()) continue;
+            if (count == 0) continue;
             // (no co_await inside ?: — g++ 12 miscompiles it)
             StepFailure f;
-            if (todo.size() == 1) {
+            if (count == 1) {
                 f = co_await run_step(*todo.front(), nullptr, main_lane_);
             } else {
-                f = co_await run_group(todo);
+                const std::span<const Descriptor* const> group(todo.data(), count);
+                f = co_await run_group(group);
             }
             if (f.failed) co_return f;
         }
@@ -314,23 +320,20 @@ private:
         });
     }
 
-    // Runs one attempt of an action or compensation on `lane`, interrupted at
-    // `deadline` (time_point::max() for none).
-    asio::awaitable<AttemptResult> run_attempt(const std::shared_ptr<Lane>& lane, asio::awaitable<void> work,
-                                               typename Lane::time_point deadline) {
+    // One attempt of an action or compensation on `lane`, interrupted at
+    // `deadline` (time_point::max() for none): begin_attempt, then the caller
+    // awaits the work itself (no coroutine frame of its own), then end_attempt.
+    static void begin_attempt(const std::shared_ptr<Lane>& lane, typename Lane::time_point deadline) {
         lane->timed_out = false;
         lane->deadline = deadline;
         if (lane->deadline != Lane::time_point::max() && (!lane->armed || lane->timer.expiry() > lane->deadline)) {
             arm(lane, lane->deadline);
         }
-        std::exception_ptr error;
-        try {
-            co_await std::move(work);
-        } catch (...) {
-            error = std::current_exception();
-        }
-        lane->deadline = Lane::time_point::max();
-        co_return AttemptResult{error, error != nullptr && lane->timed_out};
+    }
+    static AttemptResult end_attempt(Lane& lane, std::exception_ptr error) {
+        lane.deadline = Lane::time_point::max();
+        const bool timed_out = error != nullptr && lane.timed_out;
+        return AttemptResult{std::move(error), timed_out};
     }
 
     struct Group {
@@ -354,7 +357,7 @@ private:
     };
 
     // Fan out, then join. The first step to fail cancels the others.
-    asio::awaitable<StepFailure> run_group(const std::vector<const Descriptor*>& todo) {
+    asio::awaitable<StepFailure> run_group(std::span<const Descriptor* const> todo) {
         auto group = std::make_shared<Group>(todo.size(), ex_);
         group->remaining = todo.size();
         for (std::size_t i = 0; i < todo.size(); ++i) {
@@ -412,7 +415,7 @@ private:
                 record_step_failure(step.name, attempt, f, true);
                 co_return f;
             }
-            record(saga_event::step_started, object("step", step.name, "attempt", attempt));
+            record(saga_event::step_started, object("attempt", attempt, "step", step.name));
             co_await flush();
             if (auto f = interruption(step, group); f.failed) {
                 record_step_failure(step.name, attempt, f, true);
@@ -427,12 +430,20 @@ private:
             // data with siblings still running, so theirs cannot be undone.
             std::optional<Data> before;
             if (group == nullptr) before.emplace(data_);
-            AttemptResult r = co_await run_attempt(lane, step.action(shared_->definition, ctx), deadline);
+            asio::awaitable<void> work = step.action(shared_->definition, ctx);
+            begin_attempt(lane, deadline);
+            std::exception_ptr error;
+            try {
+                co_await std::move(work);
+            } catch (...) {
+                error = std::current_exception();
+            }
+            AttemptResult r = end_attempt(*lane, std::move(error));
             if (r.error && before) data_ = std::move(*before);
             if (!r.error) {
                 state_.completed.emplace_back(step.name);
                 state_.compensable.emplace_back(step.name);
-                record(saga_event::step_completed, object("step", step.name, "attempt", attempt, "data", json(data_)));
+                record(saga_event::step_completed, object("attempt", attempt, "data", json(data_), "step", step.name));
                 co_return StepFailure{};
             }
             if (stop_ == StopReason::shutdown) co_await interrupted();
@@ -474,16 +485,23 @@ private:
         const StepPolicy& policy = shared_->options.policy_for(step.name);
         for (int attempt = 1;; ++attempt) {
             if (stop_ == StopReason::shutdown) co_await interrupted();
-            record(saga_event::step_compensating, object("step", step.name, "attempt", attempt));
+            record(saga_event::step_compensating, object("attempt", attempt, "step", step.name));
             co_await flush();
             const auto deadline = attempt_deadline(policy.compensation_timeout);
             StepContext<Data> ctx(state_.saga_id, SagaT::name, step.name, attempt, true, data_, state_.correlation_id,
                                   deadline, SagaLogger(shared_->logger, state_.saga_id, step.name));
-            AttemptResult r =
-                co_await run_attempt(main_lane_, step.compensation(shared_->definition, ctx), deadline);
+            asio::awaitable<void> work = step.compensation(shared_->definition, ctx);
+            begin_attempt(main_lane_, deadline);
+            std::exception_ptr error;
+            try {
+                co_await std::move(work);
+            } catch (...) {
+                error = std::current_exception();
+            }
+            AttemptResult r = end_attempt(*main_lane_, std::move(error));
             if (!r.error) {
                 state_.compensated.emplace_back(step.name);
-                record(saga_event::step_compensated, object("step", step.name, "attempt", attempt));
+                record(saga_event::step_compensated, object("attempt", attempt, "step", step.name));
                 co_return true;
             }
             if (stop_ == StopReason::shutdown) co_await interrupted();
