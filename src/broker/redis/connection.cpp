@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <mutex>
 #include <utility>
 
 namespace boong::redis {
@@ -143,16 +144,45 @@ void Connection::exec_resp(std::string command, milliseconds extra_time, detail:
     r.deadline = endpoint_.command_timeout.count() > 0 ? now + endpoint_.command_timeout + extra_time
                                                        : SteadyClock::time_point::max();
     r.handler = std::move(handler);
-    asio::dispatch(strand_, [self = shared_from_this(), r = std::move(r)]() mutable { self->start(std::move(r)); });
+    submit(std::move(r));
 }
 
-void Connection::exec_resp(std::string command, Callback callback) {
+void Connection::exec(std::shared_ptr<Command> command) {
     Request r;
-    r.command = std::move(command);
     r.deadline = endpoint_.command_timeout.count() > 0 ? SteadyClock::now() + endpoint_.command_timeout
                                                        : SteadyClock::time_point::max();
-    r.callback = std::move(callback);
-    asio::dispatch(strand_, [self = shared_from_this(), r = std::move(r)]() mutable { self->start(std::move(r)); });
+    r.owner = std::move(command);
+    submit(std::move(r));
+}
+
+// Requests from outside the strand are queued and started in batches, one
+// hop onto the strand for all those submitted in the meantime (a pipeline of
+// publishes costs one post, not one each).
+void Connection::submit(Request r) {
+    if (strand_.running_in_this_thread()) {
+        start_submitted();  // whatever came first goes first
+        start(std::move(r));
+        return;
+    }
+    {
+        std::lock_guard lock(submit_mutex_);
+        submitted_.push_back(std::move(r));
+        if (start_posted_) return;
+        start_posted_ = true;
+    }
+    asio::post(strand_, [self = shared_from_this()] { self->start_submitted(); });
+}
+
+void Connection::start_submitted() {
+    auto batch = std::move(spare_);  // empty, with the capacity of an earlier batch
+    {
+        std::lock_guard lock(submit_mutex_);
+        start_posted_ = false;
+        batch.swap(submitted_);
+    }
+    for (auto& r : batch) start(std::move(r));
+    batch.clear();
+    spare_ = std::move(batch);
 }
 
 void Connection::start(Request r) {
@@ -272,8 +302,8 @@ void Connection::send(Request r) {
         return;
     }
     void* privdata = reinterpret_cast<void*>(static_cast<std::uintptr_t>(r.id));
-    if (redisAsyncFormattedCommand(ac_, &Connection::on_reply, privdata, r.command.data(), r.command.size()) !=
-        REDIS_OK) {
+    const auto command = r.resp();
+    if (redisAsyncFormattedCommand(ac_, &Connection::on_reply, privdata, command.data(), command.size()) != REDIS_OK) {
         r.complete(
             std::make_exception_ptr(unavailable(endpoint_, "cannot send: " + context_error(ac_, "disconnecting"))));
         return;
