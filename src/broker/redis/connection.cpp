@@ -161,7 +161,10 @@ void Connection::exec(std::shared_ptr<Command> command) {
 void Connection::submit(Request r) {
     if (strand_.running_in_this_thread()) {
         start_submitted();  // whatever came first goes first
+        batching_ = true;
         start(std::move(r));
+        batching_ = false;
+        flush_writes();
         return;
     }
     {
@@ -180,9 +183,21 @@ void Connection::start_submitted() {
         start_posted_ = false;
         batch.swap(submitted_);
     }
+    batching_ = true;
     for (auto& r : batch) start(std::move(r));
+    batching_ = false;
     batch.clear();
     spare_ = std::move(batch);
+    flush_writes();
+}
+
+// Writes what a batch queued at once, in one write(2), instead of waiting for
+// the socket to be writable first (a trip through epoll per batch). What the
+// socket does not take is written when it is writable again.
+void Connection::flush_writes() {
+    if (!ac_ || state_ != State::ready || !want_write_) return;
+    redisAsyncHandleWrite(ac_);  // on a write error hiredis drops the connection (cleanup() runs)
+    arm_write();
 }
 
 void Connection::start(Request r) {
@@ -364,7 +379,7 @@ void Connection::del_read(void* p) {
 void Connection::add_write(void* p) {
     if (auto* self = static_cast<Connection*>(p)) {
         self->want_write_ = true;
-        self->arm_write();
+        if (!self->batching_) self->arm_write();  // else flush_writes() follows
     }
 }
 void Connection::del_write(void* p) {

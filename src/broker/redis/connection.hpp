@@ -223,6 +223,7 @@ private:
     void submit(Request r);  // from any thread
     void start_submitted();  // on the strand
     void start(Request r);   // on the strand
+    void flush_writes();     // on the strand
     void connect();
     void on_resolved(const std::string& address);
     void on_handshake(const Reply& reply, bool last);
@@ -264,6 +265,7 @@ private:
     std::vector<Request> submitted_;  // guarded by submit_mutex_: to start on the strand
     bool start_posted_ = false;       // guarded by submit_mutex_: start_submitted() is due
     std::vector<Request> spare_;      // on the strand: an empty vector, for start_submitted()
+    bool batching_ = false;           // starting a batch: its commands are written by flush_writes()
     std::uint64_t next_id_ = 1;
     std::deque<Request> waiting_;   // until the connection is ready
     std::deque<Request> inflight_;  // sent, in reply order
