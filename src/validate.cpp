@@ -214,13 +214,14 @@ void validate_publish(std::string_view topic, const EventData& e) {
     if (topic.size() > max_topic_length)
         invalid("publish: topic is " + std::to_string(topic.size()) + " bytes long; the limit is " +
                 std::to_string(max_topic_length));
-    const std::string at = "publish to '" + std::string(topic) + "': ";
-    if (!is_uuid(e.event_id)) invalid(at + "event_id '" + e.event_id + "' is not a UUID");
-    if (e.type.empty()) invalid(at + "type is empty");
-    if (e.schema_version < 1) invalid(at + "schema_version " + std::to_string(e.schema_version) + " is not >= 1");
+    // Messages are built only on failure: this runs on every publish.
+    auto at = [&] { return "publish to '" + std::string(topic) + "': "; };
+    if (!is_uuid(e.event_id)) invalid(at() + "event_id '" + e.event_id + "' is not a UUID");
+    if (e.type.empty()) invalid(at() + "type is empty");
+    if (e.schema_version < 1) invalid(at() + "schema_version " + std::to_string(e.schema_version) + " is not >= 1");
     // Dead-lettering adds a key to it, so it has to be an object (or nothing yet).
     if (!e.metadata.extra.is_null() && !e.metadata.extra.is_object())
-        invalid(at + "metadata.extra must be a JSON object");
+        invalid(at() + "metadata.extra must be a JSON object");
 }
 
 void validate_consumer_options(const ConsumerOptions& o, const MessageHandler& handler) {

@@ -70,7 +70,10 @@ struct RedisBrokerFixture {
 
 #include <atomic>
 #include <filesystem>
+#include <cmath>
+#include <limits>
 #include <map>
+#include <random>
 #include <set>
 #include <thread>
 #include <vector>
@@ -407,4 +410,154 @@ TEST_CASE("redis broker: a Redis restart while messages flow loses no published 
     std::size_t again = 0;
     for (const auto& id : phase1) again += handled[id] != 1;
     CHECK(again == 0);
+}
+
+namespace {
+
+// Events whose payload and metadata exercise every corner of JSON text:
+// escapes, control characters, UTF-8 of every length, numbers at their
+// limits, keys around and equal to the typed metadata fields, timestamps
+// before 1970 and at the clock's limits, values longer than any buffer on the way.
+std::vector<boong::EventData> tricky_events(boong::IdGenerator& ids) {
+    using boong::json;
+    std::string controls;
+    for (int c = 0; c < 0x20; ++c) controls += static_cast<char>(c);
+    const std::string texts[] = {"",
+                                 "plain",
+                                 controls,
+                                 "quote \" backslash \\ slash / del \x7f",
+                                 "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xef\xbf\xbf \xf4\x8f\xbf\xbf \xed\x9f\xbf",
+                                 std::string(3000, 'x') + "\n" + std::string(1500, '"'),
+                                 "eight by\"eight by\\eight by"};
+    std::vector<json> payloads;
+    for (const auto& t : texts) payloads.push_back(json{{"text", t}, {t, t}});
+    payloads.push_back(json::object());
+    payloads.push_back(json::array());
+    payloads.push_back(json(nullptr));
+    payloads.push_back(json("just a string"));
+    payloads.push_back(json{{"min", std::numeric_limits<std::int64_t>::min()},
+                            {"max", std::numeric_limits<std::int64_t>::max()},
+                            {"umax", std::numeric_limits<std::uint64_t>::max()},
+                            {"zero", 0},
+                            {"neg", -1}});
+    payloads.push_back(json{{"floats", {0.1, 1.0, -0.0, 1e300, 5e-324, 123456789.125, std::nan(""), HUGE_VAL}}});
+    payloads.push_back(
+        json{{"nested", {{"a", {1, {2, {3, json::object(), json::array()}}}}, {"b", {true, false, nullptr}}}}});
+    // Random documents (a fixed seed: a failure reproduces).
+    const std::string words[] = {"",           "plain",           "q\"b\\s/",         "caf\xc3\xa9",
+                                 "\xf0\x9f\x98\x80", std::string(1, '\0'), "\x01\x1f\n\t\x7f", "eight by\"eight by"};
+    std::mt19937_64 rng(20240611);
+    std::function<json(int)> random_json = [&](int depth) -> json {
+        switch (rng() % (depth > 3 ? 5 : 7)) {
+        case 0: return nullptr;
+        case 1: return rng() % 2 == 0;
+        case 2: return static_cast<std::int64_t>(rng()) >> (rng() % 64);
+        case 3: return static_cast<double>(static_cast<std::int64_t>(rng() % 2000000) - 1000000) / 64;
+        case 4: return words[rng() % std::size(words)] + words[rng() % std::size(words)];
+        case 5: {
+            json a = json::array();
+            for (int i = static_cast<int>(rng() % 4); i > 0; --i) a.push_back(random_json(depth + 1));
+            return a;
+        }
+        default: {
+            json o = json::object();
+            for (int i = static_cast<int>(rng() % 5); i > 0; --i)
+                o[words[rng() % std::size(words)]] = random_json(depth + 1);
+            return o;
+        }
+        }
+    };
+    for (int i = 0; i < 200; ++i) payloads.push_back(random_json(0));
+
+    const boong::Clock::time_point stamps[] = {
+        boong::Clock::time_point{},
+        boong::Clock::time_point(std::chrono::microseconds(-1)),
+        boong::Clock::time_point(std::chrono::microseconds(-315'619'200'000'001)),  // 1960
+        boong::Clock::time_point::min(),  // 1677 with nanosecond clocks
+        boong::Clock::time_point::max(),  // 2262
+        boong::Clock::time_point(std::chrono::nanoseconds(1'700'000'000'123'456'789)),
+        boong::Clock::now()};
+    const json extras[] = {json(nullptr),
+                           json::object(),
+                           json{{"a", 1}, {"correlation_id", "dropped"}, {"d", {{"x", texts[3]}}}, {"timestamp", 0},
+                                {"zz", texts[4]}, {"causation_id", 2}, {"causation", "kept"}, {"correlation_idx", 3}},
+                           json{{controls, texts[5]}}};
+    std::vector<boong::EventData> events;
+    for (std::size_t i = 0; i < payloads.size(); ++i) {
+        boong::EventData e;
+        e.event_id = ids.next();
+        e.type = "Tricky" + std::to_string(i);
+        e.schema_version = static_cast<int>(1 + i * 7919 % 100000);
+        e.payload = payloads[i];
+        e.metadata.correlation_id = i % 3 == 0 ? std::string() : texts[i % std::size(texts)];
+        e.metadata.causation_id = i % 4 == 0 ? std::string() : texts[(i + 1) % std::size(texts)];
+        e.metadata.timestamp = stamps[i % std::size(stamps)];
+        e.metadata.extra = extras[i % std::size(extras)];
+        events.push_back(std::move(e));
+    }
+    return events;
+}
+
+}  // namespace
+
+TEST_CASE("redis broker: the envelope's fields are exactly what nlohmann::json writes; text that is not UTF-8 is "
+          "refused",
+          "[broker][redis]") {
+    RedisBrokerFixture fx;
+    boong::IdGenerator ids;
+    const auto topic = fx.unique("envelope");
+    const auto events = tricky_events(ids);
+    // Invalid UTF-8 anywhere the envelope holds JSON text: refused, nothing written.
+    std::vector<boong::EventData> invalid;
+    for (std::string bad : {std::string("\xff"), std::string("a\xc3("), std::string("\xed\xa0\x80"),
+                            std::string("\xc0\xaf"), std::string("\xf4\x90\x80\x80"), std::string("end\xe2\x82")}) {
+        auto e = bc::make_event(ids, "Bad", boong::json{{"ok", bad}});
+        invalid.push_back(e);
+        e.payload = boong::json{{bad, 1}};
+        invalid.push_back(e);
+        e.payload = boong::json::object();
+        e.metadata.correlation_id = bad;
+        invalid.push_back(e);
+        e.metadata.correlation_id.clear();
+        e.metadata.extra = boong::json{{"k", {bad}}};
+        invalid.push_back(e);
+    }
+    std::vector<std::string> refusals;
+    boong::json entries;
+    boong::test::run(
+        fx.ioc(),
+        [&]() -> asio::awaitable<void> {
+            for (const auto& e : events) co_await fx.broker().async_publish(topic, e, asio::use_awaitable);
+            for (const auto& e : invalid) {
+                try {
+                    co_await fx.broker().async_publish(topic, e, asio::use_awaitable);
+                    refusals.push_back("accepted");
+                } catch (const boong::Error& err) {
+                    refusals.push_back(err.code() == boong::errc::invalid_argument ? std::string(err.what())
+                                                                                  : "wrong code");
+                }
+            }
+            std::vector<std::string> argv{"XRANGE", topic, "-", "+"};
+            entries = co_await fx.broker().async_command(std::move(argv), asio::use_awaitable);
+        },
+        std::chrono::seconds(30));
+    for (const auto& r : refusals) CHECK_THAT(r, Catch::Contains("cannot be written as JSON"));
+    REQUIRE(entries.is_array());
+    REQUIRE(entries.size() == events.size());
+    for (std::size_t i = 0; i < events.size(); ++i) {
+        const auto& e = events[i];
+        INFO("event " << i << ": " << e.payload.dump() << " / " << boong::json(e.metadata).dump());
+        const auto& fields = entries[i].at(1);
+        REQUIRE(fields.size() == 10);
+        CHECK(fields[0] == "event_id");
+        CHECK(fields[1] == e.event_id);
+        CHECK(fields[2] == "type");
+        CHECK(fields[3] == e.type);
+        CHECK(fields[4] == "schema_version");
+        CHECK(fields[5] == std::to_string(e.schema_version));
+        CHECK(fields[6] == "payload");
+        CHECK(fields[7] == e.payload.dump());
+        CHECK(fields[8] == "metadata");
+        CHECK(fields[9] == boong::json(e.metadata).dump());
+    }
 }

@@ -19,6 +19,7 @@
 #include <exception>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -60,13 +61,18 @@ public:
     // retried (reconnecting, with backoff) until command_timeout has passed:
     // it may then be stored twice (same event_id) if the lost attempt had
     // reached Redis; otherwise it fails with errc::broker_unavailable.
+    //
+    // The event is written out (checked, and encoded as the XADD command) by
+    // this call, not kept: neither `topic` nor `event` need outlive it, and
+    // nothing is copied but the command's bytes. Invalid arguments complete
+    // the operation with the error (nothing is thrown from this call).
     template <class Token>
-    auto async_publish(std::string topic, EventData event, Token&& token) {
+    auto async_publish(std::string_view topic, const EventData& event, Token&& token) {
         return boost::asio::async_initiate<Token, publish_signature>(
-            [this](auto h, std::string t, EventData e) {
-                publish_impl(std::move(t), std::move(e), detail::ErasedHandler<std::string>(std::move(h), ex_));
+            [this](auto h, PreparedPublish p) {
+                publish_impl(std::move(p), detail::ErasedHandler<std::string>(std::move(h), ex_));
             },
-            token, std::move(topic), std::move(event));
+            token, prepare_publish(topic, event));
     }
 
     // Runs a consumer until terminal cancellation through the token's slot
@@ -96,8 +102,18 @@ public:
     }
 
 private:
+    // A publish as the XADD command it sends (RESP), or why it cannot be sent.
+    struct PreparedPublish {
+        std::string command;
+        std::size_t topic_offset = 0;  // where the topic's bytes are in `command`
+        std::size_t topic_size = 0;
+        std::exception_ptr error;
+    };
+    // Never throws: a problem is kept in `error`.
+    PreparedPublish prepare_publish(std::string_view topic, const EventData& event) const noexcept;
+
     void open_impl(detail::ErasedHandler<void> completion);
-    void publish_impl(std::string topic, EventData event, detail::ErasedHandler<std::string> completion);
+    void publish_impl(PreparedPublish publish, detail::ErasedHandler<std::string> completion);
     void consume_impl(ConsumerOptions options, MessageHandler handler, detail::ErasedHandler<void> completion);
     void command_impl(std::vector<std::string> argv, detail::ErasedHandler<json> completion);
 

@@ -106,7 +106,7 @@ Failure describe(std::exception_ptr e, bool abandoned) {
 
 struct RedisBroker::Shared {
     RedisBrokerConfig config;
-    std::string max_len_text;  // config.max_len, formatted once
+    std::string max_len_args;  // "MAXLEN" "~" <config.max_len> in RESP, made once
     redis::Endpoint endpoint;
     std::shared_ptr<Connection> publisher;  // pipelined: publishes, acks, dead letters, raw commands
     IdGenerator ids;                        // for dead letters of undecodable entries
@@ -114,34 +114,44 @@ struct RedisBroker::Shared {
     std::map<std::string, SteadyClock::time_point, std::less<>> last_trim;  // with ttl: per topic
 
     // XADD for `e` on `topic`, in RESP: MAXLEN ~ max_len, or MINID ~ (now - ttl).
-    std::string xadd(const std::string& topic, const EventData& e) const {
-        Resp resp(16, 256 + e.event_id.size() + e.type.size() + topic.size());
-        resp.arg("XADD").arg(topic);
+    PreparedPublish xadd(std::string_view topic, const EventData& e) const {
+        // Room for the usual event: the envelope's JSON is written in place.
+        static constexpr Resp::Word xadd("XADD");
+        static constexpr Resp::Word minid("MINID");
+        static constexpr Resp::Word approx("~");
+        static constexpr Resp::Word auto_id("*");
+        Resp resp(16, 512 + e.event_id.size() + e.type.size() + topic.size());
+        resp.raw(xadd.view()).arg(topic);
+        PreparedPublish p;
+        p.topic_size = topic.size();
+        p.topic_offset = resp.size() - 2 - topic.size();
         if (config.ttl) {
             const auto now_ms = std::chrono::duration_cast<milliseconds>(Clock::now().time_since_epoch());
             const auto cutoff = std::max<std::int64_t>(0, (now_ms - *config.ttl).count());
-            resp.arg("MINID").arg("~").arg(std::to_string(cutoff));
+            resp.raw(minid.view()).raw(approx.view()).arg(static_cast<long long>(cutoff));
         } else {
-            resp.arg("MAXLEN").arg("~").arg(max_len_text);
+            resp.raw(max_len_args);  // MAXLEN ~ <max_len>
         }
-        resp.arg("*");
+        resp.raw(auto_id.view());
         redis::append_envelope(resp, e);
-        return resp.take();
+        p.command = resp.take();
+        return p;
     }
 
     // With a ttl, XADD trims by age: the length cap is then applied by an
     // XTRIM at most once a second per topic (XADD takes only one of the two).
-    void trim_by_length(const std::string& topic) {
+    void trim_by_length(std::string_view topic) {
         if (!config.ttl) return;
         const auto now = SteadyClock::now();
         {
             std::lock_guard lock(trim_mutex);
-            auto& last = last_trim[topic];
-            if (now - last < std::chrono::seconds(1)) return;
-            last = now;
+            auto it = last_trim.find(topic);
+            if (it == last_trim.end()) it = last_trim.emplace(std::string(topic), SteadyClock::time_point{}).first;
+            if (now - it->second < std::chrono::seconds(1)) return;
+            it->second = now;
         }
-        publisher->async_exec({"XTRIM", topic, "MAXLEN", "~", std::to_string(config.max_len)},
-                              [topic](std::exception_ptr e, Reply r) {
+        publisher->async_exec({"XTRIM", std::string(topic), "MAXLEN", "~", std::to_string(config.max_len)},
+                              [topic = std::string(topic)](std::exception_ptr e, Reply r) {
                                   if (e || r.is_error())
                                       spdlog::warn("redis broker: XTRIM of '{}' failed: {}", topic,
                                                    e ? "connection" : r.str);
@@ -525,7 +535,8 @@ RedisBroker::RedisBroker(executor_type ex, RedisBrokerConfig config) : ex_(std::
     if (config.ttl && *config.ttl <= milliseconds::zero()) invalid("ttl must be positive");
     shared_ = std::make_shared<Shared>();
     shared_->endpoint = redis::make_endpoint(config);
-    shared_->max_len_text = std::to_string(config.max_len);
+    for (const std::string& a : {std::string("MAXLEN"), std::string("~"), std::to_string(config.max_len)})
+        Resp::append_arg(shared_->max_len_args, a);
     shared_->config = std::move(config);
     shared_->publisher = std::make_shared<Connection>(asio::make_strand(ex_), shared_->endpoint, "publisher");
 }
@@ -543,24 +554,27 @@ void RedisBroker::open_impl(detail::ErasedHandler<void> completion) {
 
 namespace {
 
-// One publish, retried after connection losses until its deadline.
-struct PublishOp : std::enable_shared_from_this<PublishOp> {
+// One publish, retried after connection losses until its deadline. It is
+// the connection's Command: the connection holds it while it is in flight.
+struct PublishOp final : Connection::Command, std::enable_shared_from_this<PublishOp> {
     std::shared_ptr<Connection> conn;
     std::string command;  // the XADD, in RESP
-    std::string topic;
+    std::size_t topic_offset = 0, topic_size = 0;
     detail::ErasedHandler<std::string> completion;
     SteadyClock::time_point deadline;
     int attempts = 0;
     std::unique_ptr<asio::steady_timer> timer;
 
+    std::string_view resp() const override { return command; }
+    std::string topic() const { return command.substr(topic_offset, topic_size); }
+
     void attempt() {
         ++attempts;
-        // done() only completes, or starts a timer: fine inside the reply callback.
-        conn->exec_resp(command,
-                        [self = shared_from_this()](std::exception_ptr e, Reply r) { self->done(e, std::move(r)); });
+        conn->exec(shared_from_this());
     }
 
-    void done(std::exception_ptr e, Reply r) {
+    // Only completes, or starts a timer: fine inside the reply callback.
+    void on_reply(std::exception_ptr e, Reply r) override {
         if (e) {
             const auto delay = backoff(attempts);
             if (is_unavailable(e) && SteadyClock::now() + delay < deadline) {
@@ -572,10 +586,10 @@ struct PublishOp : std::enable_shared_from_this<PublishOp> {
             completion.complete(e);
         } else if (r.is_error()) {
             completion.complete(std::make_exception_ptr(
-                protocol(conn->endpoint(), "XADD to '" + topic + "' failed: " + r.str)));
+                protocol(conn->endpoint(), "XADD to '" + topic() + "' failed: " + r.str)));
         } else if (r.type != Reply::Type::string) {
             completion.complete(
-                std::make_exception_ptr(protocol(conn->endpoint(), "XADD to '" + topic + "' returned no id")));
+                std::make_exception_ptr(protocol(conn->endpoint(), "XADD to '" + topic() + "' returned no id")));
         } else {
             completion.complete(nullptr, std::move(r.str));
         }
@@ -584,24 +598,33 @@ struct PublishOp : std::enable_shared_from_this<PublishOp> {
 
 }  // namespace
 
-void RedisBroker::publish_impl(std::string topic, EventData event, detail::ErasedHandler<std::string> completion) {
-    std::string command;
+RedisBroker::PreparedPublish RedisBroker::prepare_publish(std::string_view topic,
+                                                          const EventData& event) const noexcept {
     try {
         detail::validate_publish(topic, event);
-        command = shared_->xadd(topic, event);
+        return shared_->xadd(topic, event);
     } catch (...) {
-        completion.complete(std::current_exception());
+        PreparedPublish p;
+        p.error = std::current_exception();
+        return p;
+    }
+}
+
+void RedisBroker::publish_impl(PreparedPublish publish, detail::ErasedHandler<std::string> completion) {
+    if (publish.error) {
+        completion.complete(std::move(publish.error));
         return;
     }
-    shared_->trim_by_length(topic);
     auto op = std::make_shared<PublishOp>();
     op->conn = shared_->publisher;
-    op->command = std::move(command);
-    op->topic = std::move(topic);
+    op->command = std::move(publish.command);
+    op->topic_offset = publish.topic_offset;
+    op->topic_size = publish.topic_size;
     op->completion = std::move(completion);
     const auto limit = shared_->config.command_timeout.count() > 0 ? shared_->config.command_timeout
                                                                     : shared_->config.connect_timeout;
     op->deadline = add_saturated(SteadyClock::now(), limit);
+    shared_->trim_by_length(std::string_view(op->command).substr(op->topic_offset, op->topic_size));
     op->attempt();
 }
 

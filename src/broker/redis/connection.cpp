@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <mutex>
 #include <utility>
 
 namespace boong::redis {
@@ -143,16 +144,60 @@ void Connection::exec_resp(std::string command, milliseconds extra_time, detail:
     r.deadline = endpoint_.command_timeout.count() > 0 ? now + endpoint_.command_timeout + extra_time
                                                        : SteadyClock::time_point::max();
     r.handler = std::move(handler);
-    asio::dispatch(strand_, [self = shared_from_this(), r = std::move(r)]() mutable { self->start(std::move(r)); });
+    submit(std::move(r));
 }
 
-void Connection::exec_resp(std::string command, Callback callback) {
+void Connection::exec(std::shared_ptr<Command> command) {
     Request r;
-    r.command = std::move(command);
     r.deadline = endpoint_.command_timeout.count() > 0 ? SteadyClock::now() + endpoint_.command_timeout
                                                        : SteadyClock::time_point::max();
-    r.callback = std::move(callback);
-    asio::dispatch(strand_, [self = shared_from_this(), r = std::move(r)]() mutable { self->start(std::move(r)); });
+    r.owner = std::move(command);
+    submit(std::move(r));
+}
+
+// Requests from outside the strand are queued and started in batches, one
+// hop onto the strand for all those submitted in the meantime (a pipeline of
+// publishes costs one post, not one each).
+void Connection::submit(Request r) {
+    if (strand_.running_in_this_thread()) {
+        start_submitted();  // whatever came first goes first
+        batching_ = true;
+        start(std::move(r));
+        batching_ = false;
+        flush_writes();
+        return;
+    }
+    {
+        std::lock_guard lock(submit_mutex_);
+        submitted_.push_back(std::move(r));
+        if (start_posted_) return;
+        start_posted_ = true;
+    }
+    asio::post(strand_, [self = shared_from_this()] { self->start_submitted(); });
+}
+
+void Connection::start_submitted() {
+    auto batch = std::move(spare_);  // empty, with the capacity of an earlier batch
+    {
+        std::lock_guard lock(submit_mutex_);
+        start_posted_ = false;
+        batch.swap(submitted_);
+    }
+    batching_ = true;
+    for (auto& r : batch) start(std::move(r));
+    batching_ = false;
+    batch.clear();
+    spare_ = std::move(batch);
+    flush_writes();
+}
+
+// Writes what a batch queued at once, in one write(2), instead of waiting for
+// the socket to be writable first (a trip through epoll per batch). What the
+// socket does not take is written when it is writable again.
+void Connection::flush_writes() {
+    if (!ac_ || state_ != State::ready || !want_write_) return;
+    redisAsyncHandleWrite(ac_);  // on a write error hiredis drops the connection (cleanup() runs)
+    arm_write();
 }
 
 void Connection::start(Request r) {
@@ -272,8 +317,8 @@ void Connection::send(Request r) {
         return;
     }
     void* privdata = reinterpret_cast<void*>(static_cast<std::uintptr_t>(r.id));
-    if (redisAsyncFormattedCommand(ac_, &Connection::on_reply, privdata, r.command.data(), r.command.size()) !=
-        REDIS_OK) {
+    const auto command = r.resp();
+    if (redisAsyncFormattedCommand(ac_, &Connection::on_reply, privdata, command.data(), command.size()) != REDIS_OK) {
         r.complete(
             std::make_exception_ptr(unavailable(endpoint_, "cannot send: " + context_error(ac_, "disconnecting"))));
         return;
@@ -334,7 +379,7 @@ void Connection::del_read(void* p) {
 void Connection::add_write(void* p) {
     if (auto* self = static_cast<Connection*>(p)) {
         self->want_write_ = true;
-        self->arm_write();
+        if (!self->batching_) self->arm_write();  // else flush_writes() follows
     }
 }
 void Connection::del_write(void* p) {

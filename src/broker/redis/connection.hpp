@@ -18,14 +18,17 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
+#include <charconv>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <deque>
-#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 struct redisAsyncContext;
@@ -52,19 +55,65 @@ class Resp {
 public:
     explicit Resp(std::size_t argc, std::size_t size_hint = 64) {
         out_.reserve(size_hint + 16 * argc);
-        out_ += '*';
-        out_ += std::to_string(argc);
-        out_ += "\r\n";
+        char head[24] = {'*'};
+        char* end = std::to_chars(head + 1, head + sizeof head - 2, argc).ptr;
+        *end++ = '\r';
+        *end++ = '\n';
+        out_.append(head, static_cast<std::size_t>(end - head));
     }
     Resp& arg(std::string_view a) {
-        out_ += '$';
-        out_ += std::to_string(a.size());
-        out_ += "\r\n";
-        out_.append(a);
-        out_ += "\r\n";
+        append_arg(out_, a);
         return *this;
     }
+    Resp& arg(long long n) {
+        char text[24];
+        const auto end = std::to_chars(text, text + sizeof text, n).ptr;
+        return arg(std::string_view(text, static_cast<std::size_t>(end - text)));
+    }
+    // Arguments already in RESP (see append_arg and Word): fixed parts of a command.
+    Resp& raw(std::string_view encoded) {
+        out_.append(encoded);
+        return *this;
+    }
+    std::size_t size() const { return out_.size(); }
     std::string take() { return std::move(out_); }
+
+    // Appends `a` to `out` as one RESP argument (a bulk string).
+    static void append_arg(std::string& out, std::string_view a) {
+        char head[24] = {'$'};
+        char* end = std::to_chars(head + 1, head + sizeof head - 2, a.size()).ptr;
+        *end++ = '\r';
+        *end++ = '\n';
+        const auto head_size = static_cast<std::size_t>(end - head);
+        // One call into std::string per argument (not five): it adds up.
+        const std::size_t at = out.size();
+        out.resize(at + head_size + a.size() + 2);
+        char* p = out.data() + at;
+        std::memcpy(p, head, head_size);
+        if (!a.empty()) std::memcpy(p + head_size, a.data(), a.size());
+        p[head_size + a.size()] = '\r';
+        p[head_size + a.size() + 1] = '\n';
+    }
+
+    // A fixed word of a command as one RESP argument, encoded at compile time.
+    template <std::size_t N>
+    struct Word {
+        char text[N + 6]{};
+        std::size_t size = 0;
+        consteval Word(const char (&word)[N]) {
+            static_assert(N - 1 < 100, "a word of at most 99 bytes");
+            constexpr std::size_t n = N - 1;
+            text[size++] = '$';
+            if (n >= 10) text[size++] = static_cast<char>('0' + n / 10);
+            text[size++] = static_cast<char>('0' + n % 10);
+            text[size++] = '\r';
+            text[size++] = '\n';
+            for (std::size_t i = 0; i < n; ++i) text[size++] = word[i];
+            text[size++] = '\r';
+            text[size++] = '\n';
+        }
+        constexpr std::string_view view() const { return {text, size}; }
+    };
 
 private:
     std::string out_;
@@ -133,12 +182,22 @@ public:
     // hiredis's printf-style formatting on the publishing hot path.
     void exec_resp(std::string command, milliseconds extra_time, detail::ErasedHandler<Reply> handler);
 
-    // The publishing hot path: `callback` runs on the strand, inside hiredis's
-    // reply callback or while the connection is torn down, so it must not call
-    // into this connection synchronously (posting, completing an
-    // ErasedHandler or starting a timer is fine). Saves a hop per command.
-    using Callback = std::function<void(std::exception_ptr, Reply)>;
-    void exec_resp(std::string command, Callback callback);
+    // The publishing hot path: a command that owns its RESP text and takes its
+    // reply itself, so that sending it needs no copy of the text, no
+    // std::function and no hop to complete.
+    class Command {
+    public:
+        virtual ~Command() = default;
+        // The command in RESP; must stay valid and unchanged until on_reply.
+        virtual std::string_view resp() const = 0;
+        // Runs on the strand, inside hiredis's reply callback or while the
+        // connection is torn down, so it must not call into this connection
+        // synchronously (posting, completing an ErasedHandler or starting a
+        // timer is fine).
+        virtual void on_reply(std::exception_ptr e, Reply r) = 0;
+    };
+    // May be called from any thread.
+    void exec(std::shared_ptr<Command> command);
 
     // Drops the connection: what is in flight fails with broker_unavailable.
     // With `permanent`, later commands fail at once instead of reconnecting.
@@ -148,19 +207,23 @@ public:
 private:
     struct Request {
         std::uint64_t id = 0;
-        std::string command;  // RESP-encoded
+        std::string command;  // RESP-encoded, unless `owner` holds it
         std::chrono::steady_clock::time_point deadline;
         detail::ErasedHandler<Reply> handler;
-        Callback callback;  // instead of handler, when set
+        std::shared_ptr<Command> owner;  // instead of command and handler, when set
 
+        std::string_view resp() const { return owner ? owner->resp() : std::string_view(command); }
         void complete(std::exception_ptr e, Reply r = {}) {
-            if (callback) callback(std::move(e), std::move(r));
+            if (owner) std::exchange(owner, nullptr)->on_reply(std::move(e), std::move(r));
             else handler.complete(std::move(e), std::move(r));
         }
     };
     enum class State { idle, connecting, ready };
 
-    void start(Request r);  // on the strand
+    void submit(Request r);  // from any thread
+    void start_submitted();  // on the strand
+    void start(Request r);   // on the strand
+    void flush_writes();     // on the strand
     void connect();
     void on_resolved(const std::string& address);
     void on_handshake(const Reply& reply, bool last);
@@ -198,6 +261,11 @@ private:
     bool timer_armed_ = false;
     boost::asio::steady_timer connect_timer_;  // connect_timeout
     std::unique_ptr<boost::asio::ip::tcp::resolver> resolver_;
+    std::mutex submit_mutex_;
+    std::vector<Request> submitted_;  // guarded by submit_mutex_: to start on the strand
+    bool start_posted_ = false;       // guarded by submit_mutex_: start_submitted() is due
+    std::vector<Request> spare_;      // on the strand: an empty vector, for start_submitted()
+    bool batching_ = false;           // starting a batch: its commands are written by flush_writes()
     std::uint64_t next_id_ = 1;
     std::deque<Request> waiting_;   // until the connection is ready
     std::deque<Request> inflight_;  // sent, in reply order

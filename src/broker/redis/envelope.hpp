@@ -26,8 +26,19 @@ struct Entry {
 // or metadata cannot be written as JSON text (invalid UTF-8 in a string).
 void append_envelope(std::vector<std::string>& argv, const EventData& e);
 
-// The same, written straight into a RESP command (5 field/value pairs, 10 arguments).
+// The same, written straight into a RESP command (5 field/value pairs, 10
+// arguments), without building a JSON document: the bytes are exactly those
+// of append_envelope's (nlohmann::json::dump() of the payload and of
+// json(e.metadata)), and it throws in the same cases.
 void append_envelope(Resp& resp, const EventData& e);
+
+// JSON text exactly as nlohmann::json::dump() writes it (compact, UTF-8
+// kept as it is), appended to `out`, without its per-byte decoder. Throws
+// errc::invalid_argument on a string that is not valid UTF-8 (where dump()
+// throws json::type_error), leaving `out` partly written.
+void write_json(std::string& out, const json& j);
+// json(m).dump() (see to_json(json&, const EventMetadata&)), the same way.
+void write_metadata(std::string& out, const EventMetadata& m);
 
 // The event of an entry, or why it cannot be decoded.
 struct Decoded {
