@@ -23,6 +23,7 @@ public:
             case errc::broker_unavailable: return "message broker unavailable";
             case errc::protocol_error: return "protocol error";
             case errc::saga_not_resumable: return "saga not resumable";
+            case errc::unknown_event: return "unknown event";
         }
         return "unknown boong error " + std::to_string(ev);
     }

@@ -26,6 +26,7 @@ enum class errc : int {
     broker_unavailable,        // the message broker cannot be reached
     protocol_error,            // a server answered something we cannot use
     saga_not_resumable,        // the saga is terminal or unknown to this runner
+    unknown_event,             // an event whose name or version this service cannot decode
 };
 
 }  // namespace boong

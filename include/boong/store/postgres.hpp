@@ -145,6 +145,18 @@ public:
             token, std::move(stream));
     }
 
+    // Appends inside a transaction of yours (a body run by async_transact,
+    // on a pool worker), so the events commit or roll back with the rest of
+    // it: a service's state change and the events it emits, atomically. It
+    // must be the transaction's first write (reads may come before): the
+    // store's gap-free global order depends on it, and PostgreSQL refuses it
+    // otherwise ("an append must be the first write of its transaction").
+    // Same checks and errors as async_append (ConcurrencyConflict, duplicate
+    // ids, idempotent replays); a refused append writes nothing and leaves
+    // the transaction usable.
+    AppendResult append_in(pqxx::transaction_base& tx, std::string stream, ExpectedVersion expected,
+                           std::vector<EventData> events);
+
     PostgresStoreStats stats() const;
     // Throws Error(errc::store_unavailable) when the store is not open.
     const PostgresTableNames& tables() const;

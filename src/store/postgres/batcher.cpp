@@ -74,6 +74,21 @@ AppendRequest::AppendRequest(std::string s, ExpectedVersion e, std::vector<Event
     json += "]}";
 }
 
+std::exception_ptr verdict_error(const AppendRequest& r, const pqxx::row& row) {
+    const std::string_view verdict = row[1].c_str();
+    if (verdict == "ok" || verdict == "replay") return nullptr;
+    if (verdict == "conflict") {
+        return std::make_exception_ptr(ConcurrencyConflict(r.stream, r.expected.value(), to_int64(row[2])));
+    }
+    if (verdict == "duplicate") {
+        return std::make_exception_ptr(Error(errc::duplicate_event, "append to '" + r.stream + "': event id " +
+                                                                        row[6].c_str() + " is already stored as version " +
+                                                                        row[8].c_str() + " of '" + row[7].c_str() + "'"));
+    }
+    return std::make_exception_ptr(
+        Error(errc::protocol_error, r.describe() + ": unknown verdict '" + std::string(verdict) + "'"));
+}
+
 struct Batcher::Shared {
     std::mutex mutex;
     std::condition_variable wake;
@@ -218,28 +233,20 @@ private:
 
     void complete(AppendRequest& r, const pqxx::row& row) {
         const std::string_view verdict = row[1].c_str();
-        if (verdict == "ok" || verdict == "replay") {
-            AppendResult result{to_int64(row[3]), to_int64(row[4]), to_int64(row[5])};
+        auto error = verdict_error(r, row);
+        if (!error) {
             Counters::add(counters_->appends);
             if (verdict == "ok") {
                 Counters::add(counters_->events_written, r.size());
             } else {
                 Counters::add(counters_->replays);
             }
-            r.handler.complete(nullptr, result);
-        } else if (verdict == "conflict") {
-            Counters::add(counters_->conflicts);
-            r.handler.complete(std::make_exception_ptr(ConcurrencyConflict(r.stream, r.expected.value(), to_int64(row[2]))));
-        } else if (verdict == "duplicate") {
-            Counters::add(counters_->duplicates);
-            r.handler.complete(std::make_exception_ptr(
-                Error(errc::duplicate_event, "append to '" + r.stream + "': event id " + row[6].c_str() +
-                                                 " is already stored as version " + row[8].c_str() + " of '" +
-                                                 row[7].c_str() + "'")));
-        } else {
-            r.handler.complete(std::make_exception_ptr(
-                Error(errc::protocol_error, r.describe() + ": unknown verdict '" + std::string(verdict) + "'")));
+            r.handler.complete(nullptr, AppendResult{to_int64(row[3]), to_int64(row[4]), to_int64(row[5])});
+            return;
         }
+        if (verdict == "conflict") Counters::add(counters_->conflicts);
+        if (verdict == "duplicate") Counters::add(counters_->duplicates);
+        r.handler.complete(std::move(error));
     }
 
     std::vector<std::shared_ptr<AppendRequest>> requests_;

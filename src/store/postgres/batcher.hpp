@@ -10,6 +10,8 @@
 #include <boong/detail/erased_handler.hpp>
 #include <boong/event.hpp>
 
+#include <pqxx/row>
+
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -39,6 +41,10 @@ struct AppendRequest {
     std::size_t size() const noexcept { return event_ids.size(); }
     std::string describe() const { return "append to '" + stream + "'"; }
 };
+
+// What a verdict row of the append function means for `r`: null when it
+// succeeded (written or replayed), else the error to complete it with.
+std::exception_ptr verdict_error(const AppendRequest& r, const pqxx::row& row);
 
 struct BatchSettings {
     std::size_t max_events = 256;            // events per transaction, at most (one append may exceed it alone)

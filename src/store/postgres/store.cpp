@@ -347,6 +347,21 @@ PostgresStoreStats PostgresEventStore::stats() const {
     return s;
 }
 
+AppendResult PostgresEventStore::append_in(pqxx::transaction_base& tx, std::string stream, ExpectedVersion expected,
+                                           std::vector<EventData> events) {
+    impl_->require_open();
+    detail::validate_append(stream, expected, events);
+    pg::AppendRequest request(std::move(stream), expected, events);
+    const pqxx::result rows = tx.exec_prepared(pg::kAppendStatement, "[" + request.json + "]");
+    if (rows.size() != 1) {
+        throw Error(errc::protocol_error, "the append function returned " + std::to_string(rows.size()) +
+                                              " verdicts for one append");
+    }
+    if (auto error = pg::verdict_error(request, rows[0])) std::rethrow_exception(error);
+    pg::Counters::add(impl_->counters->appends);
+    return AppendResult{to_int64(rows[0][3]), to_int64(rows[0][4]), to_int64(rows[0][5])};
+}
+
 const PostgresTableNames& PostgresEventStore::tables() const {
     impl_->require_open();
     return impl_->tables;

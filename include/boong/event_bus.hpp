@@ -1,0 +1,285 @@
+// The event bus: choreography between services on the PostgreSQL store and
+// any Broker. A service publishes typed domain events by storing them (an
+// OutboxRelay with topic_by_type publishes them), and subscribes typed
+// handlers through its consumer group. A handler reacts in one transaction:
+// the events it emits, its own writes and the inbox record commit together,
+// so a redelivered message has no second effect and no reaction is lost.
+//
+//   boong::EventBus bus(store, broker, registry, {.service = "payment"});
+//   bus.on<OrderCreated>([&](const OrderCreated& order, boong::HandlerContext& ctx) -> asio::awaitable<void> {
+//       auto decide = [&](pqxx::transaction_base& tx, boong::Reaction& r) {
+//           if (order.amount_cents > limit(tx, order.customer)) {
+//               r.emit("payment-" + order.order_id, PaymentFailed{order.order_id, "over the limit"});
+//           } else {
+//               r.emit("payment-" + order.order_id, PaymentProcessed{order.order_id, order.amount_cents});
+//               r.then([&](pqxx::transaction_base& tx) { charge(tx, order); });
+//           }
+//       };
+//       co_await ctx.react(std::move(decide));
+//   });
+//   bus.start();
+//
+// See docs/choreography.md.
+#pragma once
+
+#include <boong/broker.hpp>
+#include <boong/domain_event.hpp>
+#include <boong/owner.hpp>
+#include <boong/store/postgres_transaction.hpp>
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <functional>
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace boong {
+
+// Where the relay sends an event: the topic of its type, so a service
+// subscribes to exactly the events it handles. Saga streams go to "saga".
+inline std::string topic_by_type(const RecordedEvent& e) {
+    if (e.stream_id.starts_with("saga-")) return "saga";
+    return e.event.type;
+}
+
+struct EventBusOptions {
+    std::string service;      // the consumer group of every handler, and the inbox's name
+    std::string consumer{};   // this process within the group; empty: "<hostname>-<pid>"
+    std::size_t concurrency = 16;
+    milliseconds visibility_timeout{30000};
+    int max_deliveries = 5;   // then the message goes to "<type>.dlq"
+    milliseconds shutdown_grace{5000};
+    std::shared_ptr<spdlog::logger> logger{};  // null: spdlog's default logger
+};
+
+// What a handler decides: the events it emits (into one stream, appended
+// first in its transaction) and the writes that go with them.
+class Reaction {
+public:
+    explicit Reaction(EventMetadata cause) : cause_(std::move(cause)) {}
+
+    // Emits `event` into `stream`, caused by the handled event (same
+    // correlation id, causation id = its event id). All emits of one reaction
+    // go to one stream; `expected` applies to the first.
+    template <DomainEvent E>
+    void emit(std::string stream, const E& event, ExpectedVersion expected = ExpectedVersion::any()) {
+        if (!stream_.empty() && stream != stream_) {
+            throw Error(errc::invalid_argument, "a reaction emits into one stream: '" + stream_ + "', not also '" +
+                                                    stream + "'");
+        }
+        if (stream_.empty()) expected_ = expected;
+        stream_ = std::move(stream);
+        events_.push_back(EventRegistry::encode(event, cause_));
+    }
+
+    // A write of the handler's own, run after the emitted events are appended.
+    void then(std::function<void(pqxx::transaction_base&)> write) { writes_.push_back(std::move(write)); }
+
+    const std::string& stream() const noexcept { return stream_; }
+    ExpectedVersion expected() const noexcept { return expected_; }
+    std::vector<EventData>& events() noexcept { return events_; }
+    const std::vector<std::function<void(pqxx::transaction_base&)>>& writes() const noexcept { return writes_; }
+
+private:
+    EventMetadata cause_;
+    std::string stream_;
+    ExpectedVersion expected_ = ExpectedVersion::any();
+    std::vector<EventData> events_;
+    std::vector<std::function<void(pqxx::transaction_base&)>> writes_;
+};
+
+// What a handler knows about the message it handles.
+class HandlerContext {
+public:
+    HandlerContext(PostgresEventStore& store, const std::string& inbox_sql, const std::string& seen_sql,
+                   const std::string& service, const Delivery& delivery)
+        : store_(store), inbox_sql_(inbox_sql), seen_sql_(seen_sql), service_(service), delivery_(delivery) {}
+
+    const Delivery& delivery() const noexcept { return delivery_; }
+    const EventData& event() const noexcept { return delivery_.event; }
+    // The flow this event belongs to: its correlation id (its own id if it has none).
+    const std::string& correlation_id() const noexcept {
+        return event().metadata.correlation_id.empty() ? event().event_id : event().metadata.correlation_id;
+    }
+    // Metadata for what this handler causes: same correlation, caused by this event.
+    EventMetadata caused() const {
+        EventMetadata m;
+        m.correlation_id = correlation_id();
+        m.causation_id = event().event_id;
+        m.timestamp = Clock::now();
+        return m;
+    }
+
+    // Reacts once: in one transaction on the store's pool, checks the inbox
+    // (a message already processed by this service: returns false and does
+    // nothing), runs decide(tx, reaction) (reads only: the append must be the
+    // transaction's first write), appends what it emitted, runs its writes,
+    // records the message in the inbox, and commits. Anything that throws
+    // rolls it all back, and the message is delivered again.
+    template <class Decide>
+    boost::asio::awaitable<bool> react(Decide decide) {
+        auto body = [&store = store_, inbox = inbox_sql_, seen = seen_sql_, service = service_,
+                     id = event().event_id, cause = caused(),
+                     decide = std::move(decide)](pqxx::transaction_base& tx) mutable {
+            if (!tx.exec_params(seen, service, id).empty()) return false;
+            Reaction r(cause);
+            decide(tx, r);
+            if (!r.events().empty()) store.append_in(tx, r.stream(), r.expected(), std::move(r.events()));
+            for (const auto& write : r.writes()) write(tx);
+            tx.exec_params(inbox, service, id);  // a concurrent twin fails here, rolls back, is redelivered
+            return true;
+        };
+        co_return co_await async_transact(store_, std::move(body), boost::asio::use_awaitable);
+    }
+
+private:
+    PostgresEventStore& store_;
+    const std::string& inbox_sql_;
+    const std::string& seen_sql_;
+    const std::string& service_;
+    const Delivery& delivery_;
+};
+
+template <Broker B>
+class EventBus {
+public:
+    // The store must be open; store, broker and registry outlive the bus.
+    // Error(errc::invalid_config) for an empty service name.
+    EventBus(PostgresEventStore& store, B& broker, const EventRegistry& registry, EventBusOptions options)
+        : store_(store), broker_(broker), registry_(registry), options_(std::move(options)) {
+        if (options_.service.empty()) throw Error(errc::invalid_config, "event bus: the service name is empty");
+        if (options_.consumer.empty()) {
+            const auto owner = make_owner();
+            options_.consumer = owner.substr(0, owner.find('/'));
+        }
+        if (!options_.logger) options_.logger = spdlog::default_logger();
+        const auto& inbox = store_.tables().inbox;
+        inbox_sql_ = "INSERT INTO " + inbox + " (consumer, message_id) VALUES ($1, $2)";
+        seen_sql_ = "SELECT 1 FROM " + inbox + " WHERE consumer = $1 AND message_id = $2";
+    }
+    ~EventBus() { stop_now(); }
+    EventBus(const EventBus&) = delete;
+    EventBus& operator=(const EventBus&) = delete;
+
+    const EventRegistry& registry() const noexcept { return registry_; }
+
+    // Stores `event` in `stream` (the outbox relay publishes it). `cause`:
+    // the metadata of what caused it (HandlerContext::caused()), or empty
+    // for a new flow (its correlation id is then its own id).
+    template <DomainEvent E>
+    boost::asio::awaitable<AppendResult> publish(std::string stream, E event, ExpectedVersion expected,
+                                                 EventMetadata cause) {
+        std::vector<EventData> events;
+        events.push_back(EventRegistry::encode(event, std::move(cause)));
+        if (events[0].metadata.correlation_id.empty()) events[0].metadata.correlation_id = events[0].event_id;
+        co_return co_await store_.async_append(std::move(stream), expected, std::move(events),
+                                               boost::asio::use_awaitable);
+    }
+
+    // Subscribes `handler` (awaitable<void>(const E&, HandlerContext&)) to
+    // E's topic in this service's group. An event that does not decode (an
+    // unknown version, a bad payload) goes to the dead letters at once with
+    // the reason; the consumer carries on. A handler that throws leaves the
+    // message for redelivery. Call before start().
+    template <DomainEvent E, class Handler>
+    void on(Handler handler) {
+        if (started_) throw Error(errc::invalid_config, "event bus: on() after start()");
+        if (!registry_.knows(E::event_name)) {
+            throw Error(errc::invalid_config, "event bus: a handler for " + std::string(E::event_name) +
+                                                  ", which the registry does not know");
+        }
+        auto h = std::make_shared<Handler>(std::move(handler));
+        MessageHandler wrapped = [this, h](const Delivery& d) -> boost::asio::awaitable<void> {
+            std::optional<E> event;
+            std::string why;
+            try {
+                event.emplace(registry_.template decode<E>(d.event));
+            } catch (const Error& e) {
+                why = e.what();
+            }
+            if (!event) {
+                options_.logger->error("event bus {}: {} (dead-lettered)", options_.service, why);
+                throw Rejection(why);
+            }
+            HandlerContext ctx(store_, inbox_sql_, seen_sql_, options_.service, d);
+            co_await (*h)(*event, ctx);
+        };
+        auto& s = subscriptions_.emplace_back();
+        s.topic = std::string(E::event_name);
+        s.handler = std::move(wrapped);
+    }
+
+    // Starts one consumer per handler.
+    void start() {
+        started_ = true;
+        for (auto& s : subscriptions_) {
+            ConsumerOptions o;
+            o.topic = s.topic;
+            o.group = options_.service;
+            o.consumer = options_.consumer;
+            o.concurrency = options_.concurrency;
+            o.visibility_timeout = options_.visibility_timeout;
+            o.max_deliveries = options_.max_deliveries;
+            o.shutdown_grace = options_.shutdown_grace;
+            s.running = true;
+            broker_.async_consume(o, s.handler,
+                                  boost::asio::bind_cancellation_slot(
+                                      s.stop.slot(), [this, &s](std::exception_ptr e) {
+                                          s.running = false;
+                                          if (e) {
+                                              try {
+                                                  std::rethrow_exception(e);
+                                              } catch (const std::exception& x) {
+                                                  options_.logger->error("event bus {}: consumer of {} ended: {}",
+                                                                         options_.service, s.topic, x.what());
+                                              }
+                                          }
+                                      }));
+        }
+    }
+
+    // Stops every consumer gracefully (handlers in flight get shutdown_grace).
+    boost::asio::awaitable<void> stop() {
+        stop_now();
+        boost::asio::steady_timer t(co_await boost::asio::this_coro::executor);
+        for (;;) {
+            bool any = false;
+            for (const auto& s : subscriptions_) any = any || s.running;
+            if (!any) break;
+            t.expires_after(milliseconds(5));
+            co_await t.async_wait(boost::asio::use_awaitable);
+        }
+    }
+
+private:
+    struct Subscription {
+        std::string topic;
+        MessageHandler handler;
+        boost::asio::cancellation_signal stop;
+        bool running = false;
+    };
+
+    void stop_now() {
+        for (auto& s : subscriptions_) {
+            if (s.running) s.stop.emit(boost::asio::cancellation_type::terminal);
+        }
+    }
+
+    PostgresEventStore& store_;
+    B& broker_;
+    const EventRegistry& registry_;
+    EventBusOptions options_;
+    std::string inbox_sql_, seen_sql_;
+    std::list<Subscription> subscriptions_;  // stable addresses: consumers hold their signal
+    bool started_ = false;
+};
+
+}  // namespace boong
