@@ -381,7 +381,13 @@ void saga_durable_throughput(benchmark::State& state) {
             t.completed ? static_cast<double>(s1.appends - s0.appends) / static_cast<double>(t.completed) : 0.0;
         // Where the two cores went: this process and the server, in cores busy.
         state.counters["client_cpu_cores"] = (cpu1 - cpu0) / window;
-        if (pg0 && pg1) state.counters["server_cpu_cores"] = (*pg1 - *pg0) / window;
+        if (pg0 && pg1) {
+            state.counters["server_cpu_cores"] = (*pg1 - *pg0) / window;
+            if (t.completed) {
+                state.counters["server_cpu_us_per_step"] =
+                    (*pg1 - *pg0) * 1e6 / static_cast<double>(t.completed * kSteps);
+            }
+        }
     }
 }
 
