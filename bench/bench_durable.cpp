@@ -255,16 +255,6 @@ std::string message_of(std::exception_ptr e) {
 
 // ---- saga_durable_throughput
 
-// Why the benchmarks never call SagaOrchestrator::stop(): in this version
-// it frees its detail::Background one reference too early (background.hpp,
-// Background::stop(): `co_await asio::co_spawn(ex_, [self =
-// shared_from_this()]() ..., use_awaitable)` is a lambda temporary inside a
-// co_await expression, which g++ 12 destroys twice), and the process then
-// corrupts its heap (ASan: heap-use-after-free in ~SagaOrchestrator). The
-// benchmarks let every saga finish, then destroy the orchestrator, the store
-// and the io_context without running it again: the orchestrator's two loops
-// are destroyed suspended, before they could touch it.
-
 using DurableOrchestrator = boong::SagaOrchestrator<DurableSaga, boong::PostgresEventStore, boong::PostgresSagaIndex>;
 
 struct Throughput {
@@ -346,17 +336,19 @@ void saga_durable_throughput(benchmark::State& state) {
         if (!data_dir.empty()) pg1 = server_cpu_seconds(data_dir);
         const double window = seconds_between(t.window_start, t.window_end);
 
-        // The sagas still running finish (nothing is left interrupted); no
-        // stop() (see above).
+        // The sagas still running finish (nothing is left interrupted), then the orchestrator stops.
         t.stopping = true;
         const bool drained = run_until(ioc, [&] { return t.workers_done == kInFlight; }, 120s);
+        bool stopped = false;
+        asio::co_spawn(ioc, orchestrator.stop(), [&](std::exception_ptr) { stopped = true; });
+        run_until(ioc, [&] { return stopped; }, 30s);
 
         if (t.failures) {
             std::cerr << "bench_durable: a saga failed: " << t.first_failure << "\n";
             state.SkipWithError("sagas failed");
             return;
         }
-        if (!edges_ok || !drained) {
+        if (!edges_ok || !drained || !stopped) {
             state.SkipWithError("the benchmark did not finish in time");
             return;
         }
@@ -509,7 +501,9 @@ void recovery_time(benchmark::State& state) {
         const bool done = run_until(ioc, [&] { return finished >= kRecoverySagas; }, 300s);
         const auto stats = orchestrator.stats();
         const double cpu = process_cpu_seconds() - cpu0;
-        // No stop() (see above): every saga has finished.
+        bool stopped = false;
+        asio::co_spawn(ioc, orchestrator.stop(), [&](std::exception_ptr) { stopped = true; });
+        run_until(ioc, [&] { return stopped; }, 30s);
 
         if (!done || definition.entered < kRecoverySagas) {
             state.SkipWithError("the sagas were not all recovered in 300 s");
