@@ -55,20 +55,32 @@ if [[ -x $build_dir/bench/bench_redis ]]; then
     fi
 fi
 
-# bench_postgres: a private PostgreSQL 15 with durable commits (fsync=on,
-# synchronous_commit=on: scripts/lib/servers.sh). It runs after the other
-# benchmarks, each of its figures right after the raw-client baseline
-# (pgbench, psql) it is compared with (scripts/lib/pg_baselines.sh).
-# Skipped when a --benchmark_filter excludes every pg_ benchmark.
+# bench_postgres and bench_durable: a private PostgreSQL 15 with durable
+# commits (fsync=on, synchronous_commit=on: scripts/lib/servers.sh). They run
+# after the other benchmarks, each of their figures right after the
+# raw-client baseline (pgbench, psql) it is compared with
+# (scripts/lib/pg_baselines.sh). Each is skipped when a --benchmark_filter
+# excludes all of its benchmarks.
+_bench_wanted() { # benchmark names... -> true unless a --benchmark_filter excludes them all
+    local arg
+    for arg in "${bench_args[@]}"; do
+        if [[ $arg == --benchmark_filter=* && ${arg#*=} != -* ]] &&
+            ! printf '%s\n' "$@" | grep -Eq -- "${arg#*=}"; then
+            return 1
+        fi
+    done
+    return 0
+}
+bench_args=("$@")
 pg_bench=""
-pg_wanted=1
-for arg in "$@"; do
-    if [[ $arg == --benchmark_filter=* && ${arg#*=} != -* ]] &&
-        ! printf '%s\n' pg_append_concurrent pg_append_batch pg_read_all | grep -Eq -- "${arg#*=}"; then
-        pg_wanted=0
-    fi
-done
-if [[ -x $build_dir/bench/bench_postgres ]] && ((pg_wanted)); then
+durable_bench=""
+if [[ -x $build_dir/bench/bench_postgres ]] && _bench_wanted pg_append_concurrent pg_append_batch pg_read_all; then
+    pg_bench=$build_dir/bench/bench_postgres
+fi
+if [[ -x $build_dir/bench/bench_durable ]] && _bench_wanted saga_durable_throughput recovery_time; then
+    durable_bench=$build_dir/bench/bench_durable
+fi
+if [[ -n $pg_bench || -n $durable_bench ]]; then
     # shellcheck source=SCRIPTDIR/lib/servers.sh
     source "$root/scripts/lib/servers.sh"
     # shellcheck source=SCRIPTDIR/lib/pg_baselines.sh
@@ -78,14 +90,15 @@ if [[ -x $build_dir/bench/bench_postgres ]] && ((pg_wanted)); then
     trap 'exit 143' TERM
     boong_start_postgres "" "" || { echo "bench.sh: cannot start PostgreSQL" >&2; exit 1; }
     export BOONG_BENCH_PG_DSN=$BOONG_TEST_PG_DSN
-    pg_bench=$build_dir/bench/bench_postgres
 fi
 
 results=()
 failed=()
 for bench in "${benches[@]}"; do
     name=$(basename "$bench")
-    [[ $bench == "$pg_bench" ]] && continue  # below, next to its baselines
+    # bench_postgres and bench_durable: below, next to their baselines (and
+    # not at all when the filter excludes them).
+    [[ $name == bench_postgres || $name == bench_durable ]] && continue
     echo "bench.sh: running $name"
     # Console output is JSON too; keep it out of the way, next to nothing.
     if "$bench" --benchmark_format=json --benchmark_out="$tmp/$name.json" "$@" >"$tmp/$name.stdout"; then
@@ -98,16 +111,20 @@ for bench in "${benches[@]}"; do
     fi
 done
 
-if [[ -n $pg_bench ]]; then
-    echo "bench.sh: running bench_postgres (with its baselines)"
-    pg_results=()
-    pg_rc=0
-    mapfile -t pg_results < <(boong_pg_bench "$pg_bench" "$tmp" "$@"; echo "rc=$?")
-    [[ ${pg_results[-1]} == rc=0 ]] || pg_rc=1
-    unset 'pg_results[-1]'
-    results+=("${pg_results[@]}")
-    ((pg_rc == 0)) || failed+=(bench_postgres)
-fi
+# Runs one of the PostgreSQL benchmark executables through its baseline
+# function (scripts/lib/pg_baselines.sh).
+_run_pg() { # function exe
+    local fn=$1 exe=$2 name rc=0 lines=()
+    name=$(basename "$exe")
+    echo "bench.sh: running $name (with its baselines)"
+    mapfile -t lines < <("$fn" "$exe" "$tmp" "${bench_args[@]}"; echo "rc=$?")
+    [[ ${lines[-1]} == rc=0 ]] || rc=1
+    unset 'lines[-1]'
+    results+=("${lines[@]}")
+    ((rc == 0)) || failed+=("$name")
+}
+[[ -z $pg_bench ]] || _run_pg boong_pg_bench "$pg_bench"
+[[ -z $durable_bench ]] || _run_pg boong_pg_durable_bench "$durable_bench"
 
 mkdir -p "$(dirname "$out")"
 merge_rc=0

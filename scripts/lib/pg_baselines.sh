@@ -1,12 +1,13 @@
 # shellcheck shell=bash
-# Runs bench_postgres next to raw-client baselines measured against the same
-# server, on tables of the same shape, each baseline right before the
-# benchmark it belongs to (on a shared machine, minutes apart is already a
-# different machine).
+# Runs bench_postgres and bench_durable next to raw-client baselines measured
+# against the same server, on tables of the same shape, each baseline right
+# before the benchmark it belongs to (on a shared machine, minutes apart is
+# already a different machine).
 #
 #   source scripts/lib/servers.sh scripts/lib/pg_baselines.sh
 #   boong_start_postgres "" ""
 #   BOONG_BENCH_PG_DSN=$BOONG_TEST_PG_DSN boong_pg_bench BENCH_POSTGRES_EXE WORK_DIR [benchmark args...]
+#   BOONG_BENCH_PG_DSN=$BOONG_TEST_PG_DSN boong_pg_durable_bench BENCH_DURABLE_EXE WORK_DIR [benchmark args...]
 #
 # Prints the Google Benchmark JSON files it wrote, one per line; returns
 # non-zero if a baseline or a benchmark failed. The baselines, passed to
@@ -15,10 +16,14 @@
 #                         p50/p99 from its per-transaction log (10 % sample)
 #   pg_append_batch       pgbench, 4 clients, one 100-row INSERT per transaction
 #   pg_read_all           psql, the same rows in position order to /dev/null (faster of two runs)
+# bench_durable's (see bench/bench_durable.cpp):
+#   saga_durable_throughput  pgbench, 16 clients, one transaction per saga step: INSERT an
+#                            event row + UPDATE one of 10,000 saga rows (version + 1)
+#   recovery_time            none (its target, 10 s, is reported with it)
 # pgbench runs in prepared mode with the ~200-byte payload bound as a
 # parameter (-M prepared -D payload=...): the closest a raw client gets to
 # what the library sends. A --benchmark_filter among the arguments selects
-# which of the three run.
+# which benchmarks run.
 
 BOONG_PG_BIN=${BOONG_PG_BIN:-/usr/lib/postgresql/15/bin}
 BOONG_BENCH_SECONDS=${BOONG_BENCH_SECONDS:-8}
@@ -35,9 +40,10 @@ _boong_bl_python() {
 
 # One row as pgbench inserts it: position and version from one sequence
 # (unique per stream), the payload bound, a fresh event id.
-_boong_bl_row() {
-    printf "(nextval('bench_pgbench_seq'), 'pgbench-' || :client_id, nextval('bench_pgbench_seq'), gen_random_uuid(), 'BenchEvent', 1, :payload, '%s')" \
-        "$BOONG_BENCH_METADATA"
+_boong_bl_row() { # [sequence]
+    local seq=${1:-bench_pgbench_seq}
+    printf "(nextval('%s'), 'pgbench-' || :client_id, nextval('%s'), gen_random_uuid(), 'BenchEvent', 1, :payload, '%s')" \
+        "$seq" "$seq" "$BOONG_BENCH_METADATA"
 }
 
 _boong_bl_pgbench() { # script clients [pgbench args] -> prints tps
@@ -101,6 +107,40 @@ _boong_bl_read_all() {
     _boong_bl_log "pg_read_all baseline: $BOONG_BENCH_BASELINE_READ_ALL events/s (psql, ${best} s)"
 }
 
+# A saga step as a raw client would store it: in one transaction, the step's
+# event (a row of the events table's shape, payload bound) and its saga's
+# row (one of 10,000, at random). 16 clients.
+_boong_bl_saga_steps() { # work
+    local work=$1 tps
+    {
+        printf '\\set id random(1, 10000)\n'
+        printf 'BEGIN;\n'
+        printf 'INSERT INTO bench_durable_pgbench (position, stream_id, version, event_id, type, schema_version, payload, metadata) VALUES %s;\n' \
+            "$(_boong_bl_row bench_durable_pgbench_seq)"
+        printf "UPDATE bench_durable_pgbench_sagas SET version = version + 1, updated_at = now() WHERE saga_id = 'b' || :id;\n"
+        printf 'END;\n'
+    } >"$work/saga_step.sql"
+    tps=$(_boong_bl_pgbench "$work/saga_step.sql" 16) || return 1
+    export BOONG_BENCH_BASELINE_SAGA_STEPS=$tps
+    _boong_bl_log "saga_durable_throughput baseline: $tps transactions/s (one per saga step)"
+}
+
+# Same conditions for the library and the baselines: no checkpoint in the
+# middle of a measurement (durability settings are untouched).
+_boong_bl_configure() {
+    : "${BOONG_PG_DIR:?started by boong_start_postgres}" "${BOONG_PG_PORT:?}"
+    if ! "$BOONG_PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$BOONG_PG_DIR" -p "$BOONG_PG_PORT" -U postgres -d postgres \
+        -c "ALTER SYSTEM SET max_wal_size = '8GB'" -c "ALTER SYSTEM SET checkpoint_timeout = '30min'" \
+        -c "SELECT pg_reload_conf()" >/dev/null; then
+        _boong_bl_log "could not configure the server"
+        return 1
+    fi
+}
+
+_boong_bl_checkpoint() {
+    "$BOONG_PG_BIN/psql" -X -q -h "$BOONG_PG_DIR" -p "$BOONG_PG_PORT" -U postgres -d postgres -c CHECKPOINT >/dev/null
+}
+
 boong_pg_bench() {
     local exe=$1 work=$2
     shift 2
@@ -110,17 +150,10 @@ boong_pg_bench() {
         if [[ $arg == --benchmark_filter=* ]]; then filter=${arg#*=}; else args+=("$arg"); fi
     done
 
-    # Same conditions for the library and the baselines: no checkpoint in the
-    # middle of a measurement (durability settings are untouched).
-    if ! "$BOONG_PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$BOONG_PG_DIR" -p "$BOONG_PG_PORT" -U postgres -d postgres \
-        -c "ALTER SYSTEM SET max_wal_size = '8GB'" -c "ALTER SYSTEM SET checkpoint_timeout = '30min'" \
-        -c "SELECT pg_reload_conf()" >/dev/null; then
-        _boong_bl_log "could not configure the server"
-        return 1
-    fi
+    _boong_bl_configure || return 1
     _boong_bl_log "preparing tables (1,000,000 events for pg_read_all)"
     "$exe" --boong-prepare >&2 || return 1
-    "$BOONG_PG_BIN/psql" -X -q -h "$BOONG_PG_DIR" -p "$BOONG_PG_PORT" -U postgres -d postgres -c CHECKPOINT >/dev/null
+    _boong_bl_checkpoint
 
     local rc=0 name out
     for name in pg_append_concurrent pg_append_batch pg_read_all; do
@@ -130,6 +163,39 @@ boong_pg_bench() {
         if ! "$exe" --benchmark_filter="^${name}(/|\$)" --benchmark_format=json --benchmark_out="$out" "${args[@]}" \
             >"$work/bench_postgres.$name.stdout" || ! grep -q '"name"' "$out" 2>/dev/null; then
             _boong_bl_log "bench_postgres $name FAILED"
+            rc=1
+        fi
+        if [[ -s $out ]]; then echo "$out"; fi
+    done
+    return "$rc"
+}
+
+# bench_durable: the same, for durable execution. recovery_time has no
+# baseline; it runs after the throughput benchmark.
+boong_pg_durable_bench() {
+    local exe=$1 work=$2
+    shift 2
+    : "${BOONG_PG_DIR:?started by boong_start_postgres}" "${BOONG_PG_PORT:?}" "${BOONG_BENCH_PG_DSN:?}"
+    local filter="" args=() arg
+    for arg in "$@"; do
+        if [[ $arg == --benchmark_filter=* ]]; then filter=${arg#*=}; else args+=("$arg"); fi
+    done
+
+    _boong_bl_configure || return 1
+    _boong_bl_log "preparing tables for bench_durable"
+    "$exe" --boong-prepare >&2 || return 1
+    _boong_bl_checkpoint
+
+    local rc=0 name out
+    for name in saga_durable_throughput recovery_time; do
+        if [[ -n $filter ]] && ! grep -Eq -- "$filter" <<<"$name"; then continue; fi
+        if [[ $name == saga_durable_throughput ]]; then
+            _boong_bl_saga_steps "$work" || { rc=1; continue; }
+        fi
+        out="$work/bench_durable.$name.json"
+        if ! BOONG_BENCH_PG_DATA_DIR=$BOONG_PG_DIR/data "$exe" --benchmark_filter="^${name}(/|\$)" --benchmark_format=json --benchmark_out="$out" "${args[@]}" \
+            >"$work/bench_durable.$name.stdout" || ! grep -q '"name"' "$out" 2>/dev/null; then
+            _boong_bl_log "bench_durable $name FAILED"
             rc=1
         fi
         if [[ -s $out ]]; then echo "$out"; fi
