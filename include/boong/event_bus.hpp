@@ -34,6 +34,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <functional>
 #include <list>
 #include <memory>
@@ -151,7 +152,8 @@ private:
 template <Broker B>
 class EventBus {
 public:
-    // The store must be open; store, broker and registry outlive the bus.
+    // The store must be open; store, broker and registry outlive the bus;
+    // once started, stop() must have completed before it is destroyed.
     // Error(errc::invalid_config) for an empty service name.
     EventBus(PostgresEventStore& store, B& broker, const EventRegistry& registry, EventBusOptions options)
         : store_(store), broker_(broker), registry_(registry), options_(std::move(options)) {
@@ -264,7 +266,7 @@ private:
         std::string topic;
         MessageHandler handler;
         boost::asio::cancellation_signal stop;
-        bool running = false;
+        std::atomic<bool> running{false};  // cleared by the consumer's completion, on any thread
     };
 
     void stop_now() {

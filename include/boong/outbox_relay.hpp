@@ -77,6 +77,8 @@ struct OutboxRelayStats {
 template <EventStore Store, OutboxCursor Cursor, Broker B>
 class OutboxRelay {
 public:
+    // Store, cursor and broker must outlive the relay; once started, stop()
+    // must have completed before it is destroyed.
     OutboxRelay(Store& store, Cursor& cursor, B& broker, OutboxRelayOptions options = {})
         : store_(store), cursor_(cursor), broker_(broker), options_(std::move(options)) {
         if (options_.owner.empty()) options_.owner = make_owner();

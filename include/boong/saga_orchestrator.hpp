@@ -67,6 +67,9 @@ public:
     // stopped it (operation_aborted for a shutdown or a lost lease).
     using OutcomeCallback = std::function<void(const std::string& saga_id, std::exception_ptr, const Outcome&)>;
 
+    // The definition, store and leases must outlive the orchestrator, and
+    // stop() must have completed before it is destroyed (its background
+    // loops and the sagas it took over refer to it).
     SagaOrchestrator(Definition& definition, Store& store, Leases& leases, SagaOptions saga = {},
                      OrchestratorOptions options = {})
         : leases_(leases),
