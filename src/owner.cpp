@@ -29,7 +29,9 @@ std::string make_owner(std::string_view name) {
             if (!owner_char(c)) c = '_';
         }
         if (n.size() > 180) n.resize(180);
-        n += "-" + std::to_string(::getpid());
+        // Appended piecewise: GCC 12 warns falsely (-Wrestrict, PR105329) on "-" + std::string.
+        n += '-';
+        n += std::to_string(::getpid());
     }
     if (n.size() > 200) throw Error(errc::invalid_config, "an owner name must have at most 200 characters");
     for (char c : n) {
