@@ -153,7 +153,9 @@ public:
     // otherwise ("an append must be the first write of its transaction").
     // Same checks and errors as async_append (ConcurrencyConflict, duplicate
     // ids, idempotent replays); a refused append writes nothing and leaves
-    // the transaction usable.
+    // the transaction usable. A race with another transaction appending to
+    // the same stream at the same moment is errc::concurrency_conflict too,
+    // but aborts the transaction: run it again.
     AppendResult append_in(pqxx::transaction_base& tx, std::string stream, ExpectedVersion expected,
                            std::vector<EventData> events);
 

@@ -21,6 +21,7 @@
 
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
 
 #include <exception>
@@ -44,6 +45,8 @@ struct transact_signature<void> {
 
 // Completes with what `body(pqxx::transaction_base&)` returns (a value type,
 // default-constructible), or with the exception that rolled it back.
+// Cancellation (the token's slot) aborts it while it waits for a connection
+// (operation_aborted, nothing ran); once running, it finishes.
 template <class Body, class Token>
 auto async_transact(PostgresEventStore& store, Body body, Durability durability, Token&& token) {
     using R = std::invoke_result_t<Body&, pqxx::transaction_base&>;
@@ -58,13 +61,16 @@ auto async_transact(PostgresEventStore& store, Body body, Durability durability,
                                detail::ErasedHandler<void>(std::move(handler), store.get_executor()));
             } else {
                 auto result = std::make_shared<std::optional<R>>();
+                // The wrapper keeps the caller's executor and cancellation slot:
+                // cancelled before a worker takes it, the transaction never runs.
                 auto ex = boost::asio::get_associated_executor(handler, store.get_executor());
-                auto done = boost::asio::bind_executor(
-                    ex, [h = std::move(handler), result](std::exception_ptr e) mutable {
+                auto slot = boost::asio::get_associated_cancellation_slot(handler);
+                auto done = boost::asio::bind_cancellation_slot(
+                    slot, boost::asio::bind_executor(ex, [h = std::move(handler), result](std::exception_ptr e) mutable {
                         R value{};
                         if (!e && *result) value = std::move(**result);
                         std::move(h)(std::move(e), std::move(value));
-                    });
+                    }));
                 store.transact(
                     "transaction", durability,
                     [shared_body, result](pqxx::transaction_base& tx) { result->emplace((*shared_body)(tx)); },

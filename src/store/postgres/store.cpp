@@ -352,7 +352,17 @@ AppendResult PostgresEventStore::append_in(pqxx::transaction_base& tx, std::stri
     impl_->require_open();
     detail::validate_append(stream, expected, events);
     pg::AppendRequest request(std::move(stream), expected, events);
-    const pqxx::result rows = tx.exec_prepared(pg::kAppendStatement, "[" + request.json + "]");
+    pqxx::result rows;
+    try {
+        rows = tx.exec_prepared(pg::kAppendStatement, "[" + request.json + "]");
+    } catch (const pqxx::unique_violation&) {
+        // Another transaction appended to the stream (or stored one of these
+        // ids) between this one's checks and its insert. This transaction is
+        // aborted; run it again, and its checks see what the other wrote.
+        throw Error(errc::concurrency_conflict, "append to '" + request.stream +
+                                                    "': another transaction appended at the same time; nothing was "
+                                                    "written: run the transaction again");
+    }
     if (rows.size() != 1) {
         throw Error(errc::protocol_error, "the append function returned " + std::to_string(rows.size()) +
                                               " verdicts for one append");
