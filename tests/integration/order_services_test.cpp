@@ -347,7 +347,8 @@ struct Driver {
         return failures ? 1 : 0;
     }
 
-    // Until no event was stored for a second (at most 60 s).
+    // Until no event was stored for 4 s (longer than a redelivery takes: the
+    // services' visibility timeout is 2 s), at most 60 s.
     void wait_quiet() {
         const auto until = Clock::now() + 60s;
         long long last = -1;
@@ -355,7 +356,7 @@ struct Driver {
             const auto n = sql("SELECT count(*) FROM " + table)[0][0].as<long long>();
             if (n == last) return;
             last = n;
-            std::this_thread::sleep_for(1s);
+            std::this_thread::sleep_for(4s);
         }
     }
 
