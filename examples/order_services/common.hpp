@@ -278,12 +278,10 @@ asio::awaitable<void> react_retrying(boong::HandlerContext& ctx, MakeDecide make
             auto decide = make();
             co_await ctx.react(std::move(decide));
         } catch (const boong::Error& e) {
-            // Two transactions appending to one stream at once: the one that
-            // read first and commits second fails at the stream's unique
-            // (stream, version) key, which the store reports as a duplicate
-            // (our event ids are fresh, so it can only be that race).
-            const bool raced = e.code() == boong::make_error_code(boong::errc::concurrency_conflict) ||
-                               e.code() == boong::make_error_code(boong::errc::duplicate_event);
+            // The stream moved: a version check failed, or another transaction
+            // appended to it at the same moment (append_in reports both as
+            // concurrency_conflict).
+            const bool raced = e.code() == boong::make_error_code(boong::errc::concurrency_conflict);
             if (!raced || attempt >= 4) throw;
             conflict = true;
             spdlog::debug("{}: {} (deciding again)", ctx.event().type, e.what());
