@@ -44,35 +44,11 @@ std::string fresh_table(std::string_view base) {
     return std::string(base) + "_" + run_id + "_" + std::to_string(++n);
 }
 
-// Runs `make()`'s awaitable to completion. Unlike boong::test::run it
-// does not require the io_context to be idle afterwards: orchestrators and
-// relays keep working in the background until the test stops them.
+// Orchestrators and relays keep working in the background until a test
+// stops them: the io_context is not idle after each step.
 template <class Make>
-auto run(asio::io_context& ioc, Make&& make, std::chrono::seconds limit = 60s) {
-    using T = typename std::invoke_result_t<Make&>::value_type;
-    std::exception_ptr error;
-    bool done = false;
-    std::conditional_t<std::is_void_v<T>, bool, std::optional<T>> result{};
-    if constexpr (std::is_void_v<T>) {
-        asio::co_spawn(ioc, make(), [&](std::exception_ptr e) {
-            error = e;
-            done = true;
-        });
-    } else {
-        asio::co_spawn(ioc, make(), [&](std::exception_ptr e, T v) {
-            error = e;
-            if (!e) result.emplace(std::move(v));
-            done = true;
-        });
-    }
-    const auto end = std::chrono::steady_clock::now() + limit;
-    while (!done && std::chrono::steady_clock::now() < end) {
-        ioc.restart();
-        ioc.run_for(5ms);
-    }
-    if (!done) throw std::runtime_error("test coroutine did not complete in time");
-    if (error) std::rethrow_exception(error);
-    if constexpr (!std::is_void_v<T>) return std::move(*result);
+auto run(asio::io_context& ioc, Make&& make) {
+    return boong::test::run_until_done(ioc, std::forward<Make>(make));
 }
 
 template <class F>

@@ -17,12 +17,13 @@ namespace boong::test {
 
 namespace asio = boost::asio;
 
-// Runs `make(ioc)`'s awaitable on `ioc` until it completes; rethrows its
-// exception. Fails if it does not complete within `limit`, and fails if work is
-// left on the io_context afterwards (leaked timers, handlers, coroutines).
+// Runs `make()`'s awaitable on `ioc` until it completes and returns its
+// result (rethrowing its exception). Fails if it does not complete within
+// `limit`. Work that stays on the io_context afterwards is allowed: for tests
+// whose components (orchestrators, relays) keep running in the background.
 template <class MakeAwaitable>
-auto run(asio::io_context& ioc, MakeAwaitable&& make,
-         std::chrono::steady_clock::duration limit = std::chrono::seconds(60)) {
+auto run_until_done(asio::io_context& ioc, MakeAwaitable&& make,
+                    std::chrono::steady_clock::duration limit = std::chrono::seconds(60)) {
     using Awaitable = std::invoke_result_t<MakeAwaitable&>;
     using T = typename Awaitable::value_type;
     std::exception_ptr error;
@@ -45,8 +46,28 @@ auto run(asio::io_context& ioc, MakeAwaitable&& make,
         if (ioc.run_one_for(std::chrono::milliseconds(50)) == 0 && ioc.stopped()) ioc.restart();
     }
     if (!done) throw std::runtime_error("test coroutine did not complete in time");
-    // Drain completions that are already due, then require the context to be
-    // out of work: a timer or coroutine still pending here is a leak.
+    if (error) std::rethrow_exception(error);
+    if constexpr (!std::is_void_v<T>) return std::move(*result);
+}
+
+// The same, and then requires the io_context to run out of work: a timer or
+// coroutine still pending after the test coroutine is a leak.
+template <class MakeAwaitable>
+auto run(asio::io_context& ioc, MakeAwaitable&& make,
+         std::chrono::steady_clock::duration limit = std::chrono::seconds(60)) {
+    using T = typename std::invoke_result_t<MakeAwaitable&>::value_type;
+    std::exception_ptr error;
+    std::conditional_t<std::is_void_v<T>, bool, std::optional<T>> result{};
+    try {
+        if constexpr (std::is_void_v<T>) {
+            run_until_done(ioc, make, limit);
+        } else {
+            result.emplace(run_until_done(ioc, make, limit));
+        }
+    } catch (...) {
+        error = std::current_exception();
+    }
+    // Drain completions that are already due, then require no work left.
     ioc.restart();
     ioc.run_for(std::chrono::milliseconds(500));
     const bool leaked = !ioc.stopped();
