@@ -53,4 +53,15 @@ ConcurrencyConflict::ConcurrencyConflict(std::string stream, std::int64_t expect
       expected_(expected),
       actual_(actual) {}
 
+std::string describe(const std::exception_ptr& error) {
+    if (!error) return "no error";
+    try {
+        std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+        return e.what();
+    } catch (...) {
+        return "unknown exception";
+    }
+}
+
 }  // namespace boong

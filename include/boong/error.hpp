@@ -5,6 +5,7 @@
 #include <boost/system/system_error.hpp>
 
 #include <cstdint>
+#include <exception>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -37,6 +38,10 @@ struct boost::system::is_error_code_enum<boong::errc> : std::true_type {};
 namespace boong {
 
 const boost::system::error_category& boong_category() noexcept;
+
+// What an exception says (its what()), for logs: "unknown exception" for one
+// that is not a std::exception, "no error" for a null pointer.
+std::string describe(const std::exception_ptr& error);
 
 inline error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), boong_category()}; }
 

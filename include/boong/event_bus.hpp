@@ -237,12 +237,8 @@ public:
                                       s.stop.slot(), [this, &s](std::exception_ptr e) {
                                           s.running = false;
                                           if (e) {
-                                              try {
-                                                  std::rethrow_exception(e);
-                                              } catch (const std::exception& x) {
-                                                  options_.logger->error("event bus {}: consumer of {} ended: {}",
-                                                                         options_.service, s.topic, x.what());
-                                              }
+                                              options_.logger->error("event bus {}: consumer of {} ended: {}",
+                                                                     options_.service, s.topic, describe(e));
                                           }
                                       }));
         }

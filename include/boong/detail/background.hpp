@@ -37,13 +37,7 @@ public:
         running_.fetch_add(1);
         asio::co_spawn(ex_, std::move(loop),
                        [self = shared_from_this(), name = std::move(name)](std::exception_ptr e) {
-                           if (e) {
-                               try {
-                                   std::rethrow_exception(e);
-                               } catch (const std::exception& ex) {
-                                   self->logger_->error("{}: stopped by an unexpected error: {}", name, ex.what());
-                               }
-                           }
+                           if (e) self->logger_->error("{}: stopped by an unexpected error: {}", name, describe(e));
                            if (self->running_.fetch_sub(1) == 1 && self->all_done_) self->all_done_->cancel();
                        });
     }

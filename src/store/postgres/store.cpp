@@ -151,14 +151,9 @@ struct PostgresEventStore::Impl {
         switch (state.load(std::memory_order_acquire)) {
             case State::open: return;
             case State::failed: {
-                std::string why;
-                try {
-                    std::rethrow_exception(open_error);
-                } catch (const std::exception& e) {
-                    why = e.what();
-                }
                 throw Error(errc::store_unavailable, "the PostgreSQL event store at " + target.endpoint +
-                                                         " failed to open (" + why + "); make a new one");
+                                                         " failed to open (" + describe(open_error) +
+                                                         "); make a new one");
             }
             default:
                 throw Error(errc::store_unavailable, "the PostgreSQL event store at " + target.endpoint +
