@@ -32,6 +32,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "pg_bench.hpp"
 #include "report.hpp"
 
 #include <benchmark/benchmark.h>
@@ -63,6 +64,9 @@ using steady = std::chrono::steady_clock;
 using boost::asio::awaitable;
 using boong::bench::env_number;
 using boong::bench::report;
+using boong::bench::pg_dsn;
+using boong::bench::pg_usable;
+using boong::bench::percentile;
 
 constexpr const char* kThroughputTable = "bench_durable";
 constexpr const char* kRecoveryTable = "bench_recovery";
@@ -74,25 +78,12 @@ constexpr std::size_t kRecoverySagas = 10000;
 constexpr double kRecoveryTargetSeconds = 10.0;
 constexpr auto kWarmUp = 2s;
 
-std::string dsn() {
-    const char* d = std::getenv("BOONG_BENCH_PG_DSN");
-    return d ? d : "";
-}
-
-bool usable(benchmark::State& state) {
-    if (dsn().empty()) {
-        state.SkipWithError("BOONG_BENCH_PG_DSN is not set (scripts/bench.sh sets it)");
-        return false;
-    }
-    return true;
-}
-
 // Store settings: the defaults unless the environment says otherwise
 // (BOONG_BENCH_POOL_SIZE, BOONG_BENCH_GROUP_MAX_EVENTS, BOONG_BENCH_GROUP_DELAY_US),
 // for exploring; bench.sh sets none of them.
 boong::PostgresStoreConfig config(const char* table) {
     boong::PostgresStoreConfig c;
-    c.connection = dsn();
+    c.connection = pg_dsn();
     c.table_name = table;
     c.snapshot_table_name = std::string(table) + "_snapshots";
     if (auto v = env_number("BOONG_BENCH_POOL_SIZE")) c.pool_size = static_cast<std::size_t>(*v);
@@ -147,13 +138,6 @@ public:
 using RecoverySaga = boong::Saga<boong::Step<"reserve", &RecoverySteps::first, &RecoverySteps::undo>,
                                  boong::Step<"charge", &RecoverySteps::second, &RecoverySteps::undo>,
                                  boong::Step<"confirm", &RecoverySteps::third, &RecoverySteps::undo>>;
-
-double percentile(std::vector<double>& v, double p) {
-    if (v.empty()) return 0;
-    const auto k = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1));
-    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
-    return v[k];
-}
 
 double seconds_between(steady::time_point a, steady::time_point b) {
     return std::chrono::duration<double>(b - a).count();
@@ -212,7 +196,7 @@ std::optional<double> server_cpu_seconds(const std::string& data_directory) {
 std::string server_data_directory() {
     if (const char* d = std::getenv("BOONG_BENCH_PG_DATA_DIR"); d && *d) return d;
     try {
-        pqxx::connection c(dsn());
+        pqxx::connection c(pg_dsn());
         pqxx::nontransaction tx(c);
         return tx.exec1("SHOW data_directory")[0].c_str();
     } catch (const std::exception&) {
@@ -221,13 +205,13 @@ std::string server_data_directory() {
 }
 
 void sql(const std::string& statement) {
-    pqxx::connection c(dsn());
+    pqxx::connection c(pg_dsn());
     pqxx::nontransaction tx(c);
     tx.exec(statement);
 }
 
 std::int64_t sql_count(const std::string& query) {
-    pqxx::connection c(dsn());
+    pqxx::connection c(pg_dsn());
     pqxx::nontransaction tx(c);
     return tx.exec1(query)[0].as<std::int64_t>();
 }
@@ -241,16 +225,6 @@ bool run_until(asio::io_context& ioc, Done&& done, std::chrono::seconds limit) {
         ioc.run_for(2ms);
     }
     return done();
-}
-
-std::string message_of(std::exception_ptr e) {
-    try {
-        std::rethrow_exception(e);
-    } catch (const std::exception& x) {
-        return x.what();
-    } catch (...) {
-        return "unknown exception";
-    }
 }
 
 // ---- saga_durable_throughput
@@ -299,7 +273,7 @@ awaitable<void> saga_worker(DurableOrchestrator& orchestrator, Throughput& t, in
 }
 
 void saga_durable_throughput(benchmark::State& state) {
-    if (!usable(state)) return;
+    if (!pg_usable(state)) return;
     spdlog::set_level(spdlog::level::warn);
     const auto measure = std::chrono::duration_cast<steady::duration>(
         std::chrono::duration<double>(env_number("BOONG_BENCH_SECONDS").value_or(8.0)));
@@ -443,7 +417,7 @@ std::string interrupt_sagas(std::size_t count) {
 }
 
 void recovery_time(benchmark::State& state) {
-    if (!usable(state)) return;
+    if (!pg_usable(state)) return;
     spdlog::set_level(spdlog::level::warn);
     const auto claim_batch = static_cast<std::size_t>(env_number("BOONG_BENCH_CLAIM_BATCH").value_or(1000));
     for (auto _ : state) {
@@ -493,7 +467,7 @@ void recovery_time(benchmark::State& state) {
             if (!e && o.status == boong::SagaStatus::completed) {
                 ++completed;
             } else if (failure.empty()) {
-                failure = e ? message_of(e) : "a resumed saga did not complete";
+                failure = e ? boong::describe(e) : "a resumed saga did not complete";
             }
             if (++finished == kRecoverySagas) all_finished = steady::now();
         });
@@ -530,7 +504,7 @@ int prepare() {
         boong::PostgresEventStore store(ioc.get_executor(), config(table));
         store.open();
     }
-    pqxx::connection c(dsn());
+    pqxx::connection c(pg_dsn());
     pqxx::work tx(c);
     const std::string sagas = std::string(kBaselineTable) + "_sagas";
     tx.exec("TRUNCATE " + sagas);
@@ -551,24 +525,4 @@ int prepare() {
 BENCHMARK(saga_durable_throughput)->Name("saga_durable_throughput")->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(recovery_time)->Name("recovery_time")->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 
-int main(int argc, char** argv) {
-    for (int i = 1; i < argc; ++i) {
-        if (std::strcmp(argv[i], "--boong-prepare") == 0) {
-            if (dsn().empty()) {
-                std::cerr << "bench_durable: BOONG_BENCH_PG_DSN is not set\n";
-                return 2;
-            }
-            try {
-                return prepare();
-            } catch (const std::exception& e) {
-                std::cerr << "bench_durable: prepare failed: " << e.what() << "\n";
-                return 1;
-            }
-        }
-    }
-    benchmark::Initialize(&argc, argv);
-    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-    benchmark::RunSpecifiedBenchmarks();
-    benchmark::Shutdown();
-    return 0;
-}
+int main(int argc, char** argv) { return boong::bench::pg_main("bench_durable", argc, argv, prepare); }

@@ -18,6 +18,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "pg_bench.hpp"
 #include "report.hpp"
 
 #include <benchmark/benchmark.h>
@@ -60,17 +61,15 @@ const boong::json& payload() {
     return p;
 }
 
-std::string dsn() {
-    const char* d = std::getenv("BOONG_BENCH_PG_DSN");
-    return d ? d : "";
-}
-
 using boong::bench::env_number;
 using boong::bench::report;
+using boong::bench::pg_dsn;
+using boong::bench::pg_usable;
+using boong::bench::percentile;
 
 boong::PostgresStoreConfig config(const char* table) {
     boong::PostgresStoreConfig c;
-    c.connection = dsn();
+    c.connection = pg_dsn();
     c.table_name = table;
     c.snapshot_table_name = std::string(table) + "_snapshots";
     return c;
@@ -102,21 +101,6 @@ Memory memory_now() {
     const auto info = mallinfo2();
     m.heap = static_cast<std::int64_t>(info.uordblks + info.hblkhd);  // arena + mmapped blocks
     return m;
-}
-
-double percentile(std::vector<double>& v, double p) {
-    if (v.empty()) return 0;
-    const auto k = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1));
-    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
-    return v[k];
-}
-
-bool usable(benchmark::State& state) {
-    if (dsn().empty()) {
-        state.SkipWithError("BOONG_BENCH_PG_DSN is not set (scripts/bench.sh sets it)");
-        return false;
-    }
-    return true;
 }
 
 // Appenders that each append `per_call` events at a time to their own stream
@@ -164,7 +148,7 @@ std::string unique_tag() {
 // pg_append_concurrent: 64 coroutines, each appending one event at a time to
 // its own stream. Group commit turns their appends into few transactions.
 void pg_append_concurrent(benchmark::State& state) {
-    if (!usable(state)) return;
+    if (!pg_usable(state)) return;
     spdlog::set_level(spdlog::level::warn);
     std::vector<double> latencies;
     latencies.reserve(1 << 21);  // before the first measurement: the benchmark's, not the store's
@@ -208,7 +192,7 @@ void pg_append_concurrent(benchmark::State& state) {
 
 // pg_append_batch: appends of 100 events per call, from 4 appenders.
 void pg_append_batch(benchmark::State& state) {
-    if (!usable(state)) return;
+    if (!pg_usable(state)) return;
     spdlog::set_level(spdlog::level::warn);
     asio::io_context ioc(1);
     boong::PostgresEventStore store(ioc.get_executor(), config(kAppendTable));
@@ -236,7 +220,7 @@ void pg_append_batch(benchmark::State& state) {
 // pg_read_all: catching up over 1,000,000 stored events in global order, in
 // pages, as a projection rebuilding from scratch would.
 void pg_read_all(benchmark::State& state) {
-    if (!usable(state)) return;
+    if (!pg_usable(state)) return;
     spdlog::set_level(spdlog::level::warn);
     asio::io_context ioc(1);
     boong::PostgresEventStore store(ioc.get_executor(), config(kReadTable));
@@ -290,7 +274,7 @@ int prepare() {
         boong::PostgresEventStore store(ioc.get_executor(), config(table));
         store.open();
     }
-    pqxx::connection c(dsn());
+    pqxx::connection c(pg_dsn());
     pqxx::work tx(c);
     const auto have = tx.exec1(std::string("SELECT count(*) FROM ") + kReadTable)[0].as<std::int64_t>();
     if (have != kReadEvents) {
@@ -319,24 +303,4 @@ BENCHMARK(pg_append_concurrent)->Name("pg_append_concurrent")->Iterations(1)->Us
 BENCHMARK(pg_append_batch)->Name("pg_append_batch")->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(pg_read_all)->Name("pg_read_all")->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 
-int main(int argc, char** argv) {
-    for (int i = 1; i < argc; ++i) {
-        if (std::strcmp(argv[i], "--boong-prepare") == 0) {
-            if (dsn().empty()) {
-                std::cerr << "bench_postgres: BOONG_BENCH_PG_DSN is not set\n";
-                return 2;
-            }
-            try {
-                return prepare();
-            } catch (const std::exception& e) {
-                std::cerr << "bench_postgres: prepare failed: " << e.what() << "\n";
-                return 1;
-            }
-        }
-    }
-    benchmark::Initialize(&argc, argv);
-    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-    benchmark::RunSpecifiedBenchmarks();
-    benchmark::Shutdown();
-    return 0;
-}
+int main(int argc, char** argv) { return boong::bench::pg_main("bench_postgres", argc, argv, prepare); }

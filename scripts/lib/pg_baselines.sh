@@ -141,28 +141,38 @@ _boong_bl_checkpoint() {
     "$BOONG_PG_BIN/psql" -X -q -h "$BOONG_PG_DIR" -p "$BOONG_PG_PORT" -U postgres -d postgres -c CHECKPOINT >/dev/null
 }
 
-boong_pg_bench() {
-    local exe=$1 work=$2
-    shift 2
+# Runs the benchmarks NAME... of EXE (each right after its baseline, when it
+# has one: _boong_bl_<baseline>) on the started server and prints the JSON
+# result files. Shared by the two entry points below.
+#   _boong_pg_run EXE WORK WHAT "name:baseline ..." [benchmark args...]
+_boong_pg_run() {
+    local exe=$1 work=$2 what=$3 plan=$4
+    shift 4
     : "${BOONG_PG_DIR:?started by boong_start_postgres}" "${BOONG_PG_PORT:?}" "${BOONG_BENCH_PG_DSN:?}"
     local filter="" args=() arg
     for arg in "$@"; do
         if [[ $arg == --benchmark_filter=* ]]; then filter=${arg#*=}; else args+=("$arg"); fi
     done
+    local prog
+    prog=$(basename "$exe")
 
     _boong_bl_configure || return 1
-    _boong_bl_log "preparing tables (1,000,000 events for pg_read_all)"
+    _boong_bl_log "preparing tables for $what"
     "$exe" --boong-prepare >&2 || return 1
     _boong_bl_checkpoint
 
-    local rc=0 name out
-    for name in pg_append_concurrent pg_append_batch pg_read_all; do
+    local rc=0 entry name baseline out
+    for entry in $plan; do
+        name=${entry%%:*} baseline=${entry#*:}
         if [[ -n $filter ]] && ! grep -Eq -- "$filter" <<<"$name"; then continue; fi
-        "_boong_bl_${name#pg_}" "$work" || { rc=1; continue; }
-        out="$work/bench_postgres.$name.json"
-        if ! "$exe" --benchmark_filter="^${name}(/|\$)" --benchmark_format=json --benchmark_out="$out" "${args[@]}" \
-            >"$work/bench_postgres.$name.stdout" || ! grep -q '"name"' "$out" 2>/dev/null; then
-            _boong_bl_log "bench_postgres $name FAILED"
+        if [[ -n $baseline ]]; then
+            "_boong_bl_$baseline" "$work" || { rc=1; continue; }
+        fi
+        out="$work/$prog.$name.json"
+        if ! BOONG_BENCH_PG_DATA_DIR=$BOONG_PG_DIR/data "$exe" --benchmark_filter="^${name}(/|\$)" \
+            --benchmark_format=json --benchmark_out="$out" "${args[@]}" >"$work/$prog.$name.stdout" ||
+            ! grep -q '"name"' "$out" 2>/dev/null; then
+            _boong_bl_log "$prog $name FAILED"
             rc=1
         fi
         if [[ -s $out ]]; then echo "$out"; fi
@@ -170,35 +180,17 @@ boong_pg_bench() {
     return "$rc"
 }
 
+boong_pg_bench() {
+    local exe=$1 work=$2
+    shift 2
+    _boong_pg_run "$exe" "$work" "bench_postgres (1,000,000 events for pg_read_all)" \
+        "pg_append_concurrent:append_concurrent pg_append_batch:append_batch pg_read_all:read_all" "$@"
+}
+
 # bench_durable: the same, for durable execution. recovery_time has no
 # baseline; it runs after the throughput benchmark.
 boong_pg_durable_bench() {
     local exe=$1 work=$2
     shift 2
-    : "${BOONG_PG_DIR:?started by boong_start_postgres}" "${BOONG_PG_PORT:?}" "${BOONG_BENCH_PG_DSN:?}"
-    local filter="" args=() arg
-    for arg in "$@"; do
-        if [[ $arg == --benchmark_filter=* ]]; then filter=${arg#*=}; else args+=("$arg"); fi
-    done
-
-    _boong_bl_configure || return 1
-    _boong_bl_log "preparing tables for bench_durable"
-    "$exe" --boong-prepare >&2 || return 1
-    _boong_bl_checkpoint
-
-    local rc=0 name out
-    for name in saga_durable_throughput recovery_time; do
-        if [[ -n $filter ]] && ! grep -Eq -- "$filter" <<<"$name"; then continue; fi
-        if [[ $name == saga_durable_throughput ]]; then
-            _boong_bl_saga_steps "$work" || { rc=1; continue; }
-        fi
-        out="$work/bench_durable.$name.json"
-        if ! BOONG_BENCH_PG_DATA_DIR=$BOONG_PG_DIR/data "$exe" --benchmark_filter="^${name}(/|\$)" --benchmark_format=json --benchmark_out="$out" "${args[@]}" \
-            >"$work/bench_durable.$name.stdout" || ! grep -q '"name"' "$out" 2>/dev/null; then
-            _boong_bl_log "bench_durable $name FAILED"
-            rc=1
-        fi
-        if [[ -s $out ]]; then echo "$out"; fi
-    done
-    return "$rc"
+    _boong_pg_run "$exe" "$work" "bench_durable" "saga_durable_throughput:saga_steps recovery_time:" "$@"
 }
