@@ -1,12 +1,16 @@
 #include <boong/detail/validate.hpp>
 #include <boong/store/memory.hpp>
 
+#include "store/id_index.hpp"
+
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 namespace boong {
 
@@ -14,11 +18,10 @@ namespace {
 
 // Hashes event ids. Appended ids are UUIDs (validate_append checks them), so
 // the 36 bytes are read as five words and mixed, at a fraction of the cost of
-// hashing them byte by byte; anything else (a lookup of an arbitrary string)
-// takes the standard hash.
+// hashing them byte by byte; anything else takes the standard hash.
 struct EventIdHash {
-    std::size_t operator()(std::string_view id) const noexcept {
-        if (id.size() != 36) return std::hash<std::string_view>{}(id);
+    std::uint64_t operator()(std::string_view id) const noexcept {
+        if (id.size() != 36) return std::hash<std::string_view>{}(id) * 0x9e3779b97f4a7c15ULL;
         auto word = [&](std::size_t at) {
             std::uint64_t w;
             std::memcpy(&w, id.data() + at, 8);
@@ -30,7 +33,7 @@ struct EventIdHash {
             h = (h ^ word(at)) * 0xbf58476d1ce4e5b9ULL;
             h ^= h >> 31;
         }
-        return static_cast<std::size_t>(h);
+        return h;
     }
 };
 
@@ -75,8 +78,13 @@ struct MemoryEventStore::State {
     mutable std::mutex mutex;
     Log log;
     std::unordered_map<std::string, std::vector<std::size_t>> streams;  // stream -> indexes into log
-    std::unordered_map<std::string_view, std::size_t, EventIdHash> ids;  // event id (viewing into log) -> index
+    detail::IdIndex<EventIdHash> ids;
     std::unordered_map<std::string, Snapshot> snapshots;
+
+    // The stored id at a log index, for the id index.
+    auto id_at() const {
+        return [this](std::size_t index) -> std::string_view { return log[index].event.event_id; };
+    }
 
     RecordedEvent recorded(std::size_t index) const {
         const Stored& s = log[index];
@@ -103,8 +111,8 @@ AppendResult MemoryEventStore::append(const std::string& stream, ExpectedVersion
 
     // A retry of an append whose reply was lost: the same ids, already stored
     // in this stream in this order, right after the expected version.
-    if (auto first = s.ids.find(events.front().event_id); first != s.ids.end()) {
-        const State::Stored& stored = s.log[first->second];
+    if (const auto first = s.ids.find(events.front().event_id, s.id_at()); first != detail::IdIndex<EventIdHash>::npos) {
+        const State::Stored& stored = s.log[first];
         const std::int64_t start = stored.version;
         bool same = *stored.stream == stream && (expected.is_any() || expected.value() == start - 1) &&
                     start - 1 + static_cast<std::int64_t>(events.size()) <= current;
@@ -142,13 +150,12 @@ AppendResult MemoryEventStore::append(const std::string& stream, ExpectedVersion
         stored.version = ++version;
         stored.stored_at = now;
         stored.event = std::move(e);
-        auto [at, fresh] = s.ids.try_emplace(stored.event.event_id, index);
-        if (!fresh) {
-            const State::Stored& other = s.log[at->second];
-            Error error(errc::duplicate_event, "append to '" + stream + "': event id " + std::string(at->first) +
+        if (const auto at = s.ids.insert(stored.event.event_id, index, s.id_at()); at != detail::IdIndex<EventIdHash>::npos) {
+            const State::Stored& other = s.log[at];
+            Error error(errc::duplicate_event, "append to '" + stream + "': event id " + stored.event.event_id +
                                                    " is already stored as version " + std::to_string(other.version) +
                                                    " of '" + *other.stream + "'");
-            for (std::size_t i = first_index; i < index; ++i) s.ids.erase(s.log[i].event.event_id);
+            for (std::size_t i = first_index; i < index; ++i) s.ids.erase(s.log[i].event.event_id, s.id_at());
             s.log.truncate(first_index);
             indexes.resize(indexed);
             if (created) s.streams.erase(entry);
