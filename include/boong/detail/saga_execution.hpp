@@ -18,6 +18,7 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -292,6 +293,7 @@ private:
         asio::steady_timer timer;
         time_point deadline = time_point::max();  // of the running attempt; max when none or no timeout
         bool armed = false;
+        bool arm_queued = false;  // see begin_attempt
         bool timed_out = false;
 
         // Ends the lane: no timer may be left pending on the io_context.
@@ -320,15 +322,28 @@ private:
         });
     }
 
+    // Whether the lane's timer must be (re-)armed for the running attempt.
+    static bool needs_arming(const Lane& lane) {
+        return lane.deadline != Lane::time_point::max() && (!lane.armed || lane.timer.expiry() > lane.deadline);
+    }
+
     // One attempt of an action or compensation on `lane`, interrupted at
     // `deadline` (time_point::max() for none): begin_attempt, then the caller
     // awaits the work itself (no coroutine frame of its own), then end_attempt.
+    // The timer is armed from a handler queued behind the attempt: an attempt
+    // that completes without suspending (the work was at hand) is over before
+    // it runs, and never costs a timer — arming one is a system call whenever
+    // it becomes the earliest. The deadline itself is fixed here, so a step
+    // that does suspend is interrupted on time all the same.
     static void begin_attempt(const std::shared_ptr<Lane>& lane, typename Lane::time_point deadline) {
         lane->timed_out = false;
         lane->deadline = deadline;
-        if (lane->deadline != Lane::time_point::max() && (!lane->armed || lane->timer.expiry() > lane->deadline)) {
-            arm(lane, lane->deadline);
-        }
+        if (lane->arm_queued || !needs_arming(*lane)) return;
+        lane->arm_queued = true;
+        asio::post(lane->timer.get_executor(), [lane] {
+            lane->arm_queued = false;
+            if (needs_arming(*lane)) arm(lane, lane->deadline);
+        });
     }
     static AttemptResult end_attempt(Lane& lane, std::exception_ptr error) {
         lane.deadline = Lane::time_point::max();
