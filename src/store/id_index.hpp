@@ -33,6 +33,11 @@ public:
         return npos;
     }
 
+    // Starts loading the slot where a lookup of `id` begins.
+    void prefetch(std::string_view id) const noexcept {
+        if (!slots_.empty()) __builtin_prefetch(&slots_[Hash{}(id) & mask()]);
+    }
+
     // Adds id -> index unless the id is there: then returns its index (and
     // adds nothing), else npos.
     template <class IdAt>

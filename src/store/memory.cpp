@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -16,24 +17,28 @@ namespace boong {
 
 namespace {
 
-// Hashes event ids. Appended ids are UUIDs (validate_append checks them), so
-// the 36 bytes are read as five words and mixed, at a fraction of the cost of
-// hashing them byte by byte; anything else takes the standard hash.
-struct EventIdHash {
+// Hashes ids (event ids, stream ids) eight bytes at a time, mixing each word:
+// a fraction of the cost of a byte-wise hash on UUIDs and names like
+// "saga-<uuid>", and good enough spread for open addressing.
+struct IdHash {
     std::uint64_t operator()(std::string_view id) const noexcept {
-        if (id.size() != 36) return std::hash<std::string_view>{}(id) * 0x9e3779b97f4a7c15ULL;
-        auto word = [&](std::size_t at) {
+        std::uint64_t h = 0x9e3779b97f4a7c15ULL ^ id.size();
+        auto mix = [&h](std::uint64_t w) {
+            h = (h ^ w) * 0xbf58476d1ce4e5b9ULL;
+            h ^= h >> 31;
+        };
+        std::size_t at = 0;
+        for (; at + 8 <= id.size(); at += 8) {
             std::uint64_t w;
             std::memcpy(&w, id.data() + at, 8);
-            return w;
-        };
-        std::uint64_t h = 0x9e3779b97f4a7c15ULL;
-        constexpr std::size_t offsets[] = {0, 8, 16, 24, 28};
-        for (const std::size_t at : offsets) {
-            h = (h ^ word(at)) * 0xbf58476d1ce4e5b9ULL;
-            h ^= h >> 31;
+            mix(w);
         }
-        return h;
+        if (at < id.size()) {
+            std::uint64_t w = 0;
+            std::memcpy(&w, id.data() + at, id.size() - at);
+            mix(w);
+        }
+        return h * 0x94d049bb133111ebULL ^ (h >> 29);
     }
 };
 
@@ -41,8 +46,9 @@ struct EventIdHash {
 
 struct MemoryEventStore::State {
     // An event as kept: the stream id is held once, by the stream.
+    struct Stream;
     struct Stored {
-        const std::string* stream = nullptr;  // the key in `streams`, which never moves
+        const Stream* stream = nullptr;  // never moves (see streams)
         std::int64_t version = 0;
         Clock::time_point stored_at{};
         EventData event;
@@ -75,25 +81,41 @@ struct MemoryEventStore::State {
         std::size_t size_ = 0;
     };
 
+    struct Stream {
+        std::string id;
+        std::vector<std::size_t> indexes;  // into the log, by version - 1
+    };
+    using Index = detail::IdIndex<IdHash>;
+
     mutable std::mutex mutex;
     Log log;
-    std::unordered_map<std::string, std::vector<std::size_t>> streams;  // stream -> indexes into log
-    detail::IdIndex<EventIdHash> ids;
+    Index ids;                   // event id -> index into the log
+    std::deque<Stream> streams;  // in creation order; a deque never moves them
+    Index stream_ids;            // stream id -> index into streams
     std::unordered_map<std::string, Snapshot> snapshots;
 
-    // The stored id at a log index, for the id index.
-    auto id_at() const {
+    // The ids at an index, for the indexes.
+    auto event_id_at() const {
         return [this](std::size_t index) -> std::string_view { return log[index].event.event_id; };
+    }
+    auto stream_id_at() const {
+        return [this](std::size_t index) -> std::string_view { return streams[index].id; };
+    }
+
+    template <class Self>
+    static auto find_stream(Self& self, std::string_view id) {
+        const auto at = self.stream_ids.find(id, self.stream_id_at());
+        return at == Index::npos ? nullptr : &self.streams[at];
     }
 
     RecordedEvent recorded(std::size_t index) const {
         const Stored& s = log[index];
-        return RecordedEvent{*s.stream, s.version, static_cast<std::int64_t>(index) + 1, s.stored_at, s.event};
+        return RecordedEvent{s.stream->id, s.version, static_cast<std::int64_t>(index) + 1, s.stored_at, s.event};
     }
 
-    std::int64_t version_of(const std::string& stream) const {
-        auto it = streams.find(stream);
-        return it == streams.end() ? 0 : static_cast<std::int64_t>(it->second.size());
+    std::int64_t version_of(std::string_view stream) const {
+        const Stream* found = find_stream(*this, stream);
+        return found ? static_cast<std::int64_t>(found->indexes.size()) : 0;
     }
 };
 
@@ -102,21 +124,24 @@ MemoryEventStore::~MemoryEventStore() = default;
 
 AppendResult MemoryEventStore::append(const std::string& stream, ExpectedVersion expected,
                                       std::vector<EventData> events) {
-    detail::validate_append(stream, expected, events);
     auto& s = *state_;
     std::lock_guard lock(s.mutex);
-    auto existing = s.streams.find(stream);
-    const std::int64_t current =
-        existing == s.streams.end() ? 0 : static_cast<std::int64_t>(existing->second.size());
+    // The id index's slots are the append's cache misses: fetched while the
+    // events are validated (validation under the lock costs nothing here: an
+    // in-memory store serves tests and demos, not contended writers).
+    for (const auto& e : events) s.ids.prefetch(e.event_id);
+    detail::validate_append(stream, expected, events);
+    State::Stream* existing = State::find_stream(s, stream);
+    const std::int64_t current = existing ? static_cast<std::int64_t>(existing->indexes.size()) : 0;
 
     // A retry of an append whose reply was lost: the same ids, already stored
     // in this stream in this order, right after the expected version.
-    if (const auto first = s.ids.find(events.front().event_id, s.id_at()); first != detail::IdIndex<EventIdHash>::npos) {
+    if (const auto first = s.ids.find(events.front().event_id, s.event_id_at()); first != State::Index::npos) {
         const State::Stored& stored = s.log[first];
         const std::int64_t start = stored.version;
-        bool same = *stored.stream == stream && (expected.is_any() || expected.value() == start - 1) &&
+        bool same = stored.stream == existing && (expected.is_any() || expected.value() == start - 1) &&
                     start - 1 + static_cast<std::int64_t>(events.size()) <= current;
-        const auto& indexes = s.streams.at(*stored.stream);
+        const auto& indexes = stored.stream->indexes;
         for (std::size_t i = 0; same && i < events.size(); ++i) {
             same = s.log[indexes[static_cast<std::size_t>(start - 1) + i]].event.event_id == events[i].event_id;
         }
@@ -131,10 +156,15 @@ AppendResult MemoryEventStore::append(const std::string& stream, ExpectedVersion
         throw ConcurrencyConflict(stream, expected.value(), current);
     }
 
-    const bool created = existing == s.streams.end();
-    auto entry = created ? s.streams.try_emplace(stream).first : existing;
-    if (created) entry->second.reserve(16);
-    auto& indexes = entry->second;
+    const bool created = existing == nullptr;
+    if (created) {
+        State::Stream& fresh = s.streams.emplace_back();
+        fresh.id = stream;
+        fresh.indexes.reserve(16);
+        s.stream_ids.insert(fresh.id, s.streams.size() - 1, s.stream_id_at());
+    }
+    State::Stream& entry = created ? s.streams.back() : *existing;
+    auto& indexes = entry.indexes;
     const std::size_t indexed = indexes.size();
     const auto now = Clock::now();
     const std::size_t first_index = s.log.size();
@@ -146,19 +176,22 @@ AppendResult MemoryEventStore::append(const std::string& stream, ExpectedVersion
     for (auto& e : events) {
         const std::size_t index = s.log.size();
         State::Stored& stored = s.log.grow();
-        stored.stream = &entry->first;
+        stored.stream = &entry;
         stored.version = ++version;
         stored.stored_at = now;
         stored.event = std::move(e);
-        if (const auto at = s.ids.insert(stored.event.event_id, index, s.id_at()); at != detail::IdIndex<EventIdHash>::npos) {
+        if (const auto at = s.ids.insert(stored.event.event_id, index, s.event_id_at()); at != State::Index::npos) {
             const State::Stored& other = s.log[at];
             Error error(errc::duplicate_event, "append to '" + stream + "': event id " + stored.event.event_id +
                                                    " is already stored as version " + std::to_string(other.version) +
-                                                   " of '" + *other.stream + "'");
-            for (std::size_t i = first_index; i < index; ++i) s.ids.erase(s.log[i].event.event_id, s.id_at());
+                                                   " of '" + other.stream->id + "'");
+            for (std::size_t i = first_index; i < index; ++i) s.ids.erase(s.log[i].event.event_id, s.event_id_at());
             s.log.truncate(first_index);
             indexes.resize(indexed);
-            if (created) s.streams.erase(entry);
+            if (created) {
+                s.stream_ids.erase(entry.id, s.stream_id_at());
+                s.streams.pop_back();
+            }
             throw error;
         }
         indexes.push_back(index);
@@ -175,9 +208,9 @@ std::vector<RecordedEvent> MemoryEventStore::read_stream(const std::string& stre
     const auto& s = *state_;
     std::lock_guard lock(s.mutex);
     std::vector<RecordedEvent> out;
-    auto it = s.streams.find(stream);
-    if (it == s.streams.end()) return out;
-    const auto& indexes = it->second;
+    const State::Stream* found = State::find_stream(s, stream);
+    if (found == nullptr) return out;
+    const auto& indexes = found->indexes;
     const auto begin = static_cast<std::size_t>(from_version - 1);
     for (std::size_t i = begin; i < indexes.size() && out.size() < max_count; ++i) out.push_back(s.recorded(indexes[i]));
     return out;
