@@ -77,6 +77,7 @@ void drop_tables(const std::string& table) {
             "_outbox, " + table + "_inbox");
     tx.exec("DROP FUNCTION IF EXISTS " + table + "_track_saga()");
     tx.exec("DROP FUNCTION IF EXISTS " + table + "_append(jsonb)");
+    tx.exec("DROP FUNCTION IF EXISTS " + table + "_append(jsonb, boolean)");
     tx.exec("DROP SEQUENCE IF EXISTS " + table + "_position_seq");
 }
 
@@ -334,9 +335,18 @@ TEST_CASE("postgres: the schema is created once, idempotently, by stores that st
     auto c = admin();
     pqxx::nontransaction tx(c);
     const auto versions = tx.exec("SELECT version, library_version FROM " + table + "_schema ORDER BY version");
-    REQUIRE(versions.size() == 2);
+    REQUIRE(versions.size() == 3);
     CHECK(versions[0][0].as<int>() == 1);
     CHECK(versions[1][0].as<int>() == 2);
+    CHECK(versions[2][0].as<int>() == 3);
+    // The version 1 signature stays for processes of the previous version, and
+    // still checks every id: the same append twice is a replay the second time.
+    const std::string old_call = "SELECT r_verdict FROM " + table +
+                                 "_append('[{\"s\":\"old-client\",\"x\":null,\"e\":[{\"i\":"
+                                 "\"0190a3f2-0000-7000-8000-000000000001\",\"t\":\"T\",\"v\":1,\"p\":{},"
+                                 "\"m\":{}}]}]'::jsonb)";
+    CHECK(tx.exec1(old_call)[0].as<std::string>() == "ok");
+    CHECK(tx.exec1(old_call)[0].as<std::string>() == "replay");
     // What the issue asks the table to hold, and the indexes that serve reads.
     const auto columns = tx.exec_params(
         "SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum) "
@@ -716,6 +726,119 @@ TEST_CASE("postgres: group commit writes concurrent appends together; a refusal 
     CHECK(dup_stream.empty());
     auto existing_stream = run(ioc, [&] { return store.async_read_stream(existing, 1, 10, asio::use_awaitable); });
     CHECK(existing_stream.size() == 1);
+    require_idle(ioc);
+}
+
+// Schema version 3 checks event ids only when an append does not expect its
+// stream's version; otherwise the unique index does, at the insert. Here no
+// append has a stale expectation, so the batch is first run unchecked, fails
+// on the stored id, and is run again carefully: the duplicate and the replay
+// are still told apart, and the others written once.
+TEST_CASE("postgres: ids left to the unique index: a duplicate and a replay in a batch are still answered",
+          "[postgres][group-commit]") {
+    asio::io_context ioc;
+    auto cfg = test_config();
+    cfg.group_commit_delay = std::chrono::milliseconds(300);
+    boong::PostgresEventStore store(ioc.get_executor(), cfg);
+    store.open();
+    boong::IdGenerator ids;
+    const auto tag = run_id() + "-" + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
+    const auto replayed = "ix-replayed-" + tag;
+    const std::vector<boong::EventData> original{make_event(ids, "First"), make_event(ids, "Second")};
+    const auto first = run(ioc, [&] {
+        return store.async_append(replayed, boong::ExpectedVersion::any(), original, asio::use_awaitable);
+    });
+    // Not one of `original`: an id in two appends keeps them out of one batch.
+    const auto elsewhere = make_event(ids, "Elsewhere");
+    run(ioc, [&] {
+        return store.async_append("ix-elsewhere-" + tag, boong::ExpectedVersion::no_stream(), {elsewhere},
+                                  asio::use_awaitable);
+    });
+
+    const auto before = store.stats();
+    constexpr int kGood = 10;
+    std::vector<std::optional<boong::AppendResult>> good(kGood);
+    std::optional<boong::AppendResult> replay;
+    std::exception_ptr duplicate, replay_error;
+    int completed = 0;
+    for (int i = 0; i < kGood; ++i) {
+        store.async_append("ix-" + std::to_string(i) + "-" + tag, boong::ExpectedVersion::no_stream(),
+                           {make_event(ids, "Good")}, [&, i](std::exception_ptr e, boong::AppendResult r) {
+                               CHECK_FALSE(e);
+                               if (!e) good[static_cast<std::size_t>(i)] = r;
+                               ++completed;
+                           });
+        if (i == kGood / 2) {
+            // Both expect "any": nothing looks wrong until the insert.
+            store.async_append("ix-dup-" + tag, boong::ExpectedVersion::any(), {make_event(ids, "New"), elsewhere},
+                               [&](std::exception_ptr e, boong::AppendResult) {
+                                   duplicate = e;
+                                   ++completed;
+                               });
+            store.async_append(replayed, boong::ExpectedVersion::any(), original,
+                               [&](std::exception_ptr e, boong::AppendResult r) {
+                                   replay_error = e;
+                                   if (!e) replay = r;
+                                   ++completed;
+                               });
+        }
+    }
+    pump(ioc, [&] { return completed == kGood + 2; });
+    const auto after = store.stats();
+    // The first append goes at once, the others as one batch: run unchecked,
+    // refused by the unique index, run again carefully; never split.
+    CHECK(after.append_transactions - before.append_transactions <= 2);
+    CHECK(after.batch_splits == before.batch_splits);
+    CHECK(after.duplicates - before.duplicates == 1);
+    CHECK(after.replays - before.replays == 1);
+    CHECK(after.events_written - before.events_written == kGood);
+    CHECK(code_of([&] { std::rethrow_exception(duplicate); }) == boong::errc::duplicate_event);
+    REQUIRE_FALSE(replay_error);
+    REQUIRE(replay.has_value());
+    CHECK(replay->next_expected_version == first.next_expected_version);
+    CHECK(replay->first_position == first.first_position);
+    CHECK(replay->last_position == first.last_position);
+    for (const auto& r : good) {
+        REQUIRE(r.has_value());
+        CHECK(r->next_expected_version == 1);
+    }
+    auto dup_stream = run(ioc, [&] { return store.async_read_stream("ix-dup-" + tag, 1, 10, asio::use_awaitable); });
+    CHECK(dup_stream.empty());
+    auto replayed_stream = run(ioc, [&] { return store.async_read_stream(replayed, 1, 10, asio::use_awaitable); });
+    CHECK(replayed_stream.size() == 2);
+    require_idle(ioc);
+}
+
+// A store that appended to a stream skips the version probe for its next
+// append there (it knows the stream is at least at that version). Another
+// writer in between is still caught: by the unique index, then the careful run.
+TEST_CASE("postgres: a stream another store wrote to since is a conflict, even when its head was known",
+          "[postgres][group-commit]") {
+    asio::io_context ioc;
+    boong::PostgresEventStore mine(ioc.get_executor(), test_config());
+    boong::PostgresEventStore theirs(ioc.get_executor(), test_config());
+    mine.open();
+    theirs.open();
+    boong::IdGenerator ids;
+    const auto stream = "heads-" + run_id() + "-" +
+                        std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
+    auto append = [&](boong::PostgresEventStore& store, boong::ExpectedVersion expected) {
+        return run(ioc, [&] {
+            return store.async_append(stream, expected, {make_event(ids, "E")}, asio::use_awaitable);
+        });
+    };
+    CHECK(append(mine, boong::ExpectedVersion::no_stream()).next_expected_version == 1);
+    CHECK(append(mine, boong::ExpectedVersion::exactly(1)).next_expected_version == 2);  // head known: no probe
+    CHECK(append(theirs, boong::ExpectedVersion::exactly(2)).next_expected_version == 3);
+    try {
+        append(mine, boong::ExpectedVersion::exactly(2));  // mine still believes 2
+        FAIL("a stale expectation was written");
+    } catch (const boong::ConcurrencyConflict& c) {
+        CHECK(c.expected() == 2);
+        CHECK(c.actual() == 3);
+    }
+    auto events = run(ioc, [&] { return mine.async_read_stream(stream, 1, 10, asio::use_awaitable); });
+    CHECK(events.size() == 3);
     require_idle(ioc);
 }
 

@@ -16,10 +16,10 @@
 namespace boong::pg {
 namespace {
 
-// A batch that hits a unique violation (another process committed the same
-// stream version or event id between the batch's checks and its insert) is
-// re-run one append at a time, each at most this often: a re-run sees the
-// other write and answers conflict, duplicate or replay.
+// A batch that still hits a unique violation when run carefully (another
+// process committed the same stream version or event id between the batch's
+// checks and its insert) is re-run one append at a time, each at most this
+// often: a re-run sees the other write and answers conflict, duplicate or replay.
 constexpr int kAloneAttempts = 3;
 
 enum class Refusal { none, unique, data };
@@ -44,7 +44,25 @@ Refusal refusal_of(const std::exception_ptr& e) {
 
 }  // namespace
 
-AppendRequest::AppendRequest(std::string s, ExpectedVersion e, std::vector<EventData>& events)
+bool StreamHeads::known(const std::string& stream, ExpectedVersion expected) const {
+    if (expected.is_any()) return false;
+    std::lock_guard lock(mutex_);
+    const auto it = heads_.find(stream);
+    return it != heads_.end() && it->second == expected.value();
+}
+
+void StreamHeads::record(const std::string& stream, std::int64_t version) {
+    std::lock_guard lock(mutex_);
+    auto it = heads_.find(stream);
+    if (it != heads_.end()) {
+        it->second = std::max(it->second, version);
+        return;
+    }
+    if (heads_.size() >= capacity_) heads_.clear();
+    heads_.emplace(stream, version);
+}
+
+AppendRequest::AppendRequest(std::string s, ExpectedVersion e, std::vector<EventData>& events, bool head_known)
     : stream(std::move(s)), expected(e), arrived(std::chrono::steady_clock::now()) {
     event_ids.reserve(events.size());
     std::size_t estimate = 64 + stream.size();
@@ -54,6 +72,7 @@ AppendRequest::AppendRequest(std::string s, ExpectedVersion e, std::vector<Event
     json += nlohmann::json(stream).dump();
     json += ",\"x\":";
     json += expected.is_any() ? std::string("null") : std::to_string(expected.value());
+    if (head_known) json += ",\"k\":1";
     json += ",\"e\":[";
     for (std::size_t i = 0; i < events.size(); ++i) {
         auto& ev = events[i];
@@ -119,10 +138,11 @@ namespace {
 class BatchJob final : public Job {
 public:
     BatchJob(std::vector<std::shared_ptr<AppendRequest>> requests, std::weak_ptr<Batcher::Shared> batcher,
-             std::shared_ptr<Counters> counters, const ConnectTarget& target)
+             std::shared_ptr<Counters> counters, std::shared_ptr<StreamHeads> heads, const ConnectTarget& target)
         : requests_(std::move(requests)),
           batcher_(std::move(batcher)),
           counters_(std::move(counters)),
+          heads_(std::move(heads)),
           target_(target) {}
 
     // Releases the batch's streams however the job ended (ran, failed, or
@@ -133,11 +153,18 @@ public:
 
     void run(Session& session) override {
         std::exception_ptr error;
-        try {
-            call(session, requests_);
-            return;
-        } catch (...) {
-            error = std::current_exception();
+        // First without checking event ids (the unique index does, at the
+        // insert); a unique violation then means an id is stored already (a
+        // replay or a duplicate, which the careful form tells apart and
+        // answers) or a concurrent writer got in first.
+        for (const bool careful : {false, true}) {
+            try {
+                call(session, requests_, careful);
+                return;
+            } catch (...) {
+                error = std::current_exception();
+            }
+            if (refusal_of(error) != Refusal::unique) break;
         }
         const Refusal refusal = refusal_of(error);
         if (refusal == Refusal::none) std::rethrow_exception(error);
@@ -156,7 +183,7 @@ public:
         for (auto& r : requests_) {
             for (int attempt = 1; r->handler; ++attempt) {
                 try {
-                    call(session, {r});
+                    call(session, {r}, true);
                 } catch (...) {
                     auto e = std::current_exception();
                     const Refusal alone = refusal_of(e);
@@ -191,7 +218,7 @@ public:
     }
 
 private:
-    void call(Session& session, const std::vector<std::shared_ptr<AppendRequest>>& batch) {
+    void call(Session& session, const std::vector<std::shared_ptr<AppendRequest>>& batch, bool careful) {
         std::size_t bytes = 2;
         for (const auto& r : batch) bytes += r->json.size() + 1;
         std::string doc;
@@ -206,7 +233,7 @@ private:
         pqxx::result rows;
         try {
             pqxx::nontransaction tx(session.connection(), "boong-append");
-            rows = tx.exec_prepared(kAppendStatement, doc);
+            rows = tx.exec_prepared(kAppendStatement, doc, careful);
         } catch (const pqxx::sql_error&) {
             // The function releases its session lock on every error it sees;
             // this also covers one raised while it was releasing. A no-op
@@ -241,7 +268,9 @@ private:
             } else {
                 Counters::add(counters_->replays);
             }
-            r.handler.complete(nullptr, AppendResult{to_int64(row[3]), to_int64(row[4]), to_int64(row[5])});
+            const AppendResult result{to_int64(row[3]), to_int64(row[4]), to_int64(row[5])};
+            heads_->record(r.stream, result.next_expected_version);
+            r.handler.complete(nullptr, result);
             return;
         }
         if (verdict == "conflict") Counters::add(counters_->conflicts);
@@ -252,6 +281,7 @@ private:
     std::vector<std::shared_ptr<AppendRequest>> requests_;
     std::weak_ptr<Batcher::Shared> batcher_;
     std::shared_ptr<Counters> counters_;
+    std::shared_ptr<StreamHeads> heads_;
     const ConnectTarget& target_;  // the pool's: outlives every job
 };
 
@@ -386,7 +416,7 @@ void Batcher::loop() {
         for (const auto& r : batch) s.busy_streams.insert(r->stream);
         ++s.in_flight;
         lock.unlock();
-        pool_.submit(std::make_shared<BatchJob>(std::move(batch), shared_, counters_, pool_.target()),
+        pool_.submit(std::make_shared<BatchJob>(std::move(batch), shared_, counters_, heads_, pool_.target()),
                      /*urgent=*/true);
         lock.lock();
     }

@@ -20,21 +20,45 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
 namespace boong::pg {
 
+// The versions this store's own appends left streams at. A stream is at
+// least there (events are never deleted), so an append expecting exactly that
+// version needs no version probe on the server: if another writer got in
+// first, the unique index on (stream_id, version) refuses the insert, and the
+// batch runs again carefully. Most appends qualify: a saga's stream, or an
+// aggregate's, is written by one process, one append after the other.
+// Bounded: forgotten wholesale when full (then the probes come back until
+// the streams are seen again).
+class StreamHeads {
+public:
+    explicit StreamHeads(std::size_t capacity = 32768) : capacity_(capacity) {}
+
+    bool known(const std::string& stream, ExpectedVersion expected) const;
+    void record(const std::string& stream, std::int64_t version);
+
+private:
+    mutable std::mutex mutex_;
+    std::unordered_map<std::string, std::int64_t> heads_;
+    std::size_t capacity_;
+};
+
 // One append waiting for its batch. Built (and its JSON serialized) by the
 // caller's thread, so the batch only has to concatenate.
 struct AppendRequest {
     // Serializes `events` (moving their ids out). The handler is set after.
-    AppendRequest(std::string stream, ExpectedVersion expected, std::vector<EventData>& events);
+    // `head_known`: the stream is known to be at `expected` (see StreamHeads).
+    AppendRequest(std::string stream, ExpectedVersion expected, std::vector<EventData>& events,
+                  bool head_known = false);
 
     std::string stream;
     ExpectedVersion expected;
     std::vector<std::string> event_ids;
-    std::string json;  // {"s":stream,"x":expected|null,"e":[...]} as the append function reads it
+    std::string json;  // {"s":stream,"x":expected|null[,"k":1],"e":[...]} as the append function reads it
     detail::ErasedHandler<AppendResult> handler;
     std::chrono::steady_clock::time_point arrived;
 
@@ -66,6 +90,11 @@ public:
 
     void submit(std::shared_ptr<AppendRequest> request);
 
+    // Whether an append to `stream` expecting `expected` may skip the version probe.
+    bool head_known(const std::string& stream, ExpectedVersion expected) const {
+        return heads_->known(stream, expected);
+    }
+
     // For the request's cancellation slot: takes it out of the queue if it is
     // not in a batch yet and fails it with operation_aborted.
     std::function<void(boost::asio::cancellation_type)> canceller(const std::shared_ptr<AppendRequest>& request) const;
@@ -79,6 +108,7 @@ private:
     BatchSettings settings_;
     std::shared_ptr<Counters> counters_;
     std::shared_ptr<Shared> shared_;
+    std::shared_ptr<StreamHeads> heads_ = std::make_shared<StreamHeads>();
     std::thread thread_;
 };
 

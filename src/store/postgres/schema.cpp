@@ -118,92 +118,50 @@ void check_shape(pqxx::work& tx, const std::string& table, const std::array<Colu
     }
 }
 
-// Migration 1: the events table, its indexes, the snapshots table, the
-// append function and the operators' saga view.
-std::vector<std::string> migration_1(const Names& n) {
-    const std::string phases = saga_phase_types();
-    std::vector<std::string> sql;
-    sql.push_back("CREATE TABLE IF NOT EXISTS " + n.events + R"( (
-    position       bigint      NOT NULL,
-    stream_id      text        NOT NULL,
-    version        bigint      NOT NULL,
-    event_id       uuid        NOT NULL,
-    type           text        NOT NULL,
-    schema_version integer     NOT NULL,
-    payload        jsonb       NOT NULL,
-    metadata       jsonb       NOT NULL,
-    stored_at      timestamptz NOT NULL DEFAULT now(),
-    transaction_id xid8        NOT NULL DEFAULT pg_current_xact_id(),
-    PRIMARY KEY (position),
-    UNIQUE (stream_id, version),
-    UNIQUE (event_id),
-    CHECK (position >= 1 AND version >= 1 AND schema_version >= 1)
-))");
-    // Positions come from this sequence, taken under the append lock.
-    sql.push_back("CREATE SEQUENCE IF NOT EXISTS " + n.position_sequence + " AS bigint");
-    // Operators ask "which sagas are not finished?": the latest phase event of
-    // each saga stream. This partial index holds only those events (a few per
-    // saga, not every step event), in the order the question needs them.
-    sql.push_back("CREATE INDEX IF NOT EXISTS " + n.saga_index + " ON " + n.events +
-                  " (stream_id, version DESC) WHERE type IN (" + phases + ")");
-    sql.push_back("CREATE OR REPLACE VIEW " + n.saga_view + R"( AS
-SELECT DISTINCT ON (stream_id)
-       stream_id,
-       CASE WHEN stream_id LIKE 'saga-%' THEN substr(stream_id, 6) ELSE stream_id END AS saga_id,
-       CASE type
-           WHEN )" + quote_literal(saga_event::started) + R"( THEN 'running'
-           WHEN )" + quote_literal(saga_event::resumed) + R"( THEN payload ->> 'phase'
-           WHEN )" + quote_literal(saga_event::compensation_started) + R"( THEN 'compensating'
-           WHEN )" + quote_literal(saga_event::completed) + R"( THEN 'completed'
-           WHEN )" + quote_literal(saga_event::compensated) + R"( THEN 'compensated'
-           WHEN )" + quote_literal(saga_event::failed) + R"( THEN 'failed'
-       END AS phase,
-       type AS phase_event,
-       version AS phase_version,
-       stored_at AS phase_since
-FROM )" + n.events + R"(
-WHERE type IN ()" + phases + R"()
-ORDER BY stream_id, version DESC)");
-    sql.push_back("CREATE TABLE IF NOT EXISTS " + n.snapshots + R"( (
-    stream_id      text        NOT NULL PRIMARY KEY,
-    version        bigint      NOT NULL CHECK (version >= 1),
-    type           text        NOT NULL,
-    schema_version integer     NOT NULL CHECK (schema_version >= 1),
-    state          jsonb       NOT NULL,
-    taken_at       timestamptz NOT NULL
-))");
-
-    // The append function: a whole group-commit batch in one call (one round
-    // trip, one transaction). Input: a JSON array of appends
-    //   {"s": stream, "x": expected version or null (any), "e": [{"i": id,
-    //    "t": type, "v": schema version, "p": payload, "m": metadata}, ...]}
-    // where no stream appears twice and no event id twice (the client
-    // batches so). Output: one row per append, in input order, with its
-    // verdict: ok (written), replay (already written by an earlier call with
-    // the same ids: its original result), conflict (expected version
-    // mismatch: nothing written) or duplicate (an id stored elsewhere:
-    // nothing written). A refused append never affects the others.
-    //
-    // Order (docs/postgres.md, "Gap-free read_all"): under the append lock,
-    // and only there, the transaction gets its id and its positions, so
-    // that among appends, position order is transaction id order. read_all
-    // returns only rows of transactions older than every transaction still
-    // running (the snapshot's xmin), so a reader that has seen position P
-    // never later finds a new event below P. The lock is held for
-    // microseconds; the checks, the insert and the commit's WAL flush of
-    // concurrent batches run side by side.
-    //
-    // The checks read what is committed. Another process's append that
-    // commits between the checks and the insert makes the insert fail with
-    // a unique violation; the client then re-runs the batch's appends one by
-    // one, and they see it.
-    //
-    // Every object is schema-qualified and the function runs with the
-    // caller's rights (no SECURITY DEFINER), so it pins no search_path (a
-    // SET clause costs on every call). It always uses generic plans:
-    // nothing about a batch makes a custom plan better, and planning these
-    // queries on every call would cost more than running them.
-    sql.push_back("CREATE OR REPLACE FUNCTION " + n.append_function + R"((p_batch jsonb)
+// The append function: a whole group-commit batch in one call (one round
+// trip, one transaction). Input: a JSON array of appends
+//   {"s": stream, "x": expected version or null (any), "k": 1 when the
+//    client knows the stream is at least at "x" (see StreamHeads; version 3),
+//    "e": [{"i": id, "t": type, "v": schema version, "p": payload,
+//    "m": metadata}, ...]}
+// where no stream appears twice and no event id twice (the client
+// batches so). Output: one row per append, in input order, with its
+// verdict: ok (written), replay (already written by an earlier call with
+// the same ids: its original result), conflict (expected version
+// mismatch: nothing written) or duplicate (an id stored elsewhere:
+// nothing written). A refused append never affects the others.
+//
+// Two forms: version 1's (p_batch jsonb) checks every id before writing;
+// version 3's (p_batch jsonb, p_careful boolean) does so only when
+// p_careful, or when an append does not expect its stream's current
+// version (a conflict, or a replay, to tell apart). Otherwise the unique
+// index on event ids is the check, at the insert (step 0). The id checks
+// were the larger part of an append's cost on the server: an index probe
+// and several aggregates per event.
+//
+// Order (docs/postgres.md, "Gap-free read_all"): under the append lock,
+// and only there, the transaction gets its id and its positions, so
+// that among appends, position order is transaction id order. read_all
+// returns only rows of transactions older than every transaction still
+// running (the snapshot's xmin), so a reader that has seen position P
+// never later finds a new event below P. The lock is held for
+// microseconds; the checks, the insert and the commit's WAL flush of
+// concurrent batches run side by side.
+//
+// The checks read what is committed. Another process's append that
+// commits between the checks and the insert makes the insert fail with
+// a unique violation; the client then runs the batch again with
+// p_careful, and if that fails too, its appends one by one, which see it.
+//
+// Every object is schema-qualified and the function runs with the
+// caller's rights (no SECURITY DEFINER), so it pins no search_path (a
+// SET clause costs on every call). It always uses generic plans:
+// nothing about a batch makes a custom plan better, and planning these
+// queries on every call would cost more than running them.
+std::string append_function_sql(const Names& n, bool optimistic) {
+    std::string sql = "CREATE OR REPLACE FUNCTION " + n.append_function;
+    sql += optimistic ? "(p_batch jsonb, p_careful boolean)" : "(p_batch jsonb)";
+    sql += R"(
 RETURNS TABLE (r_index integer, r_verdict text, r_current bigint, r_next_version bigint,
                r_first_position bigint, r_last_position bigint,
                r_other_event uuid, r_other_stream text, r_other_version bigint)
@@ -225,6 +183,7 @@ DECLARE
     v_base bigint;
     v_now timestamptz;
     v_locked boolean := false;
+    v_fits boolean := false;
 BEGIN
     -- The transaction id must be taken under the lock (see above).
     IF pg_catalog.pg_current_xact_id_if_assigned() IS NOT NULL THEN
@@ -232,6 +191,41 @@ BEGIN
             USING ERRCODE = 'invalid_transaction_state';
     END IF;
 
+)";
+    if (optimistic) {
+        sql += R"(
+    -- 0. The common case, in one pass: every append expects its stream's
+    -- current version (or any). Its ids are then not in its stream, and one
+    -- stored in another makes the insert fail with a unique violation: the
+    -- client runs the batch again with p_careful, which checks every id.
+    IF NOT p_careful THEN
+        SELECT array_agg('ok'::text ORDER BY w.ai), array_agg(w.cur ORDER BY w.ai), array_agg(w.n ORDER BY w.ai),
+               array_agg(w.offset_in_batch ORDER BY w.ai),
+               coalesce(bool_and(w.expected IS NULL OR w.expected = w.cur), true),
+               coalesce(sum(w.n), 0)::bigint
+        INTO v_verdict, v_cur, v_n, v_offset, v_fits, v_events
+        FROM (
+            SELECT a.ai, a.n, a.expected, c.cur,
+                   coalesce(sum(a.n) OVER (ORDER BY a.ai ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)::bigint
+                       AS offset_in_batch
+            FROM (SELECT (o - 1)::integer AS ai, x ->> 's' AS stream_id, (x ->> 'x')::bigint AS expected,
+                         pg_catalog.jsonb_array_length(x -> 'e')::bigint AS n, x ? 'k' AS known
+                  FROM pg_catalog.jsonb_array_elements(p_batch) WITH ORDINALITY AS t(x, o)) a
+            -- "k": the client knows the stream is at least at the expected
+            -- version (its own last append left it there), so no probe: a
+            -- writer that got in since makes the insert fail (unique index).
+            CROSS JOIN LATERAL (
+                SELECT CASE WHEN a.known AND a.expected IS NOT NULL THEN a.expected
+                            ELSE (SELECT coalesce(max(s.version), 0) FROM )" + n.events + R"( s
+                                  WHERE s.stream_id = a.stream_id)
+                       END AS cur) c
+        ) w;
+    END IF;
+
+    IF NOT v_fits THEN
+)";
+    }
+    sql += R"(
     -- 1. The verdicts, on what is committed.
     WITH a AS MATERIALIZED (
         SELECT (o - 1)::integer AS ai, x ->> 's' AS stream_id, (x ->> 'x')::bigint AS expected,
@@ -289,6 +283,9 @@ BEGIN
     INTO v_verdict, v_cur, v_n, v_lo, v_first, v_last, v_offset, v_other_event, v_other_stream,
          v_other_version, v_events
     FROM o;
+)";
+    if (optimistic) sql += "\n    END IF;";
+    sql += R"(
 
     IF v_events > 0 THEN
         -- 2. Transaction id and positions, together, one writer at a time.
@@ -334,7 +331,66 @@ BEGIN
     FROM pg_catalog.generate_subscripts(v_verdict, 1) AS i
     ORDER BY i;
 END
-$boong$)");
+$boong$)";
+    return sql;
+}
+
+// Migration 1: the events table, its indexes, the snapshots table, the
+// append function and the operators' saga view.
+std::vector<std::string> migration_1(const Names& n) {
+    const std::string phases = saga_phase_types();
+    std::vector<std::string> sql;
+    sql.push_back("CREATE TABLE IF NOT EXISTS " + n.events + R"( (
+    position       bigint      NOT NULL,
+    stream_id      text        NOT NULL,
+    version        bigint      NOT NULL,
+    event_id       uuid        NOT NULL,
+    type           text        NOT NULL,
+    schema_version integer     NOT NULL,
+    payload        jsonb       NOT NULL,
+    metadata       jsonb       NOT NULL,
+    stored_at      timestamptz NOT NULL DEFAULT now(),
+    transaction_id xid8        NOT NULL DEFAULT pg_current_xact_id(),
+    PRIMARY KEY (position),
+    UNIQUE (stream_id, version),
+    UNIQUE (event_id),
+    CHECK (position >= 1 AND version >= 1 AND schema_version >= 1)
+))");
+    // Positions come from this sequence, taken under the append lock.
+    sql.push_back("CREATE SEQUENCE IF NOT EXISTS " + n.position_sequence + " AS bigint");
+    // Operators ask "which sagas are not finished?": the latest phase event of
+    // each saga stream. This partial index holds only those events (a few per
+    // saga, not every step event), in the order the question needs them.
+    sql.push_back("CREATE INDEX IF NOT EXISTS " + n.saga_index + " ON " + n.events +
+                  " (stream_id, version DESC) WHERE type IN (" + phases + ")");
+    sql.push_back("CREATE OR REPLACE VIEW " + n.saga_view + R"( AS
+SELECT DISTINCT ON (stream_id)
+       stream_id,
+       CASE WHEN stream_id LIKE 'saga-%' THEN substr(stream_id, 6) ELSE stream_id END AS saga_id,
+       CASE type
+           WHEN )" + quote_literal(saga_event::started) + R"( THEN 'running'
+           WHEN )" + quote_literal(saga_event::resumed) + R"( THEN payload ->> 'phase'
+           WHEN )" + quote_literal(saga_event::compensation_started) + R"( THEN 'compensating'
+           WHEN )" + quote_literal(saga_event::completed) + R"( THEN 'completed'
+           WHEN )" + quote_literal(saga_event::compensated) + R"( THEN 'compensated'
+           WHEN )" + quote_literal(saga_event::failed) + R"( THEN 'failed'
+       END AS phase,
+       type AS phase_event,
+       version AS phase_version,
+       stored_at AS phase_since
+FROM )" + n.events + R"(
+WHERE type IN ()" + phases + R"()
+ORDER BY stream_id, version DESC)");
+    sql.push_back("CREATE TABLE IF NOT EXISTS " + n.snapshots + R"( (
+    stream_id      text        NOT NULL PRIMARY KEY,
+    version        bigint      NOT NULL CHECK (version >= 1),
+    type           text        NOT NULL,
+    schema_version integer     NOT NULL CHECK (schema_version >= 1),
+    state          jsonb       NOT NULL,
+    taken_at       timestamptz NOT NULL
+))");
+
+    sql.push_back(append_function_sql(n, false));
     return sql;
 }
 
@@ -464,15 +520,29 @@ $boong$)");
     return sql;
 }
 
+// Migration 3: the append function checks event ids only when it must (see
+// append_function_sql). Its version 1 form stays, as the careful form, for
+// processes of the previous version still running during an upgrade.
+std::vector<std::string> migration_3(const Names& n) {
+    return {append_function_sql(n, true),
+            "CREATE OR REPLACE FUNCTION " + n.append_function + R"((p_batch jsonb)
+RETURNS TABLE (r_index integer, r_verdict text, r_current bigint, r_next_version bigint,
+               r_first_position bigint, r_last_position bigint,
+               r_other_event uuid, r_other_stream text, r_other_version bigint)
+LANGUAGE sql VOLATILE
+AS $boong$ SELECT * FROM )" + n.append_function + R"((p_batch, true) $boong$)"};
+}
+
 struct Migration {
     int version;
     const char* description;
     std::vector<std::string> (*statements)(const Names&);
 };
 
-constexpr std::array<Migration, 2> kMigrations{{
+constexpr std::array<Migration, 3> kMigrations{{
     {1, "events, snapshots, append function, saga phase index and view", &migration_1},
     {2, "saga table with owners and leases, outbox cursors, inbox", &migration_2},
+    {3, "append function checks event ids only when it must", &migration_3},
 }};
 static_assert(kMigrations.back().version == kSchemaVersion);
 
@@ -553,7 +623,7 @@ Statements statements(const Names& n) {
         {kAppendStatement,
          "SELECT r_index, r_verdict, r_current, r_next_version, r_first_position, r_last_position, r_other_event, "
          "r_other_stream, r_other_version FROM " +
-             n.append_function + "($1::jsonb)"},
+             n.append_function + "($1::jsonb, $2::boolean)"},
         {kReadStreamStatement, "SELECT " + columns + " FROM " + n.events +
                                    " WHERE stream_id = $1::text AND version >= $2::bigint ORDER BY version "
                                    "LIMIT $3::bigint"},

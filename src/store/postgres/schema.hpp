@@ -12,7 +12,7 @@ namespace boong::pg {
 
 // The schema version this library writes and understands. A database at a
 // higher version was upgraded by a newer library: this one refuses to open it.
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 
 // Names of the prepared statements (see statements()).
 inline constexpr const char* kAppendStatement = "boong_append";

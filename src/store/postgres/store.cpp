@@ -211,7 +211,8 @@ void PostgresEventStore::append_impl(std::string stream, ExpectedVersion expecte
     try {
         impl_->require_open();
         detail::validate_append(stream, expected, events);
-        request = std::make_shared<pg::AppendRequest>(std::move(stream), expected, events);
+        const bool head_known = impl_->batcher.head_known(stream, expected);
+        request = std::make_shared<pg::AppendRequest>(std::move(stream), expected, events, head_known);
     } catch (...) {
         handler.complete(std::current_exception());
         return;
@@ -349,7 +350,8 @@ AppendResult PostgresEventStore::append_in(pqxx::transaction_base& tx, std::stri
     pg::AppendRequest request(std::move(stream), expected, events);
     pqxx::result rows;
     try {
-        rows = tx.exec_prepared(pg::kAppendStatement, "[" + request.json + "]");
+        // Careful: a unique violation here aborts the caller's whole transaction.
+        rows = tx.exec_prepared(pg::kAppendStatement, "[" + request.json + "]", true);
     } catch (const pqxx::unique_violation&) {
         // Another transaction appended to the stream (or stored one of these
         // ids) between this one's checks and its insert. This transaction is
