@@ -288,9 +288,12 @@ private:
     // Shared with the timer's handler, which may outlive the lane's coroutine.
     struct Lane {
         using time_point = asio::steady_timer::time_point;
-        Lane(asio::cancellation_signal& s, const executor_type& ex) : signal(s), timer(ex) {}
+        Lane(asio::cancellation_signal& s, const executor_type& e) : signal(s), ex(e) {}
         asio::cancellation_signal& signal;
-        asio::steady_timer timer;
+        executor_type ex;
+        // Made when first armed: most attempts complete before that (see
+        // begin_attempt), and making a timer looks up its service under a mutex.
+        std::optional<asio::steady_timer> timer;
         time_point deadline = time_point::max();  // of the running attempt; max when none or no timeout
         bool armed = false;
         bool arm_queued = false;  // see begin_attempt
@@ -299,7 +302,7 @@ private:
         // Ends the lane: no timer may be left pending on the io_context.
         void close() {
             deadline = time_point::max();
-            if (armed) timer.cancel();
+            if (armed) timer->cancel();
         }
     };
 
@@ -307,8 +310,9 @@ private:
     // hold the lane alive.
     static void arm(const std::shared_ptr<Lane>& lane, typename Lane::time_point at) {
         lane->armed = true;
-        lane->timer.expires_at(at);
-        lane->timer.async_wait([lane](boost::system::error_code ec) {
+        if (!lane->timer) lane->timer.emplace(lane->ex);
+        lane->timer->expires_at(at);
+        lane->timer->async_wait([lane](boost::system::error_code ec) {
             if (ec) return;  // cancelled or re-armed: the newer wait is in charge
             lane->armed = false;
             if (lane->deadline == Lane::time_point::max()) return;  // no attempt running: stay idle
@@ -324,7 +328,7 @@ private:
 
     // Whether the lane's timer must be (re-)armed for the running attempt.
     static bool needs_arming(const Lane& lane) {
-        return lane.deadline != Lane::time_point::max() && (!lane.armed || lane.timer.expiry() > lane.deadline);
+        return lane.deadline != Lane::time_point::max() && (!lane.armed || lane.timer->expiry() > lane.deadline);
     }
 
     // One attempt of an action or compensation on `lane`, interrupted at
@@ -340,7 +344,7 @@ private:
         lane->deadline = deadline;
         if (lane->arm_queued || !needs_arming(*lane)) return;
         lane->arm_queued = true;
-        asio::post(lane->timer.get_executor(), [lane] {
+        asio::post(lane->ex, [lane] {
             lane->arm_queued = false;
             if (needs_arming(*lane)) arm(lane, lane->deadline);
         });
