@@ -233,6 +233,9 @@ TEST_CASE("redis broker: undecodable entries go to the dead letters with the rea
                 {"XADD", topic, "*", "event_id", ids.next(), "type", "T", "schema_version", "x", "payload", "{}",
                  "metadata", "{}"},
                 {"XADD", topic, "*", "bytes", std::string("\xff\xfe\0z", 4)},
+                // The parser's message quotes the bad byte: the reason must stay writable.
+                {"XADD", topic, "*", "event_id", ids.next(), "type", "T", "schema_version", "1", "payload",
+                 "\"\xff\"", "metadata", "{}"},
             };
             for (auto& argv : raw) co_await b.async_command(std::move(argv), asio::use_awaitable);
             good_id = co_await bc::publish(b, topic, good);
@@ -248,7 +251,7 @@ TEST_CASE("redis broker: undecodable entries go to the dead letters with the rea
                     dead.push_back(d);
                     co_return;
                 });
-            co_await bc::eventually([&] { return dead.size() >= 5 && !handled.empty(); });
+            co_await bc::eventually([&] { return dead.size() >= 6 && !handled.empty(); });
             co_await boong::test::sleep_for(4 * fx.short_timeout());  // nothing loops
             stopped = co_await c->stop();
             stopped = co_await reader->stop() && stopped;
@@ -258,7 +261,7 @@ TEST_CASE("redis broker: undecodable entries go to the dead letters with the rea
         std::chrono::seconds(30));
     CHECK(stopped);
     CHECK(handled == std::vector<std::string>{good_id});
-    REQUIRE(dead.size() == 5);
+    REQUIRE(dead.size() == 6);
     std::vector<std::string> reasons;
     for (const auto& d : dead) {
         CHECK(d.event.type == "boong.UndecodableMessage");
@@ -274,6 +277,7 @@ TEST_CASE("redis broker: undecodable entries go to the dead letters with the rea
     CHECK_THAT(reasons[1], Catch::Contains("payload is not valid JSON"));
     CHECK_THAT(reasons[2], Catch::Contains("metadata"));
     CHECK_THAT(reasons[3], Catch::Contains("schema_version"));
+    CHECK_THAT(reasons[5], Catch::Contains("payload is not valid JSON"));
     CHECK(dead[0].event.payload.at("fields").value("hello", "") == "world");
     REQUIRE(pending.is_array());
     CHECK(pending.at(0) == 0);  // everything acknowledged on the source stream

@@ -394,7 +394,8 @@ private:
         e.metadata.extra["dead_letter"] = json{{"source_topic", options_.topic},
                                                {"source_message_id", entry.id},
                                                {"group", options_.group},
-                                               {"reason", reason},
+                                               // It may quote the entry's bytes (a JSON parser's message).
+                                               {"reason", redis::with_utf8_replaced(reason)},
                                                {"delivery_count", count}};
         return e;
     }

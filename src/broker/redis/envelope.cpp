@@ -435,14 +435,15 @@ std::vector<Entry> parse_entries(const Reply& entries) {
     return out;
 }
 
+std::string with_utf8_replaced(const std::string& s) {
+    // Through dump with replacement (U+FFFD), then back to the text.
+    return json::parse(json(s).dump(-1, ' ', false, json::error_handler_t::replace)).get<std::string>();
+}
+
 json fields_to_json(const Fields& fields) {
-    // Through dump with replacement, so that bytes that are not UTF-8 cannot
-    // make the dead letter itself unwritable.
-    auto text = [](const std::string& s) {
-        return json::parse(json(s).dump(-1, ' ', false, json::error_handler_t::replace)).get<std::string>();
-    };
+    // So that bytes that are not UTF-8 cannot make the dead letter itself unwritable.
     json j = json::object();
-    for (const auto& [k, v] : fields) j[text(k)] = text(v);
+    for (const auto& [k, v] : fields) j[with_utf8_replaced(k)] = with_utf8_replaced(v);
     return j;
 }
 

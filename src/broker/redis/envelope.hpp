@@ -51,6 +51,10 @@ Decoded decode_envelope(const Fields& fields);
 // a shape that is not one.
 std::vector<Entry> parse_entries(const Reply& entries);
 
+// `s` with the bytes that are not UTF-8 replaced by U+FFFD: text that may come
+// from a stream entry (a parser's message quotes what it read), made writable.
+std::string with_utf8_replaced(const std::string& s);
+
 // The raw fields as a JSON object (bytes that are not UTF-8 replaced), for
 // dead letters of undecodable entries.
 json fields_to_json(const Fields& fields);
