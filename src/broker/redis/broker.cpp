@@ -120,7 +120,8 @@ struct RedisBroker::Shared {
         static constexpr Resp::Word minid("MINID");
         static constexpr Resp::Word approx("~");
         static constexpr Resp::Word auto_id("*");
-        Resp resp(16, 512 + e.event_id.size() + e.type.size() + topic.size());
+        // XADD topic, MAXLEN|MINID ~ n, *, then the envelope's field and value.
+        Resp resp(8, 512 + e.event_id.size() + e.type.size() + topic.size());
         resp.raw(xadd.view()).arg(topic);
         PreparedPublish p;
         p.topic_size = topic.size();
