@@ -523,7 +523,8 @@ TEST_CASE("redis broker: the envelope is one field, 'event', exactly what nlohma
     // Invalid UTF-8 anywhere the envelope holds JSON text: refused, nothing written.
     std::vector<boong::EventData> invalid;
     for (std::string bad : {std::string("\xff"), std::string("a\xc3("), std::string("\xed\xa0\x80"),
-                            std::string("\xc0\xaf"), std::string("\xf4\x90\x80\x80"), std::string("end\xe2\x82")}) {
+                            std::string("\xc0\xaf"), std::string("\xf4\x90\x80\x80"), std::string("end\xe2\x82"),
+                            std::string("0123456789\xff"), std::string("01234567\xe2\x82")}) {
         auto e = bc::make_event(ids, "Bad", boong::json{{"ok", bad}});
         invalid.push_back(e);
         e.payload = boong::json{{bad, 1}};

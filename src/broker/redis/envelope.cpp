@@ -43,6 +43,19 @@ public:
         used_ += n;
     }
     void put(std::string_view s) { put(s.data(), s.size()); }
+    // '"', s, '"': one room check for the three when they fit.
+    void put_quoted(std::string_view s) {
+        if (s.size() + 2 > sizeof buf_ - used_) {
+            put('"');
+            put(s);
+            put('"');
+            return;
+        }
+        buf_[used_] = '"';
+        std::memcpy(buf_ + used_ + 1, s.data(), s.size());
+        buf_[used_ + 1 + s.size()] = '"';
+        used_ += s.size() + 2;
+    }
 
     // All the text written, once the writing is done: in the buffer when it
     // fit, else moved to the end of `spill`.
@@ -116,15 +129,30 @@ bool needs_look(const unsigned char* p) noexcept {
                 "a string is not valid UTF-8 (byte " + std::string(hex) + " at index " + std::to_string(index) + ")");
 }
 
+// How many bytes at the start of p[0, size) need no look (see needs_look).
+std::size_t plain_prefix(const unsigned char* p, std::size_t size) noexcept {
+    std::size_t i = 0;
+    while (i + 8 <= size && !needs_look(p + i)) i += 8;
+    // The last word, overlapping the one before: most strings are all plain.
+    if (i < size && size >= 8 && i + 8 > size && !needs_look(p + size - 8)) return size;
+    while (i < size && kByte[p[i]] == plain) ++i;
+    return i;
+}
+
 // A JSON string, escaped as nlohmann's dump() does with ensure_ascii off:
 // the two-character escapes where JSON has one, \u00xx for the other control
 // characters, everything else (DEL, '/', non-ASCII) as it is.
 void write_string(Sink& out, std::string_view s) {
     const auto* p = reinterpret_cast<const unsigned char*>(s.data());
     const std::size_t size = s.size();
+    // Most strings (keys, ids, plain text) have nothing to escape or check.
+    std::size_t i = plain_prefix(p, size);
+    if (i == size) {
+        out.put_quoted(s);
+        return;
+    }
     out.put('"');
     std::size_t run = 0;  // start of the bytes not yet copied
-    std::size_t i = 0;
     while (i < size) {
         if (i + 8 <= size && !needs_look(p + i)) {
             i += 8;
