@@ -308,8 +308,11 @@ struct Driver {
                     if (!reply.is_array() || reply.empty()) break;
                     for (const auto& entry : reply) {
                         const auto& fields = entry[1];
+                        // The envelope is one field, `event`, holding a JSON object.
                         for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
-                            if (fields[i] == "event_id") ids.insert(fields[i + 1].get<std::string>());
+                            if (fields[i] == "event")
+                                ids.insert(boong::json::parse(fields[i + 1].get<std::string>()).at("event_id")
+                                               .get<std::string>());
                         }
                     }
                     from = "(" + reply.back()[0].get<std::string>();

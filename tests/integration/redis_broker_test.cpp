@@ -233,6 +233,9 @@ TEST_CASE("redis broker: undecodable entries go to the dead letters with the rea
                 {"XADD", topic, "*", "event_id", ids.next(), "type", "T", "schema_version", "x", "payload", "{}",
                  "metadata", "{}"},
                 {"XADD", topic, "*", "bytes", std::string("\xff\xfe\0z", 4)},
+                // The parser's message quotes the bad byte: the reason must stay writable.
+                {"XADD", topic, "*", "event_id", ids.next(), "type", "T", "schema_version", "1", "payload",
+                 "\"\xff\"", "metadata", "{}"},
             };
             for (auto& argv : raw) co_await b.async_command(std::move(argv), asio::use_awaitable);
             good_id = co_await bc::publish(b, topic, good);
@@ -248,7 +251,7 @@ TEST_CASE("redis broker: undecodable entries go to the dead letters with the rea
                     dead.push_back(d);
                     co_return;
                 });
-            co_await bc::eventually([&] { return dead.size() >= 5 && !handled.empty(); });
+            co_await bc::eventually([&] { return dead.size() >= 6 && !handled.empty(); });
             co_await boong::test::sleep_for(4 * fx.short_timeout());  // nothing loops
             stopped = co_await c->stop();
             stopped = co_await reader->stop() && stopped;
@@ -258,7 +261,7 @@ TEST_CASE("redis broker: undecodable entries go to the dead letters with the rea
         std::chrono::seconds(30));
     CHECK(stopped);
     CHECK(handled == std::vector<std::string>{good_id});
-    REQUIRE(dead.size() == 5);
+    REQUIRE(dead.size() == 6);
     std::vector<std::string> reasons;
     for (const auto& d : dead) {
         CHECK(d.event.type == "boong.UndecodableMessage");
@@ -270,10 +273,11 @@ TEST_CASE("redis broker: undecodable entries go to the dead letters with the rea
         reasons.push_back(dl.value("reason", ""));
         CHECK(d.event.payload.contains("fields"));
     }
-    CHECK_THAT(reasons[0], Catch::Contains("event_id") && Catch::Contains("missing"));
+    CHECK_THAT(reasons[0], Catch::Contains("the field 'event' is missing"));
     CHECK_THAT(reasons[1], Catch::Contains("payload is not valid JSON"));
     CHECK_THAT(reasons[2], Catch::Contains("metadata"));
     CHECK_THAT(reasons[3], Catch::Contains("schema_version"));
+    CHECK_THAT(reasons[5], Catch::Contains("payload is not valid JSON"));
     CHECK(dead[0].event.payload.at("fields").value("hello", "") == "world");
     REQUIRE(pending.is_array());
     CHECK(pending.at(0) == 0);  // everything acknowledged on the source stream
@@ -500,8 +504,17 @@ std::vector<boong::EventData> tricky_events(boong::IdGenerator& ids) {
 
 }  // namespace
 
-TEST_CASE("redis broker: the envelope's fields are exactly what nlohmann::json writes; text that is not UTF-8 is "
-          "refused",
+// The `event` field the broker writes for `e`: its envelope as one JSON object,
+// keys in a fixed order, each value byte for byte what nlohmann::json writes.
+std::string expected_event_field(const boong::EventData& e) {
+    using boong::json;
+    return R"({"event_id":)" + json(e.event_id).dump() + R"(,"type":)" + json(e.type).dump() +
+           R"(,"schema_version":)" + std::to_string(e.schema_version) + R"(,"metadata":)" + json(e.metadata).dump() +
+           R"(,"payload":)" + e.payload.dump() + "}";
+}
+
+TEST_CASE("redis broker: the envelope is one field, 'event', exactly what nlohmann::json writes; text that is not "
+          "UTF-8 is refused",
           "[broker][redis]") {
     RedisBrokerFixture fx;
     boong::IdGenerator ids;
@@ -510,7 +523,8 @@ TEST_CASE("redis broker: the envelope's fields are exactly what nlohmann::json w
     // Invalid UTF-8 anywhere the envelope holds JSON text: refused, nothing written.
     std::vector<boong::EventData> invalid;
     for (std::string bad : {std::string("\xff"), std::string("a\xc3("), std::string("\xed\xa0\x80"),
-                            std::string("\xc0\xaf"), std::string("\xf4\x90\x80\x80"), std::string("end\xe2\x82")}) {
+                            std::string("\xc0\xaf"), std::string("\xf4\x90\x80\x80"), std::string("end\xe2\x82"),
+                            std::string("0123456789\xff"), std::string("01234567\xe2\x82")}) {
         auto e = bc::make_event(ids, "Bad", boong::json{{"ok", bad}});
         invalid.push_back(e);
         e.payload = boong::json{{bad, 1}};
@@ -520,6 +534,9 @@ TEST_CASE("redis broker: the envelope's fields are exactly what nlohmann::json w
         invalid.push_back(e);
         e.metadata.correlation_id.clear();
         e.metadata.extra = boong::json{{"k", {bad}}};
+        invalid.push_back(e);
+        e.metadata.extra = nullptr;
+        e.type = "Bad" + bad;  // the type is a JSON string in the envelope too
         invalid.push_back(e);
     }
     std::vector<std::string> refusals;
@@ -548,16 +565,209 @@ TEST_CASE("redis broker: the envelope's fields are exactly what nlohmann::json w
         const auto& e = events[i];
         INFO("event " << i << ": " << e.payload.dump() << " / " << boong::json(e.metadata).dump());
         const auto& fields = entries[i].at(1);
-        REQUIRE(fields.size() == 10);
-        CHECK(fields[0] == "event_id");
-        CHECK(fields[1] == e.event_id);
-        CHECK(fields[2] == "type");
-        CHECK(fields[3] == e.type);
-        CHECK(fields[4] == "schema_version");
-        CHECK(fields[5] == std::to_string(e.schema_version));
-        CHECK(fields[6] == "payload");
-        CHECK(fields[7] == e.payload.dump());
-        CHECK(fields[8] == "metadata");
-        CHECK(fields[9] == boong::json(e.metadata).dump());
+        REQUIRE(fields.size() == 2);
+        CHECK(fields[0] == "event");
+        CHECK(fields[1] == expected_event_field(e));
+        // The same object the library's own EventData JSON form gives.
+        CHECK(boong::json::parse(fields[1].get<std::string>()) == boong::json::parse(boong::json(e).dump()));
     }
+}
+
+TEST_CASE("redis broker: every tricky event comes back from the one-field envelope as it was written",
+          "[broker][redis]") {
+    RedisBrokerFixture fx;
+    boong::IdGenerator ids;
+    const auto topic = fx.unique("roundtrip");
+    const auto events = tricky_events(ids);
+    std::vector<boong::EventData> got;
+    bool stopped = false;
+    boong::test::run(
+        fx.ioc(),
+        [&]() -> asio::awaitable<void> {
+            for (const auto& e : events) co_await fx.broker().async_publish(topic, e, asio::use_awaitable);
+            auto c = bc::start_consumer(fx, bc::consumer_options(topic, fx.unique("g"), "c1"),
+                                        [&](const boong::Delivery& d) -> asio::awaitable<void> {
+                                            got.push_back(d.event);
+                                            co_return;
+                                        });
+            co_await bc::eventually([&] { return got.size() >= events.size(); }, std::chrono::seconds(20));
+            stopped = co_await c->stop();
+        },
+        std::chrono::seconds(60));
+    CHECK(stopped);
+    REQUIRE(got.size() == events.size());
+    std::sort(got.begin(), got.end(), [](const auto& a, const auto& b) { return a.event_id < b.event_id; });
+    auto sent = events;
+    std::sort(sent.begin(), sent.end(), [](const auto& a, const auto& b) { return a.event_id < b.event_id; });
+    for (std::size_t i = 0; i < sent.size(); ++i) {
+        const auto& e = sent[i];
+        INFO("event " << e.type << ": " << e.payload.dump() << " / " << boong::json(e.metadata).dump());
+        CHECK(got[i].event_id == e.event_id);
+        CHECK(got[i].type == e.type);
+        CHECK(got[i].schema_version == e.schema_version);
+        // JSON text keeps no NaN or infinity (they are written as null).
+        CHECK(got[i].payload == boong::json::parse(e.payload.dump()));
+        CHECK(boong::json(got[i].metadata) == boong::json::parse(boong::json(e.metadata).dump()));
+    }
+}
+
+TEST_CASE("redis broker: entries of the older five-field layout are still delivered; their dead letters use the "
+          "one-field envelope",
+          "[broker][redis]") {
+    RedisBrokerFixture fx;
+    boong::IdGenerator ids;
+    const auto topic = fx.unique("old-layout");
+    const auto group = fx.unique("g");
+    auto kept = bc::make_event(ids, "Old", boong::json{{"n", 1}, {"text", "caf\xc3\xa9 \"q\""}});
+    auto rejected = bc::make_event(ids, "OldRejected", boong::json::array({1, 2}));
+    rejected.metadata.correlation_id.clear();
+    rejected.metadata.extra = nullptr;
+    std::vector<boong::EventData> handled;
+    std::vector<boong::Delivery> dead;
+    boong::json dlq_entries;
+    bool stopped = false;
+    // As versions before the one-field envelope wrote them.
+    auto old_xadd = [&](const boong::EventData& e) {
+        return std::vector<std::string>{"XADD", topic, "*", "event_id", e.event_id, "type", e.type,
+                                        "schema_version", std::to_string(e.schema_version), "payload",
+                                        e.payload.dump(), "metadata", boong::json(e.metadata).dump()};
+    };
+    boong::test::run(
+        fx.ioc(),
+        [&]() -> asio::awaitable<void> {
+            auto& b = fx.broker();
+            auto first = old_xadd(kept);
+            auto second = old_xadd(rejected);
+            co_await b.async_command(std::move(first), asio::use_awaitable);
+            co_await b.async_command(std::move(second), asio::use_awaitable);
+            auto c = bc::start_consumer(fx, bc::consumer_options(topic, group, "c1"),
+                                        [&](const boong::Delivery& d) -> asio::awaitable<void> {
+                                            handled.push_back(d.event);
+                                            if (d.event.type == "OldRejected") throw boong::Rejection("refused");
+                                            co_return;
+                                        });
+            auto reader = bc::start_consumer(
+                fx, bc::consumer_options(boong::dead_letter_topic(topic), fx.unique("dlq"), "r"),
+                [&](const boong::Delivery& d) -> asio::awaitable<void> {
+                    dead.push_back(d);
+                    co_return;
+                });
+            co_await bc::eventually([&] { return handled.size() >= 2 && !dead.empty(); });
+            stopped = co_await c->stop();
+            stopped = co_await reader->stop() && stopped;
+            std::vector<std::string> argv{"XRANGE", boong::dead_letter_topic(topic), "-", "+"};
+            dlq_entries = co_await b.async_command(std::move(argv), asio::use_awaitable);
+        },
+        std::chrono::seconds(30));
+    CHECK(stopped);
+    REQUIRE(handled.size() == 2);
+    bc::check_same_event(handled[0], kept);
+    CHECK(handled[0].metadata.extra == kept.metadata.extra);
+    bc::check_same_event(handled[1], rejected);
+    // The dead letter is the decoded event, written in the current layout,
+    // plus the readable dead_letter field.
+    REQUIRE(dead.size() == 1);
+    bc::check_same_event(dead[0].event, rejected);
+    CHECK(dead[0].event.metadata.extra.at("dead_letter").value("reason", "") == "refused");
+    REQUIRE(dlq_entries.is_array());
+    REQUIRE(dlq_entries.size() == 1);
+    const auto& fields = dlq_entries[0].at(1);
+    REQUIRE(fields.size() == 4);
+    CHECK(fields[0] == "event");
+    CHECK(fields[1] == expected_event_field(dead[0].event));
+    CHECK(fields[2] == "dead_letter");
+    CHECK(boong::json::parse(fields[3].get<std::string>()) == dead[0].event.metadata.extra.at("dead_letter"));
+}
+
+TEST_CASE("redis broker: malformed one-field envelopes go to the dead letters with a reason naming what is wrong",
+          "[broker][redis]") {
+    RedisBrokerFixture fx;
+    boong::IdGenerator ids;
+    const auto topic = fx.unique("bad-event");
+    const auto group = fx.unique("g");
+    const auto good = bc::make_event(ids, "Good", {{"n", 1}});
+    const std::string id = ids.next();
+    const std::string meta = R"("metadata":{"timestamp":"2025-01-02T03:04:05.000006Z"})";
+    // Each malformed `event` value, and what its reason must mention.
+    const std::vector<std::pair<std::string, std::string>> cases = {
+        {"{not json", "the field 'event' is not valid JSON"},
+        {"[1,2]", "the field 'event' is a JSON array, not an object"},
+        {std::string("{\"event_id\":\"\xff\"}"), "the field 'event' is not valid JSON"},
+        {R"({"event_id":")" + id + R"(","type":"T","schema_version":1,)" + meta + "}", "has no key 'payload'"},
+        {R"({"type":"T","schema_version":1,"payload":{},)" + meta + "}", "has no key 'event_id'"},
+        {R"({"event_id":7,"type":"T","schema_version":1,"payload":{},)" + meta + "}",
+         "event_id in the field 'event' is a JSON number, not a string"},
+        {R"({"event_id":"not-a-uuid","type":"T","schema_version":1,"payload":{},)" + meta + "}",
+         "event_id 'not-a-uuid' is not a UUID"},
+        {R"({"event_id":")" + id + R"(","type":"","schema_version":1,"payload":{},)" + meta + "}", "type is empty"},
+        {R"({"event_id":")" + id + R"(","type":["T"],"schema_version":1,"payload":{},)" + meta + "}",
+         "type in the field 'event' is a JSON array, not a string"},
+        {R"({"event_id":")" + id + R"(","type":"T","schema_version":0,"payload":{},)" + meta + "}",
+         "schema_version 0 is not an integer >= 1"},
+        {R"({"event_id":")" + id + R"(","type":"T","schema_version":"1","payload":{},)" + meta + "}",
+         "schema_version \"1\" is not an integer >= 1"},
+        {R"({"event_id":")" + id + R"(","type":"T","schema_version":1.5,"payload":{},)" + meta + "}",
+         "schema_version 1.5 is not an integer >= 1"},
+        {R"({"event_id":")" + id + R"(","type":"T","schema_version":4294967297,"payload":{},)" + meta + "}",
+         "schema_version 4294967297 is not an integer >= 1"},
+        {R"({"event_id":")" + id + R"(","type":"T","schema_version":1,"payload":{},"metadata":[]})",
+         "metadata is not valid"},
+        {R"({"event_id":")" + id + R"(","type":"T","schema_version":1,"payload":{},"metadata":{"timestamp":"x"}})",
+         "metadata is not valid"},
+    };
+    std::vector<std::string> handled;
+    std::vector<boong::Delivery> dead;
+    std::string good_id;
+    boong::json pending;
+    bool stopped = false;
+    boong::test::run(
+        fx.ioc(),
+        [&]() -> asio::awaitable<void> {
+            auto& b = fx.broker();
+            for (const auto& [value, reason] : cases) {
+                std::vector<std::string> argv{"XADD", topic, "*", "event", value};
+                co_await b.async_command(std::move(argv), asio::use_awaitable);
+            }
+            std::vector<std::string> unrelated{"XADD", topic, "*", "hello", "world"};
+            co_await b.async_command(std::move(unrelated), asio::use_awaitable);
+            good_id = co_await bc::publish(b, topic, good);
+            auto c = bc::start_consumer(fx, bc::consumer_options(topic, group, "c1"),
+                                        [&](const boong::Delivery& d) -> asio::awaitable<void> {
+                                            handled.push_back(d.message_id);
+                                            co_return;
+                                        });
+            auto reader = bc::start_consumer(
+                fx, bc::consumer_options(boong::dead_letter_topic(topic), fx.unique("dlq"), "r"),
+                [&](const boong::Delivery& d) -> asio::awaitable<void> {
+                    dead.push_back(d);
+                    co_return;
+                });
+            co_await bc::eventually([&] { return dead.size() >= cases.size() + 1 && !handled.empty(); },
+                                    std::chrono::seconds(10));
+            stopped = co_await c->stop();
+            stopped = co_await reader->stop() && stopped;
+            std::vector<std::string> argv{"XPENDING", topic, group};
+            pending = co_await b.async_command(std::move(argv), asio::use_awaitable);
+        },
+        std::chrono::seconds(30));
+    CHECK(stopped);
+    CHECK(handled == std::vector<std::string>{good_id});
+    REQUIRE(dead.size() == cases.size() + 1);
+    for (std::size_t i = 0; i < dead.size(); ++i) {
+        const auto& d = dead[i];
+        CHECK(d.event.type == "boong.UndecodableMessage");
+        const auto reason = d.event.metadata.extra.at("dead_letter").value("reason", "");
+        INFO("entry " << i << ": " << reason);
+        CHECK_THAT(reason, Catch::StartsWith("undecodable message: "));
+        if (i < cases.size()) {
+            CHECK_THAT(reason, Catch::Contains(cases[i].second));
+            // The raw value, for whoever repairs it (bytes that are not UTF-8 replaced).
+            const auto& raw = d.event.payload.at("fields").at("event").get_ref<const std::string&>();
+            if (i != 2) CHECK(raw == cases[i].first);
+        } else {
+            CHECK_THAT(reason, Catch::Contains("the field 'event' is missing"));
+        }
+    }
+    REQUIRE(pending.is_array());
+    CHECK(pending.at(0) == 0);
 }

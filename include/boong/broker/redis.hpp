@@ -1,8 +1,9 @@
 // The Redis Streams backend of the Broker concept (target Boong::redis).
 //
 // A topic is a stream; a message is a stream entry carrying the event's
-// envelope (fields event_id, type, schema_version, payload and metadata, the
-// last two as JSON text). Consumers are consumer groups: XREADGROUP on a
+// envelope in one field, "event": a JSON object with event_id, type,
+// schema_version, metadata and payload (entries of the older five-field
+// layout are still read). Consumers are consumer groups: XREADGROUP on a
 // connection of their own (with a finite BLOCK), XACK after the handler
 // succeeded, XAUTOCLAIM of entries idle longer than the visibility timeout,
 // dead letters in "<topic>.dlq". hiredis does the protocol, Asio the I/O: no

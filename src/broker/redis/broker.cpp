@@ -120,7 +120,8 @@ struct RedisBroker::Shared {
         static constexpr Resp::Word minid("MINID");
         static constexpr Resp::Word approx("~");
         static constexpr Resp::Word auto_id("*");
-        Resp resp(16, 512 + e.event_id.size() + e.type.size() + topic.size());
+        // XADD topic, MAXLEN|MINID ~ n, *, then the envelope's field and value.
+        Resp resp(8, 512 + e.event_id.size() + e.type.size() + topic.size());
         resp.raw(xadd.view()).arg(topic);
         PreparedPublish p;
         p.topic_size = topic.size();
@@ -394,7 +395,8 @@ private:
         e.metadata.extra["dead_letter"] = json{{"source_topic", options_.topic},
                                                {"source_message_id", entry.id},
                                                {"group", options_.group},
-                                               {"reason", reason},
+                                               // It may quote the entry's bytes (a JSON parser's message).
+                                               {"reason", redis::with_utf8_replaced(reason)},
                                                {"delivery_count", count}};
         return e;
     }

@@ -3,6 +3,7 @@
 #include <array>
 #include <charconv>
 #include <chrono>
+#include <climits>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -42,6 +43,19 @@ public:
         used_ += n;
     }
     void put(std::string_view s) { put(s.data(), s.size()); }
+    // '"', s, '"': one room check for the three when they fit.
+    void put_quoted(std::string_view s) {
+        if (s.size() + 2 > sizeof buf_ - used_) {
+            put('"');
+            put(s);
+            put('"');
+            return;
+        }
+        buf_[used_] = '"';
+        std::memcpy(buf_ + used_ + 1, s.data(), s.size());
+        buf_[used_ + 1 + s.size()] = '"';
+        used_ += s.size() + 2;
+    }
 
     // All the text written, once the writing is done: in the buffer when it
     // fit, else moved to the end of `spill`.
@@ -115,15 +129,30 @@ bool needs_look(const unsigned char* p) noexcept {
                 "a string is not valid UTF-8 (byte " + std::string(hex) + " at index " + std::to_string(index) + ")");
 }
 
+// How many bytes at the start of p[0, size) need no look (see needs_look).
+std::size_t plain_prefix(const unsigned char* p, std::size_t size) noexcept {
+    std::size_t i = 0;
+    while (i + 8 <= size && !needs_look(p + i)) i += 8;
+    // The last word, overlapping the one before: most strings are all plain.
+    if (i < size && size >= 8 && i + 8 > size && !needs_look(p + size - 8)) return size;
+    while (i < size && kByte[p[i]] == plain) ++i;
+    return i;
+}
+
 // A JSON string, escaped as nlohmann's dump() does with ensure_ascii off:
 // the two-character escapes where JSON has one, \u00xx for the other control
 // characters, everything else (DEL, '/', non-ASCII) as it is.
 void write_string(Sink& out, std::string_view s) {
     const auto* p = reinterpret_cast<const unsigned char*>(s.data());
     const std::size_t size = s.size();
+    // Most strings (keys, ids, plain text) have nothing to escape or check.
+    std::size_t i = plain_prefix(p, size);
+    if (i == size) {
+        out.put_quoted(s);
+        return;
+    }
     out.put('"');
     std::size_t run = 0;  // start of the bytes not yet copied
-    std::size_t i = 0;
     while (i < size) {
         if (i + 8 <= size && !needs_look(p + i)) {
             i += 8;
@@ -327,87 +356,149 @@ Error unwritable(const EventData& e, const Error& why) {
     return Error(errc::invalid_argument, "event " + e.event_id + " cannot be written as JSON: " + why.what());
 }
 
+// The envelope as one JSON object: the short, fixed-shape keys first so that
+// an operator reading the stream with redis-cli sees them before the payload.
+void write_envelope(Sink& out, const EventData& e) {
+    out.put(R"({"event_id":)");
+    write_string(out, e.event_id);
+    out.put(R"(,"type":)");
+    write_string(out, e.type);
+    out.put(R"(,"schema_version":)");
+    write_integer(out, e.schema_version);
+    out.put(R"(,"metadata":)");
+    write_metadata(out, e.metadata);
+    out.put(R"(,"payload":)");
+    write_json(out, e.payload);
+    out.put('}');
+}
+
 }  // namespace
 
 void append_envelope(std::vector<std::string>& argv, const EventData& e) {
-    std::string payload, metadata;
+    std::string text;
     try {
-        write_json(payload, e.payload);
-        write_metadata(metadata, e.metadata);
+        Sink sink(text);
+        write_envelope(sink, e);
+        sink.flush();
     } catch (const Error& ex) {
         throw unwritable(e, ex);
     }
-    argv.insert(argv.end(), {"event_id", e.event_id, "type", e.type, "schema_version",
-                             std::to_string(e.schema_version), "payload", std::move(payload), "metadata",
-                             std::move(metadata)});
+    argv.emplace_back(kEventField);
+    argv.push_back(std::move(text));
 }
 
 void append_envelope(Resp& resp, const EventData& e) {
-    static constexpr Resp::Word event_id("event_id");
-    static constexpr Resp::Word type("type");
-    static constexpr Resp::Word schema_version("schema_version");
-    static constexpr Resp::Word payload("payload");
-    static constexpr Resp::Word metadata("metadata");
-    resp.raw(event_id.view()).arg(e.event_id).raw(type.view()).arg(e.type);
-    resp.raw(schema_version.view()).arg(static_cast<long long>(e.schema_version));
-    // Each value is written on the stack (a spill string for a big one),
-    // then copied once into the command behind its length.
+    static constexpr Resp::Word event("event");
+    // Written on the stack (a spill string for a big event), then copied
+    // once into the command behind its length.
+    std::string spill;
+    Sink text(spill);
     try {
-        std::string spill;
-        Sink payload_text(spill);
-        write_json(payload_text, e.payload);
-        resp.raw(payload.view()).arg(payload_text.text());
-        spill.clear();
-        Sink metadata_text(spill);
-        write_metadata(metadata_text, e.metadata);
-        resp.raw(metadata.view()).arg(metadata_text.text());
+        write_envelope(text, e);
     } catch (const Error& ex) {
         throw unwritable(e, ex);
     }
+    resp.raw(event.view()).arg(text.text());
 }
 
-Decoded decode_envelope(const Fields& fields) {
+namespace {
+
+Decoded undecodable(std::string why) {
     Decoded d;
+    d.error = "undecodable message: " + std::move(why);
+    return d;
+}
+
+// The current layout: one field, `event`, holding the envelope as a JSON object.
+Decoded decode_event(const std::string& text) {
+    json j;
+    try {
+        j = json::parse(text);
+    } catch (const json::exception& ex) {
+        return undecodable(std::string("the field 'event' is not valid JSON: ") + ex.what());
+    }
+    if (!j.is_object())
+        return undecodable(std::string("the field 'event' is a JSON ") + j.type_name() + ", not an object");
+    json* values[5];
+    const char* names[] = {"event_id", "type", "schema_version", "metadata", "payload"};
+    for (int i = 0; i < 5; ++i) {
+        const auto it = j.find(names[i]);
+        if (it == j.end()) return undecodable(std::string("the field 'event' has no key '") + names[i] + "'");
+        values[i] = &*it;
+    }
+    auto ill_typed = [&](int i, const char* wanted) {
+        return undecodable(std::string(names[i]) + " in the field 'event' is a JSON " + values[i]->type_name() +
+                           ", not " + wanted);
+    };
+    EventData e;
+    if (!values[0]->is_string()) return ill_typed(0, "a string");
+    e.event_id = std::move(values[0]->get_ref<std::string&>());
+    if (!is_uuid(e.event_id)) return undecodable("event_id '" + e.event_id + "' is not a UUID");
+    if (!values[1]->is_string()) return ill_typed(1, "a string");
+    e.type = std::move(values[1]->get_ref<std::string&>());
+    if (e.type.empty()) return undecodable("type is empty");
+    const json& sv = *values[2];
+    std::int64_t version = 0;  // 0: not an integer, or out of range
+    if (sv.is_number_unsigned()) {
+        if (sv.get<std::uint64_t>() <= INT_MAX) version = sv.get<std::int64_t>();
+    } else if (sv.is_number_integer()) {
+        version = sv.get<std::int64_t>();
+    }
+    if (version < 1 || version > INT_MAX)
+        return undecodable("schema_version " + sv.dump(-1, ' ', false, json::error_handler_t::replace) +
+                           " is not an integer >= 1");
+    e.schema_version = static_cast<int>(version);
+    try {
+        e.metadata = values[3]->get<EventMetadata>();
+    } catch (const std::exception& ex) {
+        return undecodable(std::string("metadata is not valid: ") + ex.what());
+    }
+    e.payload = std::move(*values[4]);
+    Decoded d;
+    d.event = std::move(e);
+    return d;
+}
+
+// The layout before the single `event` field: five fields, payload and
+// metadata as JSON text. Entries written then may still sit in streams.
+Decoded decode_fields(const Fields& fields) {
     const char* names[] = {"event_id", "type", "schema_version", "payload", "metadata"};
     const std::string* values[5];
     for (int i = 0; i < 5; ++i) {
         values[i] = find(fields, names[i]);
-        if (!values[i]) {
-            d.error = std::string("undecodable message: the field '") + names[i] + "' is missing";
-            return d;
-        }
+        if (!values[i]) return undecodable(std::string("the field '") + names[i] + "' is missing");
     }
     EventData e;
     e.event_id = *values[0];
-    if (!is_uuid(e.event_id)) {
-        d.error = "undecodable message: event_id '" + e.event_id + "' is not a UUID";
-        return d;
-    }
+    if (!is_uuid(e.event_id)) return undecodable("event_id '" + e.event_id + "' is not a UUID");
     e.type = *values[1];
-    if (e.type.empty()) {
-        d.error = "undecodable message: type is empty";
-        return d;
-    }
+    if (e.type.empty()) return undecodable("type is empty");
     const auto& sv = *values[2];
     const auto [end, ec] = std::from_chars(sv.data(), sv.data() + sv.size(), e.schema_version);
-    if (ec != std::errc{} || end != sv.data() + sv.size() || e.schema_version < 1) {
-        d.error = "undecodable message: schema_version '" + sv + "' is not an integer >= 1";
-        return d;
-    }
+    if (ec != std::errc{} || end != sv.data() + sv.size() || e.schema_version < 1)
+        return undecodable("schema_version '" + sv + "' is not an integer >= 1");
     try {
         e.payload = json::parse(*values[3]);
     } catch (const std::exception& ex) {
-        d.error = std::string("undecodable message: payload is not valid JSON: ") + ex.what();
-        return d;
+        return undecodable(std::string("payload is not valid JSON: ") + ex.what());
     }
     try {
         e.metadata = json::parse(*values[4]).get<EventMetadata>();
     } catch (const std::exception& ex) {
-        d.error = std::string("undecodable message: metadata is not valid: ") + ex.what();
-        return d;
+        return undecodable(std::string("metadata is not valid: ") + ex.what());
     }
+    Decoded d;
     d.event = std::move(e);
     return d;
+}
+
+}  // namespace
+
+Decoded decode_envelope(const Fields& fields) {
+    if (const auto* text = find(fields, kEventField)) return decode_event(*text);
+    for (const char* old : {"event_id", "type", "schema_version", "payload", "metadata"})
+        if (find(fields, old)) return decode_fields(fields);
+    return undecodable("the field 'event' is missing (nor is it an entry of the older five-field layout)");
 }
 
 std::vector<Entry> parse_entries(const Reply& entries) {
@@ -435,14 +526,15 @@ std::vector<Entry> parse_entries(const Reply& entries) {
     return out;
 }
 
+std::string with_utf8_replaced(const std::string& s) {
+    // Through dump with replacement (U+FFFD), then back to the text.
+    return json::parse(json(s).dump(-1, ' ', false, json::error_handler_t::replace)).get<std::string>();
+}
+
 json fields_to_json(const Fields& fields) {
-    // Through dump with replacement, so that bytes that are not UTF-8 cannot
-    // make the dead letter itself unwritable.
-    auto text = [](const std::string& s) {
-        return json::parse(json(s).dump(-1, ' ', false, json::error_handler_t::replace)).get<std::string>();
-    };
+    // So that bytes that are not UTF-8 cannot make the dead letter itself unwritable.
     json j = json::object();
-    for (const auto& [k, v] : fields) j[text(k)] = text(v);
+    for (const auto& [k, v] : fields) j[with_utf8_replaced(k)] = with_utf8_replaced(v);
     return j;
 }
 
