@@ -41,14 +41,6 @@ void append_envelope(std::vector<std::string>& argv, const EventData& e);
 // json(e.metadata), and it throws in the same cases.
 void append_envelope(Resp& resp, const EventData& e);
 
-// JSON text exactly as nlohmann::json::dump() writes it (compact, UTF-8
-// kept as it is), appended to `out`, without its per-byte decoder. Throws
-// errc::invalid_argument on a string that is not valid UTF-8 (where dump()
-// throws json::type_error), leaving `out` partly written.
-void write_json(std::string& out, const json& j);
-// json(m).dump() (see to_json(json&, const EventMetadata&)), the same way.
-void write_metadata(std::string& out, const EventMetadata& m);
-
 // The event of an entry (either layout), or why it cannot be decoded.
 struct Decoded {
     std::optional<EventData> event;

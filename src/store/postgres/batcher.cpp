@@ -1,5 +1,7 @@
 #include "batcher.hpp"
 
+#include "json_text.hpp"
+
 #include "rows.hpp"
 #include "schema.hpp"
 
@@ -66,31 +68,39 @@ AppendRequest::AppendRequest(std::string s, ExpectedVersion e, std::vector<Event
     : stream(std::move(s)), expected(e), arrived(std::chrono::steady_clock::now()) {
     event_ids.reserve(events.size());
     std::size_t estimate = 64 + stream.size();
-    for (const auto& ev : events) estimate += 160 + ev.type.size();
+    for (const auto& ev : events) estimate += 400 + ev.type.size();
     json.reserve(estimate);
-    json += "{\"s\":";
-    json += nlohmann::json(stream).dump();
-    json += ",\"x\":";
-    json += expected.is_any() ? std::string("null") : std::to_string(expected.value());
-    if (head_known) json += ",\"k\":1";
-    json += ",\"e\":[";
+    // Written straight from the values (no JSON documents built, no dump()):
+    // on the caller's thread, which shares the machine with the server.
+    detail::JsonSink out(json);
+    out.put(R"({"s":)");
+    detail::write_json_string(out, stream);
+    out.put(R"(,"x":)");
+    if (expected.is_any()) {
+        out.put("null");
+    } else {
+        detail::write_json_integer(out, expected.value());
+    }
+    if (head_known) out.put(R"(,"k":1)");
+    out.put(R"(,"e":[)");
     for (std::size_t i = 0; i < events.size(); ++i) {
         auto& ev = events[i];
-        if (i) json += ',';
-        json += "{\"i\":\"";
-        json += ev.event_id;
-        json += "\",\"t\":";
-        json += nlohmann::json(ev.type).dump();
-        json += ",\"v\":";
-        json += std::to_string(ev.schema_version);
-        json += ",\"p\":";
-        json += ev.payload.dump();
-        json += ",\"m\":";
-        json += nlohmann::json(ev.metadata).dump();
-        json += '}';
+        if (i) out.put(',');
+        out.put(R"({"i":)");
+        detail::write_json_string(out, ev.event_id);
+        out.put(R"(,"t":)");
+        detail::write_json_string(out, ev.type);
+        out.put(R"(,"v":)");
+        detail::write_json_integer(out, ev.schema_version);
+        out.put(R"(,"p":)");
+        detail::write_json(out, ev.payload);
+        out.put(R"(,"m":)");
+        detail::write_metadata(out, ev.metadata);
+        out.put('}');
         event_ids.push_back(std::move(ev.event_id));
     }
-    json += "]}";
+    out.put("]}");
+    out.flush();
 }
 
 std::exception_ptr verdict_error(const AppendRequest& r, const pqxx::row& row) {
