@@ -123,6 +123,7 @@ struct Batcher::Shared {
     std::condition_variable wake;
     std::deque<std::shared_ptr<AppendRequest>> pending;
     std::size_t pending_events = 0;
+    std::chrono::steady_clock::time_point last_arrival{};
     std::unordered_set<std::string> busy_streams;  // streams with an append in a batch in flight
     std::size_t in_flight = 0;
     bool blocked = false;  // everything pending waits for a stream in flight
@@ -344,6 +345,7 @@ void Batcher::submit(std::shared_ptr<AppendRequest> request) {
             wake = s.pending.empty() || s.blocked ||
                    (s.pending_events < settings_.max_events && s.pending_events + n >= settings_.max_events);
             s.blocked = false;
+            s.last_arrival = request->arrived;
             s.pending.push_back(std::move(request));
             s.pending_events += n;
         }
@@ -386,9 +388,11 @@ void Batcher::loop() {
         }
         // With no batch in flight, go at once: there is nothing to wait for,
         // and a lone append should not pay the delay. With one in flight,
-        // wait for company until the oldest append's delay is up or the
-        // batch is full: this batch's commit overlaps the other's.
-        const auto deadline = s.pending.front()->arrived + settings_.delay;
+        // wait for company until the oldest append's delay is up, the batch
+        // is full, or arrivals paused for an eighth of the delay: this
+        // batch's commit overlaps the other's.
+        const auto deadline = std::min(s.pending.front()->arrived + settings_.delay,
+                                       s.last_arrival + settings_.delay / 8);
         if (s.in_flight > 0 && s.pending_events < settings_.max_events &&
             std::chrono::steady_clock::now() < deadline) {
             s.wake.wait_until(lock, deadline);
