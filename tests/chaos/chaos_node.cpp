@@ -21,7 +21,9 @@
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <string>
+#include <thread>
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
@@ -79,8 +81,25 @@ int main(int argc, char** argv) try {
     pc.pool_size = 6;
     pc.connect_timeout = 3s;
     pc.command_timeout = 10s;
-    boong::PostgresEventStore store(ioc.get_executor(), pc);
-    store.open();
+    // PostgreSQL may be restarting when this node is (re)started, as Redis may
+    // be below: a service's supervisor would start it again, so the node
+    // waits for the server (a failed open needs a new store) instead of
+    // exiting, for up to 60 s.
+    std::optional<boong::PostgresEventStore> opened;
+    const auto give_up = std::chrono::steady_clock::now() + 60s;
+    for (;;) {
+        opened.emplace(ioc.get_executor(), pc);
+        try {
+            opened->open();
+            break;
+        } catch (const boong::Error& e) {
+            if (e.code() != boong::errc::store_unavailable || std::chrono::steady_clock::now() > give_up) throw;
+            spdlog::warn("postgres not reachable yet: {}", e.what());
+        }
+        opened.reset();
+        std::this_thread::sleep_for(200ms);
+    }
+    boong::PostgresEventStore& store = *opened;
     boong::PostgresSagaIndex index(store);
     boong::PostgresOutbox outbox(store);
 
