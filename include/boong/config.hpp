@@ -26,7 +26,7 @@ struct PostgresStoreConfig {
     milliseconds connect_timeout{5000};   // 0 = no timeout
     milliseconds command_timeout{10000};  // 0 = no timeout
     int group_commit_max_events = 256;    // appends batched into one transaction, at most
-    std::chrono::microseconds group_commit_delay{500};  // how long a batch waits to fill
+    std::chrono::microseconds group_commit_delay{500};  // how long a batch waits to fill (less when arrivals pause)
     std::string password_env;  // name of an env var holding the password, optional
 };
 
