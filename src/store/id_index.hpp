@@ -26,11 +26,8 @@ public:
     template <class IdAt>
     std::size_t find(std::string_view id, const IdAt& id_at) const noexcept {
         if (slots_.empty()) return npos;
-        const std::uint64_t h = Hash{}(id);
-        for (std::size_t i = h & mask(); slots_[i].at != 0; i = (i + 1) & mask()) {
-            if (slots_[i].hash == h && id_at(slots_[i].at - 1) == id) return slots_[i].at - 1;
-        }
-        return npos;
+        const Slot& slot = slots_[probe(id, Hash{}(id), id_at)];
+        return slot.at == 0 ? npos : slot.at - 1;
     }
 
     // Starts loading the slot where a lookup of `id` begins.
@@ -44,11 +41,9 @@ public:
     std::size_t insert(std::string_view id, std::size_t index, const IdAt& id_at) {
         if ((size_ + 1) * 2 > slots_.size()) grow();
         const std::uint64_t h = Hash{}(id);
-        std::size_t i = h & mask();
-        for (; slots_[i].at != 0; i = (i + 1) & mask()) {
-            if (slots_[i].hash == h && id_at(slots_[i].at - 1) == id) return slots_[i].at - 1;
-        }
-        slots_[i] = Slot{h, index + 1};
+        Slot& slot = slots_[probe(id, h, id_at)];
+        if (slot.at != 0) return slot.at - 1;
+        slot = Slot{h, index + 1};
         ++size_;
         return npos;
     }
@@ -58,12 +53,8 @@ public:
     template <class IdAt>
     void erase(std::string_view id, const IdAt& id_at) noexcept {
         if (slots_.empty()) return;
-        const std::uint64_t h = Hash{}(id);
-        std::size_t hole = h & mask();
-        for (;; hole = (hole + 1) & mask()) {
-            if (slots_[hole].at == 0) return;
-            if (slots_[hole].hash == h && id_at(slots_[hole].at - 1) == id) break;
-        }
+        std::size_t hole = probe(id, Hash{}(id), id_at);
+        if (slots_[hole].at == 0) return;
         for (std::size_t j = (hole + 1) & mask(); slots_[j].at != 0; j = (j + 1) & mask()) {
             const std::size_t home = slots_[j].hash & mask();
             // The entry at j moves into the hole unless its home lies cyclically in (hole, j].
@@ -83,6 +74,14 @@ private:
     };
 
     std::size_t mask() const noexcept { return slots_.size() - 1; }
+
+    // The slot holding `id` (hash `h`), or the empty slot where it would go.
+    template <class IdAt>
+    std::size_t probe(std::string_view id, std::uint64_t h, const IdAt& id_at) const noexcept {
+        std::size_t i = h & mask();
+        while (slots_[i].at != 0 && !(slots_[i].hash == h && id_at(slots_[i].at - 1) == id)) i = (i + 1) & mask();
+        return i;
+    }
 
     void grow() {
         std::vector<Slot> old(std::max<std::size_t>(1024, slots_.size() * 2));

@@ -123,7 +123,6 @@ struct Batcher::Shared {
     std::condition_variable wake;
     std::deque<std::shared_ptr<AppendRequest>> pending;
     std::size_t pending_events = 0;
-    std::chrono::steady_clock::time_point last_arrival{};
     std::unordered_set<std::string> busy_streams;  // streams with an append in a batch in flight
     std::size_t in_flight = 0;
     bool blocked = false;  // everything pending waits for a stream in flight
@@ -345,7 +344,6 @@ void Batcher::submit(std::shared_ptr<AppendRequest> request) {
             wake = s.pending.empty() || s.blocked ||
                    (s.pending_events < settings_.max_events && s.pending_events + n >= settings_.max_events);
             s.blocked = false;
-            s.last_arrival = request->arrived;
             s.pending.push_back(std::move(request));
             s.pending_events += n;
         }
@@ -392,7 +390,7 @@ void Batcher::loop() {
         // is full, or arrivals paused for an eighth of the delay: this
         // batch's commit overlaps the other's.
         const auto deadline = std::min(s.pending.front()->arrived + settings_.delay,
-                                       s.last_arrival + settings_.delay / 8);
+                                       s.pending.back()->arrived + settings_.delay / 8);  // the latest arrival
         if (s.in_flight > 0 && s.pending_events < settings_.max_events &&
             std::chrono::steady_clock::now() < deadline) {
             s.wake.wait_until(lock, deadline);
