@@ -27,6 +27,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -51,10 +52,11 @@ constexpr int kSagas = 1000;
 constexpr int kMinKills = 5;
 constexpr auto kTimeLimit = 300s;
 
-int failures = 0;
+// Printed as they happen and again at the end, where a truncated log keeps them.
+std::vector<std::string> failures;
 void check(bool ok, const std::string& what) {
     if (!ok) {
-        ++failures;
+        failures.push_back(what);
         std::cerr << "chaos: FAILED: " << what << "\n";
     }
 }
@@ -66,6 +68,16 @@ std::string env(const char* name, bool required = true) {
         std::exit(2);
     }
     return v ? v : "";
+}
+
+// "exited with status 2", "was killed by signal 11 (Segmentation fault)".
+std::string how_it_ended(int status) {
+    if (WIFEXITED(status)) return "exited on its own with status " + std::to_string(WEXITSTATUS(status));
+    if (WIFSIGNALED(status)) {
+        return "was killed by signal " + std::to_string(WTERMSIG(status)) + " (" + ::strsignal(WTERMSIG(status)) + ")" +
+               (WCOREDUMP(status) ? ", core dumped" : "");
+    }
+    return "ended (status " + std::to_string(status) + ")";
 }
 
 struct Node {
@@ -163,8 +175,9 @@ struct Driver {
             const auto now = Clock::now();
             for (auto& n : nodes) {
                 if (n.pid < 0 && n.restart_at && now >= *n.restart_at) spawn(n);
-                if (n.pid > 0 && ::waitpid(n.pid, nullptr, WNOHANG) == n.pid) {
-                    check(false, n.name + " exited on its own");
+                int status = 0;
+                if (n.pid > 0 && ::waitpid(n.pid, &status, WNOHANG) == n.pid) {
+                    check(false, n.name + " (pid " + std::to_string(n.pid) + ") " + how_it_ended(status));
                     ended(n.pid);
                     n.pid = -1;
                     n.restart_at = now;
@@ -209,7 +222,8 @@ struct Driver {
         std::cout << "chaos: " << scenario << ": " << kSagas << " sagas in " << seconds << " s with " << kills
                   << " kills\n";
         verify();
-        return failures == 0 ? 0 : 1;
+        for (const auto& f : failures) std::cout << "chaos: FAILED: " << f << "\n";
+        return failures.empty() ? 0 : 1;
     }
 
     void verify() {
@@ -287,7 +301,7 @@ struct Driver {
 
         std::cout << "chaos: " << completed << " completed, " << compensated << " compensated; " << attempts
                   << " step attempts for " << forward << " effects; " << takeovers << " sagas resumed; "
-                  << stored.size() << " events stored, all published; " << kills << " kills\n";
+                  << stored.size() << " events stored, " << stored.size() - missing << " of them in Redis; " << kills << " kills\n";
     }
 
     std::set<std::string> redis_event_ids() {

@@ -66,6 +66,7 @@ struct RedisBrokerFixture {
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -204,6 +205,87 @@ TEST_CASE("redis broker: an unreachable server is a clear broker_unavailable nam
     CHECK(publish_error->code() == boong::errc::broker_unavailable);
     CHECK_THAT(std::string(publish_error->what()), Catch::Contains("127.0.0.1:" + std::to_string(config.port)));
     CHECK(publish_took < 3000ms);
+}
+
+// A server that goes away from under an idle connection the way a
+// restarting Redis does: it closes its end (FIN), then resets (RST) what
+// the client sends after it. The client's socket, which read nothing since
+// (an idle connection waits for nothing), is then in CLOSE_WAIT with EPIPE
+// pending, and the next write(2) raises SIGPIPE. Under the default
+// disposition that ends the process: the command must fail instead.
+TEST_CASE("redis broker: a server gone from under an idle connection fails the next command and never raises SIGPIPE",
+          "[broker][redis]") {
+    ::signal(SIGPIPE, SIG_DFL);  // as in a service that did not ignore it
+    const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(listener >= 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(::listen(listener, 4) == 0);
+    socklen_t len = sizeof a;
+    REQUIRE(::getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+
+    // Answers PINGs until told to leave, then goes away: FIN, a pause, RST.
+    std::atomic<bool> leave{false}, gone{false};
+    std::jthread server([&] {
+        const int c = ::accept(listener, nullptr, nullptr);
+        if (c < 0) return;
+        std::string got;
+        while (!leave) {
+            pollfd p{c, POLLIN, 0};
+            if (::poll(&p, 1, 20) <= 0) continue;
+            char buf[256];
+            const auto n = ::read(c, buf, sizeof buf);
+            if (n <= 0) break;
+            got.append(buf, static_cast<std::size_t>(n));
+            for (std::size_t at; (at = got.find("PING\r\n")) != std::string::npos;) {
+                got.erase(0, at + 6);
+                (void)!::write(c, "+PONG\r\n", 7);
+            }
+        }
+        ::shutdown(c, SHUT_WR);
+        std::this_thread::sleep_for(100ms);
+        const linger reset{1, 0};
+        ::setsockopt(c, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+        ::close(c);
+        gone = true;
+    });
+
+    asio::io_context ioc;
+    auto config = test_config();
+    config.port = ntohs(a.sin_port);
+    boong::RedisBroker broker(ioc.get_executor(), config);
+    std::optional<boong::Error> error;
+    bool opened = false;
+    boong::test::run(ioc, [&]() -> asio::awaitable<void> {
+        co_await broker.async_open(asio::use_awaitable);
+        opened = true;
+        leave = true;
+        asio::steady_timer t(co_await asio::this_coro::executor);
+        for (int i = 0; i < 100 && !gone; ++i) {
+            t.expires_after(20ms);
+            co_await t.async_wait(asio::use_awaitable);
+        }
+        t.expires_after(100ms);  // the RST arrives
+        co_await t.async_wait(asio::use_awaitable);
+        std::vector<std::string> ping{"PING"};  // a named argument: GCC 12 and temporaries in co_await
+        try {
+            co_await broker.async_command(std::move(ping), asio::use_awaitable);
+        } catch (const boong::Error& e) {
+            error = e;
+        }
+    });
+    server.join();
+    ::close(listener);
+    REQUIRE(opened);
+    REQUIRE(gone);
+    REQUIRE(error.has_value());
+    CHECK(error->code() == boong::errc::broker_unavailable);
+    CHECK_THAT(std::string(error->what()), Catch::Contains("127.0.0.1:" + std::to_string(config.port)));
+    sigset_t pending;
+    REQUIRE(::sigpending(&pending) == 0);
+    CHECK(!sigismember(&pending, SIGPIPE));  // consumed, not left to strike later
 }
 
 TEST_CASE("redis broker: undecodable entries go to the dead letters with the reason, the consumer keeps going",

@@ -9,8 +9,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <cstdlib>
 #include <mutex>
@@ -73,6 +76,45 @@ int send_argv(redisAsyncContext* ac, redisCallbackFn* fn, void* privdata, const 
     }
     return redisAsyncCommandArgv(ac, fn, privdata, static_cast<int>(argv.size()), ptrs, lens);
 }
+
+// hiredis 0.14 writes with write(2). To a socket whose server has gone (a
+// Redis restart: FIN, then RST for what we sent after it), that raises
+// SIGPIPE, whose default action ends the host process without a word.
+// Newer hiredis, like libpq and Asio, send with MSG_NOSIGNAL; here the
+// signal is blocked in this thread around the write and, when the write
+// failed, taken back off the thread before it is unblocked. The EPIPE then
+// drops the connection like any other write error. The process's
+// disposition of SIGPIPE is left as the host service set it.
+class SigpipeBlock {
+public:
+    SigpipeBlock() noexcept {
+        sigemptyset(&pipe_);
+        sigaddset(&pipe_, SIGPIPE);
+        // Already blocked here: the thread's owner deals with it; touch nothing.
+        active_ = ::pthread_sigmask(SIG_BLOCK, &pipe_, &old_) == 0 && !sigismember(&old_, SIGPIPE);
+    }
+    ~SigpipeBlock() {
+        if (active_) ::pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+    }
+    SigpipeBlock(const SigpipeBlock&) = delete;
+    SigpipeBlock& operator=(const SigpipeBlock&) = delete;
+
+    // After a failed write: the SIGPIPE it may have raised is pending on
+    // this thread (none was before: it was unblocked); consume it.
+    void discard_raised() noexcept {
+        if (!active_) return;
+        sigset_t pending;
+        if (::sigpending(&pending) != 0 || !sigismember(&pending, SIGPIPE)) return;
+        const timespec now{0, 0};
+        while (::sigtimedwait(&pipe_, nullptr, &now) < 0 && errno == EINTR) {
+        }
+    }
+
+private:
+    sigset_t pipe_;
+    sigset_t old_;
+    bool active_ = false;
+};
 
 std::string context_error(const redisAsyncContext* ac, const char* fallback) {
     if (ac && ac->err && ac->errstr && *ac->errstr) return ac->errstr;
@@ -196,8 +238,14 @@ void Connection::start_submitted() {
 // socket does not take is written when it is writable again.
 void Connection::flush_writes() {
     if (!ac_ || state_ != State::ready || !want_write_) return;
-    redisAsyncHandleWrite(ac_);  // on a write error hiredis drops the connection (cleanup() runs)
+    handle_write();  // on a write error hiredis drops the connection (cleanup() runs)
     arm_write();
+}
+
+void Connection::handle_write() {
+    SigpipeBlock block;
+    redisAsyncHandleWrite(ac_);
+    if (!ac_ || ac_->err) block.discard_raised();  // the write failed; the context may be gone
 }
 
 void Connection::start(Request r) {
@@ -327,7 +375,7 @@ void Connection::send(Request r) {
     inflight_.push_back(std::move(r));
     // A long pipeline goes out now rather than after everything queued on the
     // io_context has run, so Redis works on it while we prepare more.
-    if (sdslen(ac_->c.obuf) >= 64 * 1024) redisAsyncHandleWrite(ac_);
+    if (sdslen(ac_->c.obuf) >= 64 * 1024) handle_write();
     if (!ac_) return;  // the write failed and hiredis dropped the connection
     arm_read();
     arm_timer();
@@ -464,7 +512,7 @@ void Connection::arm_write() {
     socket_->async_wait(asio::posix::stream_descriptor::wait_write,
                         [self = shared_from_this(), gen = generation_](boost::system::error_code ec) {
                             self->writing_ = false;
-                            if (!ec && gen == self->generation_ && self->ac_) redisAsyncHandleWrite(self->ac_);
+                            if (!ec && gen == self->generation_ && self->ac_) self->handle_write();
                             self->arm_write();
                             self->arm_read();
                             self->check_idle();

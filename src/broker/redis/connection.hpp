@@ -224,6 +224,7 @@ private:
     void start_submitted();  // on the strand
     void start(Request r);   // on the strand
     void flush_writes();     // on the strand
+    void handle_write();     // redisAsyncHandleWrite, never raising SIGPIPE
     void connect();
     void on_resolved(const std::string& address);
     void on_handshake(const Reply& reply, bool last);
