@@ -72,6 +72,12 @@ boong::PostgresStoreConfig config(const char* table) {
     c.connection = pg_dsn();
     c.table_name = table;
     c.snapshot_table_name = std::string(table) + "_snapshots";
+    // To explore the group-commit settings (as bench_durable); the figures are quoted with the defaults.
+    if (auto v = env_number("BOONG_BENCH_POOL_SIZE")) c.pool_size = static_cast<int>(*v);
+    if (auto v = env_number("BOONG_BENCH_GROUP_MAX_EVENTS")) c.group_commit_max_events = static_cast<int>(*v);
+    if (auto v = env_number("BOONG_BENCH_GROUP_DELAY_US")) {
+        c.group_commit_delay = std::chrono::microseconds(static_cast<std::int64_t>(*v));
+    }
     return c;
 }
 

@@ -335,10 +335,8 @@ TEST_CASE("postgres: the schema is created once, idempotently, by stores that st
     auto c = admin();
     pqxx::nontransaction tx(c);
     const auto versions = tx.exec("SELECT version, library_version FROM " + table + "_schema ORDER BY version");
-    REQUIRE(versions.size() == 3);
-    CHECK(versions[0][0].as<int>() == 1);
-    CHECK(versions[1][0].as<int>() == 2);
-    CHECK(versions[2][0].as<int>() == 3);
+    REQUIRE(versions.size() == 4);
+    for (int v = 1; v <= 4; ++v) CHECK(versions[v - 1][0].as<int>() == v);
     // The version 1 signature stays for processes of the previous version, and
     // still checks every id: the same append twice is a replay the second time.
     const std::string old_call = "SELECT r_verdict FROM " + table +
@@ -848,6 +846,133 @@ TEST_CASE("postgres: a stream another store wrote to since is a conflict, even w
     }
     auto events = run(ioc, [&] { return mine.async_read_stream(stream, 1, 10, asio::use_awaitable); });
     CHECK(events.size() == 3);
+    require_idle(ioc);
+}
+
+// Appends that all expect the versions this store left their streams at go
+// through the fast form of the append function: no checks before the insert,
+// positions from the client's offsets, one number back. Its results must be
+// exactly what was stored, and a stale head or a taken id in the batch must
+// still be answered as a conflict or a duplicate, failing only that append.
+TEST_CASE("postgres: a batch of appends at known versions: exact results; a stale head or a taken id fails only its own",
+          "[postgres][group-commit]") {
+    asio::io_context ioc;
+    auto cfg = test_config();
+    cfg.group_commit_delay = std::chrono::milliseconds(300);
+    boong::PostgresEventStore mine(ioc.get_executor(), cfg);
+    boong::PostgresEventStore theirs(ioc.get_executor(), test_config());
+    mine.open();
+    theirs.open();
+    boong::IdGenerator ids;
+    const auto tag = run_id() + "-" + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
+    constexpr int kStreams = 8;
+    auto stream = [&](int i) { return "known-" + std::to_string(i) + "-" + tag; };
+    for (int i = 0; i < kStreams; ++i) {
+        run(ioc, [&] {
+            return mine.async_append(stream(i), boong::ExpectedVersion::no_stream(), {make_event(ids, "First")},
+                                     asio::use_awaitable);
+        });
+    }
+    const auto taken = make_event(ids, "Taken");
+    run(ioc, [&] {
+        return theirs.async_append("known-elsewhere-" + tag, boong::ExpectedVersion::no_stream(), {taken},
+                                   asio::use_awaitable);
+    });
+
+    // Round 1: every head right; appends of 1, 2, 3... events, in one batch.
+    auto round = [&](const std::vector<std::vector<boong::EventData>>& batches) {
+        std::vector<std::pair<std::exception_ptr, std::optional<boong::AppendResult>>> out(batches.size());
+        int completed = 0;
+        for (std::size_t i = 0; i < batches.size(); ++i) {
+            mine.async_append(stream(static_cast<int>(i)), boong::ExpectedVersion::exactly(1), batches[i],
+                              [&, i](std::exception_ptr e, boong::AppendResult r) {
+                                  out[i].first = e;
+                                  if (!e) out[i].second = r;
+                                  ++completed;
+                              });
+        }
+        pump(ioc, [&] { return completed == static_cast<int>(batches.size()); });
+        return out;
+    };
+    std::vector<std::vector<boong::EventData>> first(kStreams / 2);
+    for (std::size_t i = 0; i < first.size(); ++i) {
+        for (std::size_t k = 0; k <= i; ++k) first[i].push_back(make_event(ids, "Known", {{"k", k}}));
+    }
+    const auto before = mine.stats();
+    const auto results = round(first);
+    const auto after = mine.stats();
+    // The first goes at once (nothing in flight to wait for), the rest together.
+    CHECK(after.append_transactions - before.append_transactions <= 2);
+    CHECK(after.known_version_transactions - before.known_version_transactions ==
+          after.append_transactions - before.append_transactions);
+    for (std::size_t i = 0; i < first.size(); ++i) {
+        REQUIRE_FALSE(results[i].first);
+        REQUIRE(results[i].second.has_value());
+        const auto& r = *results[i].second;
+        const auto n = static_cast<std::int64_t>(first[i].size());
+        CHECK(r.next_expected_version == 1 + n);
+        CHECK(r.last_position - r.first_position == n - 1);
+        // What the result says is what is stored, event by event.
+        const auto stored = run(ioc, [&] {
+            return mine.async_read_stream(stream(static_cast<int>(i)), 2, 100, asio::use_awaitable);
+        });
+        REQUIRE(stored.size() == first[i].size());
+        for (std::size_t k = 0; k < stored.size(); ++k) {
+            CHECK(stored[k].event.event_id == first[i][k].event_id);
+            CHECK(stored[k].version == 2 + static_cast<std::int64_t>(k));
+            CHECK(stored[k].position == r.first_position + static_cast<std::int64_t>(k));
+        }
+        // Appends of one batch hold consecutive positions, in the batch's order.
+        if (i > 1) CHECK(r.first_position == results[i - 1].second->last_position + 1);
+    }
+
+    // Round 2, on the other streams: one was written by another store since
+    // (mine still believes 1), one carries an id stored elsewhere.
+    run(ioc, [&] {
+        return theirs.async_append(stream(kStreams / 2 + 1), boong::ExpectedVersion::exactly(1),
+                                   {make_event(ids, "Theirs")}, asio::use_awaitable);
+    });
+    std::vector<std::vector<boong::EventData>> second(kStreams);
+    for (int i = kStreams / 2; i < kStreams; ++i) second[static_cast<std::size_t>(i)] = {make_event(ids, "Again")};
+    second[kStreams / 2 + 2].push_back(taken);
+    const auto before2 = mine.stats();
+    std::vector<std::pair<std::exception_ptr, std::optional<boong::AppendResult>>> results2(kStreams);
+    int completed = 0;
+    for (int i = kStreams / 2; i < kStreams; ++i) {
+        mine.async_append(stream(i), boong::ExpectedVersion::exactly(1), second[static_cast<std::size_t>(i)],
+                          [&, i](std::exception_ptr e, boong::AppendResult r) {
+                              results2[static_cast<std::size_t>(i)].first = e;
+                              if (!e) results2[static_cast<std::size_t>(i)].second = r;
+                              ++completed;
+                          });
+    }
+    pump(ioc, [&] { return completed == kStreams / 2; });
+    const auto after2 = mine.stats();
+    // The batch with the two bad appends was refused, then run carefully;
+    // only the first append may have gone ahead alone (nothing was in flight).
+    CHECK(after2.known_version_transactions - before2.known_version_transactions <= 1);
+    CHECK(after2.batch_splits == before2.batch_splits);
+    CHECK(after2.conflicts - before2.conflicts == 1);
+    CHECK(after2.duplicates - before2.duplicates == 1);
+    for (int i = kStreams / 2; i < kStreams; ++i) {
+        const auto& [error, result] = results2[static_cast<std::size_t>(i)];
+        if (i == kStreams / 2 + 1) {
+            try {
+                std::rethrow_exception(error);
+            } catch (const boong::ConcurrencyConflict& c) {
+                CHECK(c.actual() == 2);
+            }
+        } else if (i == kStreams / 2 + 2) {
+            CHECK(code_of([&] { std::rethrow_exception(error); }) == boong::errc::duplicate_event);
+            const auto stored =
+                run(ioc, [&] { return mine.async_read_stream(stream(i), 1, 10, asio::use_awaitable); });
+            CHECK(stored.size() == 1);  // nothing of the refused append
+        } else {
+            REQUIRE_FALSE(error);
+            REQUIRE(result.has_value());
+            CHECK(result->next_expected_version == 2);
+        }
+    }
     require_idle(ioc);
 }
 

@@ -60,6 +60,11 @@ struct PostgresStoreStats {
     std::uint64_t conflicts = 0;       // appends refused: version mismatch
     std::uint64_t duplicates = 0;      // appends refused: an event id stored elsewhere
     std::uint64_t batch_splits = 0;    // batches re-run one append at a time after an unexpected unique violation
+    // Append transactions whose appends all expected the version this store
+    // had left their streams at: written with no checks before the insert
+    // (the unique indexes catch another writer). Most, when each stream has
+    // one writer.
+    std::uint64_t known_version_transactions = 0;
     std::uint64_t connects = 0;        // connections opened, reconnections included
     std::uint64_t connect_failures = 0;
     std::uint64_t connections_lost = 0;  // connections found broken (during an operation or while idle)

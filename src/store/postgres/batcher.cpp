@@ -64,8 +64,8 @@ void StreamHeads::record(const std::string& stream, std::int64_t version) {
     heads_.emplace(stream, version);
 }
 
-AppendRequest::AppendRequest(std::string s, ExpectedVersion e, std::vector<EventData>& events, bool head_known)
-    : stream(std::move(s)), expected(e), arrived(std::chrono::steady_clock::now()) {
+AppendRequest::AppendRequest(std::string s, ExpectedVersion e, std::vector<EventData>& events, bool known)
+    : stream(std::move(s)), expected(e), head_known(known && !e.is_any()), arrived(std::chrono::steady_clock::now()) {
     event_ids.reserve(events.size());
     std::size_t estimate = 64 + stream.size();
     for (const auto& ev : events) estimate += 400 + ev.type.size();
@@ -169,7 +169,11 @@ public:
         // answers) or a concurrent writer got in first.
         for (const bool careful : {false, true}) {
             try {
-                call(session, requests_, careful);
+                if (!careful && all_heads_known()) {
+                    call_known(session);
+                } else {
+                    call(session, requests_, careful);
+                }
                 return;
             } catch (...) {
                 error = std::current_exception();
@@ -228,7 +232,7 @@ public:
     }
 
 private:
-    void call(Session& session, const std::vector<std::shared_ptr<AppendRequest>>& batch, bool careful) {
+    static std::string document(const std::vector<std::shared_ptr<AppendRequest>>& batch) {
         std::size_t bytes = 2;
         for (const auto& r : batch) bytes += r->json.size() + 1;
         std::string doc;
@@ -239,15 +243,19 @@ private:
             doc += batch[i]->json;
         }
         doc += ']';
+        return doc;
+    }
 
-        pqxx::result rows;
+    // Runs `statement` with `args` on its own, in autocommit.
+    template <class... Args>
+    static pqxx::result exec(Session& session, const char* statement, const Args&... args) {
         try {
             pqxx::nontransaction tx(session.connection(), "boong-append");
-            rows = tx.exec_prepared(kAppendStatement, doc, careful);
+            return tx.exec_prepared(statement, args...);
         } catch (const pqxx::sql_error&) {
-            // The function releases its session lock on every error it sees;
-            // this also covers one raised while it was releasing. A no-op
-            // when nothing is held.
+            // The functions release their session lock on every error they
+            // see; this also covers one raised while releasing. A no-op when
+            // nothing is held.
             try {
                 pqxx::nontransaction tx(session.connection(), "boong-unlock");
                 tx.exec("SELECT pg_catalog.pg_advisory_unlock_all()");
@@ -256,6 +264,45 @@ private:
             }
             throw;
         }
+    }
+
+    bool all_heads_known() const {
+        return std::all_of(requests_.begin(), requests_.end(), [](const auto& r) { return r->head_known; });
+    }
+
+    // Every append expects the version its stream is known to be at: the
+    // fast form, which only inserts (a unique violation sends the batch to
+    // the careful form) and returns the first position.
+    void call_known(Session& session) {
+        std::string offsets = "{";
+        std::int64_t events = 0;
+        char digits[24];
+        for (const auto& r : requests_) {
+            if (events) offsets += ',';
+            offsets.append(digits, std::to_chars(digits, digits + sizeof digits, events).ptr);
+            events += static_cast<std::int64_t>(r->size());
+        }
+        offsets += '}';
+        const auto rows = exec(session, kAppendKnownStatement, document(requests_), offsets, events);
+        if (rows.size() != 1 || rows[0].size() != 1 || rows[0][0].is_null()) {
+            throw Error(errc::protocol_error, "the known-version append function returned no first position");
+        }
+        Counters::add(counters_->append_transactions);
+        Counters::add(counters_->known_version_transactions);
+        std::int64_t position = to_int64(rows[0][0]);
+        for (auto& r : requests_) {
+            const auto n = static_cast<std::int64_t>(r->size());
+            const AppendResult result{r->expected.value() + n, position, position + n - 1};
+            position += n;
+            Counters::add(counters_->appends);
+            Counters::add(counters_->events_written, r->size());
+            heads_->record(r->stream, result.next_expected_version);
+            r->handler.complete(nullptr, result);
+        }
+    }
+
+    void call(Session& session, const std::vector<std::shared_ptr<AppendRequest>>& batch, bool careful) {
+        const pqxx::result rows = exec(session, kAppendStatement, document(batch), careful);
         if (rows.size() != batch.size()) {
             throw Error(errc::protocol_error, "the append function returned " + std::to_string(rows.size()) +
                                                   " verdicts for " + std::to_string(batch.size()) + " appends");
@@ -300,6 +347,7 @@ private:
 Batcher::Batcher(Pool& pool, BatchSettings settings, std::shared_ptr<Counters> counters)
     : pool_(pool), settings_(settings), counters_(std::move(counters)), shared_(std::make_shared<Shared>()) {
     settings_.max_events = std::max<std::size_t>(settings_.max_events, 1);
+    settings_.enough_events = std::clamp<std::size_t>(settings_.enough_events, 1, settings_.max_events);
     settings_.max_in_flight = std::max<std::size_t>(settings_.max_in_flight, 1);
     shared_->counters = counters_;
 }
@@ -342,7 +390,7 @@ void Batcher::submit(std::shared_ptr<AppendRequest> request) {
             // the first append's delay runs out otherwise.
             // A batcher blocked on streams in flight may be able to use this one.
             wake = s.pending.empty() || s.blocked ||
-                   (s.pending_events < settings_.max_events && s.pending_events + n >= settings_.max_events);
+                   (s.pending_events < settings_.enough_events && s.pending_events + n >= settings_.enough_events);
             s.blocked = false;
             s.pending.push_back(std::move(request));
             s.pending_events += n;
@@ -387,11 +435,11 @@ void Batcher::loop() {
         // With no batch in flight, go at once: there is nothing to wait for,
         // and a lone append should not pay the delay. With one in flight,
         // wait for company until the oldest append's delay is up, the batch
-        // is full, or arrivals paused for an eighth of the delay: this
-        // batch's commit overlaps the other's.
+        // holds enough events, or arrivals paused for an eighth of the
+        // delay: this batch's commit overlaps the other's.
         const auto deadline = std::min(s.pending.front()->arrived + settings_.delay,
                                        s.pending.back()->arrived + settings_.delay / 8);  // the latest arrival
-        if (s.in_flight > 0 && s.pending_events < settings_.max_events &&
+        if (s.in_flight > 0 && s.pending_events < settings_.enough_events &&
             std::chrono::steady_clock::now() < deadline) {
             s.wake.wait_until(lock, deadline);
             continue;

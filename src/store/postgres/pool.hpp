@@ -32,6 +32,7 @@ struct Counters {
     std::atomic<std::uint64_t> conflicts{0};
     std::atomic<std::uint64_t> duplicates{0};
     std::atomic<std::uint64_t> batch_splits{0};
+    std::atomic<std::uint64_t> known_version_transactions{0};
     std::atomic<std::uint64_t> connects{0};
     std::atomic<std::uint64_t> connect_failures{0};
     std::atomic<std::uint64_t> connections_lost{0};

@@ -118,6 +118,46 @@ void check_shape(pqxx::work& tx, const std::string& table, const std::array<Colu
     }
 }
 
+// Step 2 of both append functions: the transaction id and v_events
+// positions from v_base on, together, one writer at a time. A session lock,
+// so that it ends here and not at the commit; it is released on every error
+// too (query_canceled is not among OTHERS).
+std::string take_positions_sql(const Names& n) {
+    return R"(        BEGIN
+            PERFORM pg_catalog.pg_advisory_lock()" + append_lock_key_sql(n) + R"();
+            v_locked := true;
+            PERFORM pg_catalog.pg_current_xact_id();
+            v_now := pg_catalog.clock_timestamp();
+            v_base := pg_catalog.nextval()" + n.position_sequence_literal + R"(::regclass);
+            IF v_events > 1 THEN
+                PERFORM pg_catalog.setval()" + n.position_sequence_literal + R"(::regclass, v_base + v_events - 1);
+            END IF;
+            PERFORM pg_catalog.pg_advisory_unlock()" + append_lock_key_sql(n) + R"();
+            v_locked := false;
+        EXCEPTION WHEN query_canceled OR others THEN
+            IF v_locked THEN
+                PERFORM pg_catalog.pg_advisory_unlock()" + append_lock_key_sql(n) + R"();
+            END IF;
+            RAISE;
+        END;)";
+}
+
+// The events of a batch as rows of the events table (the SELECT of the
+// inserts), in position order (the order jsonb_array_elements yields them:
+// no sort needed, and none asked for). `position`, `version` and `filter`
+// are SQL over t.o (the append's index, from 1), u.k (the event's index in
+// it, from 1) and the function's variables.
+std::string insert_events_sql(const Names& n, const std::string& position, const std::string& version,
+                              const std::string& filter) {
+    return R"(        INSERT INTO )" + n.events + R"( (position, stream_id, version, event_id, type, schema_version,
+                                        payload, metadata, stored_at)
+        SELECT )" + position + ", t.x ->> 's', " + version + R"(, (u.ev ->> 'i')::uuid,
+               u.ev ->> 't', (u.ev ->> 'v')::integer, u.ev -> 'p', u.ev -> 'm', v_now
+        FROM pg_catalog.jsonb_array_elements(p_batch) WITH ORDINALITY AS t(x, o)
+        CROSS JOIN LATERAL pg_catalog.jsonb_array_elements(t.x -> 'e') WITH ORDINALITY AS u(ev, k))" +
+           (filter.empty() ? std::string() : "\n        WHERE " + filter) + ";";
+}
+
 // The append function: a whole group-commit batch in one call (one round
 // trip, one transaction). Input: a JSON array of appends
 //   {"s": stream, "x": expected version or null (any), "k": 1 when the
@@ -289,35 +329,9 @@ BEGIN
 
     IF v_events > 0 THEN
         -- 2. Transaction id and positions, together, one writer at a time.
-        -- A session lock, so that it ends here and not at the commit; it is
-        -- released on every error too (query_canceled is not among OTHERS).
-        BEGIN
-            PERFORM pg_catalog.pg_advisory_lock()" + append_lock_key_sql(n) + R"();
-            v_locked := true;
-            PERFORM pg_catalog.pg_current_xact_id();
-            v_now := pg_catalog.clock_timestamp();
-            v_base := pg_catalog.nextval()" + n.position_sequence_literal + R"(::regclass);
-            IF v_events > 1 THEN
-                PERFORM pg_catalog.setval()" + n.position_sequence_literal + R"(::regclass, v_base + v_events - 1);
-            END IF;
-            PERFORM pg_catalog.pg_advisory_unlock()" + append_lock_key_sql(n) + R"();
-            v_locked := false;
-        EXCEPTION WHEN query_canceled OR others THEN
-            IF v_locked THEN
-                PERFORM pg_catalog.pg_advisory_unlock()" + append_lock_key_sql(n) + R"();
-            END IF;
-            RAISE;
-        END;
-
+)" + take_positions_sql(n) + R"(
         -- 3. The events of the appends that passed.
-        INSERT INTO )" + n.events + R"( (position, stream_id, version, event_id, type, schema_version,
-                                        payload, metadata, stored_at)
-        SELECT v_base + v_offset[t.o] + u.k - 1, t.x ->> 's', v_cur[t.o] + u.k, (u.ev ->> 'i')::uuid,
-               u.ev ->> 't', (u.ev ->> 'v')::integer, u.ev -> 'p', u.ev -> 'm', v_now
-        FROM pg_catalog.jsonb_array_elements(p_batch) WITH ORDINALITY AS t(x, o)
-        CROSS JOIN LATERAL pg_catalog.jsonb_array_elements(t.x -> 'e') WITH ORDINALITY AS u(ev, k)
-        WHERE v_verdict[t.o] = 'ok'
-        ORDER BY 1;
+)" + insert_events_sql(n, "v_base + v_offset[t.o] + u.k - 1", "v_cur[t.o] + u.k", "v_verdict[t.o] = 'ok'") + R"(
     END IF;
 
     RETURN QUERY
@@ -333,6 +347,52 @@ BEGIN
 END
 $boong$)";
     return sql;
+}
+
+// Version 4's fast path: a batch in which every append expects the version
+// this store's own appends left its stream at ("k", see StreamHeads), as
+// most do. There is nothing to check before the insert: the unique indexes
+// are the checks (a stream version or an event id already taken fails it,
+// and the client runs the batch through the careful form of the append
+// function). The client also sends where each append's events start among
+// the batch's (p_offsets) and their total, so no verdicts, offsets or
+// result rows are computed here: the function takes the transaction id and
+// the positions, inserts, and returns the first position, from which the
+// client knows every append's result. (It was a third of the append
+// function's time, with the id checks already skipped.)
+std::string append_known_function_sql(const Names& n) {
+    return "CREATE OR REPLACE FUNCTION " + n.append_known_function +
+           R"((p_batch jsonb, p_offsets bigint[], p_events bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET plan_cache_mode = force_generic_plan
+AS $boong$
+DECLARE
+    v_events bigint := p_events;
+    v_base bigint;
+    v_now timestamptz;
+    v_locked boolean := false;
+    v_rows bigint;
+BEGIN
+    IF pg_catalog.pg_current_xact_id_if_assigned() IS NOT NULL THEN
+        RAISE EXCEPTION 'an append must be the first write of its transaction'
+            USING ERRCODE = 'invalid_transaction_state';
+    END IF;
+    IF v_events IS NULL OR v_events < 1 THEN
+        RAISE EXCEPTION 'an append batch of % events', v_events;
+    END IF;
+
+)" + take_positions_sql(n) + R"(
+
+)" + insert_events_sql(n, "v_base + p_offsets[t.o] + u.k - 1", "(t.x ->> 'x')::bigint + u.k", "") + R"(
+    -- The client's count is the positions taken: it must be right.
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    IF v_rows <> v_events THEN
+        RAISE EXCEPTION 'an append batch announced % events and held %', v_events, v_rows;
+    END IF;
+    RETURN v_base;
+END
+$boong$)";
 }
 
 // Migration 1: the events table, its indexes, the snapshots table, the
@@ -533,16 +593,23 @@ LANGUAGE sql VOLATILE
 AS $boong$ SELECT * FROM )" + n.append_function + R"((p_batch, true) $boong$)"};
 }
 
+// Migration 4: the fast path for appends to streams at known versions
+// (append_known_function_sql); the append function inserts without a sort.
+std::vector<std::string> migration_4(const Names& n) {
+    return {append_function_sql(n, true), append_known_function_sql(n)};
+}
+
 struct Migration {
     int version;
     const char* description;
     std::vector<std::string> (*statements)(const Names&);
 };
 
-constexpr std::array<Migration, 3> kMigrations{{
+constexpr std::array<Migration, 4> kMigrations{{
     {1, "events, snapshots, append function, saga phase index and view", &migration_1},
     {2, "saga table with owners and leases, outbox cursors, inbox", &migration_2},
     {3, "append function checks event ids only when it must", &migration_3},
+    {4, "append function for streams at known versions", &migration_4},
 }};
 static_assert(kMigrations.back().version == kSchemaVersion);
 
@@ -573,6 +640,7 @@ Names resolve_names(pqxx::connection& connection, const PostgresStoreConfig& con
     n.snapshots = schema + quote_identifier(config.snapshot_table_name);
     n.versions = schema + quote_identifier(derived_name(config.table_name, "_schema"));
     n.append_function = schema + quote_identifier(derived_name(config.table_name, "_append"));
+    n.append_known_function = schema + quote_identifier(derived_name(config.table_name, "_append_known"));
     n.saga_index = quote_identifier(derived_name(config.table_name, "_saga_phase_idx"));
     n.saga_view = schema + quote_identifier(derived_name(config.table_name, "_sagas"));
     n.sagas = n.saga_view;
@@ -624,6 +692,8 @@ Statements statements(const Names& n) {
          "SELECT r_index, r_verdict, r_current, r_next_version, r_first_position, r_last_position, r_other_event, "
          "r_other_stream, r_other_version FROM " +
              n.append_function + "($1::jsonb, $2::boolean)"},
+        {kAppendKnownStatement,
+         "SELECT " + n.append_known_function + "($1::jsonb, $2::bigint[], $3::bigint)"},
         {kReadStreamStatement, "SELECT " + columns + " FROM " + n.events +
                                    " WHERE stream_id = $1::text AND version >= $2::bigint ORDER BY version "
                                    "LIMIT $3::bigint"},

@@ -12,10 +12,11 @@ namespace boong::pg {
 
 // The schema version this library writes and understands. A database at a
 // higher version was upgraded by a newer library: this one refuses to open it.
-inline constexpr int kSchemaVersion = 3;
+inline constexpr int kSchemaVersion = 4;
 
 // Names of the prepared statements (see statements()).
 inline constexpr const char* kAppendStatement = "boong_append";
+inline constexpr const char* kAppendKnownStatement = "boong_append_known";
 inline constexpr const char* kReadStreamStatement = "boong_read_stream";
 inline constexpr const char* kReadAllStatement = "boong_read_all";
 inline constexpr const char* kSaveSnapshotStatement = "boong_save_snapshot";
@@ -30,6 +31,7 @@ struct Names {
     std::string snapshots;        // "public"."event_store_snapshots"
     std::string versions;         // "public"."event_store_schema": one row per applied migration
     std::string append_function;  // "public"."event_store_append"
+    std::string append_known_function;  // "public"."event_store_append_known": appends to streams at known versions
     std::string saga_index;       // "event_store_saga_phase_idx" (an index takes its table's schema)
     std::string saga_view;        // "public"."event_store_sagas": a view in version 1, the saga table since 2
     std::string sagas;            // "public"."event_store_sagas": one row per saga (phase, owner, lease)

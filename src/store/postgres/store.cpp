@@ -103,8 +103,11 @@ struct PostgresEventStore::Impl {
           counters(std::make_shared<pg::Counters>()),
           pool(target, config.pool_size, counters),
           batcher(pool,
-                  pg::BatchSettings{static_cast<std::size_t>(config.group_commit_max_events), config.group_commit_delay,
-                                    std::min<std::size_t>(kMaxBatchesInFlight, static_cast<std::size_t>(config.pool_size))},
+                  pg::BatchSettings{
+                      .max_events = static_cast<std::size_t>(config.group_commit_max_events),
+                      .delay = config.group_commit_delay,
+                      .max_in_flight = std::min<std::size_t>(kMaxBatchesInFlight,
+                                                             static_cast<std::size_t>(config.pool_size))},
                   counters) {}
 
     // Appends waiting for a batch are failed, then the pool fails what is
@@ -335,6 +338,7 @@ PostgresStoreStats PostgresEventStore::stats() const {
     s.conflicts = get(c.conflicts);
     s.duplicates = get(c.duplicates);
     s.batch_splits = get(c.batch_splits);
+    s.known_version_transactions = get(c.known_version_transactions);
     s.connects = get(c.connects);
     s.connect_failures = get(c.connect_failures);
     s.connections_lost = get(c.connections_lost);
