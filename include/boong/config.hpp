@@ -25,8 +25,10 @@ struct PostgresStoreConfig {
     int pool_size = 8;
     milliseconds connect_timeout{5000};   // 0 = no timeout
     milliseconds command_timeout{10000};  // 0 = no timeout
-    int group_commit_max_events = 256;    // appends batched into one transaction, at most
-    std::chrono::microseconds group_commit_delay{500};  // how long a batch waits to fill (less when arrivals pause)
+    int group_commit_max_events = 256;    // events batched into one transaction, at most
+    // How long a batch waits for company while another is in flight; less
+    // when arrivals pause, none once it holds 32 events (docs/postgres.md).
+    std::chrono::microseconds group_commit_delay{500};
     std::string password_env;  // name of an env var holding the password, optional
 };
 

@@ -125,19 +125,26 @@ _boong_bl_saga_steps() { # work
     _boong_bl_log "saga_durable_throughput baseline: $tps transactions/s (one per saga step)"
 }
 
-# Same conditions for the library and the baselines: no checkpoint in the
-# middle of a measurement (durability settings are untouched).
+# Same conditions for the library and the baselines: no checkpoint and no
+# autovacuum in the middle of a measurement (autovacuum wakes once a minute
+# and would vacuum the table the last measurement filled during whichever
+# one runs then, library's or baseline's). The prepared tables are vacuumed
+# once instead (_boong_bl_checkpoint). Durability settings are untouched.
 _boong_bl_configure() {
     : "${BOONG_PG_DIR:?started by boong_start_postgres}" "${BOONG_PG_PORT:?}"
     if ! "$BOONG_PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$BOONG_PG_DIR" -p "$BOONG_PG_PORT" -U postgres -d postgres \
         -c "ALTER SYSTEM SET max_wal_size = '8GB'" -c "ALTER SYSTEM SET checkpoint_timeout = '30min'" \
-        -c "SELECT pg_reload_conf()" >/dev/null; then
+        -c "ALTER SYSTEM SET autovacuum = off" -c "SELECT pg_reload_conf()" >/dev/null; then
         _boong_bl_log "could not configure the server"
         return 1
     fi
 }
 
+# Vacuums the prepared tables (as autovacuum would have, in its own time),
+# then writes everything out.
 _boong_bl_checkpoint() {
+    "$BOONG_PG_BIN/psql" -X -q "$BOONG_BENCH_PG_DSN" -c "VACUUM (ANALYZE)" >/dev/null 2>&1 ||
+        _boong_bl_log "VACUUM of the prepared tables failed (continuing)"
     "$BOONG_PG_BIN/psql" -X -q -h "$BOONG_PG_DIR" -p "$BOONG_PG_PORT" -U postgres -d postgres -c CHECKPOINT >/dev/null
 }
 
