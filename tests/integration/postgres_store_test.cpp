@@ -879,12 +879,12 @@ TEST_CASE("postgres: a batch of appends at known versions: exact results; a stal
                                    asio::use_awaitable);
     });
 
-    // Round 1: every head right; appends of 1, 2, 3... events, in one batch.
-    auto round = [&](const std::vector<std::vector<boong::EventData>>& batches) {
+    // Appends batches[i] to stream(first + i), all at once, each expecting 1.
+    auto round = [&](int first, const std::vector<std::vector<boong::EventData>>& batches) {
         std::vector<std::pair<std::exception_ptr, std::optional<boong::AppendResult>>> out(batches.size());
         int completed = 0;
         for (std::size_t i = 0; i < batches.size(); ++i) {
-            mine.async_append(stream(static_cast<int>(i)), boong::ExpectedVersion::exactly(1), batches[i],
+            mine.async_append(stream(first + static_cast<int>(i)), boong::ExpectedVersion::exactly(1), batches[i],
                               [&, i](std::exception_ptr e, boong::AppendResult r) {
                                   out[i].first = e;
                                   if (!e) out[i].second = r;
@@ -894,12 +894,14 @@ TEST_CASE("postgres: a batch of appends at known versions: exact results; a stal
         pump(ioc, [&] { return completed == static_cast<int>(batches.size()); });
         return out;
     };
+    // Round 1, on the first half: every head right; appends of 1, 2, 3...
+    // events, together.
     std::vector<std::vector<boong::EventData>> first(kStreams / 2);
     for (std::size_t i = 0; i < first.size(); ++i) {
         for (std::size_t k = 0; k <= i; ++k) first[i].push_back(make_event(ids, "Known", {{"k", k}}));
     }
     const auto before = mine.stats();
-    const auto results = round(first);
+    const auto results = round(0, first);
     const auto after = mine.stats();
     // The first goes at once (nothing in flight to wait for), the rest together.
     CHECK(after.append_transactions - before.append_transactions <= 2);
@@ -926,27 +928,18 @@ TEST_CASE("postgres: a batch of appends at known versions: exact results; a stal
         if (i > 1) CHECK(r.first_position == results[i - 1].second->last_position + 1);
     }
 
-    // Round 2, on the other streams: one was written by another store since
-    // (mine still believes 1), one carries an id stored elsewhere.
+    // Round 2, on the other half: one stream was written by another store
+    // since (mine still believes 1), one append carries an id stored elsewhere.
+    constexpr int kStale = 1, kTaken = 2;
     run(ioc, [&] {
-        return theirs.async_append(stream(kStreams / 2 + 1), boong::ExpectedVersion::exactly(1),
+        return theirs.async_append(stream(kStreams / 2 + kStale), boong::ExpectedVersion::exactly(1),
                                    {make_event(ids, "Theirs")}, asio::use_awaitable);
     });
-    std::vector<std::vector<boong::EventData>> second(kStreams);
-    for (int i = kStreams / 2; i < kStreams; ++i) second[static_cast<std::size_t>(i)] = {make_event(ids, "Again")};
-    second[kStreams / 2 + 2].push_back(taken);
+    std::vector<std::vector<boong::EventData>> second(kStreams / 2);
+    for (auto& events : second) events = {make_event(ids, "Again")};
+    second[kTaken].push_back(taken);
     const auto before2 = mine.stats();
-    std::vector<std::pair<std::exception_ptr, std::optional<boong::AppendResult>>> results2(kStreams);
-    int completed = 0;
-    for (int i = kStreams / 2; i < kStreams; ++i) {
-        mine.async_append(stream(i), boong::ExpectedVersion::exactly(1), second[static_cast<std::size_t>(i)],
-                          [&, i](std::exception_ptr e, boong::AppendResult r) {
-                              results2[static_cast<std::size_t>(i)].first = e;
-                              if (!e) results2[static_cast<std::size_t>(i)].second = r;
-                              ++completed;
-                          });
-    }
-    pump(ioc, [&] { return completed == kStreams / 2; });
+    const auto results2 = round(kStreams / 2, second);
     const auto after2 = mine.stats();
     // The batch with the two bad appends was refused, then run carefully;
     // only the first append may have gone ahead alone (nothing was in flight).
@@ -954,18 +947,21 @@ TEST_CASE("postgres: a batch of appends at known versions: exact results; a stal
     CHECK(after2.batch_splits == before2.batch_splits);
     CHECK(after2.conflicts - before2.conflicts == 1);
     CHECK(after2.duplicates - before2.duplicates == 1);
-    for (int i = kStreams / 2; i < kStreams; ++i) {
-        const auto& [error, result] = results2[static_cast<std::size_t>(i)];
-        if (i == kStreams / 2 + 1) {
+    for (std::size_t i = 0; i < second.size(); ++i) {
+        const auto& [error, result] = results2[i];
+        if (i == kStale) {
+            REQUIRE(error);
             try {
                 std::rethrow_exception(error);
             } catch (const boong::ConcurrencyConflict& c) {
                 CHECK(c.actual() == 2);
             }
-        } else if (i == kStreams / 2 + 2) {
+        } else if (i == kTaken) {
+            REQUIRE(error);
             CHECK(code_of([&] { std::rethrow_exception(error); }) == boong::errc::duplicate_event);
-            const auto stored =
-                run(ioc, [&] { return mine.async_read_stream(stream(i), 1, 10, asio::use_awaitable); });
+            const auto stored = run(ioc, [&] {
+                return mine.async_read_stream(stream(kStreams / 2 + kTaken), 1, 10, asio::use_awaitable);
+            });
             CHECK(stored.size() == 1);  // nothing of the refused append
         } else {
             REQUIRE_FALSE(error);
