@@ -87,8 +87,8 @@ namespace asio = boost::asio;
 namespace bc = boong::test::conformance;
 using namespace std::chrono_literals;
 
-// A TCP port on 127.0.0.1 that nothing listens on (bound, read, released).
-int free_port() {
+// A TCP socket bound to a free port on 127.0.0.1; `port` is set to it.
+int bound_loopback_socket(int& port) {
     const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     REQUIRE(fd >= 0);
     sockaddr_in a{};
@@ -98,8 +98,15 @@ int free_port() {
     REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
     socklen_t len = sizeof a;
     REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-    ::close(fd);
-    return ntohs(a.sin_port);
+    port = ntohs(a.sin_port);
+    return fd;
+}
+
+// A TCP port on 127.0.0.1 that nothing listens on (bound, read, released).
+int free_port() {
+    int port = 0;
+    ::close(bound_loopback_socket(port));
+    return port;
 }
 
 // A redis-server of the test's own (appendonly, fsync on every write), so the
@@ -216,15 +223,9 @@ TEST_CASE("redis broker: an unreachable server is a clear broker_unavailable nam
 TEST_CASE("redis broker: a server gone from under an idle connection fails the next command and never raises SIGPIPE",
           "[broker][redis]") {
     ::signal(SIGPIPE, SIG_DFL);  // as in a service that did not ignore it
-    const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(listener >= 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    int port = 0;
+    const int listener = bound_loopback_socket(port);
     REQUIRE(::listen(listener, 4) == 0);
-    socklen_t len = sizeof a;
-    REQUIRE(::getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len) == 0);
 
     // Answers PINGs until told to leave, then goes away: FIN, a pause, RST.
     std::atomic<bool> leave{false}, gone{false};
@@ -254,7 +255,7 @@ TEST_CASE("redis broker: a server gone from under an idle connection fails the n
 
     asio::io_context ioc;
     auto config = test_config();
-    config.port = ntohs(a.sin_port);
+    config.port = port;
     boong::RedisBroker broker(ioc.get_executor(), config);
     std::optional<boong::Error> error;
     bool opened = false;

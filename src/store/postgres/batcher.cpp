@@ -292,13 +292,21 @@ private:
         std::int64_t position = to_int64(rows[0][0]);
         for (auto& r : requests_) {
             const auto n = static_cast<std::int64_t>(r->size());
-            const AppendResult result{r->expected.value() + n, position, position + n - 1};
+            succeed(*r, {r->expected.value() + n, position, position + n - 1}, /*written=*/true);
             position += n;
-            Counters::add(counters_->appends);
-            Counters::add(counters_->events_written, r->size());
-            heads_->record(r->stream, result.next_expected_version);
-            r->handler.complete(nullptr, result);
         }
+    }
+
+    // `r` is stored: written now, or (a replay) by an earlier call.
+    void succeed(AppendRequest& r, const AppendResult& result, bool written) {
+        Counters::add(counters_->appends);
+        if (written) {
+            Counters::add(counters_->events_written, r.size());
+        } else {
+            Counters::add(counters_->replays);
+        }
+        heads_->record(r.stream, result.next_expected_version);
+        r.handler.complete(nullptr, result);
     }
 
     void call(Session& session, const std::vector<std::shared_ptr<AppendRequest>>& batch, bool careful) {
@@ -319,15 +327,7 @@ private:
         const std::string_view verdict = row[1].c_str();
         auto error = verdict_error(r, row);
         if (!error) {
-            Counters::add(counters_->appends);
-            if (verdict == "ok") {
-                Counters::add(counters_->events_written, r.size());
-            } else {
-                Counters::add(counters_->replays);
-            }
-            const AppendResult result{to_int64(row[3]), to_int64(row[4]), to_int64(row[5])};
-            heads_->record(r.stream, result.next_expected_version);
-            r.handler.complete(nullptr, result);
+            succeed(r, {to_int64(row[3]), to_int64(row[4]), to_int64(row[5])}, verdict == "ok");
             return;
         }
         if (verdict == "conflict") Counters::add(counters_->conflicts);
