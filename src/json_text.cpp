@@ -4,8 +4,10 @@
 
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <string>
 
 namespace boong::detail {
 
@@ -271,6 +273,355 @@ void write_metadata(std::string& out, const EventMetadata& m) {
     JsonSink sink(out);
     write_metadata(sink, m);
     sink.flush();
+}
+
+// ---- Reading ----
+
+namespace {
+
+// A recursive-descent reader of the JSON it is sure of. Every method returns
+// false, at any point, when the text is not something it reads exactly as
+// json::parse does; the caller then hands the whole text to json::parse (a
+// slow path for invalid or odd text, never a second opinion).
+class JsonReader {
+public:
+    explicit JsonReader(std::string_view text) noexcept
+        : p_(reinterpret_cast<const unsigned char*>(text.data())), end_(p_ + text.size()) {}
+
+    bool document(json& out) {
+        space();
+        if (!value(out, 0)) return false;
+        space();
+        return p_ == end_;
+    }
+
+    // A top-level object, each member's key handed to on_member(key), which
+    // reads its value with string() or value() and returns false to give up.
+    template <class OnMember>
+    bool object_members(OnMember&& on_member) {
+        space();
+        if (p_ == end_ || *p_ != '{') return false;
+        ++p_;
+        space();
+        if (p_ != end_ && *p_ == '}') {
+            ++p_;
+            space();
+            return p_ == end_;
+        }
+        std::string key;
+        for (;;) {
+            if (!member_key(key) || !on_member(key)) return false;
+            space();
+            if (p_ == end_) return false;
+            if (*p_ == ',') {
+                ++p_;
+                space();
+                continue;
+            }
+            if (*p_ != '}') return false;
+            ++p_;
+            space();
+            return p_ == end_;
+        }
+    }
+
+    bool value(json& out, int depth) {
+        if (p_ == end_) return false;
+        switch (*p_) {
+        case '{': return object(out, depth);
+        case '[': return array(out, depth);
+        case '"': {
+            std::string s;
+            if (!string(s)) return false;
+            out = std::move(s);
+            return true;
+        }
+        case 't':
+            if (!literal("true", 4)) return false;
+            out = true;
+            return true;
+        case 'f':
+            if (!literal("false", 5)) return false;
+            out = false;
+            return true;
+        case 'n':
+            if (!literal("null", 4)) return false;
+            out = nullptr;
+            return true;
+        default: return number(out);
+        }
+    }
+
+    // A string value, at its opening quote.
+    bool string(std::string& s) {
+        if (p_ == end_ || *p_ != '"') return false;
+        ++p_;
+        for (;;) {
+            const auto* start = p_;
+            p_ += plain_prefix(p_, static_cast<std::size_t>(end_ - p_));
+            s.append(reinterpret_cast<const char*>(start), static_cast<std::size_t>(p_ - start));
+            if (p_ == end_) return false;
+            const unsigned c = *p_;
+            if (c == '"') {
+                ++p_;
+                return true;
+            }
+            if (c == '\\') {
+                if (!escape(s)) return false;
+            } else if (c >= 0x80) {
+                const std::size_t n = utf8_length(p_, static_cast<std::size_t>(end_ - p_));
+                if (n == 0) return false;  // json::parse says what is wrong with it
+                s.append(reinterpret_cast<const char*>(p_), n);
+                p_ += n;
+            } else {
+                return false;  // a raw control character
+            }
+        }
+    }
+
+private:
+    void space() noexcept {
+        while (p_ != end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t')) ++p_;
+    }
+
+    bool literal(const char* word, std::size_t n) noexcept {
+        if (static_cast<std::size_t>(end_ - p_) < n || std::memcmp(p_, word, n) != 0) return false;
+        p_ += n;
+        return true;
+    }
+
+    // A key and its colon; leaves p_ at the value.
+    bool member_key(std::string& key) {
+        key.clear();
+        if (!string(key)) return false;
+        space();
+        if (p_ == end_ || *p_ != ':') return false;
+        ++p_;
+        space();
+        return true;
+    }
+
+    bool object(json& out, int depth) {
+        if (depth >= kMaxReadDepth) return false;
+        ++p_;
+        out = json::object();
+        auto& members = out.get_ref<json::object_t&>();
+        space();
+        if (p_ != end_ && *p_ == '}') {
+            ++p_;
+            return true;
+        }
+        std::string key;
+        for (;;) {
+            // A key seen twice keeps its last value, as json::parse does.
+            if (!member_key(key) || !value(members[std::move(key)], depth + 1)) return false;
+            space();
+            if (p_ == end_) return false;
+            if (*p_ == ',') {
+                ++p_;
+                space();
+                continue;
+            }
+            if (*p_ != '}') return false;
+            ++p_;
+            return true;
+        }
+    }
+
+    bool array(json& out, int depth) {
+        if (depth >= kMaxReadDepth) return false;
+        ++p_;
+        out = json::array();
+        auto& elements = out.get_ref<json::array_t&>();
+        space();
+        if (p_ != end_ && *p_ == ']') {
+            ++p_;
+            return true;
+        }
+        for (;;) {
+            if (!value(elements.emplace_back(), depth + 1)) return false;
+            space();
+            if (p_ == end_) return false;
+            if (*p_ == ',') {
+                ++p_;
+                space();
+                continue;
+            }
+            if (*p_ != ']') return false;
+            ++p_;
+            return true;
+        }
+    }
+
+    // At a backslash.
+    bool escape(std::string& s) {
+        if (end_ - p_ < 2) return false;
+        char c;
+        switch (p_[1]) {
+        case '"': c = '"'; break;
+        case '\\': c = '\\'; break;
+        case '/': c = '/'; break;
+        case 'b': c = '\b'; break;
+        case 'f': c = '\f'; break;
+        case 'n': c = '\n'; break;
+        case 'r': c = '\r'; break;
+        case 't': c = '\t'; break;
+        case 'u': return unicode_escape(s);
+        default: return false;
+        }
+        s += c;
+        p_ += 2;
+        return true;
+    }
+
+    bool hex4(const unsigned char* q, unsigned& v) const noexcept {
+        if (end_ - q < 4) return false;
+        v = 0;
+        for (int i = 0; i < 4; ++i) {
+            const unsigned c = q[i];
+            unsigned d;
+            if (c >= '0' && c <= '9') d = c - '0';
+            else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
+            else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
+            else return false;
+            v = v * 16 + d;
+        }
+        return true;
+    }
+
+    // \uXXXX, or a surrogate pair of two; a lone surrogate is json::parse's to refuse.
+    bool unicode_escape(std::string& s) {
+        unsigned cp;
+        if (!hex4(p_ + 2, cp)) return false;
+        p_ += 6;
+        if (cp >= 0xDC00 && cp <= 0xDFFF) return false;
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+            unsigned low;
+            if (end_ - p_ < 6 || p_[0] != '\\' || p_[1] != 'u' || !hex4(p_ + 2, low) || low < 0xDC00 || low > 0xDFFF)
+                return false;
+            p_ += 6;
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+        }
+        if (cp < 0x80) {
+            s += static_cast<char>(cp);
+        } else if (cp < 0x800) {
+            s += static_cast<char>(0xC0 | (cp >> 6));
+            s += static_cast<char>(0x80 | (cp & 0x3F));
+        } else if (cp < 0x10000) {
+            s += static_cast<char>(0xE0 | (cp >> 12));
+            s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+            s += static_cast<char>(0x80 | (cp & 0x3F));
+        } else {
+            s += static_cast<char>(0xF0 | (cp >> 18));
+            s += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+            s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+            s += static_cast<char>(0x80 | (cp & 0x3F));
+        }
+        return true;
+    }
+
+    static bool digit(unsigned char c) noexcept { return c >= '0' && c <= '9'; }
+
+    // As json::parse types numbers: an integer (no fraction, no exponent) is
+    // an unsigned 64-bit one when positive, a signed one when negative, and
+    // a double only when it is out of range; anything else is a double
+    // (correctly rounded, as strtod, which json::parse uses, rounds).
+    bool number(json& out) {
+        const auto* start = p_;
+        bool integer = true;
+        if (*p_ == '-') ++p_;
+        if (p_ == end_) return false;
+        if (*p_ == '0') {
+            ++p_;
+        } else if (*p_ >= '1' && *p_ <= '9') {
+            while (p_ != end_ && digit(*p_)) ++p_;
+        } else {
+            return false;
+        }
+        if (p_ != end_ && *p_ == '.') {
+            integer = false;
+            const auto* digits = ++p_;
+            while (p_ != end_ && digit(*p_)) ++p_;
+            if (p_ == digits) return false;
+        }
+        if (p_ != end_ && (*p_ == 'e' || *p_ == 'E')) {
+            integer = false;
+            ++p_;
+            if (p_ != end_ && (*p_ == '+' || *p_ == '-')) ++p_;
+            const auto* digits = p_;
+            while (p_ != end_ && digit(*p_)) ++p_;
+            if (p_ == digits) return false;
+        }
+        const char* first = reinterpret_cast<const char*>(start);
+        const char* last = reinterpret_cast<const char*>(p_);
+        if (integer) {
+            if (*start == '-') {
+                std::int64_t v;
+                const auto r = std::from_chars(first, last, v);
+                if (r.ec == std::errc{} && r.ptr == last) {
+                    out = v;
+                    return true;
+                }
+            } else {
+                std::uint64_t v;
+                const auto r = std::from_chars(first, last, v);
+                if (r.ec == std::errc{} && r.ptr == last) {
+                    out = v;
+                    return true;
+                }
+            }
+        }
+        double v;
+        const auto r = std::from_chars(first, last, v);
+        // Out of range (overflow, and underflow, which from_chars reports and
+        // strtod rounds): json::parse's to decide.
+        if (r.ec != std::errc{} || r.ptr != last || !std::isfinite(v)) return false;
+        out = v;
+        return true;
+    }
+
+    const unsigned char* p_;
+    const unsigned char* end_;
+};
+
+}  // namespace
+
+json read_json(std::string_view text) {
+    json out;
+    if (JsonReader(text).document(out)) return out;
+    return json::parse(text);
+}
+
+void read_metadata(std::string_view text, EventMetadata& m) {
+    EventMetadata read;
+    std::string timestamp;
+    bool has_timestamp = false;
+    JsonReader reader(text);
+    const bool done = reader.object_members([&](const std::string& key) {
+        // A typed field that is not a string is from_json's to refuse.
+        if (key == kCorrelation) {
+            read.correlation_id.clear();
+            return reader.string(read.correlation_id);
+        }
+        if (key == kCausation) {
+            read.causation_id.clear();
+            return reader.string(read.causation_id);
+        }
+        if (key == kTimestamp) {
+            has_timestamp = true;
+            timestamp.clear();
+            return reader.string(timestamp);
+        }
+        if (read.extra.is_null()) read.extra = json::object();
+        return reader.value(read.extra[key], 1);
+    });
+    if (!done) {
+        from_json(json::parse(text), m);
+        return;
+    }
+    // Last, as from_json meets it only once every typed field is a string.
+    if (has_timestamp) read.timestamp = parse_timestamp(timestamp);
+    m = std::move(read);
 }
 
 }  // namespace boong::detail

@@ -1,5 +1,6 @@
 // The JSON writer the Redis broker and the PostgreSQL store use on every
-// publish and append must write exactly what nlohmann's dump() writes.
+// publish and append must write exactly what nlohmann's dump() writes, and
+// their reader must read exactly what json::parse reads.
 #include "json_text.hpp"
 
 #include <boong/error.hpp>
@@ -7,17 +8,145 @@
 
 #include <catch2/catch.hpp>
 
+#include <cmath>
+#include <cstring>
 #include <limits>
+#include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
 namespace {
 
-std::string written(const boong::json& j) {
+using boong::json;
+
+std::string written(const json& j) {
     std::string out;
     boong::detail::write_json(out, j);
     return out;
 }
+
+// Equal, types included: json's == takes 5 (unsigned) and 5 (signed) for
+// the same, and 0.0 for -0.0.
+bool same(const json& a, const json& b) {
+    if (a.type() != b.type()) return false;
+    switch (a.type()) {
+    case json::value_t::object: {
+        const auto& x = a.get_ref<const json::object_t&>();
+        const auto& y = b.get_ref<const json::object_t&>();
+        if (x.size() != y.size()) return false;
+        for (auto i = x.begin(), j = y.begin(); i != x.end(); ++i, ++j)
+            if (i->first != j->first || !same(i->second, j->second)) return false;
+        return true;
+    }
+    case json::value_t::array: {
+        const auto& x = a.get_ref<const json::array_t&>();
+        const auto& y = b.get_ref<const json::array_t&>();
+        if (x.size() != y.size()) return false;
+        for (std::size_t i = 0; i < x.size(); ++i)
+            if (!same(x[i], y[i])) return false;
+        return true;
+    }
+    case json::value_t::number_float: {
+        const double x = a.get<double>(), y = b.get<double>();
+        return std::memcmp(&x, &y, sizeof x) == 0;
+    }
+    default: return a == b;
+    }
+}
+
+// What json::parse makes of `text`: the value, or its error message.
+struct Parsed {
+    std::optional<json> value;
+    std::string error;
+};
+
+template <class Parse>
+Parsed parsed_by(Parse&& parse, const std::string& text) {
+    Parsed p;
+    try {
+        p.value = parse(text);
+    } catch (const std::exception& e) {
+        p.error = e.what();
+    }
+    return p;
+}
+
+// read_json agrees with json::parse on `text`: the same value, or the same error.
+void check_reads_as_parse(const std::string& text) {
+    INFO("text: " << text);
+    const Parsed want = parsed_by([](const std::string& t) { return json::parse(t); }, text);
+    const Parsed got = parsed_by([](const std::string& t) { return boong::detail::read_json(t); }, text);
+    REQUIRE(got.value.has_value() == want.value.has_value());
+    if (want.value) {
+        CHECK(same(*got.value, *want.value));
+    } else {
+        CHECK(got.error == want.error);
+    }
+}
+
+// Random JSON: every type, strings with escapes and every UTF-8 length,
+// integers at and past the 64-bit limits, doubles of every magnitude.
+class RandomJson {
+public:
+    explicit RandomJson(std::uint64_t seed) : rng_(seed) {}
+
+    json value(int depth) {
+        switch (pick(depth < 4 ? 8 : 6)) {
+        case 0: return nullptr;
+        case 1: return pick(2) == 0;
+        case 2: return integer();
+        case 3: return real();
+        case 4:
+        case 5: return text();
+        case 6: {
+            json a = json::array();
+            for (int n = pick(5); n > 0; --n) a.push_back(value(depth + 1));
+            return a;
+        }
+        default: {
+            json o = json::object();
+            for (int n = pick(5); n > 0; --n) o[text()] = value(depth + 1);
+            return o;
+        }
+        }
+    }
+
+private:
+    int pick(int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng_); }
+
+    json integer() {
+        switch (pick(5)) {
+        case 0: return pick(100) - 50;
+        case 1: return static_cast<std::int64_t>(rng_());
+        case 2: return rng_();  // unsigned, often above INT64_MAX
+        case 3: return std::numeric_limits<std::int64_t>::min();
+        default: return std::numeric_limits<std::uint64_t>::max();
+        }
+    }
+
+    json real() {
+        if (pick(3) == 0) return (pick(20000) - 10000) / 64.0;
+        for (;;) {
+            const std::uint64_t bits = rng_();
+            double d;
+            std::memcpy(&d, &bits, sizeof d);
+            if (std::isfinite(d)) return d;
+        }
+    }
+
+    std::string text() {
+        static const char* const pieces[] = {"a", "Z", "0", " ", "\"", "\\", "/", "\b", "\f", "\n", "\r", "\t",
+                                             "\x01", "\x1f", "\x7f", "\xc3\xa9", "\xe2\x82\xac",
+                                             "\xef\xbf\xbf", "\xf0\x9f\x98\x80", "\xf4\x8f\xbf\xbf"};
+        std::string s;
+        const int n = pick(4) == 0 ? pick(40) : pick(8);
+        for (int i = 0; i < n; ++i) s += pieces[pick(static_cast<int>(std::size(pieces)))];
+        return s;
+    }
+
+    std::mt19937_64 rng_;
+};
 
 }  // namespace
 
@@ -68,4 +197,90 @@ TEST_CASE("json text: metadata is written as json(metadata).dump()", "[json]") {
     out.clear();
     boong::detail::write_metadata(out, m);
     CHECK(out == boong::json(m).dump());
+}
+
+TEST_CASE("json text: read_json reads random documents as json::parse does, types included", "[json]") {
+    RandomJson random(20261126);
+    for (int i = 0; i < 3000; ++i) {
+        const json j = random.value(0);
+        check_reads_as_parse(j.dump());
+        check_reads_as_parse(j.dump(2));  // whitespace everywhere it may be
+        check_reads_as_parse(j.dump(-1, ' ', true));  // escaped as \\uXXXX, surrogate pairs too
+    }
+}
+
+TEST_CASE("json text: read_json gives what json::parse gives on odd and invalid text", "[json]") {
+    const std::vector<std::string> texts{
+        // Valid, at the edges.
+        "0", "-0", "-0.0", "1E2", "1e-2", "1.5E+3", "9223372036854775807", "9223372036854775808",
+        "-9223372036854775808", "-9223372036854775809", "18446744073709551615", "18446744073709551616",
+        "1e308", "4.9e-324", "2.2250738585072014e-308", "0.1", " \t\r\n[ ] ", "{}", "\"\"",
+        R"("\u0000")", R"("\u00e9\u20AC\ud83d\ude00")", R"({"a":1,"a":2})", R"({"b":{"a":[]},"a":{}})",
+        "\xef\xbb\xbf{\"bom\":true}",
+        // Not JSON, or not what the reader reads itself.
+        "", " ", "{", "}", "[1,]", "[1 2]", "{\"a\"}", "{\"a\":}", "{a:1}", "{\"a\":1,}", "01", "1.", ".5", "-",
+        "+1", "1e", "1e+", "0x10", "tru", "nul", "truex", "[] x", "NaN", "Infinity", "1e400", "-1e400", "1e-400",
+        "\"abc", R"("\x")", R"("\u12")", R"("\ud800")", R"("\udc00")", R"("\ud800\u0041")", "\"\x01\"",
+        "\"\xff\"", "\"\xc3\"", "\"\xed\xa0\x80\"", "\"\xc0\xaf\"", "\"\xf4\x90\x80\x80\"", "// c\n1",
+        std::string("1\0", 2), std::string(200, '[') + std::string(200, ']'),  // deeper than the reader goes
+        std::string(100000, '['),
+    };
+    for (const auto& text : texts) check_reads_as_parse(text);
+}
+
+TEST_CASE("json text: read_metadata reads what from_json reads, and refuses what it refuses", "[json]") {
+    auto by_from_json = [](const std::string& text) {
+        boong::EventMetadata m;
+        from_json(json::parse(text), m);
+        return m;
+    };
+    auto by_reader = [](const std::string& text) {
+        boong::EventMetadata m;
+        m.correlation_id = "left over";  // replaced, as from_json replaces it
+        boong::detail::read_metadata(text, m);
+        return m;
+    };
+    boong::EventMetadata written_one;
+    written_one.correlation_id = "order-1";
+    written_one.causation_id = "0190a3f2-0000-7000-8000-000000000001";
+    written_one.timestamp = std::chrono::floor<std::chrono::microseconds>(boong::Clock::now());  // as written
+    written_one.extra = json::parse(R"({"owner":"svc/x","lease_ms":30000,"trace":{"ids":[1,2]}})");
+    const std::vector<std::string> good{
+        json(written_one).dump(),
+        // As PostgreSQL's jsonb prints it: shorter keys first, spaces.
+        R"({"owner": "svc/x", "timestamp": "2025-01-01T00:00:00.000000Z", "causation_id": "c", "correlation_id": "k"})",
+        R"({})", R"({"timestamp":"2025-01-01T00:00:00Z"})", R"({"x":null})", R"({"correlation_id":"a","correlation_id":"b"})",
+        R"({"correlation_id":1,"correlation_id":"b"})", R"( {"causation_id":"\u00e9"} )",
+    };
+    for (const auto& text : good) {
+        INFO(text);
+        const auto want = by_from_json(text);
+        const auto got = by_reader(text);
+        CHECK(got.correlation_id == want.correlation_id);
+        CHECK(got.causation_id == want.causation_id);
+        CHECK(got.timestamp == want.timestamp);
+        CHECK(same(got.extra, want.extra));
+    }
+    CHECK(by_reader(json(written_one).dump()) == written_one);
+    const std::vector<std::string> bad{
+        "[]", "\"x\"", "{", R"({"correlation_id":1})", R"({"causation_id":null})", R"({"timestamp":"yesterday"})",
+        R"({"timestamp":"2025-01-01T00:00:00Z","correlation_id":[]})", R"({"correlation_id":"a","correlation_id":2})",
+        R"({"a":1} x)",
+    };
+    for (const auto& text : bad) {
+        INFO(text);
+        std::string want, got;
+        try {
+            by_from_json(text);
+        } catch (const std::exception& e) {
+            want = e.what();
+        }
+        try {
+            by_reader(text);
+        } catch (const std::exception& e) {
+            got = e.what();
+        }
+        CHECK_FALSE(want.empty());
+        CHECK(got == want);
+    }
 }

@@ -85,7 +85,7 @@ Decoded undecodable(std::string why) {
 Decoded decode_event(const std::string& text) {
     json j;
     try {
-        j = json::parse(text);
+        j = detail::read_json(text);
     } catch (const json::exception& ex) {
         return undecodable(std::string("the field 'event' is not valid JSON: ") + ex.what());
     }
@@ -150,12 +150,12 @@ Decoded decode_fields(const Fields& fields) {
     if (ec != std::errc{} || end != sv.data() + sv.size() || e.schema_version < 1)
         return undecodable("schema_version '" + sv + "' is not an integer >= 1");
     try {
-        e.payload = json::parse(*values[3]);
+        e.payload = detail::read_json(*values[3]);
     } catch (const std::exception& ex) {
         return undecodable(std::string("payload is not valid JSON: ") + ex.what());
     }
     try {
-        e.metadata = json::parse(*values[4]).get<EventMetadata>();
+        detail::read_metadata(*values[4], e.metadata);
     } catch (const std::exception& ex) {
         return undecodable(std::string("metadata is not valid: ") + ex.what());
     }

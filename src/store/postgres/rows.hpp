@@ -1,6 +1,8 @@
 // Turning result rows into Boong's types.
 #pragma once
 
+#include "json_text.hpp"
+
 #include <boong/error.hpp>
 #include <boong/event.hpp>
 
@@ -11,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace boong::pg {
 
@@ -24,7 +27,9 @@ inline std::int64_t to_int64(const pqxx::field& f) {
     return v;
 }
 
-inline json to_json_value(const pqxx::field& f) { return json::parse(f.c_str(), f.c_str() + f.size()); }
+inline std::string_view text(const pqxx::field& f) { return {f.c_str(), f.size()}; }
+
+inline json to_json_value(const pqxx::field& f) { return detail::read_json(text(f)); }
 
 inline Clock::time_point from_micros(std::int64_t us) { return Clock::time_point(std::chrono::microseconds(us)); }
 
@@ -39,7 +44,7 @@ inline RecordedEvent to_event(const pqxx::row& row, pqxx::row::size_type c, std:
     e.event.type.assign(row[c + 3].c_str(), row[c + 3].size());
     e.event.schema_version = static_cast<int>(to_int64(row[c + 4]));
     e.event.payload = to_json_value(row[c + 5]);
-    from_json(to_json_value(row[c + 6]), e.event.metadata);
+    detail::read_metadata(text(row[c + 6]), e.event.metadata);
     e.stored_at = from_micros(to_int64(row[c + 7]));
     return e;
 }
