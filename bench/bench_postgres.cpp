@@ -119,12 +119,17 @@ void run_appenders(boong::PostgresEventStore& store, asio::io_context& ioc, int 
         asio::co_spawn(
             ioc,
             [&, a]() -> asio::awaitable<void> {
-                const std::string stream = "bench-" + tag + "-" + std::to_string(a);
+                // Ids of the baseline's sizes (pgbench writes 'pgbench-<client>' and
+                // 16-character correlation and causation ids): each byte is
+                // written to the WAL and the indexes, and the appends are
+                // bound by the WAL flush.
+                const std::string stream = tag + "-" + std::to_string(a);
+                const std::string correlation = "bench-" + stream;
                 std::int64_t version = 0;
                 while (steady::now() < end) {
                     std::vector<boong::EventData> batch;
                     batch.reserve(per_call);
-                    for (std::size_t i = 0; i < per_call; ++i) batch.push_back(event(ids, stream));
+                    for (std::size_t i = 0; i < per_call; ++i) batch.push_back(event(ids, correlation));
                     const auto start = steady::now();
                     try {
                         auto r = co_await store.async_append(stream, boong::ExpectedVersion::exactly(version),
@@ -147,8 +152,15 @@ void run_appenders(boong::PostgresEventStore& store, asio::io_context& ioc, int 
     ioc.restart();
 }
 
+// A run's own prefix for its streams: the time in milliseconds, in base 36
+// (8 characters; runs never share one).
 std::string unique_tag() {
-    return std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
+    auto ms = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count());
+    std::string tag;
+    for (; ms; ms /= 36) tag.insert(tag.begin(), "0123456789abcdefghijklmnopqrstuvwxyz"[ms % 36]);
+    return tag;
 }
 
 // pg_append_concurrent: 64 coroutines, each appending one event at a time to
