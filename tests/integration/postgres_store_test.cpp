@@ -2,6 +2,7 @@
 // starts one and exports BOONG_TEST_PG_DSN): the conformance suite, then what
 // only a durable, concurrent, networked store has to get right.
 #include <boong/store/postgres.hpp>
+#include <boong/store/postgres_transaction.hpp>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -301,6 +302,47 @@ std::string with_application_name(const std::string& dsn, const std::string& nam
 }
 
 }  // namespace
+
+// Plans made while a table is small (a fresh database) favour a sequential
+// scan, and cached plans keep it as the table grows: the store's sessions
+// plan with enable_seqscan off, so its lookups use their indexes from the start.
+TEST_CASE("postgres: the store's sessions look rows up by index even in a table that is still empty", "[postgres]") {
+    const auto table = fresh_table("it_plans");
+    drop_tables(table);
+    asio::io_context ioc;
+    boong::PostgresEventStore store(ioc.get_executor(), test_config(table));
+    store.open();
+    {
+        auto c = admin();
+        pqxx::nontransaction tx(c);
+        tx.exec("ANALYZE " + table);  // statistics that say: empty
+    }
+    // A stream's head, as the append function probes it.
+    const std::string probe = "EXPLAIN SELECT coalesce(max(version), 0) FROM " + table + " WHERE stream_id = 'x'";
+    auto plan_of = [&](pqxx::transaction_base& tx) {
+        std::string plan;
+        for (const auto& row : tx.exec(probe)) plan += std::string(row[0].c_str()) + "\n";
+        return plan;
+    };
+    std::string in_session;
+    auto body = [&](pqxx::transaction_base& tx) {
+        in_session = plan_of(tx);
+        return 0;
+    };
+    run(ioc, [&] { return boong::async_transact(store, std::move(body), asio::use_awaitable); });
+    INFO(in_session);
+    CHECK_THAT(in_session, Catch::Contains("Index"));
+    CHECK_THAT(in_session, !Catch::Contains("Seq Scan"));
+    // What a session with the server's defaults plans for it (the test can fail).
+    auto c = admin();
+    pqxx::work tx(c);
+    const auto by_default = plan_of(tx);
+    INFO(by_default);
+    CHECK_THAT(by_default, Catch::Contains("Seq Scan"));
+    tx.abort();
+    require_idle(ioc);
+    drop_tables(table);
+}
 
 TEST_CASE("postgres: the schema is created once, idempotently, by stores that start together", "[postgres]") {
     const auto table = fresh_table("it_schema");
