@@ -302,27 +302,10 @@ public:
         space();
         if (p_ == end_ || *p_ != '{') return false;
         ++p_;
-        space();
-        if (p_ != end_ && *p_ == '}') {
-            ++p_;
-            space();
-            return p_ == end_;
-        }
         std::string key;
-        for (;;) {
-            if (!member_key(key) || !on_member(key)) return false;
-            space();
-            if (p_ == end_) return false;
-            if (*p_ == ',') {
-                ++p_;
-                space();
-                continue;
-            }
-            if (*p_ != '}') return false;
-            ++p_;
-            space();
-            return p_ == end_;
-        }
+        if (!elements('}', [&] { return member_key(key) && on_member(key); })) return false;
+        space();
+        return p_ == end_;
     }
 
     bool value(json& out, int depth) {
@@ -401,20 +384,17 @@ private:
         return true;
     }
 
-    bool object(json& out, int depth) {
-        if (depth >= kMaxReadDepth) return false;
-        ++p_;
-        out = json::object();
-        auto& members = out.get_ref<json::object_t&>();
+    // The elements of an array or members of an object, after its opening
+    // bracket: element() reads one, at its first character.
+    template <class Element>
+    bool elements(char close, Element&& element) {
         space();
-        if (p_ != end_ && *p_ == '}') {
+        if (p_ != end_ && *p_ == close) {
             ++p_;
             return true;
         }
-        std::string key;
         for (;;) {
-            // A key seen twice keeps its last value, as json::parse does.
-            if (!member_key(key) || !value(members[std::move(key)], depth + 1)) return false;
+            if (!element()) return false;
             space();
             if (p_ == end_) return false;
             if (*p_ == ',') {
@@ -422,35 +402,28 @@ private:
                 space();
                 continue;
             }
-            if (*p_ != '}') return false;
+            if (*p_ != close) return false;
             ++p_;
             return true;
         }
+    }
+
+    bool object(json& out, int depth) {
+        if (depth >= kMaxReadDepth) return false;
+        ++p_;
+        out = json::object();
+        auto& members = out.get_ref<json::object_t&>();
+        std::string key;
+        // A key seen twice keeps its last value, as json::parse does.
+        return elements('}', [&] { return member_key(key) && value(members[std::move(key)], depth + 1); });
     }
 
     bool array(json& out, int depth) {
         if (depth >= kMaxReadDepth) return false;
         ++p_;
         out = json::array();
-        auto& elements = out.get_ref<json::array_t&>();
-        space();
-        if (p_ != end_ && *p_ == ']') {
-            ++p_;
-            return true;
-        }
-        for (;;) {
-            if (!value(elements.emplace_back(), depth + 1)) return false;
-            space();
-            if (p_ == end_) return false;
-            if (*p_ == ',') {
-                ++p_;
-                space();
-                continue;
-            }
-            if (*p_ != ']') return false;
-            ++p_;
-            return true;
-        }
+        auto& values = out.get_ref<json::array_t&>();
+        return elements(']', [&] { return value(values.emplace_back(), depth + 1); });
     }
 
     // At a backslash.
