@@ -42,6 +42,10 @@ struct Pool::Shared {
     int failures = 0;
     std::chrono::steady_clock::time_point next_attempt{};
     std::string last_error;
+    // When the last failure was logged: attempts made before it (every
+    // worker at start-up, or after the server went away) failed with it, and
+    // are not logged again.
+    std::chrono::steady_clock::time_point logged_failure{};
 };
 
 Pool::Pool(ConnectTarget target, int size, std::shared_ptr<Counters> counters)
@@ -130,6 +134,7 @@ std::unique_ptr<Session> Pool::connect() {
                                                      std::to_string(wait.count()) + " ms)");
         }
     }
+    const auto attempted = std::chrono::steady_clock::now();
     try {
         auto session = std::make_unique<Session>(target_);
         Counters::add(counters_->connects);
@@ -144,7 +149,12 @@ std::unique_ptr<Session> Pool::connect() {
         const auto delay = detail::backoff_delay(kReconnect, s.failures, reinterpret_cast<std::uintptr_t>(this));
         s.next_attempt = std::chrono::steady_clock::now() + delay;
         s.last_error = e.what();
-        spdlog::warn("postgres: {}; retrying in {} ms", e.what(), delay.count());
+        if (attempted >= s.logged_failure) {
+            spdlog::warn("postgres: {}; retrying in {} ms", e.what(), delay.count());
+            s.logged_failure = std::chrono::steady_clock::now();
+        } else {
+            spdlog::debug("postgres: {} (again, from another connection)", e.what());
+        }
         throw;
     }
 }
