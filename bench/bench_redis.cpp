@@ -133,7 +133,7 @@ void redis_roundtrip(benchmark::State& state) {
         o.topic = topic;
         o.group = "bench";
         o.consumer = "c1";
-        o.concurrency = 64;
+        o.settings.concurrency = 64;
         asio::cancellation_signal stop;
         bool consumer_done = false;
         // Publish time travels in the payload, as a steady-clock count.

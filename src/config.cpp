@@ -370,17 +370,25 @@ RedisBrokerConfig read_redis(FieldReader r) {
     r.read("blockTimeout", c.block_timeout, kPositiveTimeout);
     r.read("maxLen", c.max_len, {1});
     r.read("ttl", c.ttl, kTtl);
+    r.read("maxJsonDepth", c.max_json_depth, {1, 10000});
     r.check_no_unknown_keys();
     return c;
 }
 
-ConsumerDefaults read_consumer(FieldReader r) {
-    ConsumerDefaults c;
-    r.read("consumerCount", c.consumer_count, {1, 1024});
+ConsumerSettings read_consumer(FieldReader r) {
+    ConsumerSettings c;
+    int count = static_cast<int>(c.concurrency);
+    r.read("consumerCount", count, {1, 1024});
+    c.concurrency = static_cast<std::size_t>(count);
     // Zero would redeliver every message at once, or never (both wrong).
     r.read("visibilityTimeout", c.visibility_timeout, kPositiveTimeout);
     r.read("maxDeliveries", c.max_deliveries, {1, 1000});
     r.read("shutdownGrace", c.shutdown_grace, kTimeout);
+    // While a dependency is unavailable: how soon a paused consumer tries again.
+    const bool delay_set = r.read("outageRetryDelay", c.outage_backoff.initial_delay, kPositiveTimeout);
+    const bool cap_set = r.read("outageRetryMaxDelay", c.outage_backoff.max_delay, kPositiveTimeout);
+    check_cap(r, {"outageRetryMaxDelay", cap_set, c.outage_backoff.max_delay},
+              {"outageRetryDelay", delay_set, c.outage_backoff.initial_delay});
     r.check_no_unknown_keys();
     return c;
 }
@@ -529,10 +537,7 @@ ConsumerOptions consumer_options(const MessageBrokerConfig& broker, std::string 
     o.topic = std::move(topic);
     o.group = std::move(group);
     o.consumer = std::move(consumer);
-    o.concurrency = static_cast<std::size_t>(broker.consumer.consumer_count);
-    o.visibility_timeout = broker.consumer.visibility_timeout;
-    o.max_deliveries = broker.consumer.max_deliveries;
-    o.shutdown_grace = broker.consumer.shutdown_grace;
+    o.settings = broker.consumer;
     return o;
 }
 

@@ -33,6 +33,13 @@ void EventRegistry::add_upcaster(std::string_view name, int from_version, Upcast
     }
 }
 
+void EventRegistry::set_max_json_depth(int depth) {
+    if (depth < 1 || depth > 10000)
+        throw Error(errc::invalid_config, "event registry: max JSON depth " + std::to_string(depth) +
+                                              " is not in 1..10000");
+    max_depth_ = depth;
+}
+
 int EventRegistry::current_version(std::string_view name) const {
     const auto it = current_.find(name);
     return it == current_.end() ? 0 : it->second;
@@ -47,6 +54,11 @@ json EventRegistry::upcast(const EventData& e) const {
                                              std::to_string(current) + "); upgrade it");
     }
     if (e.schema_version < 1) throw Error(errc::unknown_event, what + ": schema versions start at 1");
+    // Before the copy below, and anything else that walks it recursively.
+    if (json_depth_exceeds(e.payload, max_depth_)) {
+        throw Error(errc::unknown_event,
+                    what + ": its payload nests deeper than " + std::to_string(max_depth_) + " levels");
+    }
     json payload = e.payload;
     for (int v = e.schema_version; v < current; ++v) {
         const auto it = upcasters_.find(std::make_pair(e.type, v));

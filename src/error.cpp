@@ -24,6 +24,7 @@ public:
             case errc::protocol_error: return "protocol error";
             case errc::saga_not_resumable: return "saga not resumable";
             case errc::unknown_event: return "unknown event";
+            case errc::dependency_unavailable: return "dependency unavailable";
         }
         return "unknown boong error " + std::to_string(ev);
     }
@@ -52,6 +53,22 @@ ConcurrencyConflict::ConcurrencyConflict(std::string stream, std::int64_t expect
       stream_(std::move(stream)),
       expected_(expected),
       actual_(actual) {}
+
+bool is_unavailable(const error_code& code) noexcept {
+    return code == errc::store_unavailable || code == errc::broker_unavailable ||
+           code == errc::dependency_unavailable;
+}
+
+bool is_unavailable(const std::exception_ptr& error) noexcept {
+    if (!error) return false;
+    try {
+        std::rethrow_exception(error);
+    } catch (const boost::system::system_error& e) {
+        return is_unavailable(e.code());
+    } catch (...) {
+        return false;
+    }
+}
 
 std::string describe(const std::exception_ptr& error) {
     if (!error) return "no error";

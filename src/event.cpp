@@ -1,6 +1,7 @@
 #include <boong/event.hpp>
 
 #include <array>
+#include <vector>
 #include <charconv>
 #include <cstdio>
 #include <cstring>
@@ -220,6 +221,48 @@ void to_json(json& j, const RecordedEvent& e) {
     j["version"] = e.version;
     j["position"] = e.position;
     j["stored_at"] = format_timestamp(e.stored_at);
+}
+
+bool json_depth_exceeds(const json& j, int max_depth) noexcept {
+    if (!j.is_structured()) return false;
+    if (max_depth < 1) return true;
+    // Depth-first, one frame per open container: where its walk stands.
+    struct Frame {
+        const json* node;
+        std::size_t index = 0;                      // arrays
+        json::object_t::const_iterator member{};    // objects
+    };
+    auto open = [](const json* node) {
+        Frame f{node};
+        if (node->is_object()) f.member = node->get_ref<const json::object_t&>().begin();
+        return f;
+    };
+    std::vector<Frame> stack;
+    try {
+        stack.push_back(open(&j));
+        while (!stack.empty()) {
+            auto& top = stack.back();
+            const json* child = nullptr;
+            if (top.node->is_array()) {
+                const auto& a = top.node->get_ref<const json::array_t&>();
+                while (top.index < a.size() && !a[top.index].is_structured()) ++top.index;
+                if (top.index < a.size()) child = &a[top.index++];
+            } else {
+                const auto end = top.node->get_ref<const json::object_t&>().end();
+                while (top.member != end && !top.member->second.is_structured()) ++top.member;
+                if (top.member != end) child = &(top.member++)->second;
+            }
+            if (!child) {
+                stack.pop_back();
+                continue;
+            }
+            if (static_cast<int>(stack.size()) >= max_depth) return true;
+            stack.push_back(open(child));
+        }
+    } catch (...) {
+        return true;  // no memory for the walk: say too deep rather than recurse
+    }
+    return false;
 }
 
 }  // namespace boong

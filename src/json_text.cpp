@@ -176,7 +176,21 @@ void write_json_string(JsonSink& out, std::string_view s) {
 }
 
 
-void write_json(JsonSink& out, const json& j) {
+namespace {
+
+[[noreturn]] void too_deep(int max_depth) {
+    throw Error(errc::invalid_argument, "JSON nests deeper than " + std::to_string(max_depth) + " levels");
+}
+
+void write_value(JsonSink& out, const json& j, int depth, int max_depth);
+
+}  // namespace
+
+void write_json(JsonSink& out, const json& j, int max_depth) { write_value(out, j, 0, max_depth); }
+
+namespace {
+
+void write_value(JsonSink& out, const json& j, int depth, int max_depth) {
     switch (j.type()) {
     case json::value_t::null: out.put("null"); return;
     case json::value_t::boolean: out.put(j.get<bool>() ? std::string_view("true") : std::string_view("false")); return;
@@ -184,6 +198,7 @@ void write_json(JsonSink& out, const json& j) {
     case json::value_t::number_unsigned: write_json_integer(out, j.get<json::number_unsigned_t>()); return;
     case json::value_t::string: write_json_string(out, j.get_ref<const std::string&>()); return;
     case json::value_t::object: {
+        if (depth >= max_depth) too_deep(max_depth);
         out.put('{');
         bool first = true;
         for (const auto& [k, v] : j.get_ref<const json::object_t&>()) {
@@ -191,18 +206,19 @@ void write_json(JsonSink& out, const json& j) {
             first = false;
             write_json_string(out, k);
             out.put(':');
-            write_json(out, v);
+            write_value(out, v, depth + 1, max_depth);
         }
         out.put('}');
         return;
     }
     case json::value_t::array: {
+        if (depth >= max_depth) too_deep(max_depth);
         out.put('[');
         bool first = true;
         for (const auto& v : j.get_ref<const json::array_t&>()) {
             if (!first) out.put(',');
             first = false;
-            write_json(out, v);
+            write_value(out, v, depth + 1, max_depth);
         }
         out.put(']');
         return;
@@ -219,7 +235,9 @@ void write_json(JsonSink& out, const json& j) {
     }
 }
 
-void write_metadata(JsonSink& out, const EventMetadata& m) {
+}  // namespace
+
+void write_metadata(JsonSink& out, const EventMetadata& m, int max_depth) {
     // json(m) is a std::map: extra's keys and the typed fields in key order,
     // the typed fields winning (an extra key of the same name is dropped,
     // and so is correlation_id/causation_id when it is empty).
@@ -256,22 +274,22 @@ void write_metadata(JsonSink& out, const EventMetadata& m) {
             first = false;
             write_json_string(out, k);
             out.put(':');
-            write_json(out, v);
+            write_value(out, v, 1, max_depth);  // inside the metadata object
         }
     }
     while (next < count) write_typed(typed[next++]);
     out.put('}');
 }
 
-void write_json(std::string& out, const json& j) {
+void write_json(std::string& out, const json& j, int max_depth) {
     JsonSink sink(out);
-    write_json(sink, j);
+    write_json(sink, j, max_depth);
     sink.flush();
 }
 
-void write_metadata(std::string& out, const EventMetadata& m) {
+void write_metadata(std::string& out, const EventMetadata& m, int max_depth) {
     JsonSink sink(out);
-    write_metadata(sink, m);
+    write_metadata(sink, m, max_depth);
     sink.flush();
 }
 
@@ -285,8 +303,11 @@ namespace {
 // slow path for invalid or odd text, never a second opinion).
 class JsonReader {
 public:
-    explicit JsonReader(std::string_view text) noexcept
-        : p_(reinterpret_cast<const unsigned char*>(text.data())), end_(p_ + text.size()) {}
+    JsonReader(std::string_view text, int max_depth) noexcept
+        : p_(reinterpret_cast<const unsigned char*>(text.data())), end_(p_ + text.size()), max_depth_(max_depth) {}
+
+    // Whether it gave up because the text nests deeper than max_depth.
+    bool too_deep() const noexcept { return too_deep_; }
 
     bool document(json& out) {
         space();
@@ -409,7 +430,7 @@ private:
     }
 
     bool object(json& out, int depth) {
-        if (depth >= kMaxReadDepth) return false;
+        if (depth >= max_depth_) return too_deep_ = true, false;
         ++p_;
         out = json::object();
         auto& members = out.get_ref<json::object_t&>();
@@ -419,7 +440,7 @@ private:
     }
 
     bool array(json& out, int depth) {
-        if (depth >= kMaxReadDepth) return false;
+        if (depth >= max_depth_) return too_deep_ = true, false;
         ++p_;
         out = json::array();
         auto& values = out.get_ref<json::array_t&>();
@@ -555,21 +576,37 @@ private:
 
     const unsigned char* p_;
     const unsigned char* end_;
+    int max_depth_;
+    bool too_deep_ = false;
 };
+
+// json::parse(text), refusing to nest deeper than `max_depth` while it parses
+// (before any recursive walk of the value could overflow the stack).
+json parse_bounded(std::string_view text, int max_depth) {
+    return json::parse(text, [max_depth](int depth, json::parse_event_t event, json&) {
+        // depth counts the containers around the one starting here.
+        if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) &&
+            depth >= max_depth)
+            too_deep(max_depth);
+        return true;
+    });
+}
 
 }  // namespace
 
-json read_json(std::string_view text) {
+json read_json(std::string_view text, int max_depth) {
     json out;
-    if (JsonReader(text).document(out)) return out;
-    return json::parse(text);
+    JsonReader reader(text, max_depth);
+    if (reader.document(out)) return out;
+    if (reader.too_deep()) too_deep(max_depth);
+    return parse_bounded(text, max_depth);
 }
 
-void read_metadata(std::string_view text, EventMetadata& m) {
+void read_metadata(std::string_view text, EventMetadata& m, int max_depth) {
     EventMetadata read;
     std::string timestamp;
     bool has_timestamp = false;
-    JsonReader reader(text);
+    JsonReader reader(text, max_depth);
     const bool done = reader.object_members([&](const std::string& key) {
         // A typed field that is not a string is from_json's to refuse.
         if (key == kCorrelation) {
@@ -589,7 +626,8 @@ void read_metadata(std::string_view text, EventMetadata& m) {
         return reader.value(read.extra[key], 1);
     });
     if (!done) {
-        from_json(json::parse(text), m);
+        if (reader.too_deep()) too_deep(max_depth);
+        from_json(parse_bounded(text, max_depth), m);
         return;
     }
     // Last, as from_json meets it only once every typed field is a string.

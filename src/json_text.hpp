@@ -89,26 +89,28 @@ void write_json_integer(JsonSink& out, Int v) {
 }
 
 // j.dump(). Throws Error(errc::invalid_argument) on a string that is not
-// valid UTF-8 (where dump() throws json::type_error), the text partly written.
-void write_json(JsonSink& out, const json& j);
+// valid UTF-8 (where dump() throws json::type_error), or when `j` nests
+// deeper than max_depth, the text partly written.
+void write_json(JsonSink& out, const json& j, int max_depth = default_max_json_depth);
 // json(m).dump() (see to_json(json&, const EventMetadata&)), the same way.
-void write_metadata(JsonSink& out, const EventMetadata& m);
+void write_metadata(JsonSink& out, const EventMetadata& m, int max_depth = default_max_json_depth);
 
 // The same, appended to `out`.
-void write_json(std::string& out, const json& j);
-void write_metadata(std::string& out, const EventMetadata& m);
+void write_json(std::string& out, const json& j, int max_depth = default_max_json_depth);
+void write_metadata(std::string& out, const EventMetadata& m, int max_depth = default_max_json_depth);
 
 // json::parse(text): the same value, types included (a positive integer is
 // number_unsigned, a negative one number_integer, one out of range of both
-// a double). Text it does not read itself (invalid JSON, nesting deeper than
-// kMaxReadDepth, a number out of range of a double) goes to json::parse, so
-// what is refused, and how, is json::parse's.
-json read_json(std::string_view text);
-inline constexpr int kMaxReadDepth = 128;  // recursion: worker and io_context threads have ordinary stacks
+// a double). Text it does not read itself (invalid JSON, a number out of
+// range of a double) goes to json::parse, so what is refused, and how, is
+// json::parse's. Text nesting deeper than max_depth is refused while it is
+// read, before anything walks it: Error(errc::invalid_argument).
+json read_json(std::string_view text, int max_depth = default_max_json_depth);
 
 // from_json(read_json(text), m), without the document: the typed fields go
 // straight into `m`, only what `extra` holds is built as JSON. The same
-// errors as from_json (metadata it does not read itself goes that way).
-void read_metadata(std::string_view text, EventMetadata& m);
+// errors as from_json (metadata it does not read itself goes that way), and
+// the depth limit of read_json (the metadata object is level 1).
+void read_metadata(std::string_view text, EventMetadata& m, int max_depth = default_max_json_depth);
 
 }  // namespace boong::detail

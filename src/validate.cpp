@@ -96,21 +96,24 @@ const char* text_problem(std::string_view s) noexcept {
 
 // Whether `j` can be stored as JSON: json_problem(j).empty(), without
 // building a string per value. Runs on every payload; the message is built
-// only when this says no.
-bool json_storable(const json& j) noexcept {
+// only when this says no. `depth_left`: how many more levels of arrays or
+// objects may open (the recursion stops there).
+bool json_storable(const json& j, int depth_left) noexcept {
     switch (j.type()) {
         case json::value_t::string: return scan_text(j.get_ref<const std::string&>()) == Text::ok;
         case json::value_t::number_float: return std::isfinite(j.get<double>());
         case json::value_t::discarded:
         case json::value_t::binary: return false;
         case json::value_t::object:
+            if (depth_left < 1) return false;
             for (const auto& [k, v] : j.get_ref<const json::object_t&>()) {
-                if (scan_text(k) != Text::ok || !json_storable(v)) return false;
+                if (scan_text(k) != Text::ok || !json_storable(v, depth_left - 1)) return false;
             }
             return true;
         case json::value_t::array:
+            if (depth_left < 1) return false;
             for (const auto& v : j.get_ref<const json::array_t&>()) {
-                if (!json_storable(v)) return false;
+                if (!json_storable(v, depth_left - 1)) return false;
             }
             return true;
         default: return true;
@@ -118,7 +121,8 @@ bool json_storable(const json& j) noexcept {
 }
 
 // Why `j` cannot be stored as JSON, or empty when it can.
-std::string json_problem(const json& j) {
+std::string json_problem(const json& j, int depth_left, int max_depth) {
+    if (j.is_structured() && depth_left < 1) return "it nests deeper than " + std::to_string(max_depth) + " levels";
     switch (j.type()) {
         case json::value_t::string: {
             const char* p = text_problem(j.get_ref<const std::string&>());
@@ -132,12 +136,12 @@ std::string json_problem(const json& j) {
             // The underlying map, not items(): its proxies cost more than the check.
             for (const auto& [k, v] : j.get_ref<const json::object_t&>()) {
                 if (const char* p = text_problem(k)) return std::string("a key ") + p;
-                if (auto p = json_problem(v); !p.empty()) return p;
+                if (auto p = json_problem(v, depth_left - 1, max_depth); !p.empty()) return p;
             }
             return "";
         case json::value_t::array:
             for (const auto& v : j.get_ref<const json::array_t&>()) {
-                if (auto p = json_problem(v); !p.empty()) return p;
+                if (auto p = json_problem(v, depth_left - 1, max_depth); !p.empty()) return p;
             }
             return "";
         default: return "";
@@ -154,7 +158,8 @@ void validate_stream_id(std::string_view stream) {
     if (const char* p = text_problem(stream)) invalid(std::string("stream id ") + p);
 }
 
-void validate_append(std::string_view stream, ExpectedVersion expected, const std::vector<EventData>& events) {
+void validate_append(std::string_view stream, ExpectedVersion expected, const std::vector<EventData>& events,
+                     int max_depth) {
     validate_stream_id(stream);
     // Messages are built only on failure: this runs on every append.
     auto where = [&] { return "append to '" + std::string(stream) + "': "; };
@@ -174,11 +179,13 @@ void validate_append(std::string_view stream, ExpectedVersion expected, const st
         if (const char* p = text_problem(e.metadata.causation_id)) invalid(at() + "causation id " + p);
         if (e.schema_version < 1)
             invalid(at() + "schema version " + std::to_string(e.schema_version) + " is not >= 1");
-        if (!json_storable(e.payload)) invalid(at() + "payload is not valid JSON: " + json_problem(e.payload));
+        if (!json_storable(e.payload, max_depth))
+            invalid(at() + "payload is not valid JSON: " + json_problem(e.payload, max_depth, max_depth));
         if (!e.metadata.extra.is_null() && !e.metadata.extra.is_object())
             invalid(at() + "metadata.extra must be a JSON object");
-        if (!json_storable(e.metadata.extra))
-            invalid(at() + "metadata is not valid JSON: " + json_problem(e.metadata.extra));
+        // The metadata object itself is one level.
+        if (!json_storable(e.metadata.extra, max_depth))
+            invalid(at() + "metadata is not valid JSON: " + json_problem(e.metadata.extra, max_depth, max_depth));
     }
     // The same id twice in one append (quadratic for the usual handful of
     // events, a set beyond).
@@ -206,10 +213,11 @@ void validate_snapshot(const Snapshot& s) {
     if (s.type.empty()) invalid(at + "type is empty");
     if (const char* p = text_problem(s.type)) invalid(at + "type " + p);
     if (s.schema_version < 1) invalid(at + "schema version is below 1");
-    if (auto p = json_problem(s.state); !p.empty()) invalid(at + "state is not valid JSON: " + p);
+    if (auto p = json_problem(s.state, default_max_json_depth, default_max_json_depth); !p.empty())
+        invalid(at + "state is not valid JSON: " + p);
 }
 
-void validate_publish(std::string_view topic, const EventData& e) {
+void validate_publish(std::string_view topic, const EventData& e, int max_depth) {
     if (topic.empty()) invalid("publish: topic is empty");
     if (topic.size() > max_topic_length)
         invalid("publish: topic is " + std::to_string(topic.size()) + " bytes long; the limit is " +
@@ -222,6 +230,11 @@ void validate_publish(std::string_view topic, const EventData& e) {
     // Dead-lettering adds a key to it, so it has to be an object (or nothing yet).
     if (!e.metadata.extra.is_null() && !e.metadata.extra.is_object())
         invalid(at() + "metadata.extra must be a JSON object");
+    // Whoever receives it would refuse it: refuse it here, with the reason.
+    if (json_depth_exceeds(e.payload, max_depth))
+        invalid(at() + "payload nests deeper than " + std::to_string(max_depth) + " levels");
+    if (json_depth_exceeds(e.metadata.extra, max_depth))
+        invalid(at() + "metadata nests deeper than " + std::to_string(max_depth) + " levels");
 }
 
 void validate_consumer_options(const ConsumerOptions& o, const MessageHandler& handler) {
@@ -230,10 +243,15 @@ void validate_consumer_options(const ConsumerOptions& o, const MessageHandler& h
     const std::string at = "consume from '" + o.topic + "': ";
     if (o.group.empty()) invalid(at + "group is empty");
     if (o.consumer.empty()) invalid(at + "consumer is empty");
-    if (o.concurrency == 0) invalid(at + "concurrency is 0");
-    if (o.max_deliveries < 1) invalid(at + "max_deliveries " + std::to_string(o.max_deliveries) + " is not >= 1");
-    if (o.visibility_timeout < milliseconds::zero()) invalid(at + "visibility_timeout is negative");
-    if (o.shutdown_grace < milliseconds::zero()) invalid(at + "shutdown_grace is negative");
+    const auto& s = o.settings;
+    if (s.concurrency == 0) invalid(at + "concurrency is 0");
+    if (s.max_deliveries < 1) invalid(at + "max_deliveries " + std::to_string(s.max_deliveries) + " is not >= 1");
+    if (s.visibility_timeout < milliseconds::zero()) invalid(at + "visibility_timeout is negative");
+    if (s.shutdown_grace < milliseconds::zero()) invalid(at + "shutdown_grace is negative");
+    if (s.outage_backoff.initial_delay < milliseconds(1) || s.outage_backoff.max_delay < s.outage_backoff.initial_delay ||
+        !(s.outage_backoff.multiplier >= 1.0) || !(s.outage_backoff.jitter >= 0.0 && s.outage_backoff.jitter <= 1.0))
+        invalid(at + "outage_backoff needs initial_delay >= 1 ms, max_delay >= initial_delay, multiplier >= 1 and "
+                     "jitter in [0, 1]");
     if (!handler) invalid(at + "handler is empty");
 }
 

@@ -165,12 +165,12 @@ public:
 
         boong::EventBusOptions bo;
         bo.service = options_.service;
-        bo.concurrency = 16;
+        bo.consumers.concurrency = 16;
         // A handler that failed (a conflict, a stock race) or a message left by
         // a killed process comes again after this long.
-        bo.visibility_timeout = 2s;
-        bo.max_deliveries = 50;
-        bo.shutdown_grace = 3s;
+        bo.consumers.visibility_timeout = 2s;
+        bo.consumers.max_deliveries = 50;
+        bo.consumers.shutdown_grace = 3s;
         bus_ = std::make_unique<Bus>(*store_, *broker_, registry_, bo);
     }
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <boong/event.hpp>
+#include <boong/policy.hpp>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -10,7 +11,9 @@
 #include <concepts>
 #include <cstddef>
 #include <functional>
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace boong {
 
@@ -24,20 +27,40 @@ struct Delivery {
     EventData event;
 };
 
-// A handler completes normally to acknowledge the message. Throwing leaves it
-// unacknowledged: it is delivered again after the visibility timeout, and moved
-// to the dead-letter topic once it reached max_deliveries. Throwing
-// boong::Rejection moves it to the dead letters at once (it cannot succeed).
+// A handler completes normally to acknowledge the message. What throwing does
+// depends on what it throws:
+//  - boong::Rejection: the message can never succeed; it goes to the dead
+//    letters at once.
+//  - an error saying a dependency is unavailable (boong::is_unavailable: the
+//    store or the broker cannot be reached, or boong::Unavailable): not the
+//    message's fault. The consumer keeps the message, stops fetching, and
+//    tries it again with backoff (outage_backoff) until the dependency
+//    answers; then everything it kept is handled and fetching resumes. Such
+//    failures never count towards max_deliveries, however long the outage.
+//  - anything else: the message stays unacknowledged, is delivered again after
+//    the visibility timeout, and goes to the dead letters once it reached
+//    max_deliveries.
 using MessageHandler = std::function<boost::asio::awaitable<void>(const Delivery&)>;
+
+// How a consumer handles messages. Declared once: the same settings serve a
+// consumer (ConsumerOptions), the event bus (EventBusOptions::consumers) and
+// the configuration file's defaults (messageBroker.consumer).
+struct ConsumerSettings {
+    std::size_t concurrency = 1;                          // handlers in flight at once
+    std::chrono::milliseconds visibility_timeout{30000};  // unacked this long -> redelivered
+    int max_deliveries = 5;                               // then -> "<topic>.dlq"
+    std::chrono::milliseconds shutdown_grace{5000};       // in-flight handlers get this long on stop
+    // How often a paused consumer tries one of the messages it keeps while a
+    // dependency is unavailable: 100 ms, doubling up to 5 s, +-20 %
+    // (attempts is unused: an outage is waited out, however long).
+    RetryPolicy outage_backoff{1, std::chrono::milliseconds(100), 2.0, std::chrono::milliseconds(5000), 0.2};
+};
 
 struct ConsumerOptions {
     std::string topic;
     std::string group;     // consumers of one group share the work; each group sees every message
     std::string consumer;  // this consumer's name within the group
-    std::size_t concurrency = 1;                          // handlers in flight at once
-    std::chrono::milliseconds visibility_timeout{30000};  // unacked this long -> redelivered
-    int max_deliveries = 5;                               // then -> "<topic>.dlq"
-    std::chrono::milliseconds shutdown_grace{5000};       // in-flight handlers get this long on stop
+    ConsumerSettings settings{};
 };
 
 // The dead-letter topic of a topic.
@@ -55,7 +78,15 @@ inline std::string dead_letter_topic(std::string_view topic) { return std::strin
 //
 // Dead letters carry the original event, with metadata.extra holding
 // "dead_letter": {"source_topic", "source_message_id", "group", "reason",
-// "delivery_count"}.
+// "delivery_count", "at"}. A message that was not decoded (it does not
+// decode, or it was quarantined after too many deliveries, see below) is kept
+// as the bytes it arrived as.
+//
+// A message whose deliveries reach max_deliveries without an acknowledgement
+// (its handlers kept failing, or its consumers kept dying while handling it)
+// is moved to the dead letters when it is next reclaimed, without being
+// decoded or handled again: a message that crashes the process is
+// quarantined after at most max_deliveries crashes.
 template <class B>
 concept Broker = requires(B& b, std::string topic, EventData event, ConsumerOptions options,
                           MessageHandler handler) {
@@ -65,6 +96,60 @@ concept Broker = requires(B& b, std::string topic, EventData event, ConsumerOpti
         -> std::same_as<boost::asio::awaitable<std::string>>;
     { b.async_consume(options, handler, boost::asio::use_awaitable) }
         -> std::same_as<boost::asio::awaitable<void>>;
+};
+
+// ---- dead letters ----------------------------------------------------------
+
+// One dead letter, as DeadLetterQueue lists it.
+struct DeadLetter {
+    std::string message_id;         // its id in "<topic>.dlq"
+    std::string source_topic;       // the topic it came from (and goes back to)
+    std::string source_message_id;  // its id there
+    std::string group;              // the consumer group that gave up on it
+    std::string reason;             // why
+    int delivery_count = 0;         // deliveries it had
+    Clock::time_point at{};         // when it was dead-lettered
+    std::optional<EventData> event;  // the event, when it decodes (without "dead_letter" in metadata.extra)
+    std::string raw;                 // otherwise what the broker held, for people to read (invalid UTF-8 replaced)
+};
+
+// Which dead letters of a topic an operation applies to: exactly one of
+// `ids` (message ids in the dead-letter topic), `all`, or `before` (those
+// dead-lettered before that time).
+struct DeadLetterSelection {
+    std::vector<std::string> ids{};
+    bool all = false;
+    std::optional<Clock::time_point> before{};
+
+    static DeadLetterSelection of(std::vector<std::string> ids) { return {std::move(ids), false, std::nullopt}; }
+    static DeadLetterSelection everything() { return {{}, true, std::nullopt}; }
+    static DeadLetterSelection older_than(Clock::time_point t) { return {{}, false, t}; }
+};
+
+// A broker whose dead letters can be listed, sent back and dropped.
+//
+//  - async_dead_letters(topic, after, max_count, token): the dead letters of
+//    `topic` (read from "<topic>.dlq"), oldest first, starting after the
+//    message id `after` ("" for the first). void(std::exception_ptr, vector<DeadLetter>).
+//  - async_redrive(topic, selection, token): publishes each selected dead
+//    letter to `topic` again, exactly as it first arrived (same event id,
+//    metadata without "dead_letter"), then removes it from the dead letters;
+//    completes with how many went back. Every group of the topic receives it
+//    again: idempotent consumers (the event bus's inbox) absorb it where it
+//    was already handled. void(std::exception_ptr, std::size_t).
+//  - async_drop(topic, selection, token): removes the selected dead letters
+//    for good. void(std::exception_ptr, std::size_t).
+// An id that is not a dead letter of `topic` is skipped (not counted); a
+// selection that names nothing, or more than one way, is invalid_argument.
+template <class B>
+concept DeadLetterQueue = Broker<B> && requires(B& b, std::string topic, std::string after, std::size_t n,
+                                                 DeadLetterSelection selection) {
+    { b.async_dead_letters(topic, after, n, boost::asio::use_awaitable) }
+        -> std::same_as<boost::asio::awaitable<std::vector<DeadLetter>>>;
+    { b.async_redrive(topic, selection, boost::asio::use_awaitable) }
+        -> std::same_as<boost::asio::awaitable<std::size_t>>;
+    { b.async_drop(topic, selection, boost::asio::use_awaitable) }
+        -> std::same_as<boost::asio::awaitable<std::size_t>>;
 };
 
 }  // namespace boong

@@ -51,20 +51,16 @@ struct RedisBrokerConfig {
     milliseconds block_timeout{2000};    // XREADGROUP BLOCK; >= 1 (0 would block forever)
     std::int64_t max_len = 1000000;      // XADD MAXLEN ~
     std::optional<milliseconds> ttl;     // MINID age limit; none = keep by length only
-};
-
-// Defaults for consumers that do not set their own ConsumerOptions.
-struct ConsumerDefaults {
-    int consumer_count = 1;  // handler concurrency per consumer
-    milliseconds visibility_timeout{30000};
-    int max_deliveries = 5;
-    milliseconds shutdown_grace{5000};
+    // How deeply an event's JSON may nest, written or read (1..10000): a
+    // deeper entry is dead-lettered as it is, never decoded.
+    int max_json_depth = default_max_json_depth;
 };
 
 struct MessageBrokerConfig {
     enum class Type { memory, redis_streams } type = Type::memory;
     RedisBrokerConfig redis;  // read for both types, used by redis_streams
-    ConsumerDefaults consumer;
+    // Defaults for consumers ("consumer": consumerCount is the concurrency).
+    ConsumerSettings consumer;
 };
 
 struct LoggingConfig {

@@ -55,13 +55,19 @@ public:
     void add_upcaster(std::string_view name, int from_version, Upcaster upcaster);
 
     bool knows(std::string_view name) const { return current_.find(name) != current_.end(); }
+
+    // How deeply a payload may nest to be decoded (default_max_json_depth);
+    // deeper ones are Error(errc::unknown_event), refused before anything
+    // walks them. Error(errc::invalid_config) outside 1..10000.
+    void set_max_json_depth(int depth);
+    int max_json_depth() const noexcept { return max_depth_; }
     // The current version of `name`; 0 when unknown.
     int current_version(std::string_view name) const;
 
     // The payload of `e` at the current version of its type. Throws
     // Error(errc::unknown_event) naming the event, its id and the reason: an
-    // unknown name, a version newer than this service knows, or no upcaster
-    // from its version.
+    // unknown name, a version newer than this service knows, no upcaster
+    // from its version, or a payload nesting deeper than max_json_depth().
     json upcast(const EventData& e) const;
 
     // The event as E. Throws Error(errc::unknown_event) as upcast() does, when
@@ -101,6 +107,7 @@ private:
 
     std::map<std::string, int, std::less<>> current_;
     std::map<std::pair<std::string, int>, Upcaster, std::less<>> upcasters_;
+    int max_depth_ = default_max_json_depth;
 };
 
 }  // namespace boong

@@ -28,6 +28,7 @@ enum class errc : int {
     protocol_error,            // a server answered something we cannot use
     saga_not_resumable,        // the saga is terminal or unknown to this runner
     unknown_event,             // an event whose name or version this service cannot decode
+    dependency_unavailable,    // something a handler or step needs (a service, an API) cannot be reached
 };
 
 }  // namespace boong
@@ -44,6 +45,16 @@ const boost::system::error_category& boong_category() noexcept;
 std::string describe(const std::exception_ptr& error);
 
 inline error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), boong_category()}; }
+
+// True for the codes that say "a dependency cannot be reached right now", not
+// "this message or step is wrong": store_unavailable, broker_unavailable and
+// dependency_unavailable. Consumers and sagas wait such failures out instead
+// of counting them against a message's deliveries or a step's attempts
+// (docs/guarantees.md, "Outages").
+bool is_unavailable(const error_code& code) noexcept;
+// The same for an exception: a boost::system::system_error (boong::Error
+// among them) carrying such a code. False for null and anything else.
+bool is_unavailable(const std::exception_ptr& error) noexcept;
 
 // The exception every Boong failure is thrown as: a system_error (so `e.code()`
 // compares against boong::errc) whose what() carries the full diagnostic text.
@@ -82,6 +93,17 @@ private:
 class Rejection : public Error {
 public:
     explicit Rejection(const std::string& reason) : Error(errc::rejected, reason) {}
+};
+
+// Thrown by a saga step or a message handler to say "something I need (a
+// payment gateway, another service) cannot be reached right now": not the
+// fault of the message or the step. Like the store's and the broker's own
+// unavailability, it does not count towards max_deliveries or a step's
+// attempts; the consumer pauses and the step waits, with backoff, until the
+// dependency answers again.
+class Unavailable : public Error {
+public:
+    explicit Unavailable(const std::string& what) : Error(errc::dependency_unavailable, what) {}
 };
 
 }  // namespace boong

@@ -18,6 +18,20 @@ namespace boong {
 using json = nlohmann::json;
 using Clock = std::chrono::system_clock;
 
+// How deeply JSON values (payloads, metadata, snapshots) may nest by default:
+// 128 arrays or objects inside one another. Deeper values are refused when
+// written (invalid_argument) and when read (a stream entry that nests deeper
+// is dead-lettered without being decoded): walking a value copies, compares
+// and prints it recursively, and a hostile message 100,000 levels deep would
+// otherwise overflow the stack of whatever thread touched it. Brokers
+// (RedisBrokerConfig::max_json_depth) and the EventRegistry take a limit of
+// their own; the stores use this one.
+inline constexpr int default_max_json_depth = 128;
+
+// True when `j` nests more than `max_depth` arrays or objects (a scalar is
+// depth 0, [] and {} depth 1). Iterative: safe on any value.
+bool json_depth_exceeds(const json& j, int max_depth) noexcept;
+
 // Who caused an event and which business flow it belongs to. The typed fields
 // are the ones every event has; `extra` holds anything a service adds (tenant,
 // user, trace ids) and must be a JSON object when not null.

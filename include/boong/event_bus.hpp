@@ -54,10 +54,9 @@ inline std::string topic_by_type(const RecordedEvent& e) {
 struct EventBusOptions {
     std::string service;      // the consumer group of every handler, and the inbox's name
     std::string consumer{};   // this process within the group; empty: "<hostname>-<pid>"
-    std::size_t concurrency = 16;
-    milliseconds visibility_timeout{30000};
-    int max_deliveries = 5;   // then the message goes to "<type>.dlq"
-    milliseconds shutdown_grace{5000};
+    // How each handler's consumer runs (after max_deliveries a message goes to
+    // "<type>.dlq"; a store outage is waited out, never counted).
+    ConsumerSettings consumers{.concurrency = 16};
     std::shared_ptr<spdlog::logger> logger{};  // null: spdlog's default logger
 };
 
@@ -227,10 +226,7 @@ public:
             o.topic = s.topic;
             o.group = options_.service;
             o.consumer = options_.consumer;
-            o.concurrency = options_.concurrency;
-            o.visibility_timeout = options_.visibility_timeout;
-            o.max_deliveries = options_.max_deliveries;
-            o.shutdown_grace = options_.shutdown_grace;
+            o.settings = options_.consumers;
             s.running = true;
             broker_.async_consume(o, s.handler,
                                   boost::asio::bind_cancellation_slot(

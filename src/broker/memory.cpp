@@ -1,22 +1,21 @@
 #include <boong/broker/memory.hpp>
-#include <boong/detail/run_consumer.hpp>
+#include <boong/detail/delivery_policy.hpp>
 #include <boong/detail/validate.hpp>
 
-#include <boost/asio/bind_cancellation_slot.hpp>
-#include <boost/asio/cancellation_signal.hpp>
-#include <boost/asio/co_spawn.hpp>
+#include "broker/consumer_loop.hpp"
+#include "broker/dead_letters.hpp"
+
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
-#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
-#include <list>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -35,23 +34,12 @@ SteadyClock::time_point add_saturated(SteadyClock::time_point t, milliseconds d)
     return d >= room ? SteadyClock::time_point::max() : t + d;
 }
 
-// Why a handler failed, as the consumer acts on it.
-struct Failure {
-    std::string what;
-    bool rejected = false;   // boong::Rejection: dead letter at once
-    bool abandoned = false;  // cancelled by our own stop: not the message's fault
-};
-
-Failure describe(std::exception_ptr e, bool abandoned) {
-    try {
-        std::rethrow_exception(e);
-    } catch (const Rejection& r) {
-        return {r.what(), true, abandoned};
-    } catch (const std::exception& ex) {
-        return {ex.what(), false, abandoned};
-    } catch (...) {
-        return {"unknown exception", false, abandoned};
-    }
+// Message ids are "<n>-0", n counting from 1: the index is n - 1.
+std::optional<std::size_t> index_of(std::string_view id) {
+    std::size_t n = 0;
+    const auto [end, ec] = std::from_chars(id.data(), id.data() + id.size(), n);
+    if (ec != std::errc{} || n == 0 || std::string_view(end, id.data() + id.size() - end) != "-0") return std::nullopt;
+    return n - 1;
 }
 
 }  // namespace
@@ -63,6 +51,8 @@ struct MemoryBroker::State {
     struct Message {
         std::string id;
         EventData event;
+        json dead_letter;      // a dead letter's "dead_letter" info (null for others)
+        bool deleted = false;  // dropped or re-driven dead letter: never delivered again
     };
     struct Pending {
         std::string consumer;
@@ -77,25 +67,23 @@ struct MemoryBroker::State {
     struct Topic {
         std::vector<Message> messages;  // messages[i] has id "<i+1>-0"
         std::map<std::string, Group, std::less<>> groups;
-        std::vector<std::weak_ptr<Consumer>> consumers;  // woken when a message arrives
+        std::vector<std::weak_ptr<Source>> consumers;  // woken when a message arrives
     };
-    struct DeadLetter {
+    struct DeadLettered {
         std::string topic, group, message_id, reason, dead_letter_id;
         int delivery_count;
     };
     // What to do once the mutex is released: consumers are woken through their
     // strands (asio objects are not thread-safe) and logging waits too.
     struct Effects {
-        std::vector<std::shared_ptr<Consumer>> wake;
-        std::vector<DeadLetter> dead_letters;
+        std::vector<std::shared_ptr<Source>> wake;
+        std::vector<DeadLettered> dead_letters;
         void apply() const;
     };
     struct Claim {
         std::optional<Delivery> delivery;
-        std::size_t index = 0;
         std::optional<SteadyClock::time_point> next_due;  // when nothing was claimable: when something may be
     };
-    enum class Settled { acked, retry, dead_lettered, left_pending, stale };
 
     mutable std::mutex mutex;
     std::map<std::string, Topic, std::less<>> topics;
@@ -105,27 +93,18 @@ struct MemoryBroker::State {
         std::string id;
         {
             std::lock_guard lock(mutex);
-            id = append(topic, std::move(event), fx);
+            id = append(topic, std::move(event), json(), fx);
         }
         fx.apply();
         return id;
     }
 
-    void add_consumer(const ConsumerOptions& o, std::weak_ptr<Consumer> consumer) {
+    void add_consumer(const ConsumerOptions& o, std::weak_ptr<Source> consumer) {
         std::lock_guard lock(mutex);
         auto& topic = topics[o.topic];
         topic.groups[o.group];  // created on first use, reading from the start of the topic
         std::erase_if(topic.consumers, [](const auto& w) { return w.expired(); });
         topic.consumers.push_back(std::move(consumer));
-    }
-
-    void remove_consumer(std::string_view topic_name, const std::weak_ptr<Consumer>& consumer) {
-        std::lock_guard lock(mutex);
-        if (auto t = topics.find(topic_name); t != topics.end()) {
-            std::erase_if(t->second.consumers, [&](const auto& w) {
-                return w.expired() || (!w.owner_before(consumer) && !consumer.owner_before(w));
-            });
-        }
     }
 
     // The next message for consumer `o.consumer`: first a pending one idle for
@@ -140,65 +119,146 @@ struct MemoryBroker::State {
         Claim c;
         for (auto it = group.pending.begin(); it != group.pending.end();) {
             auto& p = it->second;
-            const auto due = add_saturated(p.delivered_at, o.visibility_timeout);
-            if (now < due) {
+            const auto due = add_saturated(p.delivered_at, o.settings.visibility_timeout);
+            if (topic.messages[it->first].deleted) {
+                it = group.pending.erase(it);
+            } else if (now < due) {
                 c.next_due = std::min(c.next_due.value_or(due), due);
                 ++it;
-            } else if (p.delivery_count >= o.max_deliveries) {
-                // Its last allowed delivery never settled (the consumer hung or died).
-                std::string reason = "not acknowledged within the visibility timeout after " +
-                                     std::to_string(p.delivery_count) + " deliveries";
-                if (!p.last_error.empty()) reason += " (last error: " + p.last_error + ")";
-                dead_letter(o.topic, topic, o.group, it->first, p.delivery_count, std::move(reason), fx);
+            } else if (detail::reclaim(p.delivery_count, o.settings.max_deliveries) == detail::Reclaim::quarantine) {
+                dead_letter(o.topic, topic, o.group, it->first, p.delivery_count,
+                            detail::quarantine_reason(p.delivery_count, p.last_error), fx);
                 it = group.pending.erase(it);
             } else {
                 p.consumer = o.consumer;
                 p.delivered_at = now;
                 ++p.delivery_count;
-                c.index = it->first;
-                c.delivery = make_delivery(o, topic, c.index, p.delivery_count);
+                c.delivery = make_delivery(o, topic, it->first, p.delivery_count);
                 return c;
             }
         }
-        if (group.next < topic.messages.size()) {
-            c.index = group.next++;
-            group.pending.emplace(c.index, Pending{o.consumer, 1, now, {}});
-            c.delivery = make_delivery(o, topic, c.index, 1);
+        while (group.next < topic.messages.size()) {
+            const std::size_t index = group.next++;
+            if (topic.messages[index].deleted) continue;
+            group.pending.emplace(index, Pending{o.consumer, 1, now, {}});
+            c.delivery = make_delivery(o, topic, index, 1);
+            break;
         }
         return c;
     }
 
-    // Records the outcome of delivery `d` (failure == nullptr: success).
-    Settled settle(const ConsumerOptions& o, const Delivery& d, std::size_t index, const Failure* failure,
-                   Effects& fx) {
+    // The pending entry of `d`, if `d` is still its latest delivery (not
+    // redelivered meanwhile because its handler outlived the visibility timeout).
+    Pending* current(const ConsumerOptions& o, const Delivery& d, std::map<std::size_t, Pending>::iterator* at) {
+        const auto index = index_of(d.message_id);
+        if (!index) return nullptr;
+        auto& group = topics.find(o.topic)->second.groups.find(o.group)->second;
+        auto it = group.pending.find(*index);
+        if (it == group.pending.end() || it->second.consumer != d.consumer ||
+            it->second.delivery_count != d.delivery_count)
+            return nullptr;
+        if (at) *at = it;
+        return &it->second;
+    }
+
+    void ack(const ConsumerOptions& o, const Delivery& d) {
         std::lock_guard lock(mutex);
-        auto& topic = topics.find(o.topic)->second;
-        auto& group = topic.groups.find(o.group)->second;
-        auto it = group.pending.find(index);
-        if (it == group.pending.end()) return Settled::stale;
-        auto& p = it->second;
-        if (!failure) {
-            group.pending.erase(it);  // like XACK: whoever holds the message now
-            return Settled::acked;
+        auto& group = topics.find(o.topic)->second.groups.find(o.group)->second;
+        if (const auto index = index_of(d.message_id)) group.pending.erase(*index);  // like XACK: whoever holds it now
+    }
+
+    void redeliver(const ConsumerOptions& o, const Delivery& d, const std::string& why) {
+        std::lock_guard lock(mutex);
+        if (auto* p = current(o, d, nullptr)) p->last_error = why;
+    }
+
+    void dead_letter(const ConsumerOptions& o, const Delivery& d, const std::string& reason) {
+        Effects fx;
+        {
+            std::lock_guard lock(mutex);
+            std::map<std::size_t, Pending>::iterator it;
+            if (!current(o, d, &it)) return;  // a newer delivery decides the message's fate
+            auto& topic = topics.find(o.topic)->second;
+            dead_letter(o.topic, topic, o.group, it->first, it->second.delivery_count, reason, fx);
+            topic.groups.find(o.group)->second.pending.erase(it);
         }
-        // Redelivered meanwhile (this handler outlived the visibility timeout):
-        // the newer delivery decides the message's fate.
-        if (p.consumer != d.consumer || p.delivery_count != d.delivery_count) return Settled::stale;
-        if (failure->rejected || (!failure->abandoned && p.delivery_count >= o.max_deliveries)) {
-            dead_letter(o.topic, topic, o.group, index, p.delivery_count, failure->what, fx);
-            group.pending.erase(it);
-            return Settled::dead_lettered;
+        fx.apply();
+    }
+
+    std::vector<std::string> hold(const ConsumerOptions& o, const std::vector<std::string>& ids) {
+        std::lock_guard lock(mutex);
+        auto& group = topics.find(o.topic)->second.groups.find(o.group)->second;
+        const auto now = SteadyClock::now();
+        std::vector<std::string> kept;
+        for (const auto& id : ids) {
+            const auto index = index_of(id);
+            if (!index) continue;
+            auto it = group.pending.find(*index);
+            if (it == group.pending.end() || it->second.consumer != o.consumer) continue;
+            it->second.delivered_at = now;
+            kept.push_back(id);
         }
-        if (failure->abandoned) return Settled::left_pending;
-        p.last_error = failure->what;
-        return Settled::retry;
+        return kept;
+    }
+
+    std::vector<DeadLetter> dead_letters(const std::string& topic_name, const std::string& after, std::size_t max) const {
+        std::lock_guard lock(mutex);
+        std::vector<DeadLetter> out;
+        const auto t = topics.find(dead_letter_topic(topic_name));
+        if (t == topics.end()) return out;
+        std::size_t from = 0;
+        if (!after.empty()) {
+            const auto index = index_of(after);
+            if (!index) throw Error(errc::invalid_argument, "dead letters of '" + topic_name + "': '" + after +
+                                                                "' is not a message id of this broker");
+            from = *index + 1;
+        }
+        for (std::size_t i = from; i < t->second.messages.size() && out.size() < max; ++i) {
+            const auto& m = t->second.messages[i];
+            if (m.deleted) continue;
+            auto dl = detail::dead_letter_from_info(m.dead_letter);
+            dl.message_id = m.id;
+            dl.event = m.event;
+            out.push_back(std::move(dl));
+        }
+        return out;
+    }
+
+    // Re-drives (publishes again) or drops the selected dead letters of `topic_name`.
+    std::size_t settle_dead_letters(const std::string& topic_name, const DeadLetterSelection& selection, bool redrive) {
+        Effects fx;
+        std::size_t n = 0;
+        {
+            std::lock_guard lock(mutex);
+            const auto t = topics.find(dead_letter_topic(topic_name));
+            if (t == topics.end()) return 0;
+            auto& dlq = t->second;
+            auto chosen = [&](std::size_t i) {
+                const auto& m = dlq.messages[i];
+                if (m.deleted) return false;
+                if (selection.all) return true;
+                if (selection.before) return detail::dead_letter_from_info(m.dead_letter).at < *selection.before;
+                return std::find(selection.ids.begin(), selection.ids.end(), m.id) != selection.ids.end();
+            };
+            for (std::size_t i = 0; i < dlq.messages.size(); ++i) {
+                if (!chosen(i)) continue;
+                auto& m = dlq.messages[i];
+                m.deleted = true;
+                ++n;
+                // `m` stays valid: the source topic is another map node.
+                if (redrive) append(topic_name, m.event, json(), fx);
+            }
+        }
+        fx.apply();
+        return n;
     }
 
 private:
     // Appends with the mutex held.
-    std::string append(const std::string& topic_name, EventData event, Effects& fx) {
+    std::string append(const std::string& topic_name, EventData event, json dead_letter_info, Effects& fx) {
         auto& topic = topics[topic_name];
-        topic.messages.push_back({std::to_string(topic.messages.size() + 1) + "-0", std::move(event)});
+        topic.messages.push_back(
+            {std::to_string(topic.messages.size() + 1) + "-0", std::move(event), std::move(dead_letter_info), false});
         for (const auto& w : topic.consumers) {
             if (auto c = w.lock()) fx.wake.push_back(std::move(c));
         }
@@ -209,168 +269,96 @@ private:
     void dead_letter(const std::string& source, const Topic& topic, const std::string& group, std::size_t index,
                      int delivery_count, std::string reason, Effects& fx) {
         const auto& message = topic.messages[index];
-        EventData e = message.event;
-        e.metadata.extra["dead_letter"] = json{{"source_topic", source},
-                                               {"source_message_id", message.id},
-                                               {"group", group},
-                                               {"reason", reason},
-                                               {"delivery_count", delivery_count}};
+        auto info = detail::dead_letter_info(source, message.id, group, reason, delivery_count, Clock::now());
         // `message` stays valid: the dead-letter topic is another map node.
-        auto id = append(dead_letter_topic(source), std::move(e), fx);
+        auto id = append(dead_letter_topic(source), message.event, std::move(info), fx);
         fx.dead_letters.push_back({source, group, message.id, std::move(reason), std::move(id), delivery_count});
+    }
+
+    // A dead letter is delivered (and read) with its "dead_letter" info in metadata.extra.
+    static EventData with_info(const Message& m) {
+        EventData e = m.event;
+        if (!m.dead_letter.is_null()) {
+            if (!e.metadata.extra.is_object()) e.metadata.extra = json::object();
+            e.metadata.extra["dead_letter"] = m.dead_letter;
+        }
+        return e;
     }
 
     static Delivery make_delivery(const ConsumerOptions& o, const Topic& topic, std::size_t index, int count) {
         const auto& m = topic.messages[index];
-        return Delivery{o.topic, o.group, o.consumer, m.id, count, m.event};
+        return Delivery{o.topic, o.group, o.consumer, m.id, count, with_info(m)};
     }
+
+    friend class MemoryBroker;
 };
 
-// One running async_consume. Its loop and its handlers run on one strand, so
-// its own members need no lock; only State is shared.
-class MemoryBroker::Consumer : public std::enable_shared_from_this<Consumer> {
+// What the shared consumer loop needs of the in-memory log. Runs on the
+// consumer's strand; only State is shared with other threads.
+class MemoryBroker::Source final : public detail::MessageSource,
+                                   public std::enable_shared_from_this<MemoryBroker::Source> {
 public:
-    Consumer(std::shared_ptr<State> state, const executor_type& ex, ConsumerOptions options, MessageHandler handler)
-        : state_(std::move(state)),
-          strand_(asio::make_strand(ex)),
-          timer_(strand_),
-          options_(std::move(options)),
-          handler_(std::move(handler)) {}
+    Source(std::shared_ptr<State> state, const asio::strand<asio::any_io_executor>& strand, ConsumerOptions options)
+        : state_(std::move(state)), strand_(strand), timer_(strand), options_(std::move(options)) {}
 
-    const asio::strand<executor_type>& strand() const { return strand_; }
+    const asio::strand<asio::any_io_executor>& strand() const { return strand_; }
 
-    // Something changed (a message arrived, a handler finished): look again. On the strand.
-    void wake() { timer_.cancel(); }
+    const char* broker_name() const noexcept override { return "memory broker"; }
 
-    // The caller's cancellation, relayed onto the strand. The loop's
-    // cancellation state hangs off this signal (through co_spawn).
-    asio::cancellation_signal& stop_signal() { return stop_signal_; }
-    void request_stop(asio::cancellation_type type) {
-        if (!finished_) stop_signal_.emit(type);
-    }
-    void finished() { finished_ = true; }
-
-    // The consumer's main loop; `self` keeps the consumer alive while it runs.
-    static asio::awaitable<void> run(std::shared_ptr<Consumer> self) {
-        auto& c = *self;
-        detail::validate_consumer_options(c.options_, c.handler_);
-        // A stop request (terminal cancellation through stop_signal_) must not
-        // throw out of the loop: the loop checks for it.
-        co_await asio::this_coro::throw_if_cancelled(false);
-        c.state_->add_consumer(c.options_, self);
-        std::exception_ptr failure;
-        try {
-            while ((co_await asio::this_coro::cancellation_state).cancelled() == asio::cancellation_type::none) {
-                c.timer_.expires_at(c.fill().value_or(SteadyClock::time_point::max()));
-                boost::system::error_code ec;  // cancelled by wake() or by the stop request
-                co_await c.timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-            }
-        } catch (...) {
-            failure = std::current_exception();
+    asio::awaitable<std::vector<Delivery>> fetch(std::size_t max) override {
+        if (!registered_) {
+            state_->add_consumer(options_, weak_from_this());
+            registered_ = true;
         }
-        co_await c.drain();
-        c.state_->remove_consumer(c.options_.topic, self);
-        if (failure) std::rethrow_exception(failure);
-    }
-
-private:
-    struct InFlight {
-        asio::cancellation_signal signal;  // terminal cancellation when the grace runs out
-        bool cancelled = false;
-        bool done = false;
-    };
-
-    // Starts handlers until the concurrency limit or no claimable message;
-    // returns when to look again (nullopt: only when woken).
-    std::optional<SteadyClock::time_point> fill() {
-        while (inflight_.size() < options_.concurrency) {
+        std::vector<Delivery> out;
+        std::optional<SteadyClock::time_point> next_due;
+        while (out.size() < max) {
             State::Effects fx;
             auto claim = state_->claim(options_, fx);
             fx.apply();
-            if (!claim.delivery) return claim.next_due;
-            start(std::move(*claim.delivery), claim.index);
-        }
-        return std::nullopt;  // at capacity: a finishing handler wakes us
-    }
-
-    void start(Delivery d, std::size_t index) {
-        auto it = inflight_.emplace(inflight_.end());
-        asio::co_spawn(strand_, handle(std::move(d), index, it),
-                       asio::bind_cancellation_slot(it->signal.slot(), [self = shared_from_this(),
-                                                                        it](std::exception_ptr e) {
-                           it->done = true;
-                           if (e) {
-                               try {
-                                   std::rethrow_exception(e);
-                               } catch (const std::exception& ex) {
-                                   spdlog::error("memory broker: settling a message of topic '{}' failed: {}",
-                                                 self->options_.topic, ex.what());
-                               } catch (...) {
-                               }
-                           }
-                           // The finished coroutine's cancellation state still lives in
-                           // `signal`: free it only after co_spawn is done with it.
-                           asio::post(self->strand_, [self, it] {
-                               self->inflight_.erase(it);
-                               self->wake();
-                           });
-                       }));
-    }
-
-    asio::awaitable<void> handle(Delivery d, std::size_t index, std::list<InFlight>::iterator flight) {
-        std::exception_ptr error;
-        try {
-            co_await handler_(d);
-        } catch (...) {
-            error = std::current_exception();
-        }
-        std::optional<Failure> failure;
-        if (error) failure = describe(error, flight->cancelled);
-        State::Effects fx;
-        const auto outcome = state_->settle(options_, d, index, failure ? &*failure : nullptr, fx);
-        fx.apply();
-        if (outcome == State::Settled::retry) {
-            spdlog::warn("memory broker: handler failed: topic '{}' group '{}' message {} delivery {}: {}", d.topic,
-                         d.group, d.message_id, d.delivery_count, failure->what);
-        } else if (outcome == State::Settled::left_pending) {
-            spdlog::info("memory broker: handler of message {} (topic '{}' group '{}') cancelled on stop; "
-                         "it stays pending",
-                         d.message_id, d.topic, d.group);
-        }
-    }
-
-    // Graceful stop: no new messages; in-flight handlers get the grace period,
-    // then terminal cancellation, and we wait until every one has unwound.
-    asio::awaitable<void> drain() {
-        // A further cancellation during the grace period cuts it short.
-        co_await asio::this_coro::reset_cancellation_state();
-        const auto deadline = add_saturated(SteadyClock::now(), options_.shutdown_grace);
-        bool forced = false;
-        while (!inflight_.empty()) {
-            const bool again =
-                (co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none;
-            if (!forced && (again || SteadyClock::now() >= deadline)) {
-                forced = true;
-                for (auto& f : inflight_) {
-                    if (f.done) continue;
-                    f.cancelled = true;
-                    f.signal.emit(asio::cancellation_type::terminal);
-                }
+            if (!claim.delivery) {
+                next_due = claim.next_due;
+                break;
             }
-            timer_.expires_at(forced ? SteadyClock::time_point::max() : deadline);
-            boost::system::error_code ec;
-            co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+            out.push_back(std::move(*claim.delivery));
         }
+        if (!out.empty() || closed_) co_return out;
+        // Nothing now: wait for a publish (it wakes us), the next redelivery, or a wake().
+        timer_.expires_at(next_due.value_or(SteadyClock::time_point::max()));
+        boost::system::error_code ec;
+        co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        co_return out;
     }
 
+    void wake() override { timer_.cancel(); }
+
+    asio::awaitable<void> ack(const Delivery& d) override {
+        state_->ack(options_, d);
+        co_return;
+    }
+    asio::awaitable<void> redeliver(const Delivery& d, const std::string& why) override {
+        state_->redeliver(options_, d, why);
+        co_return;
+    }
+    asio::awaitable<void> dead_letter(const Delivery& d, const std::string& reason) override {
+        state_->dead_letter(options_, d, reason);
+        co_return;
+    }
+    asio::awaitable<std::vector<std::string>> hold(std::vector<std::string> ids) override {
+        co_return state_->hold(options_, ids);
+    }
+    void close() override {
+        closed_ = true;
+        timer_.cancel();
+    }
+
+private:
     std::shared_ptr<State> state_;
-    asio::strand<executor_type> strand_;
-    asio::steady_timer timer_;  // the loop's single wait: new work, next redelivery, or grace deadline
+    asio::strand<asio::any_io_executor> strand_;
+    asio::steady_timer timer_;
     ConsumerOptions options_;
-    MessageHandler handler_;
-    std::list<InFlight> inflight_;  // a list: signals must not move while a handler runs
-    asio::cancellation_signal stop_signal_;
-    bool finished_ = false;
+    bool registered_ = false;
+    bool closed_ = false;
 };
 
 void MemoryBroker::State::Effects::apply() const {
@@ -380,7 +368,7 @@ void MemoryBroker::State::Effects::apply() const {
                       d.message_id, d.topic, d.group, dead_letter_topic(d.topic), d.dead_letter_id, d.delivery_count,
                       d.reason);
     }
-    for (const auto& c : wake) asio::post(c->strand(), [c] { c->wake(); });
+    for (const auto& source : wake) asio::post(source->strand(), [source] { source->wake(); });
 }
 
 MemoryBroker::MemoryBroker(executor_type ex) : ex_(std::move(ex)), state_(std::make_shared<State>()) {}
@@ -393,8 +381,27 @@ std::string MemoryBroker::publish(const std::string& topic, EventData event) {
 
 void MemoryBroker::consume_impl(ConsumerOptions options, MessageHandler handler,
                                 detail::ErasedHandler<void> completion) {
-    detail::run_consumer(std::make_shared<Consumer>(state_, ex_, std::move(options), std::move(handler)),
-                         std::move(completion));
+    auto strand = asio::make_strand(ex_);
+    auto source = std::make_shared<Source>(state_, strand, options);
+    detail::run_consumer_loop(
+        std::make_shared<detail::ConsumerLoop>(strand, std::move(options), std::move(handler), std::move(source)),
+        std::move(completion));
+}
+
+std::vector<DeadLetter> MemoryBroker::dead_letters(const std::string& topic, const std::string& after,
+                                                   std::size_t max_count) const {
+    detail::validate_dead_letter_query(topic, max_count);
+    return state_->dead_letters(topic, after, max_count);
+}
+
+std::size_t MemoryBroker::redrive(const std::string& topic, const DeadLetterSelection& selection) {
+    detail::validate_dead_letter_selection(topic, selection);
+    return state_->settle_dead_letters(topic, selection, true);
+}
+
+std::size_t MemoryBroker::drop(const std::string& topic, const DeadLetterSelection& selection) {
+    detail::validate_dead_letter_selection(topic, selection);
+    return state_->settle_dead_letters(topic, selection, false);
 }
 
 std::size_t MemoryBroker::pending_count(std::string_view topic, std::string_view group) const {
@@ -416,7 +423,9 @@ std::vector<Delivery> MemoryBroker::read_topic(std::string_view topic) const {
     std::vector<Delivery> out;
     if (auto t = state_->topics.find(topic); t != state_->topics.end()) {
         out.reserve(t->second.messages.size());
-        for (const auto& m : t->second.messages) out.push_back(Delivery{t->first, {}, {}, m.id, 0, m.event});
+        for (const auto& m : t->second.messages) {
+            if (!m.deleted) out.push_back(Delivery{t->first, {}, {}, m.id, 0, State::with_info(m)});
+        }
     }
     return out;
 }

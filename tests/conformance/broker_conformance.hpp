@@ -425,8 +425,8 @@ TEMPLATE_TEST_CASE("broker conformance: a failed message is redelivered with a g
         [&]() -> asio::awaitable<void> {
             id = co_await bc::publish(fx.broker(), topic, event);
             auto o = bc::consumer_options(topic, group, "c1");
-            o.visibility_timeout = fx.short_timeout();
-            o.max_deliveries = 5;
+            o.settings.visibility_timeout = fx.short_timeout();
+            o.settings.max_deliveries = 5;
             auto c = bc::start_consumer(fx, o, [&](const boong::Delivery& d) -> asio::awaitable<void> {
                 deliveries.push_back(bc::seen(d));
                 events_seen.push_back(d.event);
@@ -469,8 +469,8 @@ TEMPLATE_TEST_CASE("broker conformance: after max_deliveries failures a message 
         [&]() -> asio::awaitable<void> {
             id = co_await bc::publish(fx.broker(), topic, event);
             auto o = bc::consumer_options(topic, group, "c1");
-            o.visibility_timeout = fx.short_timeout();
-            o.max_deliveries = 3;
+            o.settings.visibility_timeout = fx.short_timeout();
+            o.settings.max_deliveries = 3;
             auto c = bc::start_consumer(fx, o, [&](const boong::Delivery& d) -> asio::awaitable<void> {
                 deliveries.push_back(bc::seen(d));
                 throw std::runtime_error("payment service down");
@@ -527,8 +527,8 @@ TEMPLATE_TEST_CASE("broker conformance: a Rejection sends the message to the dea
         [&]() -> asio::awaitable<void> {
             id = co_await bc::publish(fx.broker(), topic, event);
             auto o = bc::consumer_options(topic, group, "c1");
-            o.visibility_timeout = fx.short_timeout();
-            o.max_deliveries = 5;
+            o.settings.visibility_timeout = fx.short_timeout();
+            o.settings.max_deliveries = 5;
             auto c = bc::start_consumer(fx, o, [&](const boong::Delivery& d) -> asio::awaitable<void> {
                 deliveries.push_back(bc::seen(d));
                 throw boong::Rejection("insufficient funds");
@@ -577,8 +577,8 @@ TEMPLATE_TEST_CASE("broker conformance: a message whose consumer stopped mid-han
         [&]() -> asio::awaitable<void> {
             id = co_await bc::publish(fx.broker(), topic, event);
             auto o = bc::consumer_options(topic, group, "a");
-            o.visibility_timeout = fx.short_timeout();
-            o.shutdown_grace = std::chrono::milliseconds(20);
+            o.settings.visibility_timeout = fx.short_timeout();
+            o.settings.shutdown_grace = std::chrono::milliseconds(20);
             auto a = bc::start_consumer(fx, o, [&](const boong::Delivery& d) -> asio::awaitable<void> {
                 by_a.push_back(bc::seen(d));
                 try {
@@ -632,7 +632,7 @@ TEMPLATE_TEST_CASE("broker conformance: concurrency bounds the handlers in fligh
             for (int i = 0; i < count; ++i)
                 co_await bc::publish(fx.broker(), topic, bc::numbered_event(ids, "Job", i));
             auto o = bc::consumer_options(topic, group, "c1");
-            o.concurrency = 4;
+            o.settings.concurrency = 4;
             auto c = bc::start_consumer(fx, o, [&](const boong::Delivery& d) -> asio::awaitable<void> {
                 max_active = std::max(max_active, ++active);
                 // Hold until four ran at once (or give up), so a broker running
@@ -669,9 +669,9 @@ TEMPLATE_TEST_CASE("broker conformance: stop is graceful", "[broker][conformance
         [&]() -> asio::awaitable<void> {
             first_id = co_await bc::publish(fx.broker(), topic, bc::numbered_event(ids, "Work", 1));
             auto o = bc::consumer_options(topic, group, "a");
-            o.visibility_timeout = fx.short_timeout();
-            o.concurrency = 2;  // a free slot, which a stopping consumer must not fill
-            o.shutdown_grace = std::chrono::seconds(10);
+            o.settings.visibility_timeout = fx.short_timeout();
+            o.settings.concurrency = 2;  // a free slot, which a stopping consumer must not fill
+            o.settings.shutdown_grace = std::chrono::seconds(10);
             auto a = bc::start_consumer(fx, o, [&](const boong::Delivery& d) -> asio::awaitable<void> {
                 by_a.push_back(bc::seen(d));
                 co_await boong::test::sleep_for(std::chrono::milliseconds(150));
@@ -730,10 +730,14 @@ TEMPLATE_TEST_CASE("broker conformance: invalid consumer options are refused wit
     add("empty topic", [](auto& o) { o.topic.clear(); });
     add("empty group", [](auto& o) { o.group.clear(); });
     add("empty consumer", [](auto& o) { o.consumer.clear(); });
-    add("concurrency 0", [](auto& o) { o.concurrency = 0; });
-    add("max_deliveries 0", [](auto& o) { o.max_deliveries = 0; });
-    add("negative visibility timeout", [](auto& o) { o.visibility_timeout = std::chrono::milliseconds(-1); });
-    add("negative shutdown grace", [](auto& o) { o.shutdown_grace = std::chrono::milliseconds(-1); });
+    add("concurrency 0", [](auto& o) { o.settings.concurrency = 0; });
+    add("max_deliveries 0", [](auto& o) { o.settings.max_deliveries = 0; });
+    add("negative visibility timeout", [](auto& o) { o.settings.visibility_timeout = std::chrono::milliseconds(-1); });
+    add("negative shutdown grace", [](auto& o) { o.settings.shutdown_grace = std::chrono::milliseconds(-1); });
+    add("outage backoff of 0 ms", [](auto& o) { o.settings.outage_backoff.initial_delay = std::chrono::milliseconds(0); });
+    add("outage backoff cap below its start", [](auto& o) {
+        o.settings.outage_backoff.max_delay = o.settings.outage_backoff.initial_delay / 2;
+    });
     std::vector<bool> finished(cases.size(), false);
     std::vector<std::optional<boong::error_code>> errors(cases.size());
     bool valid_ran = false, valid_stopped = false;
@@ -765,4 +769,283 @@ TEMPLATE_TEST_CASE("broker conformance: invalid consumer options are refused wit
     CHECK(valid_ran);
     CHECK(valid_stopped);
     CHECK_FALSE(valid_error.has_value());
+}
+
+// ---- outages: a dependency that cannot be reached is waited out, never counted
+
+TEMPLATE_TEST_CASE("broker conformance: a dependency outage is waited out: nothing counted, fetching paused, "
+                   "everything handled once it ends, nothing dead-lettered",
+                   "[broker][conformance][outage]", BOONG_BROKER_FIXTURES) {
+    namespace bc = boong::test::conformance;
+    namespace asio = boost::asio;
+    TestType fx;
+    boong::IdGenerator ids;
+    const auto topic = fx.unique("outage");
+    const auto group = fx.unique("g");
+    std::vector<std::string> published;
+    std::vector<bc::Seen> during, after;  // handler calls while the dependency was down, and after
+    bool down = true;
+    std::size_t dead = 0;
+    bool stopped = false;
+    boong::test::run(
+        fx.ioc(),
+        [&]() -> asio::awaitable<void> {
+            for (int i = 0; i < 3; ++i)
+                published.push_back(co_await bc::publish(fx.broker(), topic, bc::numbered_event(ids, "Charge", i)));
+            auto o = bc::consumer_options(topic, group, "c1");
+            o.settings.visibility_timeout = fx.short_timeout();
+            o.settings.max_deliveries = 2;
+            o.settings.outage_backoff = boong::RetryPolicy{1, std::chrono::milliseconds(10), 2.0,
+                                                           std::chrono::milliseconds(40), 0.2};
+            auto c = bc::start_consumer(fx, o, [&](const boong::Delivery& d) -> asio::awaitable<void> {
+                if (down) {
+                    during.push_back(bc::seen(d));
+                    throw boong::Unavailable("the payment gateway does not answer");
+                }
+                after.push_back(bc::seen(d));
+                co_return;
+            });
+            // Far longer than max_deliveries redeliveries would take.
+            co_await boong::test::sleep_for(8 * fx.short_timeout());
+            down = false;
+            co_await bc::eventually([&] { return after.size() >= published.size(); });
+            co_await boong::test::sleep_for(4 * fx.short_timeout());  // nothing more comes
+            stopped = co_await c->stop();
+            auto letters = co_await fx.broker().async_dead_letters(topic, "", 100, asio::use_awaitable);
+            dead = letters.size();
+        },
+        std::chrono::seconds(30));
+    CHECK(stopped);
+    // Only the first message was tried while the dependency was down (again
+    // and again, as the probe), always as its first delivery.
+    REQUIRE(during.size() >= 3);
+    for (const auto& s : during) {
+        CHECK(s.message_id == published[0]);
+        CHECK(s.delivery_count == 1);
+    }
+    // Afterwards each message once, as its first delivery, the held one first.
+    REQUIRE(after.size() == published.size());
+    for (std::size_t i = 0; i < after.size(); ++i) {
+        CHECK(after[i].message_id == published[i]);
+        CHECK(after[i].delivery_count == 1);
+    }
+    CHECK(dead == 0);
+}
+
+TEMPLATE_TEST_CASE("broker conformance: a consumer holding a message through an outage keeps it from the group's "
+                   "other consumers",
+                   "[broker][conformance][outage]", BOONG_BROKER_FIXTURES) {
+    namespace bc = boong::test::conformance;
+    namespace asio = boost::asio;
+    TestType fx;
+    boong::IdGenerator ids;
+    const auto topic = fx.unique("held");
+    const auto group = fx.unique("g");
+    // Long enough that a loaded machine keeps its holds in time.
+    const auto visibility = std::max(fx.short_timeout(), std::chrono::milliseconds(400));
+    std::string id;
+    std::vector<bc::Seen> by_a, by_b;
+    bool down = true, stopped = false;
+    boong::test::run(
+        fx.ioc(),
+        [&]() -> asio::awaitable<void> {
+            auto o = bc::consumer_options(topic, group, "a");
+            o.settings.visibility_timeout = visibility;
+            o.settings.outage_backoff = boong::RetryPolicy{1, std::chrono::milliseconds(200), 2.0,
+                                                           std::chrono::milliseconds(400), 0.2};
+            auto a = bc::start_consumer(fx, o, [&](const boong::Delivery& d) -> asio::awaitable<void> {
+                by_a.push_back(bc::seen(d));
+                if (down) throw boong::Error(boong::errc::store_unavailable, "the event store is down");
+                co_return;
+            });
+            id = co_await bc::publish(fx.broker(), topic, bc::numbered_event(ids, "Reserve", 1));
+            co_await bc::eventually([&] { return !by_a.empty(); });
+            o.consumer = "b";
+            auto b = bc::start_consumer(fx, o, [&](const boong::Delivery& d) -> asio::awaitable<void> {
+                by_b.push_back(bc::seen(d));
+                co_return;
+            });
+            co_await boong::test::sleep_for(6 * visibility);
+            down = false;
+            co_await bc::eventually([&] { return !by_a.empty() && !down && by_a.back().message_id == id &&
+                                                 by_a.size() >= 2; });
+            co_await boong::test::sleep_for(2 * visibility);
+            stopped = co_await a->stop();
+            stopped = co_await b->stop() && stopped;
+        },
+        std::chrono::seconds(30));
+    CHECK(stopped);
+    CHECK(by_b.empty());  // b was healthy all along, and never got it
+    REQUIRE(by_a.size() >= 2);
+    for (const auto& s : by_a) {
+        CHECK(s.message_id == id);
+        CHECK(s.delivery_count == 1);
+    }
+}
+
+// ---- poison: a message that kills its consumers is quarantined
+
+TEMPLATE_TEST_CASE("broker conformance: a message whose consumers keep dying while handling it is quarantined after "
+                   "max_deliveries, never reaching a handler again",
+                   "[broker][conformance][poison]", BOONG_BROKER_FIXTURES) {
+    namespace bc = boong::test::conformance;
+    namespace asio = boost::asio;
+    TestType fx;
+    boong::IdGenerator ids;
+    const auto topic = fx.unique("poison");
+    const auto group = fx.unique("g");
+    const auto event = bc::make_event(ids, "Poison", {{"n", 1}});
+    std::string id;
+    int hung = 0, handled = 0;
+    std::vector<boong::DeadLetter> dead;
+    bool stopped = true;
+    boong::test::run(
+        fx.ioc(),
+        [&]() -> asio::awaitable<void> {
+            id = co_await bc::publish(fx.broker(), topic, event);
+            auto o = bc::consumer_options(topic, group, "c0");
+            o.settings.visibility_timeout = fx.short_timeout();
+            o.settings.max_deliveries = 2;
+            o.settings.shutdown_grace = std::chrono::milliseconds(0);
+            // Two consumers in turn "die" in the handler (it never returns; the
+            // stop abandons it): like a process killed while handling it.
+            for (int i = 0; i < 2; ++i) {
+                o.consumer = "dying-" + std::to_string(i);
+                auto c = bc::start_consumer(fx, o, [&](const boong::Delivery&) -> asio::awaitable<void> {
+                    ++hung;
+                    co_await boong::test::sleep_for(std::chrono::hours(1));
+                });
+                co_await bc::eventually([&] { return hung == i + 1; });
+                stopped = co_await c->stop() && stopped;
+            }
+            o.consumer = "healthy";
+            auto c = bc::start_consumer(fx, o, [&](const boong::Delivery&) -> asio::awaitable<void> {
+                ++handled;
+                co_return;
+            });
+            for (int i = 0; i < 500 && dead.empty(); ++i) {
+                dead = co_await fx.broker().async_dead_letters(topic, "", 10, asio::use_awaitable);
+                co_await boong::test::sleep_for(std::chrono::milliseconds(10));
+            }
+            co_await boong::test::sleep_for(4 * fx.short_timeout());
+            stopped = co_await c->stop() && stopped;
+        },
+        std::chrono::seconds(30));
+    CHECK(stopped);
+    CHECK(hung == 2);
+    CHECK(handled == 0);
+    REQUIRE(dead.size() == 1);
+    CHECK(dead[0].source_message_id == id);
+    CHECK(dead[0].delivery_count == 2);
+    CHECK_THAT(dead[0].reason, Catch::StartsWith("quarantined: 2 deliveries never settled"));
+    REQUIRE(dead[0].event.has_value());
+    bc::check_same_event(*dead[0].event, event);
+}
+
+// ---- dead letters: list, send back, drop
+
+TEMPLATE_TEST_CASE("broker conformance: dead letters are listed, sent back with their event ids, and dropped",
+                   "[broker][conformance][dlq]", BOONG_BROKER_FIXTURES) {
+    namespace bc = boong::test::conformance;
+    namespace asio = boost::asio;
+    TestType fx;
+    boong::IdGenerator ids;
+    const auto topic = fx.unique("dlq-admin");
+    const auto group = fx.unique("g");
+    std::vector<boong::EventData> events;
+    for (int i = 0; i < 4; ++i) events.push_back(bc::numbered_event(ids, "Refund", i));
+    bool refuse = true;
+    std::vector<boong::Delivery> handled;
+    std::vector<boong::DeadLetter> listed, page, left;
+    boong::Clock::time_point between{};
+    std::size_t by_id = 0, missing = 0, dropped = 0, rest = 0;
+    std::vector<boong::error_code> invalid;
+    bool stopped = false;
+    auto wait_dead = [&](std::size_t n) -> asio::awaitable<void> {
+        for (int i = 0; i < 500; ++i) {
+            listed = co_await fx.broker().async_dead_letters(topic, "", 100, asio::use_awaitable);
+            if (listed.size() >= n) break;
+            co_await boong::test::sleep_for(std::chrono::milliseconds(10));
+        }
+    };
+    boong::test::run(
+        fx.ioc(),
+        [&]() -> asio::awaitable<void> {
+            auto& b = fx.broker();
+            auto c = bc::start_consumer(fx, bc::consumer_options(topic, group, "c1"),
+                                        [&](const boong::Delivery& d) -> asio::awaitable<void> {
+                                            if (refuse) throw boong::Rejection("refund not allowed");
+                                            handled.push_back(d);
+                                            co_return;
+                                        });
+            co_await bc::publish(b, topic, events[0]);
+            co_await bc::publish(b, topic, events[1]);
+            co_await wait_dead(2);
+            co_await boong::test::sleep_for(std::chrono::milliseconds(30));
+            between = boong::Clock::now();
+            co_await boong::test::sleep_for(std::chrono::milliseconds(30));
+            co_await bc::publish(b, topic, events[2]);
+            co_await bc::publish(b, topic, events[3]);
+            co_await wait_dead(4);
+            REQUIRE(listed.size() == 4);
+            page = co_await b.async_dead_letters(topic, listed[0].message_id, 2, asio::use_awaitable);
+
+            refuse = false;
+            std::vector<std::string> one{listed[0].message_id, "0-1"};
+            by_id = co_await b.async_redrive(topic, boong::DeadLetterSelection::of(one), asio::use_awaitable);
+            std::vector<std::string> none{"0-1"};
+            missing = co_await b.async_redrive(topic, boong::DeadLetterSelection::of(none), asio::use_awaitable);
+            dropped = co_await b.async_drop(topic, boong::DeadLetterSelection::older_than(between), asio::use_awaitable);
+            rest = co_await b.async_redrive(topic, boong::DeadLetterSelection::everything(), asio::use_awaitable);
+            co_await bc::eventually([&] { return handled.size() >= 3; });
+            co_await boong::test::sleep_for(4 * fx.short_timeout());
+            left = co_await b.async_dead_letters(topic, "", 100, asio::use_awaitable);
+            stopped = co_await c->stop();
+
+            for (auto selection : {boong::DeadLetterSelection{},
+                                   boong::DeadLetterSelection{{"1-0"}, true, std::nullopt}}) {
+                try {
+                    co_await b.async_redrive(topic, selection, asio::use_awaitable);
+                } catch (const boost::system::system_error& e) {
+                    invalid.push_back(e.code());
+                }
+            }
+            try {
+                co_await b.async_dead_letters("", "", 10, asio::use_awaitable);
+            } catch (const boost::system::system_error& e) {
+                invalid.push_back(e.code());
+            }
+        },
+        std::chrono::seconds(60));
+    CHECK(stopped);
+    REQUIRE(listed.size() == 4);
+    for (std::size_t i = 0; i < listed.size(); ++i) {
+        INFO("dead letter " << i);
+        CHECK(listed[i].source_topic == topic);
+        CHECK(listed[i].group == group);
+        CHECK(listed[i].reason == "refund not allowed");
+        CHECK(listed[i].delivery_count == 1);
+        REQUIRE(listed[i].event.has_value());
+        bc::check_same_event(*listed[i].event, events[i]);
+        CHECK_FALSE(listed[i].event->metadata.extra.contains("dead_letter"));
+        CHECK((i < 2 ? listed[i].at < between : listed[i].at > between));
+    }
+    REQUIRE(page.size() == 2);
+    CHECK(page[0].message_id == listed[1].message_id);
+    CHECK(page[1].message_id == listed[2].message_id);
+    CHECK(by_id == 1);
+    CHECK(missing == 0);
+    CHECK(dropped == 1);  // the second; the first had gone back already
+    CHECK(rest == 2);
+    // Sent back as they first arrived: same event ids, no dead_letter record.
+    REQUIRE(handled.size() == 3);
+    for (std::size_t i = 0; i < handled.size(); ++i) {
+        const auto& want = events[i == 0 ? 0 : i + 1];
+        bc::check_same_event(handled[i].event, want);
+        CHECK_FALSE(handled[i].event.metadata.extra.contains("dead_letter"));
+        CHECK(handled[i].delivery_count == 1);
+    }
+    CHECK(left.empty());
+    REQUIRE(invalid.size() == 3);
+    for (const auto& code : invalid) CHECK(code == boong::errc::invalid_argument);
 }

@@ -120,8 +120,8 @@ struct World {
 boong::EventBusOptions options(std::string service) {
     boong::EventBusOptions o;
     o.service = std::move(service);
-    o.visibility_timeout = 300ms;
-    o.shutdown_grace = 1s;
+    o.consumers.visibility_timeout = 300ms;
+    o.consumers.shutdown_grace = 1s;
     return o;
 }
 

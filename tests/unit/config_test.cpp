@@ -169,8 +169,8 @@ TEST_CASE("config: a full file fills every struct", "[config]") {
     CHECK(redis.max_len == 50000);
     CHECK(redis.ttl == std::optional<std::chrono::milliseconds>(86400000ms));
 
-    const boong::ConsumerDefaults& consumer = c.message_broker.consumer;
-    CHECK(consumer.consumer_count == 4);
+    const boong::ConsumerSettings& consumer = c.message_broker.consumer;
+    CHECK(consumer.concurrency == 4);
     CHECK(consumer.visibility_timeout == 60000ms);
     CHECK(consumer.max_deliveries == 3);
     CHECK(consumer.shutdown_grace == 10000ms);
@@ -431,10 +431,10 @@ TEST_CASE("config applies to consumers, logging and compensateUncertain", "[conf
     CHECK(o.topic == "orders");
     CHECK(o.group == "billing");
     CHECK(o.consumer == "billing-1");
-    CHECK(o.concurrency == 4);
-    CHECK(o.visibility_timeout == std::chrono::milliseconds(250));
-    CHECK(o.max_deliveries == 2);
-    CHECK(o.shutdown_grace == std::chrono::milliseconds(100));
+    CHECK(o.settings.concurrency == 4);
+    CHECK(o.settings.visibility_timeout == std::chrono::milliseconds(250));
+    CHECK(o.settings.max_deliveries == 2);
+    CHECK(o.settings.shutdown_grace == std::chrono::milliseconds(100));
     boong::apply_logging(c.logging);
     CHECK(spdlog::get_level() == spdlog::level::warn);
     spdlog::set_level(spdlog::level::err);

@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <random>
@@ -222,8 +223,7 @@ TEST_CASE("json text: read_json gives what json::parse gives on odd and invalid 
         "+1", "1e", "1e+", "0x10", "tru", "nul", "truex", "[] x", "NaN", "Infinity", "1e400", "-1e400", "1e-400",
         "\"abc", R"("\x")", R"("\u12")", R"("\ud800")", R"("\udc00")", R"("\ud800\u0041")", "\"\x01\"",
         "\"\xff\"", "\"\xc3\"", "\"\xed\xa0\x80\"", "\"\xc0\xaf\"", "\"\xf4\x90\x80\x80\"", "// c\n1",
-        std::string("1\0", 2), std::string(200, '[') + std::string(200, ']'),  // deeper than the reader goes
-        std::string(100000, '['),
+        std::string("1\0", 2), std::string(128, '[') + std::string(128, ']'),  // as deep as it reads
     };
     for (const auto& text : texts) check_reads_as_parse(text);
 }
@@ -283,4 +283,89 @@ TEST_CASE("json text: read_metadata reads what from_json reads, and refuses what
         CHECK_FALSE(want.empty());
         CHECK(got == want);
     }
+}
+
+namespace {
+
+std::string nested(int depth, char open = '[', char close = ']') {
+    return std::string(static_cast<std::size_t>(depth), open) + std::string(static_cast<std::size_t>(depth), close);
+}
+
+// A value nesting `depth` arrays, built without recursion.
+json nested_value(int depth) {
+    json j = json::array();
+    for (int i = 1; i < depth; ++i) {
+        json outer = json::array();
+        outer.push_back(std::move(j));
+        j = std::move(outer);
+    }
+    return j;
+}
+
+std::string error_of(const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const std::exception& e) {
+        return e.what();
+    }
+    return "";
+}
+
+}  // namespace
+
+TEST_CASE("json text: nesting deeper than the limit is refused while reading, before anything walks it", "[json]") {
+    using boong::detail::read_json;
+    // At the limit: read as json::parse reads it.
+    CHECK(same(read_json(nested(boong::default_max_json_depth)), json::parse(nested(boong::default_max_json_depth))));
+    const std::string too_deep = "JSON nests deeper than 128 levels";
+    CHECK(error_of([] { read_json(nested(boong::default_max_json_depth + 1)); }) == too_deep);
+    // The hostile entry of the issue: 100,000 levels, valid JSON; and the
+    // unterminated form. Neither builds a value, nor crashes.
+    CHECK(error_of([] { read_json(nested(100000)); }) == too_deep);
+    CHECK(error_of([] { read_json(std::string(100000, '[')); }) == too_deep);
+    CHECK(error_of([] { read_json(R"({"a":)" + nested(200) + "}"); }) == too_deep);
+    // Text the fast reader leaves to json::parse (a BOM) is held to the limit there too.
+    CHECK(error_of([] { read_json("\xef\xbb\xbf" + nested(100000)); }) == too_deep);
+    CHECK(same(read_json("\xef\xbb\xbf" + nested(5)), json::parse("\xef\xbb\xbf" + nested(5))));
+    // A limit of one's own.
+    CHECK(same(read_json(R"({"a":[1]})", 2), json::parse(R"({"a":[1]})")));
+    CHECK(error_of([] { read_json(R"({"a":[[1]]})", 2); }) == "JSON nests deeper than 2 levels");
+    // Metadata: the object itself is level 1.
+    boong::EventMetadata m;
+    CHECK(error_of([&] { boong::detail::read_metadata(R"({"x":)" + nested(128) + "}", m); }) == too_deep);
+    CHECK(error_of([&] { boong::detail::read_metadata(R"({"x":)" + nested(127) + "}", m); }).empty());
+    CHECK(m.extra.at("x").is_array());
+}
+
+TEST_CASE("json text: writing refuses values nesting deeper than the limit", "[json]") {
+    std::string out;
+    CHECK_NOTHROW(boong::detail::write_json(out, nested_value(boong::default_max_json_depth)));
+    CHECK(out == nested(boong::default_max_json_depth));
+    out.clear();
+    try {
+        boong::detail::write_json(out, nested_value(100000));
+        FAIL("a value 100,000 levels deep was written");
+    } catch (const boong::Error& e) {
+        CHECK(e.code() == boong::errc::invalid_argument);
+        CHECK(std::string(e.what()) == "JSON nests deeper than 128 levels");
+    }
+    boong::EventMetadata m;
+    m.extra = json{{"x", nested_value(128)}};
+    CHECK_THROWS_AS(boong::detail::write_metadata(out, m), boong::Error);
+}
+
+TEST_CASE("json depth: json_depth_exceeds measures without recursion", "[json]") {
+    CHECK_FALSE(boong::json_depth_exceeds(json(1), 0 + 1));
+    CHECK_FALSE(boong::json_depth_exceeds(json::array(), 1));
+    CHECK(boong::json_depth_exceeds(json::array(), 0));
+    CHECK_FALSE(boong::json_depth_exceeds(json::parse(R"({"a":[1,{"b":2}],"c":{}})"), 3));
+    CHECK(boong::json_depth_exceeds(json::parse(R"({"a":[1,{"b":2}],"c":{}})"), 2));
+    // Wide as well as deep: a million-element array of objects is depth 2.
+    json wide = json::array();
+    for (int i = 0; i < 1000; ++i) wide.push_back(json{{"k", i}});
+    CHECK_FALSE(boong::json_depth_exceeds(wide, 2));
+    CHECK(boong::json_depth_exceeds(wide, 1));
+    const json deep = nested_value(1000000);
+    CHECK(boong::json_depth_exceeds(deep, boong::default_max_json_depth));
+    CHECK_FALSE(boong::json_depth_exceeds(deep, 1000000));
 }

@@ -43,14 +43,7 @@ public:
             [this](auto handler, std::string t, EventData e) {
                 // Publishing only touches memory: do it now, complete through
                 // the handler's executor.
-                std::exception_ptr error;
-                std::string id;
-                try {
-                    id = publish(t, std::move(e));
-                } catch (...) {
-                    error = std::current_exception();
-                }
-                detail::post_completion(ex_, std::move(handler), error, std::move(id));
+                complete_now(std::move(handler), [&] { return publish(t, std::move(e)); });
             },
             token, std::move(topic), std::move(event));
     }
@@ -67,8 +60,40 @@ public:
             token, std::move(options), std::move(handler));
     }
 
-    // The synchronous form of async_publish (thread-safe), for tools and tests.
+    // The dead letters of `topic`, listed, sent back or dropped: see
+    // boong::DeadLetterQueue. Memory operations: they complete through the
+    // handler's executor, never inline.
+    template <class Token>
+    auto async_dead_letters(std::string topic, std::string after, std::size_t max_count, Token&& token) {
+        return boost::asio::async_initiate<Token, void(std::exception_ptr, std::vector<DeadLetter>)>(
+            [this](auto handler, std::string t, std::string a, std::size_t n) {
+                complete_now(std::move(handler), [&] { return dead_letters(t, a, n); });
+            },
+            token, std::move(topic), std::move(after), max_count);
+    }
+    template <class Token>
+    auto async_redrive(std::string topic, DeadLetterSelection selection, Token&& token) {
+        return boost::asio::async_initiate<Token, void(std::exception_ptr, std::size_t)>(
+            [this](auto handler, std::string t, DeadLetterSelection s) {
+                complete_now(std::move(handler), [&] { return redrive(t, s); });
+            },
+            token, std::move(topic), std::move(selection));
+    }
+    template <class Token>
+    auto async_drop(std::string topic, DeadLetterSelection selection, Token&& token) {
+        return boost::asio::async_initiate<Token, void(std::exception_ptr, std::size_t)>(
+            [this](auto handler, std::string t, DeadLetterSelection s) {
+                complete_now(std::move(handler), [&] { return drop(t, s); });
+            },
+            token, std::move(topic), std::move(selection));
+    }
+
+    // The synchronous forms (thread-safe), for tools and tests.
     std::string publish(const std::string& topic, EventData event);
+    std::vector<DeadLetter> dead_letters(const std::string& topic, const std::string& after,
+                                         std::size_t max_count) const;
+    std::size_t redrive(const std::string& topic, const DeadLetterSelection& selection);
+    std::size_t drop(const std::string& topic, const DeadLetterSelection& selection);
 
     // Inspection for tests and operators (thread-safe).
     // Messages of `topic` delivered to `group` and not acknowledged yet.
@@ -82,12 +107,28 @@ public:
 private:
     void consume_impl(ConsumerOptions options, MessageHandler handler, detail::ErasedHandler<void> completion);
 
+    // Runs `f` now and completes `handler` with its result (or exception)
+    // through the handler's executor.
+    template <class Handler, class F>
+    void complete_now(Handler handler, F&& f) {
+        using R = decltype(f());
+        std::exception_ptr error;
+        R result{};
+        try {
+            result = f();
+        } catch (...) {
+            error = std::current_exception();
+        }
+        detail::post_completion(ex_, std::move(handler), error, std::move(result));
+    }
+
     struct State;
-    class Consumer;
+    class Source;
     executor_type ex_;
     std::shared_ptr<State> state_;  // shared with running consumers, which may outlive the broker object
 };
 
 static_assert(Broker<MemoryBroker>);
+static_assert(DeadLetterQueue<MemoryBroker>);
 
 }  // namespace boong

@@ -2,12 +2,13 @@
 //
 // A topic is a stream; a message is a stream entry carrying the event's
 // envelope in one field, "event": a JSON object with event_id, type,
-// schema_version, metadata and payload (entries of the older five-field
-// layout are still read). Consumers are consumer groups: XREADGROUP on a
-// connection of their own (with a finite BLOCK), XACK after the handler
-// succeeded, XAUTOCLAIM of entries idle longer than the visibility timeout,
-// dead letters in "<topic>.dlq". hiredis does the protocol, Asio the I/O: no
-// thread per connection, nothing blocks the io_context. See docs/redis.md.
+// schema_version, metadata and payload. Consumers are consumer groups:
+// XREADGROUP on a connection of their own (with a finite BLOCK), XACK after
+// the handler succeeded, XAUTOCLAIM of entries idle longer than the
+// visibility timeout, dead letters in "<topic>.dlq" (the entry as it arrived
+// plus a "dead_letter" field), XCLAIM JUSTID to keep what a consumer holds
+// through an outage. hiredis does the protocol, Asio the I/O: no thread per
+// connection, nothing blocks the io_context. See docs/redis.md.
 #pragma once
 
 #include <boong/broker.hpp>
@@ -16,6 +17,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/co_spawn.hpp>
 
 #include <exception>
 #include <memory>
@@ -102,7 +104,34 @@ public:
             token, std::move(argv));
     }
 
+    // The dead letters of `topic`, listed, sent back or dropped: see
+    // boong::DeadLetterQueue. A redrive is not retried through a connection
+    // loss (one that reached Redis must not run twice): it then fails with
+    // broker_unavailable, and listing tells what is left.
+    template <class Token>
+    auto async_dead_letters(std::string topic, std::string after, std::size_t max_count, Token&& token) {
+        return boost::asio::co_spawn(ex_, list_dead_letters(shared_, std::move(topic), std::move(after), max_count),
+                                     std::forward<Token>(token));
+    }
+    template <class Token>
+    auto async_redrive(std::string topic, DeadLetterSelection selection, Token&& token) {
+        return boost::asio::co_spawn(ex_, settle_dead_letters(shared_, std::move(topic), std::move(selection), true),
+                                     std::forward<Token>(token));
+    }
+    template <class Token>
+    auto async_drop(std::string topic, DeadLetterSelection selection, Token&& token) {
+        return boost::asio::co_spawn(ex_, settle_dead_letters(shared_, std::move(topic), std::move(selection), false),
+                                     std::forward<Token>(token));
+    }
+
 private:
+    struct Shared;
+    static boost::asio::awaitable<std::vector<DeadLetter>> list_dead_letters(std::shared_ptr<Shared> shared,
+                                                                             std::string topic, std::string after,
+                                                                             std::size_t max_count);
+    static boost::asio::awaitable<std::size_t> settle_dead_letters(std::shared_ptr<Shared> shared, std::string topic,
+                                                                   DeadLetterSelection selection, bool redrive);
+
     // A publish as the XADD command it sends (RESP), or why it cannot be sent.
     struct PreparedPublish {
         std::string command;
@@ -118,12 +147,12 @@ private:
     void consume_impl(ConsumerOptions options, MessageHandler handler, detail::ErasedHandler<void> completion);
     void command_impl(std::vector<std::string> argv, detail::ErasedHandler<json> completion);
 
-    struct Shared;
-    class Consumer;
+    class Source;
     executor_type ex_;
     std::shared_ptr<Shared> shared_;  // config and publishing connection, shared with running consumers
 };
 
 static_assert(Broker<RedisBroker>);
+static_assert(DeadLetterQueue<RedisBroker>);
 
 }  // namespace boong

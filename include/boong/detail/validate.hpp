@@ -13,14 +13,16 @@ namespace boong::detail {
 // Each throws boong::Error(errc::invalid_argument) with a message naming the
 // stream, the event index and the field at fault.
 void validate_stream_id(std::string_view stream);
-void validate_append(std::string_view stream, ExpectedVersion expected, const std::vector<EventData>& events);
+// Payloads and metadata nesting deeper than max_depth are refused too.
+void validate_append(std::string_view stream, ExpectedVersion expected, const std::vector<EventData>& events,
+                     int max_depth = default_max_json_depth);
 void validate_read(std::string_view what, std::int64_t from, std::size_t max_count);
 void validate_snapshot(const Snapshot& s);
 
 // Broker checks: the topic (1..200 bytes) and the envelope of a publish; the
 // options and handler of a consumer.
 inline constexpr std::size_t max_topic_length = 200;
-void validate_publish(std::string_view topic, const EventData& e);
+void validate_publish(std::string_view topic, const EventData& e, int max_depth = default_max_json_depth);
 void validate_consumer_options(const ConsumerOptions& o, const MessageHandler& handler);
 
 }  // namespace boong::detail

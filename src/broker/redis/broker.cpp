@@ -1,14 +1,12 @@
 #include <boong/broker/redis.hpp>
-#include <boong/detail/run_consumer.hpp>
+#include <boong/detail/delivery_policy.hpp>
 #include <boong/detail/validate.hpp>
 
+#include "broker/consumer_loop.hpp"
+#include "broker/dead_letters.hpp"
 #include "broker/redis/connection.hpp"
 #include "broker/redis/envelope.hpp"
 
-#include <boost/asio/bind_cancellation_slot.hpp>
-#include <boost/asio/cancellation_signal.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -18,7 +16,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <list>
 #include <map>
 #include <mutex>
 
@@ -42,15 +39,42 @@ redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
 return id
 )lua";
 
+// Sends dead letters back, atomically per entry: XADD to the topic of the
+// entry's fields as they were (all but "dead_letter"), then XDEL from the
+// dead-letter stream. Entries no longer there are skipped.
+// KEYS: dlq, topic. ARGV: maxlen, id, id, ...
+constexpr const char* redrive_script = R"lua(
+local n = 0
+for i = 2, #ARGV do
+  local found = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
+  if #found == 1 then
+    local fields = found[1][2]
+    local args = {}
+    for j = 1, #fields, 2 do
+      if fields[j] ~= 'dead_letter' then
+        args[#args + 1] = fields[j]
+        args[#args + 1] = fields[j + 1]
+      end
+    end
+    if #args > 0 then
+      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', unpack(args))
+    end
+    redis.call('XDEL', KEYS[1], ARGV[i])
+    n = n + 1
+  end
+end
+return n
+)lua";
+
 json reply_to_json(const Reply& r) {
     switch (r.type) {
     case Reply::Type::nil: return nullptr;
     case Reply::Type::string:
     case Reply::Type::status:
-    case Reply::Type::error:
-        return json::parse(json(r.str).dump(-1, ' ', false, json::error_handler_t::replace));
+    case Reply::Type::error: return redis::with_utf8_replaced(r.str);
     case Reply::Type::integer: return r.integer;
     case Reply::Type::array: {
+        // hiredis's reader nests replies at most 7 deep: this recursion is bounded.
         json a = json::array();
         for (const auto& e : r.elements) a.push_back(reply_to_json(e));
         return a;
@@ -63,17 +87,8 @@ Error protocol(const redis::Endpoint& e, const std::string& what) {
     return Error(errc::protocol_error, e.describe() + ": " + what);
 }
 
-bool is_unavailable(const std::exception_ptr& e) {
-    try {
-        std::rethrow_exception(e);
-    } catch (const Error& err) {
-        return err.code() == errc::broker_unavailable;
-    } catch (...) {
-        return false;
-    }
-}
-
-// Exponential backoff for reconnecting: 50 ms doubling up to 2 s.
+// Exponential backoff for a publish or an ack retried through a connection
+// loss: 50 ms doubling up to 2 s.
 milliseconds backoff(int failures) {
     const int shift = std::clamp(failures - 1, 0, 6);
     return std::min(milliseconds(50 << shift), milliseconds(2000));
@@ -84,23 +99,8 @@ SteadyClock::time_point add_saturated(SteadyClock::time_point t, milliseconds d)
     return d >= room ? SteadyClock::time_point::max() : t + d;
 }
 
-struct Failure {
-    std::string what;
-    bool rejected = false;
-    bool abandoned = false;
-};
-
-Failure describe(std::exception_ptr e, bool abandoned) {
-    try {
-        std::rethrow_exception(e);
-    } catch (const Rejection& r) {
-        return {r.what(), true, abandoned};
-    } catch (const std::exception& ex) {
-        return {ex.what(), false, abandoned};
-    } catch (...) {
-        return {"unknown exception", false, abandoned};
-    }
-}
+// A stream id as XRANGE's exclusive start: "(1-2".
+std::string after_id(const std::string& id) { return id.empty() ? "-" : "(" + id; }
 
 }  // namespace
 
@@ -109,9 +109,12 @@ struct RedisBroker::Shared {
     std::string max_len_args;  // "MAXLEN" "~" <config.max_len> in RESP, made once
     redis::Endpoint endpoint;
     std::shared_ptr<Connection> publisher;  // pipelined: publishes, acks, dead letters, raw commands
-    IdGenerator ids;                        // for dead letters of undecodable entries
     std::mutex trim_mutex;
     std::map<std::string, SteadyClock::time_point, std::less<>> last_trim;  // with ttl: per topic
+
+    milliseconds retry_limit() const {
+        return config.command_timeout.count() > 0 ? config.command_timeout : config.connect_timeout;
+    }
 
     // XADD for `e` on `topic`, in RESP: MAXLEN ~ max_len, or MINID ~ (now - ttl).
     PreparedPublish xadd(std::string_view topic, const EventData& e) const {
@@ -134,7 +137,7 @@ struct RedisBroker::Shared {
             resp.raw(max_len_args);  // MAXLEN ~ <max_len>
         }
         resp.raw(auto_id.view());
-        redis::append_envelope(resp, e);
+        redis::append_envelope(resp, e, config.max_json_depth);
         p.command = resp.take();
         return p;
     }
@@ -159,186 +162,215 @@ struct RedisBroker::Shared {
                               });
     }
 
-    // The dead-letter script's argv for `e` (already carrying its dead_letter info).
+    // The dead-letter script's argv: the entry's fields as they arrived (a
+    // "dead_letter" field of its own is replaced), then the record.
     std::vector<std::string> dead_letter_argv(const std::string& topic, const std::string& group,
-                                              const std::string& source_id, const EventData& e) const {
+                                              const std::string& source_id, const redis::Fields& fields,
+                                              const json& info) const {
         std::vector<std::string> argv{"EVAL", dead_letter_script, "2", dead_letter_topic(topic), topic,
                                       std::to_string(config.max_len), group, source_id};
-        redis::append_envelope(argv, e);
-        // For operators reading the stream with redis-cli.
-        argv.push_back("dead_letter");
-        argv.push_back(e.metadata.extra.at("dead_letter").dump(-1, ' ', false, json::error_handler_t::replace));
+        for (const auto& [k, v] : fields) {
+            if (k == redis::kDeadLetterField) continue;
+            argv.push_back(k);
+            argv.push_back(v);
+        }
+        argv.emplace_back(redis::kDeadLetterField);
+        argv.push_back(info.dump(-1, ' ', false, json::error_handler_t::replace));
         return argv;
+    }
+
+    // A command on the publishing connection, retried through connection
+    // losses until the retry limit (for idempotent commands only).
+    asio::awaitable<Reply> exec_retrying(std::vector<std::string> argv) {
+        const auto deadline = add_saturated(SteadyClock::now(), retry_limit());
+        std::optional<asio::steady_timer> pause;
+        for (int attempt = 1;; ++attempt) {
+            try {
+                co_return co_await publisher->async_exec(argv, asio::use_awaitable);
+            } catch (const Error& e) {
+                if (e.code() != errc::broker_unavailable || SteadyClock::now() + backoff(attempt) >= deadline) throw;
+            }
+            if (!pause) pause.emplace(co_await asio::this_coro::executor);
+            pause->expires_after(backoff(attempt));
+            boost::system::error_code ec;
+            co_await pause->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        }
+    }
+
+    // The ids of the dead letters of `topic` that `selection` names, a page
+    // at a time after `after` (ids: the page of the given ones).
+    asio::awaitable<std::vector<std::string>> select_page(const std::string& topic,
+                                                          const DeadLetterSelection& selection,
+                                                          const std::string& after, std::size_t page) {
+        std::vector<std::string> ids;
+        if (!selection.ids.empty()) co_return ids;  // handled by the caller
+        std::string end = "+";
+        if (selection.before) {
+            const auto ms = std::chrono::duration_cast<milliseconds>(selection.before->time_since_epoch()).count();
+            end = "(" + std::to_string(std::max<long long>(0, ms)) + "-0";
+        }
+        std::vector<std::string> argv{"XRANGE", dead_letter_topic(topic), after_id(after), end, "COUNT",
+                                      std::to_string(page)};
+        auto r = co_await exec_retrying(std::move(argv));
+        if (r.is_error()) throw protocol(endpoint, "XRANGE on '" + dead_letter_topic(topic) + "' failed: " + r.str);
+        for (auto& entry : redis::parse_entries(r)) ids.push_back(std::move(entry.id));
+        co_return ids;
     }
 };
 
-// One running async_consume. Its loop, its connection and its handlers run on
-// one strand, so its members need no lock.
-class RedisBroker::Consumer : public std::enable_shared_from_this<Consumer> {
+// What the shared consumer loop needs of Redis: XREADGROUP on a connection of
+// its own (with a finite BLOCK), XAUTOCLAIM of entries idle longer than the
+// visibility timeout, XACK, dead letters, and XCLAIM JUSTID to keep held
+// entries. Runs on the consumer's strand.
+class RedisBroker::Source final : public detail::MessageSource {
 public:
-    Consumer(std::shared_ptr<Shared> shared, const executor_type& ex, ConsumerOptions options, MessageHandler handler)
+    Source(std::shared_ptr<Shared> shared, const asio::strand<asio::any_io_executor>& strand, ConsumerOptions options)
         : shared_(std::move(shared)),
-          strand_(asio::make_strand(ex)),
-          timer_(strand_),
           options_(std::move(options)),
-          handler_(std::move(handler)),
-          conn_(std::make_shared<Connection>(strand_, shared_->endpoint, "consumer '" + options_.consumer + "'")) {}
+          conn_(std::make_shared<Connection>(strand, shared_->endpoint, "consumer '" + options_.consumer + "'")) {}
 
-    const asio::strand<executor_type>& strand() const { return strand_; }
-    asio::cancellation_signal& stop_signal() { return stop_signal_; }
+    const char* broker_name() const noexcept override { return "redis broker"; }
 
-    // On the strand. Dropping the reading connection ends a blocked XREADGROUP
-    // at once; what it had already read stays pending for others.
-    void request_stop(asio::cancellation_type type) {
-        if (finished_) return;
-        stopping_ = true;
-        conn_->close(true);
-        timer_.cancel();
-        stop_signal_.emit(type);
-    }
-    void finished() { finished_ = true; }
-
-    static asio::awaitable<void> run(std::shared_ptr<Consumer> self) {
-        auto& c = *self;
-        detail::validate_consumer_options(c.options_, c.handler_);
-        co_await asio::this_coro::throw_if_cancelled(false);
-        std::exception_ptr failure;
+    asio::awaitable<std::vector<Delivery>> fetch(std::size_t max) override {
         try {
-            co_await c.loop();
-        } catch (...) {
-            failure = std::current_exception();
+            if (!group_ready_) {
+                co_await create_group();
+                group_ready_ = true;
+            }
+            const auto now = SteadyClock::now();
+            if (now >= next_claim_) {
+                bool more = false;
+                auto reclaimed = co_await reclaim(max, more);
+                next_claim_ = more ? now : now + claim_interval();
+                if (!reclaimed.empty() || more) co_return reclaimed;
+            }
+            co_return co_await read_new(max);
+        } catch (const Error& e) {
+            if (is_unavailable(e.code())) group_ready_ = false;  // the server may have restarted without the group
+            throw;
         }
-        c.stopping_ = true;
-        c.conn_->close(true);
-        co_await c.drain();
-        if (failure) std::rethrow_exception(failure);
     }
+
+    void wake() override {}  // a blocked XREADGROUP ends within block_timeout anyway
+
+    asio::awaitable<void> ack(const Delivery& d) override {
+        raw_.erase(d.message_id);
+        std::vector<std::string> argv{"XACK", options_.topic, options_.group, d.message_id};
+        auto r = co_await shared_->exec_retrying(std::move(argv));
+        if (r.is_error()) throw protocol(shared_->endpoint, "XACK of " + d.message_id + " failed: " + r.str);
+    }
+
+    asio::awaitable<void> redeliver(const Delivery& d, const std::string&) override {
+        raw_.erase(d.message_id);  // it stays pending; XAUTOCLAIM brings it back
+        co_return;
+    }
+
+    asio::awaitable<void> dead_letter(const Delivery& d, const std::string& reason) override {
+        redis::Entry entry{d.message_id, {}, false};
+        if (auto it = raw_.find(d.message_id); it != raw_.end()) {
+            entry.fields = std::move(it->second);
+            raw_.erase(it);
+        } else {
+            redis::append_envelope(entry.fields, d.event, shared_->config.max_json_depth);
+        }
+        co_await dead_letter(*shared_->publisher, entry, d.delivery_count, reason);
+    }
+
+    asio::awaitable<std::vector<std::string>> hold(std::vector<std::string> ids) override {
+        // Claims them again for this consumer without counting a delivery
+        // (JUSTID), but only those idle for a while: one another consumer
+        // has just taken is left to it.
+        const auto min_idle = std::max(milliseconds(1), options_.settings.visibility_timeout / 4);
+        std::vector<std::string> argv{"XCLAIM", options_.topic, options_.group, options_.consumer,
+                                      std::to_string(min_idle.count())};
+        for (const auto& id : ids) argv.push_back(id);
+        argv.emplace_back("JUSTID");
+        auto r = co_await shared_->publisher->async_exec(std::move(argv), asio::use_awaitable);
+        if (r.is_error()) throw protocol(shared_->endpoint, "XCLAIM on '" + options_.topic + "' failed: " + r.str);
+        std::vector<std::string> kept;
+        for (auto& e : r.elements) kept.push_back(std::move(e.str));
+        for (const auto& id : ids) {
+            if (std::find(kept.begin(), kept.end(), id) == kept.end()) raw_.erase(id);
+        }
+        co_return kept;
+    }
+
+    // Dropping the reading connection ends a blocked XREADGROUP at once; what
+    // it had already read stays pending for others.
+    void close() override { conn_->close(true); }
 
 private:
-    struct InFlight {
-        asio::cancellation_signal signal;
-        bool cancelled = false;
-        bool done = false;
-    };
-
-    bool stopped() const { return stopping_; }
-
-    template <class... Args>
-    asio::awaitable<Reply> exec(Connection& conn, std::vector<std::string> argv, milliseconds extra = {}) {
-        co_return co_await conn.async_exec(std::move(argv), asio::use_awaitable, extra);
-    }
-
     // How often pending entries are looked at for reclaiming.
     milliseconds claim_interval() const {
-        const auto quarter = options_.visibility_timeout / 4;
+        const auto quarter = options_.settings.visibility_timeout / 4;
         return std::clamp(quarter, milliseconds(10), std::max(milliseconds(10), shared_->config.block_timeout));
     }
 
-    asio::awaitable<void> loop() {
-        int failures = 0;
-        while (!stopped()) {
-            try {
-                if (!group_ready_) {
-                    co_await create_group();
-                    group_ready_ = true;
-                    if (failures > 0)
-                        spdlog::info("redis broker: consumer '{}' of '{}' reconnected to {}", options_.consumer,
-                                     options_.topic, shared_->endpoint.describe());
-                }
-                if (inflight_.size() >= options_.concurrency) {
-                    co_await wait(SteadyClock::time_point::max());  // a finishing handler wakes us
-                    continue;
-                }
-                auto now = SteadyClock::now();
-                if (now >= next_claim_) {
-                    const bool more = co_await reclaim();
-                    next_claim_ = more ? now : now + claim_interval();
-                    failures = 0;
-                    continue;
-                }
-                co_await read_new();
-                failures = 0;
-            } catch (const Error& e) {
-                if (stopped()) break;
-                if (e.code() != errc::broker_unavailable) throw;
-                ++failures;
-                group_ready_ = false;  // the server may have restarted without the group
-                spdlog::warn("redis broker: consumer '{}' of '{}': {}; retrying in {} ms", options_.consumer,
-                             options_.topic, e.what(), backoff(failures).count());
-            }
-            if (failures > 0 && !stopped()) co_await wait(SteadyClock::now() + backoff(failures));
-        }
+    asio::awaitable<Reply> exec(std::vector<std::string> argv, milliseconds extra = {}) {
+        co_return co_await conn_->async_exec(std::move(argv), asio::use_awaitable, extra);
     }
-
-    asio::awaitable<void> wait(SteadyClock::time_point until) {
-        timer_.expires_at(until);
-        boost::system::error_code ec;  // cancelled by wake() or stop
-        co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    }
-    void wake() { timer_.cancel(); }
 
     asio::awaitable<void> create_group() {
         // Idempotent: BUSYGROUP means it exists. A new group starts at the
         // beginning of the stream, as the Broker contract asks.
         std::vector<std::string> argv{"XGROUP", "CREATE", options_.topic, options_.group, "0", "MKSTREAM"};
-        auto r = co_await exec(*conn_, std::move(argv));
+        auto r = co_await exec(std::move(argv));
         if (r.is_error() && r.str.rfind("BUSYGROUP", 0) != 0)
             throw protocol(shared_->endpoint, "XGROUP CREATE '" + options_.topic + "' '" + options_.group +
                                                   "' failed: " + r.str);
     }
 
-    asio::awaitable<void> read_new() {
-        const auto free = options_.concurrency - inflight_.size();
+    asio::awaitable<std::vector<Delivery>> read_new(std::size_t max) {
         const auto until_claim = std::chrono::duration_cast<milliseconds>(next_claim_ - SteadyClock::now());
         const auto block = std::clamp(until_claim, milliseconds(1), shared_->config.block_timeout);
-        std::vector<std::string> argv{"XREADGROUP", "GROUP",   options_.group,
-                                      options_.consumer, "COUNT",   std::to_string(free),
-                                      "BLOCK",         std::to_string(block.count()),
-                                      "STREAMS",       options_.topic, ">"};
-        auto r = co_await exec(*conn_, std::move(argv), block);
+        std::vector<std::string> argv{"XREADGROUP", "GROUP", options_.group, options_.consumer,
+                                      "COUNT",      std::to_string(max), "BLOCK", std::to_string(block.count()),
+                                      "STREAMS",    options_.topic,      ">"};
+        auto r = co_await exec(std::move(argv), block);
+        std::vector<Delivery> out;
         if (r.is_error()) {
             if (r.str.rfind("NOGROUP", 0) == 0) {
                 group_ready_ = false;  // deleted (or lost in a restart): create it again
-                co_return;
+                co_return out;
             }
             throw protocol(shared_->endpoint, "XREADGROUP on '" + options_.topic + "' failed: " + r.str);
         }
-        if (r.is_nil() || stopped()) co_return;  // timed out; or stopping: what was read stays pending
+        if (r.is_nil()) co_return out;  // timed out
         if (r.type != Reply::Type::array || r.elements.empty() || r.elements[0].elements.size() != 2)
             throw protocol(shared_->endpoint, "XREADGROUP returned an unexpected reply");
         for (auto& entry : redis::parse_entries(r.elements[0].elements[1])) {
             if (entry.deleted) continue;
-            co_await deliver(std::move(entry), 1);
+            co_await deliver(std::move(entry), 1, out);
         }
+        co_return out;
     }
 
-    // XAUTOCLAIM entries idle longer than the visibility timeout. True when
+    // XAUTOCLAIM entries idle longer than the visibility timeout; `more`:
     // the scan has more to look at.
-    asio::awaitable<bool> reclaim() {
-        const auto free = options_.concurrency - inflight_.size();
+    asio::awaitable<std::vector<Delivery>> reclaim(std::size_t max, bool& more) {
+        std::vector<Delivery> out;
         std::vector<std::string> argv{"XAUTOCLAIM", options_.topic, options_.group, options_.consumer,
-                                        std::to_string(options_.visibility_timeout.count()), claim_cursor_, "COUNT",
-                                        std::to_string(free)};
-        auto r = co_await exec(*conn_, std::move(argv));
+                                      std::to_string(options_.settings.visibility_timeout.count()), claim_cursor_,
+                                      "COUNT", std::to_string(max)};
+        auto r = co_await exec(std::move(argv));
         if (r.is_error()) {
             if (r.str.rfind("NOGROUP", 0) == 0) {
                 group_ready_ = false;
-                co_return false;
+                co_return out;
             }
             throw protocol(shared_->endpoint, "XAUTOCLAIM on '" + options_.topic + "' failed: " + r.str);
         }
         if (r.type != Reply::Type::array || r.elements.size() < 2)
             throw protocol(shared_->endpoint, "XAUTOCLAIM returned an unexpected reply");
         claim_cursor_ = r.elements[0].str;
-        const bool more = claim_cursor_ != "0-0";
+        more = claim_cursor_ != "0-0";
         auto entries = redis::parse_entries(r.elements[1]);
         std::erase_if(entries, [](const redis::Entry& e) { return e.deleted; });
-        if (entries.empty() || stopped()) co_return more;
+        if (entries.empty()) co_return out;
         // XAUTOCLAIM counted this delivery; XPENDING tells the count.
         std::vector<std::string> pending_argv{"XPENDING", options_.topic, options_.group, entries.front().id,
-                                        entries.back().id, std::to_string(entries.size() + inflight_.size() + 16),
-                                        options_.consumer};
-        auto p = co_await exec(*conn_, std::move(pending_argv));
+                                              entries.back().id, std::to_string(entries.size() + 16), options_.consumer};
+        auto p = co_await exec(std::move(pending_argv));
         std::map<std::string, int> counts;
         if (p.type == Reply::Type::array) {
             for (const auto& row : p.elements)
@@ -348,63 +380,35 @@ private:
             const auto it = counts.find(entry.id);
             const int count = it == counts.end() ? 2 : it->second;
             const int before = count - 1;
-            if (before >= options_.max_deliveries) {
-                // Its last allowed delivery never settled (the consumer hung or died).
-                co_await dead_letter(*conn_, entry, before,
-                                     "not acknowledged within the visibility timeout after " +
-                                         std::to_string(before) + " deliveries");
+            if (detail::reclaim(before, options_.settings.max_deliveries) == detail::Reclaim::quarantine) {
+                // Never decoded: a message that kills its consumer is not given the chance again.
+                co_await dead_letter(*conn_, entry, before, detail::quarantine_reason(before, {}));
                 continue;
             }
-            co_await deliver(std::move(entry), count);
+            co_await deliver(std::move(entry), count, out);
         }
-        co_return more;
+        co_return out;
     }
 
-    asio::awaitable<void> deliver(redis::Entry entry, int count) {
-        auto decoded = redis::decode_envelope(entry.fields);
+    asio::awaitable<void> deliver(redis::Entry entry, int count, std::vector<Delivery>& out) {
+        auto decoded = redis::decode_envelope(entry.fields, shared_->config.max_json_depth);
         if (!decoded.event) {
-            // It can never succeed: dead letter now, never loop on it.
+            // It can never succeed: dead letter now, as it is, never loop on it.
             co_await dead_letter(*conn_, entry, count, decoded.error);
             co_return;
         }
-        start(Delivery{options_.topic, options_.group, options_.consumer, std::move(entry.id), count,
-                       std::move(*decoded.event)});
+        raw_[entry.id] = std::move(entry.fields);
+        out.push_back(Delivery{options_.topic, options_.group, options_.consumer, std::move(entry.id), count,
+                               std::move(*decoded.event)});
     }
 
-    // The dead letter of `entry`: its event with metadata.extra.dead_letter,
-    // or for an undecodable entry a boong.UndecodableMessage event carrying
-    // the raw fields.
-    EventData dead_letter_event(const redis::Entry& entry, int count, const std::string& reason,
-                                const EventData* event) {
-        EventData e;
-        if (event) {
-            e = *event;
-        } else {
-            auto decoded = redis::decode_envelope(entry.fields);
-            if (decoded.event) {
-                e = std::move(*decoded.event);
-            } else {
-                e.event_id = shared_->ids.next();
-                e.type = "boong.UndecodableMessage";
-                e.schema_version = 1;
-                e.payload = json{{"fields", redis::fields_to_json(entry.fields)}};
-                e.metadata.timestamp = Clock::now();
-            }
-        }
-        if (!e.metadata.extra.is_object()) e.metadata.extra = json::object();
-        e.metadata.extra["dead_letter"] = json{{"source_topic", options_.topic},
-                                               {"source_message_id", entry.id},
-                                               {"group", options_.group},
-                                               // It may quote the entry's bytes (a JSON parser's message).
-                                               {"reason", redis::with_utf8_replaced(reason)},
-                                               {"delivery_count", count}};
-        return e;
-    }
-
-    asio::awaitable<void> dead_letter(Connection& conn, const redis::Entry& entry, int count, std::string reason,
-                                      const EventData* event = nullptr) {
-        const auto e = dead_letter_event(entry, count, reason, event);
-        auto r = co_await exec(conn, shared_->dead_letter_argv(options_.topic, options_.group, entry.id, e));
+    // Moves `entry` (its fields as they arrived) to the dead letters.
+    asio::awaitable<void> dead_letter(Connection& conn, const redis::Entry& entry, int count,
+                                      const std::string& reason) {
+        const auto info = detail::dead_letter_info(options_.topic, entry.id, options_.group,
+                                                   redis::with_utf8_replaced(reason), count, Clock::now());
+        auto argv = shared_->dead_letter_argv(options_.topic, options_.group, entry.id, entry.fields, info);
+        auto r = co_await conn.async_exec(std::move(argv), asio::use_awaitable);
         if (r.is_error())
             throw protocol(shared_->endpoint, "dead-lettering message " + entry.id + " of '" + options_.topic +
                                                   "' failed: " + r.str);
@@ -414,112 +418,10 @@ private:
                       reason);
     }
 
-    void start(Delivery d) {
-        auto it = inflight_.emplace(inflight_.end());
-        asio::co_spawn(strand_, handle(std::move(d), it),
-                       asio::bind_cancellation_slot(it->signal.slot(), [self = shared_from_this(),
-                                                                        it](std::exception_ptr e) {
-                           it->done = true;
-                           if (e) {
-                               try {
-                                   std::rethrow_exception(e);
-                               } catch (const std::exception& ex) {
-                                   spdlog::error("redis broker: settling a message of topic '{}' failed: {}",
-                                                 self->options_.topic, ex.what());
-                               } catch (...) {
-                               }
-                           }
-                           // The coroutine's cancellation state lives in `signal`:
-                           // free it only after co_spawn is done with it.
-                           asio::post(self->strand_, [self, it] {
-                               self->inflight_.erase(it);
-                               self->wake();
-                           });
-                       }));
-    }
-
-    asio::awaitable<void> handle(Delivery d, std::list<InFlight>::iterator flight) {
-        std::exception_ptr error;
-        try {
-            co_await handler_(d);
-        } catch (...) {
-            error = std::current_exception();
-        }
-        // Settling must not be cut short by the cancellation that may have
-        // ended the handler.
-        co_await asio::this_coro::reset_cancellation_state();
-        auto& publisher = *shared_->publisher;
-        if (!error) {
-            auto r = co_await ack(publisher, d.message_id);
-            if (r.is_error())
-                throw protocol(shared_->endpoint, "XACK of " + d.message_id + " failed: " + r.str);
-            co_return;
-        }
-        const auto failure = describe(error, flight->cancelled);
-        if (failure.rejected || (!failure.abandoned && d.delivery_count >= options_.max_deliveries)) {
-            redis::Entry entry{d.message_id, {}, false};
-            co_await dead_letter(publisher, entry, d.delivery_count, failure.what, &d.event);
-        } else if (failure.abandoned) {
-            spdlog::info("redis broker: handler of message {} (topic '{}' group '{}') cancelled on stop; it stays "
-                         "pending",
-                         d.message_id, d.topic, d.group);
-        } else {
-            spdlog::warn("redis broker: handler failed: topic '{}' group '{}' message {} delivery {}: {}", d.topic,
-                         d.group, d.message_id, d.delivery_count, failure.what);
-        }
-    }
-
-    // XACK, retried through a connection loss until the command timeout: a
-    // lost acknowledgement costs a redelivery. (XACK is idempotent.)
-    asio::awaitable<Reply> ack(Connection& conn, const std::string& id) {
-        const auto& c = shared_->config;
-        const auto limit = c.command_timeout.count() > 0 ? c.command_timeout : c.connect_timeout;
-        const auto deadline = add_saturated(SteadyClock::now(), limit);
-        asio::steady_timer pause(strand_);
-        for (int attempt = 1;; ++attempt) {
-            try {
-                std::vector<std::string> argv{"XACK", options_.topic, options_.group, id};
-                co_return co_await exec(conn, std::move(argv));
-            } catch (const Error& e) {
-                if (e.code() != errc::broker_unavailable || SteadyClock::now() + backoff(attempt) >= deadline) throw;
-            }
-            pause.expires_after(backoff(attempt));
-            boost::system::error_code ec;
-            co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-        }
-    }
-
-    // Graceful stop: no new reads; in-flight handlers get the grace period,
-    // then terminal cancellation; we wait until every one has unwound.
-    asio::awaitable<void> drain() {
-        co_await asio::this_coro::reset_cancellation_state();
-        const auto deadline = add_saturated(SteadyClock::now(), options_.shutdown_grace);
-        bool forced = false;
-        while (!inflight_.empty()) {
-            const bool again =
-                (co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none;
-            if (!forced && (again || SteadyClock::now() >= deadline)) {
-                forced = true;
-                for (auto& f : inflight_) {
-                    if (f.done) continue;
-                    f.cancelled = true;
-                    f.signal.emit(asio::cancellation_type::terminal);
-                }
-            }
-            co_await wait(forced ? SteadyClock::time_point::max() : deadline);
-        }
-    }
-
     std::shared_ptr<Shared> shared_;
-    asio::strand<executor_type> strand_;
-    asio::steady_timer timer_;  // the loop's waits: a free slot, a backoff, the grace deadline
     ConsumerOptions options_;
-    MessageHandler handler_;
     std::shared_ptr<Connection> conn_;  // this consumer's own: XREADGROUP BLOCK stalls its connection
-    std::list<InFlight> inflight_;      // a list: signals must not move while a handler runs
-    asio::cancellation_signal stop_signal_;
-    bool stopping_ = false;
-    bool finished_ = false;
+    std::map<std::string, redis::Fields> raw_;  // what each unsettled delivery arrived as, for its dead letter
     bool group_ready_ = false;
     std::string claim_cursor_ = "0-0";
     SteadyClock::time_point next_claim_{};  // the first look is at once: a restarted consumer reclaims first
@@ -535,6 +437,8 @@ RedisBroker::RedisBroker(executor_type ex, RedisBrokerConfig config) : ex_(std::
     if (config.connect_timeout < milliseconds::zero() || config.command_timeout < milliseconds::zero())
         invalid("timeouts must not be negative");
     if (config.ttl && *config.ttl <= milliseconds::zero()) invalid("ttl must be positive");
+    if (config.max_json_depth < 1 || config.max_json_depth > 10000)
+        invalid("max_json_depth " + std::to_string(config.max_json_depth) + " is not 1..10000");
     shared_ = std::make_shared<Shared>();
     shared_->endpoint = redis::make_endpoint(config);
     for (const std::string& a : {std::string("MAXLEN"), std::string("~"), std::to_string(config.max_len)})
@@ -603,7 +507,7 @@ struct PublishOp final : Connection::Command, std::enable_shared_from_this<Publi
 RedisBroker::PreparedPublish RedisBroker::prepare_publish(std::string_view topic,
                                                           const EventData& event) const noexcept {
     try {
-        detail::validate_publish(topic, event);
+        detail::validate_publish(topic, event, shared_->config.max_json_depth);
         return shared_->xadd(topic, event);
     } catch (...) {
         PreparedPublish p;
@@ -623,17 +527,18 @@ void RedisBroker::publish_impl(PreparedPublish publish, detail::ErasedHandler<st
     op->topic_offset = publish.topic_offset;
     op->topic_size = publish.topic_size;
     op->completion = std::move(completion);
-    const auto limit = shared_->config.command_timeout.count() > 0 ? shared_->config.command_timeout
-                                                                    : shared_->config.connect_timeout;
-    op->deadline = add_saturated(SteadyClock::now(), limit);
+    op->deadline = add_saturated(SteadyClock::now(), shared_->retry_limit());
     shared_->trim_by_length(std::string_view(op->command).substr(op->topic_offset, op->topic_size));
     op->attempt();
 }
 
 void RedisBroker::consume_impl(ConsumerOptions options, MessageHandler handler,
                                detail::ErasedHandler<void> completion) {
-    detail::run_consumer(std::make_shared<Consumer>(shared_, ex_, std::move(options), std::move(handler)),
-                         std::move(completion));
+    auto strand = asio::make_strand(ex_);
+    auto source = std::make_shared<Source>(shared_, strand, options);
+    detail::run_consumer_loop(
+        std::make_shared<detail::ConsumerLoop>(strand, std::move(options), std::move(handler), std::move(source)),
+        std::move(completion));
 }
 
 void RedisBroker::command_impl(std::vector<std::string> argv, detail::ErasedHandler<json> completion) {
@@ -649,6 +554,95 @@ void RedisBroker::command_impl(std::vector<std::string> argv, detail::ErasedHand
             else if (r.is_error()) c.complete(std::make_exception_ptr(protocol(endpoint, name + ": " + r.str)));
             else c.complete(nullptr, reply_to_json(r));
         });
+}
+
+namespace {
+
+// Dead letters as XRANGE returns them: the record, and the event (or, when it
+// does not decode, its text).
+std::vector<DeadLetter> to_dead_letters(const Reply& r, int max_depth) {
+    std::vector<DeadLetter> out;
+    for (auto& entry : redis::parse_entries(r)) {
+        if (entry.deleted) continue;
+        json info;
+        redis::Fields original;
+        for (auto& [k, v] : entry.fields) {
+            if (k == redis::kDeadLetterField) info = json::parse(v, nullptr, false);
+            else original.emplace_back(std::move(k), std::move(v));
+        }
+        DeadLetter d = detail::dead_letter_from_info(info);
+        d.message_id = std::move(entry.id);
+        auto decoded = redis::decode_envelope(original, max_depth);
+        if (decoded.event) {
+            d.event = std::move(decoded.event);
+        } else {
+            d.raw = redis::fields_text(original);
+        }
+        out.push_back(std::move(d));
+    }
+    return out;
+}
+
+}  // namespace
+
+asio::awaitable<std::vector<DeadLetter>> RedisBroker::list_dead_letters(std::shared_ptr<Shared> shared,
+                                                                      std::string topic, std::string after,
+                                                                      std::size_t max_count) {
+    detail::validate_dead_letter_query(topic, max_count);
+    const auto dlq = dead_letter_topic(topic);
+    std::vector<std::string> argv{"XRANGE", dlq, after_id(after), "+", "COUNT", std::to_string(max_count)};
+    auto r = co_await shared->exec_retrying(std::move(argv));
+    if (r.is_error()) throw protocol(shared->endpoint, "XRANGE on '" + dlq + "' failed: " + r.str);
+    co_return to_dead_letters(r, shared->config.max_json_depth);
+}
+
+namespace {
+
+// Re-drives (the script) or drops (XDEL) one page of dead letters of `topic`.
+asio::awaitable<std::size_t> settle_page(Connection& publisher, const std::string& topic, std::int64_t max_len,
+                                         std::vector<std::string> ids, bool redrive) {
+    std::vector<std::string> argv;
+    if (redrive) {
+        argv = {"EVAL", redrive_script, "2", dead_letter_topic(topic), topic, std::to_string(max_len)};
+    } else {
+        argv = {"XDEL", dead_letter_topic(topic)};
+    }
+    for (auto& id : ids) argv.push_back(std::move(id));
+    // Not retried through a connection loss: a redrive that reached Redis
+    // must not run twice (the entries would be sent back twice).
+    auto r = co_await publisher.async_exec(std::move(argv), asio::use_awaitable);
+    if (r.is_error())
+        throw protocol(publisher.endpoint(), std::string(redrive ? "re-driving" : "dropping") + " dead letters of '" +
+                                                 topic + "' failed: " + r.str);
+    co_return static_cast<std::size_t>(r.integer);
+}
+
+}  // namespace
+
+asio::awaitable<std::size_t> RedisBroker::settle_dead_letters(std::shared_ptr<Shared> shared, std::string topic,
+                                                             DeadLetterSelection selection, bool redrive) {
+    detail::validate_dead_letter_selection(topic, selection);
+    constexpr std::size_t kPage = 100;
+    std::size_t n = 0;
+    if (!selection.ids.empty()) {
+        for (std::size_t i = 0; i < selection.ids.size(); i += kPage) {
+            const auto end = std::min(selection.ids.size(), i + kPage);
+            std::vector<std::string> page(selection.ids.begin() + static_cast<std::ptrdiff_t>(i),
+                                          selection.ids.begin() + static_cast<std::ptrdiff_t>(end));
+            n += co_await settle_page(*shared->publisher, topic, shared->config.max_len, std::move(page), redrive);
+        }
+        co_return n;
+    }
+    std::string after;
+    for (;;) {
+        auto ids = co_await shared->select_page(topic, selection, after, kPage);
+        if (ids.empty()) break;
+        after = ids.back();
+        const bool last = ids.size() < kPage;
+        n += co_await settle_page(*shared->publisher, topic, shared->config.max_len, std::move(ids), redrive);
+        if (last) break;
+    }
+    co_return n;
 }
 
 }  // namespace boong

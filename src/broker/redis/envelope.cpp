@@ -30,7 +30,7 @@ Error unwritable(const EventData& e, const Error& why) {
 
 // The envelope as one JSON object: the short, fixed-shape keys first so that
 // an operator reading the stream with redis-cli sees them before the payload.
-void write_envelope(detail::JsonSink& out, const EventData& e) {
+void write_envelope(detail::JsonSink& out, const EventData& e, int max_depth) {
     out.put(R"({"event_id":)");
     detail::write_json_string(out, e.event_id);
     out.put(R"(,"type":)");
@@ -38,35 +38,44 @@ void write_envelope(detail::JsonSink& out, const EventData& e) {
     out.put(R"(,"schema_version":)");
     detail::write_json_integer(out, e.schema_version);
     out.put(R"(,"metadata":)");
-    detail::write_metadata(out, e.metadata);
+    detail::write_metadata(out, e.metadata, max_depth);
     out.put(R"(,"payload":)");
-    detail::write_json(out, e.payload);
+    detail::write_json(out, e.payload, max_depth);
     out.put('}');
 }
 
-}  // namespace
-
-void append_envelope(std::vector<std::string>& argv, const EventData& e) {
+std::string envelope_text(const EventData& e, int max_depth) {
     std::string text;
     try {
         detail::JsonSink sink(text);
-        write_envelope(sink, e);
+        write_envelope(sink, e, max_depth);
         sink.flush();
     } catch (const Error& ex) {
         throw unwritable(e, ex);
     }
+    return text;
+}
+
+}  // namespace
+
+void append_envelope(std::vector<std::string>& argv, const EventData& e, int max_depth) {
+    auto text = envelope_text(e, max_depth);
     argv.emplace_back(kEventField);
     argv.push_back(std::move(text));
 }
 
-void append_envelope(Resp& resp, const EventData& e) {
+void append_envelope(Fields& fields, const EventData& e, int max_depth) {
+    fields.emplace_back(kEventField, envelope_text(e, max_depth));
+}
+
+void append_envelope(Resp& resp, const EventData& e, int max_depth) {
     static constexpr Resp::Word event("event");
     // Written on the stack (a spill string for a big event), then copied
     // once into the command behind its length.
     std::string spill;
     detail::JsonSink text(spill);
     try {
-        write_envelope(text, e);
+        write_envelope(text, e, max_depth);
     } catch (const Error& ex) {
         throw unwritable(e, ex);
     }
@@ -81,12 +90,12 @@ Decoded undecodable(std::string why) {
     return d;
 }
 
-// The current layout: one field, `event`, holding the envelope as a JSON object.
-Decoded decode_event(const std::string& text) {
+// The field `event`, holding the envelope as a JSON object.
+Decoded decode_event(const std::string& text, int max_depth) {
     json j;
     try {
-        j = detail::read_json(text);
-    } catch (const json::exception& ex) {
+        j = detail::read_json(text, max_depth);
+    } catch (const std::exception& ex) {
         return undecodable(std::string("the field 'event' is not valid JSON: ") + ex.what());
     }
     if (!j.is_object())
@@ -131,46 +140,31 @@ Decoded decode_event(const std::string& text) {
     return d;
 }
 
-// The layout before the single `event` field: five fields, payload and
-// metadata as JSON text. Entries written then may still sit in streams.
-Decoded decode_fields(const Fields& fields) {
-    const char* names[] = {"event_id", "type", "schema_version", "payload", "metadata"};
-    const std::string* values[5];
-    for (int i = 0; i < 5; ++i) {
-        values[i] = find(fields, names[i]);
-        if (!values[i]) return undecodable(std::string("the field '") + names[i] + "' is missing");
+}  // namespace
+
+Decoded decode_envelope(const Fields& fields, int max_depth) {
+    const auto* text = find(fields, kEventField);
+    if (!text) return undecodable("the field 'event' is missing");
+    auto d = decode_event(*text, max_depth);
+    if (!d.event) return d;
+    // A dead letter: its record goes where the Broker contract says.
+    if (const auto* info = find(fields, kDeadLetterField)) {
+        auto& extra = d.event->metadata.extra;
+        if (!extra.is_object()) extra = json::object();
+        try {
+            extra["dead_letter"] = detail::read_json(*info, max_depth);
+        } catch (const std::exception&) {
+            extra["dead_letter"] = with_utf8_replaced(*info);
+        }
     }
-    EventData e;
-    e.event_id = *values[0];
-    if (!is_uuid(e.event_id)) return undecodable("event_id '" + e.event_id + "' is not a UUID");
-    e.type = *values[1];
-    if (e.type.empty()) return undecodable("type is empty");
-    const auto& sv = *values[2];
-    const auto [end, ec] = std::from_chars(sv.data(), sv.data() + sv.size(), e.schema_version);
-    if (ec != std::errc{} || end != sv.data() + sv.size() || e.schema_version < 1)
-        return undecodable("schema_version '" + sv + "' is not an integer >= 1");
-    try {
-        e.payload = detail::read_json(*values[3]);
-    } catch (const std::exception& ex) {
-        return undecodable(std::string("payload is not valid JSON: ") + ex.what());
-    }
-    try {
-        detail::read_metadata(*values[4], e.metadata);
-    } catch (const std::exception& ex) {
-        return undecodable(std::string("metadata is not valid: ") + ex.what());
-    }
-    Decoded d;
-    d.event = std::move(e);
     return d;
 }
 
-}  // namespace
-
-Decoded decode_envelope(const Fields& fields) {
-    if (const auto* text = find(fields, kEventField)) return decode_event(*text);
-    for (const char* old : {"event_id", "type", "schema_version", "payload", "metadata"})
-        if (find(fields, old)) return decode_fields(fields);
-    return undecodable("the field 'event' is missing (nor is it an entry of the older five-field layout)");
+std::string fields_text(const Fields& fields) {
+    if (const auto* text = find(fields, kEventField); text && fields.size() == 1) return with_utf8_replaced(*text);
+    json j = json::object();
+    for (const auto& [k, v] : fields) j[with_utf8_replaced(k)] = with_utf8_replaced(v);
+    return j.dump();
 }
 
 std::vector<Entry> parse_entries(const Reply& entries) {
@@ -201,13 +195,6 @@ std::vector<Entry> parse_entries(const Reply& entries) {
 std::string with_utf8_replaced(const std::string& s) {
     // Through dump with replacement (U+FFFD), then back to the text.
     return json::parse(json(s).dump(-1, ' ', false, json::error_handler_t::replace)).get<std::string>();
-}
-
-json fields_to_json(const Fields& fields) {
-    // So that bytes that are not UTF-8 cannot make the dead letter itself unwritable.
-    json j = json::object();
-    for (const auto& [k, v] : fields) j[with_utf8_replaced(k)] = with_utf8_replaced(v);
-    return j;
 }
 
 }  // namespace boong::redis

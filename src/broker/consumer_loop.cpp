@@ -1,0 +1,326 @@
+#include "broker/consumer_loop.hpp"
+
+#include <boong/detail/validate.hpp>
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <functional>
+
+namespace boong::detail {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// t + d, clamped so that a huge duration means "never" rather than overflowing.
+Clock::time_point add_saturated(Clock::time_point t, milliseconds d) {
+    const auto room = std::chrono::duration_cast<milliseconds>(Clock::time_point::max() - t);
+    return d >= room ? Clock::time_point::max() : t + d;
+}
+
+// How often an outage is reported while it lasts (its start and end always are).
+constexpr auto kReportInterval = std::chrono::seconds(30);
+
+long long seconds_since(Clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - t).count();
+}
+
+}  // namespace
+
+ConsumerLoop::ConsumerLoop(executor_type strand, ConsumerOptions options, MessageHandler handler,
+                           std::shared_ptr<MessageSource> source)
+    : strand_(std::move(strand)),
+      timer_(strand_),
+      options_(std::move(options)),
+      handler_(std::move(handler)),
+      source_(std::move(source)),
+      who_("consumer '" + options_.consumer + "' of '" + options_.topic + "' (group '" + options_.group + "')"),
+      gate_(options_.settings.outage_backoff, std::hash<std::string>{}(options_.consumer + options_.topic)) {}
+
+template <class... Args>
+void ConsumerLoop::log(spdlog::level::level_enum level, fmt::format_string<Args...> format, Args&&... args) const {
+    spdlog::log(level, "{}: {}: {}", source_->broker_name(), who_, fmt::format(format, std::forward<Args>(args)...));
+}
+
+void ConsumerLoop::request_stop(asio::cancellation_type type) {
+    if (finished_) return;
+    stopping_ = true;
+    source_->close();
+    wake();
+    stop_signal_.emit(type);
+}
+
+void ConsumerLoop::wake() {
+    timer_.cancel();
+    source_->wake();
+}
+
+asio::awaitable<void> ConsumerLoop::wait(Clock::time_point until) {
+    timer_.expires_at(until);
+    boost::system::error_code ec;  // cancelled by wake() or by the stop request
+    co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+}
+
+asio::awaitable<void> ConsumerLoop::run(std::shared_ptr<ConsumerLoop> self) {
+    auto& c = *self;
+    validate_consumer_options(c.options_, c.handler_);
+    // A stop request (terminal cancellation through stop_signal_) must not
+    // throw out of the loop: the loop checks for it.
+    co_await asio::this_coro::throw_if_cancelled(false);
+    std::exception_ptr failure;
+    try {
+        co_await c.loop();
+    } catch (...) {
+        failure = std::current_exception();
+    }
+    c.stopping_ = true;
+    c.source_->close();
+    co_await c.drain();
+    if (failure) std::rethrow_exception(failure);
+}
+
+asio::awaitable<void> ConsumerLoop::loop() {
+    int failures = 0;  // fetches in a row that found the broker unreachable
+    Clock::time_point unreachable_since{};
+    while (!stopping_) {
+        std::string unreachable;  // why the last fetch failed (no co_await inside a catch)
+        try {
+            if (gate_.open()) {
+                co_await ride_out();
+                continue;
+            }
+            const std::size_t busy = inflight_.size() + held_.size();
+            if (busy >= options_.settings.concurrency) {
+                co_await wait(Clock::time_point::max());  // a finishing handler wakes us
+                continue;
+            }
+            auto batch = co_await source_->fetch(options_.settings.concurrency - busy);
+            if (failures > 0) {
+                log(spdlog::level::info, "the broker answers again after {} s", seconds_since(unreachable_since));
+                failures = 0;
+            }
+            for (auto& d : batch) {
+                // Fetched while stopping: left pending. Fetched while a
+                // handler found a dependency gone: held, not handled.
+                if (stopping_) break;
+                if (gate_.open()) {
+                    held_.push_back(std::move(d));
+                } else {
+                    start(std::move(d));
+                }
+            }
+            continue;
+        } catch (const Error& e) {
+            if (!stopping_ && !is_unavailable(e.code())) throw;
+            unreachable = e.what();
+        }
+        if (stopping_) break;
+        if (failures++ == 0) {
+            unreachable_since = Clock::now();
+            next_report_ = unreachable_since + kReportInterval;
+            log(spdlog::level::warn, "{}; fetching paused, retrying with backoff", unreachable);
+        } else if (Clock::now() >= next_report_) {
+            next_report_ = Clock::now() + kReportInterval;
+            log(spdlog::level::warn, "the broker is still unreachable after {} s: {}", seconds_since(unreachable_since),
+                unreachable);
+        } else {
+            log(spdlog::level::debug, "{}", unreachable);
+        }
+        const auto delay = backoff_delay(options_.settings.outage_backoff, failures, std::hash<std::string>{}(who_));
+        if (!stopping_) co_await wait(Clock::now() + delay);
+    }
+}
+
+asio::awaitable<void> ConsumerLoop::ride_out() {
+    auto now = Clock::now();
+    if (!gate_.probing() && held_.empty()) {
+        // Nothing left to try (others took what we held): fetch again, which
+        // finds out as well as a probe would.
+        gate_.answered();
+        co_return;
+    }
+    if (gate_.probe_due(now) && !held_.empty()) {
+        gate_.probe_started();
+        Delivery d = std::move(held_.front());
+        held_.pop_front();
+        start(std::move(d), true);
+    }
+    if (now >= next_hold_ && !held_.empty()) {
+        std::vector<std::string> ids;
+        ids.reserve(held_.size());
+        for (const auto& d : held_) ids.push_back(d.message_id);
+        try {
+            auto kept = co_await source_->hold(std::move(ids));
+            std::sort(kept.begin(), kept.end());
+            const auto before = held_.size();
+            std::erase_if(held_, [&](const Delivery& d) {
+                return !std::binary_search(kept.begin(), kept.end(), d.message_id);
+            });
+            if (held_.size() < before)
+                log(spdlog::level::info, "{} held messages were taken over by other consumers",
+                    before - held_.size());
+        } catch (const std::exception& e) {
+            // The broker is down too: nobody can take them from us meanwhile.
+            log(spdlog::level::debug, "keeping held messages failed: {}", e.what());
+        }
+        now = Clock::now();
+        next_hold_ = add_saturated(now, std::max(milliseconds(10), options_.settings.visibility_timeout / 3));
+    }
+    if (now >= next_report_) {
+        next_report_ = now + kReportInterval;
+        log(spdlog::level::warn, "a dependency is still unavailable after {} s; {} messages held, next try in {} ms",
+            seconds_since(gate_.since()), held_.size() + (gate_.probing() ? 1 : 0),
+            std::max<long long>(0, std::chrono::duration_cast<milliseconds>(gate_.next_probe() - now).count()));
+    }
+    if (stopping_ || !gate_.open()) co_return;
+    auto until = held_.empty() ? Clock::time_point::max() : next_hold_;
+    if (!gate_.probing()) until = std::min(until, gate_.next_probe());
+    until = std::min(until, next_report_);
+    co_await wait(until);
+}
+
+void ConsumerLoop::start(Delivery d, bool probe) {
+    auto it = inflight_.emplace(inflight_.end());
+    it->probe = probe;
+    asio::co_spawn(strand_, handle(std::move(d), it),
+                   asio::bind_cancellation_slot(it->signal.slot(), [self = shared_from_this(),
+                                                                    it](std::exception_ptr e) {
+                       it->done = true;
+                       if (e) self->log(spdlog::level::err, "settling a message failed: {}", describe(e));
+                       // The finished coroutine's cancellation state still lives in
+                       // `signal`: free it only after co_spawn is done with it.
+                       asio::post(self->strand_, [self, it] {
+                           self->inflight_.erase(it);
+                           self->wake();
+                       });
+                   }));
+}
+
+asio::awaitable<void> ConsumerLoop::handle(Delivery d, std::list<InFlight>::iterator flight) {
+    std::exception_ptr error;
+    try {
+        co_await handler_(d);
+    } catch (...) {
+        error = std::current_exception();
+    }
+    // Settling must not be cut short by the cancellation that may have ended the handler.
+    co_await asio::this_coro::reset_cancellation_state();
+    const auto outcome = classify_handler(error, flight->cancelled);
+    note_outcome(d, outcome, flight->probe);
+    switch (settle(outcome.result, d.delivery_count, options_.settings.max_deliveries)) {
+        case Settle::ack: co_await source_->ack(d); break;
+        case Settle::redeliver:
+            log(spdlog::level::warn, "handler failed on message {} (delivery {} of at most {}): {}", d.message_id,
+                d.delivery_count, options_.settings.max_deliveries, outcome.what);
+            co_await source_->redeliver(d, outcome.what);
+            break;
+        case Settle::dead_letter: co_await source_->dead_letter(d, outcome.what); break;
+        case Settle::hold:
+            if (stopping_) {
+                log(spdlog::level::info, "message {} stays pending for another consumer (stopping): {}", d.message_id,
+                    outcome.what);
+            } else if (flight->probe) {
+                held_.push_front(std::move(d));  // still the oldest
+            } else {
+                held_.push_back(std::move(d));
+            }
+            break;
+        case Settle::leave_pending:
+            log(spdlog::level::info, "handler of message {} cancelled on stop; it stays pending", d.message_id);
+            break;
+    }
+}
+
+void ConsumerLoop::note_outcome(const Delivery& d, const HandlerOutcome& outcome, bool probe) {
+    switch (outcome.result) {
+        case HandlerResult::unavailable:
+            if (gate_.unavailable(Clock::now(), probe)) {
+                next_hold_ = add_saturated(Clock::now(), std::max(milliseconds(10), options_.settings.visibility_timeout / 3));
+                next_report_ = Clock::now() + kReportInterval;
+                log(spdlog::level::warn,
+                    "a dependency is unavailable ({}); fetching paused, messages held (not counted as deliveries) "
+                    "and retried with backoff",
+                    outcome.what);
+                wake();  // leave a fetch's wait: the loop now rides the outage out
+            } else {
+                log(spdlog::level::debug, "message {}: still unavailable: {}", d.message_id, outcome.what);
+            }
+            break;
+        case HandlerResult::abandoned:
+            if (probe) gate_.probe_inconclusive(Clock::now());
+            break;
+        case HandlerResult::succeeded:
+        case HandlerResult::failed:
+        case HandlerResult::rejected: {
+            const auto since = gate_.since();
+            if (gate_.answered()) {
+                log(spdlog::level::info, "dependencies answer again after {} s; resuming {} held messages and fetching",
+                    seconds_since(since), held_.size());
+                resume_held();
+            }
+            break;
+        }
+    }
+}
+
+void ConsumerLoop::resume_held() {
+    if (stopping_) return;
+    while (!held_.empty()) {
+        Delivery d = std::move(held_.front());
+        held_.pop_front();
+        start(std::move(d));
+    }
+    wake();
+}
+
+// Graceful stop: no new messages; in-flight handlers get the grace period,
+// then terminal cancellation, and we wait until every one has unwound.
+asio::awaitable<void> ConsumerLoop::drain() {
+    // A further cancellation during the grace period cuts it short.
+    co_await asio::this_coro::reset_cancellation_state();
+    const auto deadline = add_saturated(Clock::now(), options_.settings.shutdown_grace);
+    bool forced = false;
+    while (!inflight_.empty()) {
+        const bool again =
+            (co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none;
+        if (!forced && (again || Clock::now() >= deadline)) {
+            forced = true;
+            for (auto& f : inflight_) {
+                if (f.done) continue;
+                f.cancelled = true;
+                f.signal.emit(asio::cancellation_type::terminal);
+            }
+        }
+        co_await wait(forced ? Clock::time_point::max() : deadline);
+    }
+    if (!held_.empty()) {
+        log(spdlog::level::info, "{} messages held through an outage stay pending for other consumers", held_.size());
+        held_.clear();
+    }
+}
+
+void run_consumer_loop(std::shared_ptr<ConsumerLoop> loop, ErasedHandler<void> completion) {
+    // The caller may emit cancellation from its own thread, so a stop request
+    // hops onto the strand. co_spawn never completes inline; ErasedHandler
+    // completes through the caller's executor and clears its slot first.
+    completion.on_cancel([loop](asio::cancellation_type type) {
+        asio::post(loop->strand(), [loop, type] { loop->request_stop(type); });
+    });
+    asio::co_spawn(loop->strand(), ConsumerLoop::run(loop),
+                   asio::bind_cancellation_slot(loop->stop_signal().slot(),
+                                                [loop, c = std::move(completion)](std::exception_ptr e) mutable {
+                                                    loop->finished();
+                                                    c.complete(std::move(e));
+                                                }));
+}
+
+}  // namespace boong::detail
