@@ -322,6 +322,11 @@ StepPolicy read_step_policy(FieldReader& r, StepPolicy p) {
 SagaOptions read_saga(FieldReader& root) {
     SagaOptions saga;
     saga.defaults = read_step_policy(root, saga.defaults);
+    // Saga-wide: how soon a step whose dependency is unavailable is tried again.
+    const bool outage_set = root.read("outageRetryDelay", saga.outage_backoff.initial_delay, kPositiveTimeout);
+    const bool outage_cap_set = root.read("outageRetryMaxDelay", saga.outage_backoff.max_delay, kPositiveTimeout);
+    check_cap(root, {"outageRetryMaxDelay", outage_cap_set, saga.outage_backoff.max_delay},
+              {"outageRetryDelay", outage_set, saga.outage_backoff.initial_delay});
     root.child("steps").for_each_member([&](const std::string& name, FieldReader& step) {
         if (name.empty()) step.fail("expected a non-empty step name");
         saga.steps.emplace(name, read_step_policy(step, saga.defaults));
@@ -525,6 +530,11 @@ void validate(const StepPolicy& p, std::string_view where) {
 
 void validate(const SagaOptions& o) {
     validate(o.defaults, "SagaOptions.defaults");
+    validate(o.outage_backoff, "SagaOptions.outage_backoff");
+    if (o.outage_backoff.initial_delay.count() < 1) {
+        policy_error("SagaOptions.outage_backoff", "initial_delay",
+                     "expected at least 1 ms, got " + show_ms(o.outage_backoff.initial_delay));
+    }
     for (const auto& [name, policy] : o.steps) {
         if (name.empty()) policy_error("SagaOptions", "steps", "expected non-empty step names, got \"\"");
         validate(policy, "SagaOptions.steps." + name);

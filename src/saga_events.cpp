@@ -16,13 +16,14 @@ constexpr std::array<std::pair<SagaPhase, std::string_view>, 5> kPhases{{
     {SagaPhase::failed, "failed"},
 }};
 
-constexpr std::array<std::pair<FailureKind, std::string_view>, 6> kKinds{{
+constexpr std::array<std::pair<FailureKind, std::string_view>, 7> kKinds{{
     {FailureKind::none, "none"},
     {FailureKind::transient, "transient"},
     {FailureKind::timeout, "timeout"},
     {FailureKind::rejected, "rejected"},
     {FailureKind::cancelled, "cancelled"},
     {FailureKind::deadline, "deadline"},
+    {FailureKind::unavailable, "unavailable"},
 }};
 
 template <class Table, class E>

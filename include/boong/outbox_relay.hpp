@@ -15,6 +15,7 @@
 #include <boong/broker.hpp>
 #include <boong/detail/background.hpp>
 #include <boong/detail/backoff.hpp>
+#include <boong/detail/outage_log.hpp>
 #include <boong/event_store.hpp>
 #include <boong/owner.hpp>
 #include <boong/policy.hpp>
@@ -158,6 +159,7 @@ private:
                         last_progress = std::chrono::steady_clock::now();
                     }
                     failures_in_row = 0;
+                    recovered();
                     co_await background_->sleep(options_.poll_interval);
                     continue;
                 }
@@ -170,6 +172,7 @@ private:
                 }
                 last_progress = std::chrono::steady_clock::now();
                 failures_in_row = 0;
+                recovered();
             } catch (const std::exception& e) {
                 failed = true;
                 failure = e.what();
@@ -178,10 +181,20 @@ private:
                 ++failures_;
                 ++failures_in_row;
                 const auto delay = detail::backoff_delay(options_.retry, failures_in_row, 0);
-                log.warn("outbox relay {}: {} (retrying in {} ms from position {})", options_.relay, failure,
-                         delay.count(), position_.load() + 1);
+                const auto now = std::chrono::steady_clock::now();
+                const auto level = outage_.failure(now);
+                log.log(level, "outbox relay {}: {} (failing for {} s; retrying in {} ms from position {})",
+                        options_.relay, failure, outage_.seconds(now), delay.count(), position_.load() + 1);
                 co_await background_->sleep(delay);
             }
+        }
+    }
+
+    // After a round that worked: says so once if rounds had been failing.
+    void recovered() {
+        if (auto lasted = outage_.success(std::chrono::steady_clock::now())) {
+            options_.logger->info("outbox relay {}: working again after {} s of failures", options_.relay,
+                                  std::chrono::duration_cast<std::chrono::seconds>(*lasted).count());
         }
     }
 
@@ -235,6 +248,7 @@ private:
     OutboxRelayOptions options_;
     std::shared_ptr<detail::Background> background_;
     bool held_ = false;  // on the strand
+    detail::OutageLog outage_;  // on the strand
     std::atomic<std::uint64_t> published_{0}, batches_{0}, failures_{0}, acquired_{0}, lost_{0};
     std::atomic<std::int64_t> position_{0};
 };

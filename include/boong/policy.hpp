@@ -49,6 +49,14 @@ struct StepPolicy {
 struct SagaOptions {
     StepPolicy defaults{};
     std::map<std::string, StepPolicy, std::less<>> steps;
+    // While a step or compensation fails because a dependency cannot be
+    // reached (boong::is_unavailable: the store, the broker, or a step
+    // throwing boong::Unavailable): how soon it is tried again. Such tries
+    // are not attempts (the retry policy does not count them) and go on
+    // until the dependency answers, the saga's deadline passes, or it is
+    // stopped. (When the saga's own events cannot be stored, its run ends
+    // with store_unavailable, the saga resumable as it stood.) Attempts unused.
+    RetryPolicy outage_backoff{1, milliseconds(100), 2.0, milliseconds(5000), 0.2};
 
     const StepPolicy& policy_for(std::string_view step) const {
         auto it = steps.find(step);

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <boong/detail/background.hpp>
+#include <boong/detail/outage_log.hpp>
 #include <boong/owner.hpp>
 #include <boong/saga_leases.hpp>
 #include <boong/saga_runner.hpp>
@@ -158,8 +159,14 @@ private:
                     if (!ids.empty()) log.info("saga orchestrator {}: took over {} sagas", owner_, ids.size());
                     for (auto& id : ids) resume(std::move(id));
                 }
+                if (auto lasted = claim_outage_.success(std::chrono::steady_clock::now())) {
+                    log.info("saga orchestrator {}: looking for sagas to take over works again after {} s", owner_,
+                             std::chrono::duration_cast<std::chrono::seconds>(*lasted).count());
+                }
             } catch (const std::exception& e) {
-                log.warn("saga orchestrator {}: looking for sagas to take over failed: {}", owner_, e.what());
+                const auto now = std::chrono::steady_clock::now();
+                log.log(claim_outage_.failure(now), "saga orchestrator {}: looking for sagas to take over failed (for {} s): {}",
+                        owner_, claim_outage_.seconds(now), e.what());
             }
             if (!full_batch) co_await background_->sleep(options_.scan_interval);
         }
@@ -185,6 +192,12 @@ private:
                     const bool benign = err.code() == make_error_code(errc::saga_not_resumable) ||
                                         err.code() == make_error_code(errc::concurrency_conflict) ||
                                         err.code() == boost::asio::error::operation_aborted;
+                    if (is_unavailable(err.code())) {
+                        // Resumable as it stood: taken over again once its lease ends and the store answers.
+                        options_.logger->info("saga {} ({}): interrupted, it resumes when the store answers: {}", id,
+                                              SagaT::name, err.what());
+                        return;
+                    }
                     options_.logger->log(benign ? spdlog::level::debug : spdlog::level::err,
                                          "saga {} ({}): resuming it stopped: {}", id, SagaT::name, err.what());
                 } catch (const std::exception& err) {
@@ -206,6 +219,10 @@ private:
                                                          boost::asio::use_awaitable);
                 last_ok = std::chrono::steady_clock::now();
                 fenced = false;
+                if (auto lasted = renew_outage_.success(last_ok)) {
+                    log.info("saga orchestrator {}: renewing leases works again after {} s", owner_,
+                             std::chrono::duration_cast<std::chrono::seconds>(*lasted).count());
+                }
                 for (const auto& id : lost) {
                     ++lost_;
                     log.warn("saga orchestrator {}: saga {} is held by another owner now; stopping it here", owner_, id);
@@ -213,7 +230,9 @@ private:
                 }
             } catch (const std::exception& e) {
                 ++renew_failures_;
-                log.warn("saga orchestrator {}: renewing leases failed: {}", owner_, e.what());
+                const auto now = std::chrono::steady_clock::now();
+                log.log(renew_outage_.failure(now), "saga orchestrator {}: renewing leases failed (for {} s): {}",
+                        owner_, renew_outage_.seconds(now), e.what());
                 // Before the leases can expire, stop: another process may take
                 // these sagas then, and one saga must not run in two places.
                 if (!fenced && std::chrono::steady_clock::now() - last_ok >= options_.lease - interval &&
@@ -244,6 +263,7 @@ private:
     Runner runner_;
     std::shared_ptr<detail::Background> background_;
     OutcomeCallback on_outcome_;
+    detail::OutageLog claim_outage_, renew_outage_;  // on the background strand
     std::atomic<std::uint64_t> claimed_{0}, finished_{0}, lost_{0}, renew_failures_{0}, fenced_{0};
 };
 

@@ -24,6 +24,10 @@ enum class FailureKind {
     rejected,   // it threw boong::Rejection: never retried
     cancelled,  // the saga was cancelled, or a step of its parallel group failed
     deadline,   // the saga's overall deadline passed
+    // A dependency could not be reached (boong::is_unavailable): not counted
+    // as an attempt; the step is tried again with outage backoff until it
+    // answers (recorded once per outage, never final).
+    unavailable,
 };
 
 std::string_view to_string(SagaPhase p) noexcept;

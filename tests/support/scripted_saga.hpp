@@ -40,6 +40,9 @@ public:
     static constexpr std::string_view name = "scripted";
 
     std::map<std::string, Plan, std::less<>> plans;
+    // Tries of a step ("~b" for its compensation) that find a dependency
+    // down (boong::Unavailable) before its plan applies.
+    std::map<std::string, int, std::less<>> unavailable_tries;
     std::vector<std::string> calls;            // "a#1" for action attempt 1, "~a#1" for compensation
     std::vector<std::string> idempotency_keys;
     int in_flight = 0;
@@ -73,6 +76,10 @@ private:
         const std::string step(ctx.step());
         calls.push_back((compensating ? "~" : "") + step + "#" + std::to_string(ctx.attempt()));
         idempotency_keys.push_back(ctx.idempotency_key());
+        if (auto& down = unavailable_tries[(compensating ? "~" : "") + step]; down > 0) {
+            --down;
+            throw Unavailable(step + ": the service it calls does not answer");
+        }
         const Plan& plan = plans[step];
         const auto& seq = compensating ? plan.compensations : plan.actions;
         const Act act = seq.empty() ? Act::ok : seq[std::min<std::size_t>(ctx.attempt() - 1, seq.size() - 1)];

@@ -303,3 +303,82 @@ TEST_CASE("a failed attempt's changes to the saga data are undone before the nex
     CHECK(out.data.trail == std::vector<std::string>{"a", "b", "c", "d"});
     CHECK(out.data.value == 4);
 }
+
+TEST_CASE("a step whose dependency is unavailable is tried again until it answers, never using up its attempts",
+          "[saga][outage]") {
+    boost::asio::io_context ioc;
+    MemoryEventStore store(ioc.get_executor());
+    ScriptedSaga def;
+    def.unavailable_tries["b"] = 12;  // far more than its 2 attempts
+    def.plans["c"].actions = {Act::fail, Act::ok};
+    def.unavailable_tries["c"] = 3;   // then its first real attempt fails, and the second succeeds
+    SagaOptions options = fast_options(2);
+    options.outage_backoff = RetryPolicy{1, 1ms, 2.0, 5ms, 0.0};
+    Runner runner(def, store, options);
+    auto out = run(ioc, [&] { return runner.run(TestData{}); });
+    CHECK(out.status == SagaStatus::completed);
+    CHECK(std::count(def.calls.begin(), def.calls.end(), "b#1") == 13);
+    CHECK(std::count(def.calls.begin(), def.calls.end(), "b#2") == 0);
+    CHECK(std::count(def.calls.begin(), def.calls.end(), "c#1") == 4);
+    CHECK(std::count(def.calls.begin(), def.calls.end(), "c#2") == 1);
+    // One StepStarted per attempt; each outage recorded once, never final.
+    std::vector<std::string> started;
+    for (const auto& e : events_of(store, out.saga_id, saga_event::step_started))
+        started.push_back(e.event.payload.at("step").get<std::string>() + "#" + e.event.payload.at("attempt").dump());
+    CHECK(started == std::vector<std::string>{"a#1", "b#1", "c#1", "c#2", "d#1"});
+    auto failed = events_of(store, out.saga_id, saga_event::step_failed);
+    REQUIRE(failed.size() == 3);
+    CHECK(failed[0].event.payload.at("step") == "b");
+    CHECK(failed[0].event.payload.at("kind") == "unavailable");
+    CHECK(failed[0].event.payload.at("final") == false);
+    CHECK(failed[1].event.payload.at("step") == "c");
+    CHECK(failed[1].event.payload.at("kind") == "unavailable");
+    CHECK(failed[2].event.payload.at("kind") == "transient");
+}
+
+TEST_CASE("a compensation whose dependency is unavailable is tried again until it answers", "[saga][outage]") {
+    boost::asio::io_context ioc;
+    MemoryEventStore store(ioc.get_executor());
+    ScriptedSaga def;
+    def.plans["c"].actions = {Act::reject};
+    def.unavailable_tries["~a"] = 8;  // its compensation has 1 attempt
+    SagaOptions options = fast_options(3, 1);
+    options.outage_backoff = RetryPolicy{1, 1ms, 2.0, 5ms, 0.0};
+    Runner runner(def, store, options);
+    auto out = run(ioc, [&] { return runner.run(TestData{}); });
+    CHECK(out.status == SagaStatus::compensated);
+    CHECK(def.compensation_calls().size() == 1 + 9);
+    CHECK(events_of(store, out.saga_id, saga_event::step_compensating).size() == 2);  // ~b, ~a: once each
+    auto failed = events_of(store, out.saga_id, saga_event::compensation_failed);
+    REQUIRE(failed.size() == 1);
+    CHECK(failed[0].event.payload.at("kind") == "unavailable");
+    CHECK(failed[0].event.payload.at("final") == false);
+}
+
+TEST_CASE("a step waiting out an outage still honours the saga's deadline and a shutdown", "[saga][outage]") {
+    boost::asio::io_context ioc;
+    MemoryEventStore store(ioc.get_executor());
+    ScriptedSaga def;
+    def.unavailable_tries["b"] = 1000000;
+    SagaOptions options = fast_options();
+    options.outage_backoff = RetryPolicy{1, 5ms, 2.0, 20ms, 0.0};
+    Runner runner(def, store, options);
+    auto out = run(ioc, [&] { return runner.run(TestData{}, {.timeout = 150ms}); }, 10s);
+    CHECK(out.status == SagaStatus::compensated);
+    CHECK(out.failure_kind == FailureKind::deadline);
+    CHECK(out.failed_step == "b");
+    CHECK(def.compensation_calls() == std::vector<std::string>{"~a#1"});
+
+    ScriptedSaga def2;
+    def2.unavailable_tries["b"] = 1000000;
+    Runner runner2(def2, store, options);
+    auto [error, outcome] = run(ioc, [&] {
+        return run_while(runner2, RunOptions{}, [&]() -> awaitable<void> {
+            co_await sleep_for(60ms);
+            runner2.shutdown();
+        });
+    }, 10s);
+    REQUIRE(error);
+    CHECK_THROWS_WITH(std::rethrow_exception(error), Catch::Contains("interrupted by shutdown"));
+    CHECK(def2.compensation_calls().empty());
+}

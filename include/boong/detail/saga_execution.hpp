@@ -425,16 +425,19 @@ private:
         co_return f;
     }
 
-    // Attempts one step per its retry policy.
+    // Attempts one step per its retry policy. A try that found a dependency
+    // unavailable is not an attempt: the same attempt is tried again, with
+    // outage backoff, until the dependency answers.
     asio::awaitable<StepFailure> run_step(const Descriptor& step, Group* group, std::shared_ptr<Lane> lane) {
         const StepPolicy& policy = shared_->options.policy_for(step.name);
-        for (int attempt = 1;; ++attempt) {
+        int outage_tries = 0;  // tries of this attempt that found a dependency unavailable
+        for (int attempt = 1;;) {
             if (stop_ == StopReason::shutdown) co_await interrupted();
             if (auto f = interruption(step, group); f.failed) {
                 record_step_failure(step.name, attempt, f, true);
                 co_return f;
             }
-            record(saga_event::step_started, object("attempt", attempt, "step", step.name));
+            if (outage_tries == 0) record(saga_event::step_started, object("attempt", attempt, "step", step.name));
             co_await flush();
             if (auto f = interruption(step, group); f.failed) {
                 record_step_failure(step.name, attempt, f, true);
@@ -468,6 +471,11 @@ private:
             if (stop_ == StopReason::shutdown) co_await interrupted();
             StepFailure f = interruption(step, group);
             if (!f.failed) f = classify(step.name, r, policy.timeout);
+            if (f.kind == FailureKind::unavailable) {
+                co_await wait_out_outage(step.name, attempt, f, ++outage_tries, false);
+                continue;
+            }
+            outage_tries = 0;
             const bool final = f.kind != FailureKind::transient && f.kind != FailureKind::timeout
                                    ? true
                                    : attempt >= policy.retry.attempts;
@@ -481,7 +489,27 @@ private:
             if (final) co_return f;
             co_await flush();
             co_await sleep(backoff_delay(policy.retry, attempt, salt(step.name)));
+            ++attempt;
         }
+    }
+
+    // A try of `step` (its action, or its compensation) found a dependency
+    // unavailable: the outage's first failure is recorded (never final) and
+    // logged; every try waits the outage backoff, which grows with `tries`.
+    asio::awaitable<void> wait_out_outage(std::string_view step, int attempt, const StepFailure& f, int tries,
+                                          bool compensating) {
+        if (tries == 1) {
+            if (compensating) {
+                record(saga_event::compensation_failed, object("step", step, "attempt", attempt, "kind",
+                                                               to_string(f.kind), "error", f.error, "final", false));
+            } else {
+                record_step_failure(step, attempt, f, false);
+            }
+            log(spdlog::level::warn, step, "{} attempt {} found a dependency unavailable (not counted; trying again "
+                "with backoff until it answers): {}", compensating ? "compensation" : "step", attempt, f.error);
+        }
+        co_await flush();
+        co_await sleep(backoff_delay(shared_->options.outage_backoff, tries, salt(step) ^ 2));
     }
 
     // Compensates, in reverse order of completion, every completed step not yet compensated.
@@ -502,9 +530,11 @@ private:
 
     asio::awaitable<bool> compensate_step(const Descriptor& step) {
         const StepPolicy& policy = shared_->options.policy_for(step.name);
-        for (int attempt = 1;; ++attempt) {
+        int outage_tries = 0;  // see run_step
+        for (int attempt = 1;;) {
             if (stop_ == StopReason::shutdown) co_await interrupted();
-            record(saga_event::step_compensating, object("attempt", attempt, "step", step.name));
+            if (outage_tries == 0)
+                record(saga_event::step_compensating, object("attempt", attempt, "step", step.name));
             co_await flush();
             const auto deadline = attempt_deadline(policy.compensation_timeout);
             StepContext<Data> ctx(state_.saga_id, SagaT::name, step.name, attempt, true, data_, state_.correlation_id,
@@ -525,6 +555,11 @@ private:
             }
             if (stop_ == StopReason::shutdown) co_await interrupted();
             StepFailure f = classify(step.name, r, policy.compensation_timeout);
+            if (f.kind == FailureKind::unavailable) {
+                co_await wait_out_outage(step.name, attempt, f, ++outage_tries, true);
+                continue;
+            }
+            outage_tries = 0;
             const bool final = f.kind == FailureKind::rejected || attempt >= policy.compensation_retry.attempts;
             record(saga_event::compensation_failed, object("step", step.name, "attempt", attempt, "kind",
                                                            to_string(f.kind), "error", f.error, "final", final));
@@ -537,6 +572,7 @@ private:
             }
             co_await flush();
             co_await sleep(backoff_delay(policy.compensation_retry, attempt, salt(step.name) ^ 1));
+            ++attempt;
         }
     }
 
@@ -569,6 +605,9 @@ private:
             std::rethrow_exception(r.error);
         } catch (const Rejection& e) {
             f.kind = FailureKind::rejected;
+            f.error = e.what();
+        } catch (const boost::system::system_error& e) {
+            if (is_unavailable(e.code())) f.kind = FailureKind::unavailable;
             f.error = e.what();
         } catch (const std::exception& e) {
             f.error = e.what();
@@ -669,6 +708,9 @@ private:
         const auto expected =
             state_.version == 0 ? ExpectedVersion::no_stream() : ExpectedVersion::exactly(state_.version);
         std::exception_ptr error;
+        // Store errors end the run (a store outage too: the saga stays as
+        // its stored events describe it, resumable; an orchestrator resumes
+        // it once its lease ends). Only the append itself is not interrupted.
         try {
             AppendResult r = co_await shared_->store.async_append(
                 stream_, expected, std::move(batch),
