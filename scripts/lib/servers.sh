@@ -3,8 +3,10 @@
 #
 # Source this file, then:
 #   boong_free_port                       print a free TCP port on 127.0.0.1
-#   boong_start_postgres [parent] [port]  exports BOONG_TEST_PG_DSN, and BOONG_TEST_PG_RESTART
-#                                         (a shell command restarting it as after a crash)
+#   boong_start_postgres [parent] [port]  exports BOONG_TEST_PG_DSN, BOONG_TEST_PG_RESTART (a shell
+#                                         command restarting it as after a crash), and
+#                                         BOONG_TEST_PG_STOP / BOONG_TEST_PG_START (an outage: it
+#                                         stops as after a crash, and starts again when told)
 #   boong_stop_postgres
 #   boong_start_redis [parent] [port]     exports BOONG_TEST_REDIS_HOST, BOONG_TEST_REDIS_PORT, and
 #                                         BOONG_TEST_REDIS_RESTART (a command restarting it, data kept)
@@ -160,6 +162,9 @@ boong_start_postgres() {
     local as_pg=""
     ((EUID == 0)) && as_pg="runuser -u postgres --"
     export BOONG_TEST_PG_RESTART="cd '$dir' && $as_pg '$BOONG_PG_BIN/pg_ctl' -D '$dir/data' -m immediate -w -t 60 restart >>'$dir/restart.log' 2>&1"
+    # For outage tests: down for as long as the test likes, then up again.
+    export BOONG_TEST_PG_STOP="cd '$dir' && $as_pg '$BOONG_PG_BIN/pg_ctl' -D '$dir/data' -m immediate -w -t 60 stop >>'$dir/restart.log' 2>&1"
+    export BOONG_TEST_PG_START="cd '$dir' && $as_pg '$BOONG_PG_BIN/pg_ctl' -D '$dir/data' -l '$dir/postgres.log' -o \"$opts\" -w -t 60 start >>'$dir/restart.log' 2>&1"
     _boong_srv_log "PostgreSQL ready on 127.0.0.1:$port (dir $dir)"
 }
 
@@ -185,7 +190,8 @@ boong_stop_postgres() {
         fi
         rm -rf -- "$dir" || true
     fi
-    unset BOONG_PG_DIR BOONG_PG_PORT BOONG_PG_STARTED BOONG_TEST_PG_DSN BOONG_TEST_PG_RESTART
+    unset BOONG_PG_DIR BOONG_PG_PORT BOONG_PG_STARTED BOONG_TEST_PG_DSN BOONG_TEST_PG_RESTART BOONG_TEST_PG_STOP \
+        BOONG_TEST_PG_START
     return 0
 }
 

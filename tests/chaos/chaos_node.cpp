@@ -47,18 +47,33 @@ using Relay = boong::OutboxRelay<boong::PostgresEventStore, boong::PostgresOutbo
 asio::awaitable<void> start_sagas(Orchestrator& orch, std::string run, int first, int count, int width) {
     auto ex = co_await asio::this_coro::executor;
     int next = first, in_flight = 0;
+    std::vector<int> retry;  // starts the store could not take
     asio::steady_timer slot(ex, asio::steady_timer::time_point::max());
-    while (next < first + count || in_flight > 0) {
-        while (next < first + count && in_flight < width) {
-            const int n = next++;
+    while (next < first + count || in_flight > 0 || !retry.empty()) {
+        if (!retry.empty() && in_flight == 0) {
+            asio::steady_timer pause(ex, 200ms);
+            co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+        }
+        while ((next < first + count || !retry.empty()) && in_flight < width) {
+            int n;
+            if (!retry.empty()) {
+                n = retry.back();
+                retry.pop_back();
+            } else {
+                n = next++;
+            }
             ++in_flight;
             boong::RunOptions o;
             o.saga_id = run + "-" + std::to_string(n);
-            orch.runner().async_run(chaos::OrderData{n}, o, [&in_flight, &slot](std::exception_ptr, auto) {
+            orch.runner().async_run(chaos::OrderData{n}, o, [&, n](std::exception_ptr e, auto) {
                 // Already started in an earlier life (ConcurrencyConflict),
                 // interrupted (a shutdown) or finished: the orchestrators see
-                // to every saga that is stored and not finished.
+                // to every saga that is stored and not finished. Not stored
+                // because the store was unavailable: as a client would, start
+                // it again (the same id: a start that was stored after all is
+                // a ConcurrencyConflict the second time).
                 --in_flight;
+                if (boong::is_unavailable(e)) retry.push_back(n);
                 slot.cancel();
             });
         }

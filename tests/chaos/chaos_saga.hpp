@@ -116,11 +116,11 @@ private:
             failure = std::current_exception();
         }
         // The attempt is over (done, failed or interrupted): say when, even if
-        // the database is down for a while.
+        // the database is down for a while (the `outage` scenario: 20 s).
         const std::string finished = boong::format_timestamp(boong::Clock::now());
         co_await asio::this_coro::reset_cancellation_state();
         const std::string end = "UPDATE " + tables_.attempts + " SET finished_at = $2::timestamptz WHERE id = $1";
-        for (int i = 0; i < 100; ++i) {
+        for (int i = 0; i < 600; ++i) {
             bool ok = true;
             auto record_end = [end, attempt_id, finished](pqxx::transaction_base& tx) {
                 tx.exec_params(end, attempt_id, finished);

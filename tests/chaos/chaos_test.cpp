@@ -1,7 +1,9 @@
 // The chaos proof of durable execution (CTest label `chaos`): 1,000 order
 // sagas across two orchestrator processes (chaos_node) while a killer sends
 // SIGKILL to a random one at random moments and restarts it; optionally
-// PostgreSQL or Redis restarts mid-run. Then it checks, and fails loudly:
+// PostgreSQL or Redis restarts mid-run, or PostgreSQL is down for 20 s
+// (`outage`: far longer than the leases, the retry delays and the steps'
+// attempts add up to). Then it checks, and fails loudly:
 //   - every saga is terminal, with the outcome its failures imply;
 //   - each completed saga's effects applied exactly once; each compensated
 //     saga's completed steps compensated exactly once, in reverse order;
@@ -9,8 +11,9 @@
 //   - the outbox is drained and every stored event reached Redis;
 //   - no event is duplicated in the store (one completion per step, one end).
 //
-//   chaos_test kill|postgres|redis      (env: BOONG_TEST_PG_DSN, BOONG_TEST_REDIS_HOST/PORT,
-//                                         BOONG_TEST_PG_RESTART, BOONG_TEST_REDIS_RESTART)
+//   chaos_test kill|postgres|redis|outage  (env: BOONG_TEST_PG_DSN, BOONG_TEST_REDIS_HOST/PORT,
+//                                            BOONG_TEST_PG_RESTART, BOONG_TEST_REDIS_RESTART,
+//                                            BOONG_TEST_PG_STOP, BOONG_TEST_PG_START)
 #include "chaos_saga.hpp"
 
 #include <boong/broker/redis.hpp>
@@ -51,6 +54,7 @@ namespace {
 constexpr int kSagas = 1000;
 constexpr int kMinKills = 5;
 constexpr auto kTimeLimit = 300s;
+constexpr auto kOutage = 20s;  // the `outage` scenario: how long PostgreSQL stays down
 
 // Printed as they happen and again at the end, where a truncated log keeps them.
 std::vector<std::string> failures;
@@ -145,7 +149,7 @@ struct Driver {
 
     void restart_server(const char* var) {
         const std::string cmd = env(var);
-        std::cout << "chaos: restarting (" << var << ")\n";
+        std::cout << "chaos: " << var << "\n";
         const int rc = std::system(cmd.c_str());
         check(rc == 0, std::string(var) + " failed: " + cmd);
     }
@@ -170,6 +174,7 @@ struct Driver {
         const auto start = Clock::now();
         auto next_kill = start + 1500ms;
         bool server_restarted = scenario == "kill";
+        std::optional<Clock::time_point> outage_until;
         for (;;) {
             std::this_thread::sleep_for(100ms);
             const auto now = Clock::now();
@@ -184,8 +189,17 @@ struct Driver {
                 }
             }
             if (!server_restarted && now - start > 4s) {
-                restart_server(scenario == "postgres" ? "BOONG_TEST_PG_RESTART" : "BOONG_TEST_REDIS_RESTART");
+                if (scenario == "outage") {
+                    restart_server("BOONG_TEST_PG_STOP");
+                    outage_until = Clock::now() + kOutage;
+                } else {
+                    restart_server(scenario == "postgres" ? "BOONG_TEST_PG_RESTART" : "BOONG_TEST_REDIS_RESTART");
+                }
                 server_restarted = true;
+            }
+            if (outage_until && now >= *outage_until) {
+                restart_server("BOONG_TEST_PG_START");
+                outage_until.reset();
             }
             long long done = -1, left = -1;
             try {
@@ -201,7 +215,9 @@ struct Driver {
             }
             const bool finished = done == kSagas && left == 0;
             if (finished && kills >= kMinKills) break;
-            if (now >= next_kill && (!finished || kills < kMinKills)) {
+            // The outage must hit running orchestrators, not ones restarting.
+            const bool quiet = scenario == "outage" && (now - start > 2500ms) && (!server_restarted || outage_until);
+            if (now >= next_kill && !quiet && (!finished || kills < kMinKills)) {
                 kill_one();
                 next_kill = now + std::chrono::milliseconds(std::uniform_int_distribution<int>(700, 2000)(rng));
             }
@@ -351,8 +367,8 @@ struct Driver {
 
 int main(int argc, char** argv) try {
     const std::string scenario = argc > 1 ? argv[1] : "kill";
-    if (scenario != "kill" && scenario != "postgres" && scenario != "redis") {
-        std::cerr << "usage: chaos_test kill|postgres|redis\n";
+    if (scenario != "kill" && scenario != "postgres" && scenario != "redis" && scenario != "outage") {
+        std::cerr << "usage: chaos_test kill|postgres|redis|outage\n";
         return 2;
     }
     Driver d(scenario, boong::IdGenerator().next().substr(24, 8));
