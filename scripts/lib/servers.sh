@@ -6,7 +6,8 @@
 #   boong_start_postgres [parent] [port]  exports BOONG_TEST_PG_DSN, BOONG_TEST_PG_RESTART (a shell
 #                                         command restarting it as after a crash), and
 #                                         BOONG_TEST_PG_STOP / BOONG_TEST_PG_START (an outage: it
-#                                         stops as after a crash, and starts again when told)
+#                                         stops as after a crash, and starts again when told),
+#                                         BOONG_TEST_PG_ADMIN_DSN (the superuser, on its socket)
 #   boong_stop_postgres
 #   boong_start_redis [parent] [port]     exports BOONG_TEST_REDIS_HOST, BOONG_TEST_REDIS_PORT, and
 #                                         BOONG_TEST_REDIS_RESTART (a command restarting it, data kept)
@@ -157,6 +158,9 @@ boong_start_postgres() {
     fi
 
     export BOONG_TEST_PG_DSN="postgresql://boong:boong@127.0.0.1:$port/boong_test"
+    # The superuser, through the server's own socket (trust): for tests that
+    # must change server settings (ALTER SYSTEM).
+    export BOONG_TEST_PG_ADMIN_DSN="host=$dir port=$port user=postgres dbname=boong_test"
     # For chaos tests: a crash-like restart (immediate stop, then the same
     # options again, from postmaster.opts).
     local as_pg=""
@@ -191,7 +195,7 @@ boong_stop_postgres() {
         rm -rf -- "$dir" || true
     fi
     unset BOONG_PG_DIR BOONG_PG_PORT BOONG_PG_STARTED BOONG_TEST_PG_DSN BOONG_TEST_PG_RESTART BOONG_TEST_PG_STOP \
-        BOONG_TEST_PG_START
+        BOONG_TEST_PG_START BOONG_TEST_PG_ADMIN_DSN
     return 0
 }
 

@@ -1406,3 +1406,57 @@ TEST_CASE("postgres: read-ahead serves exactly what read_all would, and nothing 
     require_idle(ioc);
     drop_tables(table);
 }
+
+TEST_CASE("postgres: an exception thrown by a transaction's body reaches the caller as itself, and its connection "
+          "stays in the pool",
+          "[postgres][transact]") {
+    asio::io_context ioc;
+    auto config = test_config();
+    config.pool_size = 1;  // one connection: a dropped one would show as a reconnect
+    boong::PostgresEventStore store(ioc.get_executor(), config);
+    store.open();
+    const auto connects_before = store.stats().connects;
+    struct Mine : std::runtime_error {
+        using std::runtime_error::runtime_error;
+    };
+    int caught_mine = 0, caught_rejection = 0;
+    bool rolled_back = false;
+    const std::string table = fresh_table("it_body_errors");
+    {
+        auto c = admin();
+        pqxx::nontransaction tx(c);
+        tx.exec("DROP TABLE IF EXISTS " + table);
+        tx.exec("CREATE TABLE " + table + " (n int)");
+    }
+    boong::test::run(ioc, [&]() -> asio::awaitable<void> {
+        for (int i = 0; i < 20; ++i) {
+            auto throws_mine = [&table](pqxx::transaction_base& tx) {
+                tx.exec("INSERT INTO " + table + " VALUES (1)");
+                throw Mine("the body's own error");
+            };
+            try {
+                co_await boong::async_transact(store, std::move(throws_mine), asio::use_awaitable);
+            } catch (const Mine& e) {
+                caught_mine += std::string(e.what()) == "the body's own error";
+            }
+            auto rejects = [](pqxx::transaction_base&) -> int { throw boong::Rejection("no such customer"); };
+            try {
+                co_await boong::async_transact(store, std::move(rejects), asio::use_awaitable);
+            } catch (const boong::Rejection&) {
+                ++caught_rejection;
+            }
+        }
+        auto count = [&table](pqxx::transaction_base& tx) {
+            return tx.exec("SELECT count(*) FROM " + table)[0][0].as<long>();
+        };
+        rolled_back = co_await boong::async_transact(store, std::move(count), asio::use_awaitable) == 0;
+    });
+    CHECK(caught_mine == 20);
+    CHECK(caught_rejection == 20);
+    CHECK(rolled_back);
+    CHECK(store.stats().connects == connects_before);  // no connection dropped and reopened
+    CHECK(store.stats().connections_lost == 0);
+    auto c = admin();
+    pqxx::nontransaction tx(c);
+    tx.exec("DROP TABLE " + table);
+}

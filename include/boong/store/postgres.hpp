@@ -44,7 +44,8 @@ struct PostgresTableNames {
     std::string inbox;      // "public"."event_store_inbox": processed message ids per consumer
 };
 
-// How a transaction handed to the store commits.
+// How a transaction handed to the store commits. Events are always written
+// durably, whatever this says (and whatever the session or database sets).
 enum class Durability {
     durable,  // synchronous_commit as the server has it (on): committed means on disk
     relaxed,  // synchronous_commit = off for this transaction: for state a crash may
@@ -156,6 +157,9 @@ public:
     // must be the transaction's first write (reads may come before): the
     // store's gap-free global order depends on it, and PostgreSQL refuses it
     // otherwise ("an append must be the first write of its transaction").
+    // The transaction then commits durably (synchronous_commit on), even a
+    // Durability::relaxed one: readers may see its events at once, and a crash
+    // must not take them back.
     // Same checks and errors as async_append (ConcurrencyConflict, duplicate
     // ids, idempotent replays); a refused append writes nothing and leaves
     // the transaction usable. A race with another transaction appending to
@@ -171,9 +175,10 @@ public:
     // Runs `body` in one transaction on a pool worker (it may block: it never
     // runs on the caller's executor) and commits it; completes `handler` on
     // the caller's executor. `what` names the operation in errors. A body
-    // that throws rolls back; its exception reaches the handler (driver
-    // errors translated into boong::Error). The typed front-end is
-    // boong::async_transact (boong/store/postgres_transaction.hpp).
+    // that throws rolls back; its exception reaches the handler as it is
+    // (libpqxx's translated into boong::Error), and the connection stays in
+    // the pool. The typed front-end is boong::async_transact
+    // (boong/store/postgres_transaction.hpp).
     void transact(std::string what, Durability durability, std::function<void(pqxx::transaction_base&)> body,
                   detail::ErasedHandler<void> handler);
     const PostgresStoreConfig& config() const;

@@ -188,7 +188,7 @@ public:
                           requests_.size());
         }
         if (requests_.size() == 1 && refusal == Refusal::data) {
-            requests_.front()->handler.complete(translate(error, target_, requests_.front()->describe()).error);
+            requests_.front()->handler.complete(translate(error, target_, requests_.front()->describe(), true).error);
             return;
         }
         // Re-run each append alone (each sees what is committed by then), so
@@ -203,7 +203,7 @@ public:
                     const Refusal alone = refusal_of(e);
                     if (alone == Refusal::none) throw;
                     if (alone == Refusal::data) {
-                        r->handler.complete(translate(e, target_, r->describe()).error);
+                        r->handler.complete(translate(e, target_, r->describe(), true).error);
                     } else if (attempt == kAloneAttempts) {
                         r->handler.complete(std::make_exception_ptr(Error(
                             errc::protocol_error,
@@ -230,6 +230,7 @@ public:
         return requests_.size() == 1 ? requests_.front()->describe()
                                      : "append batch of " + std::to_string(requests_.size()) + " appends";
     }
+    bool appends() const noexcept override { return true; }
 
 private:
     static std::string document(const std::vector<std::shared_ptr<AppendRequest>>& batch) {

@@ -217,24 +217,26 @@ void Session::prepare(const Statements& statements) {
     prepared_ = &statements;
 }
 
-Failure translate(std::exception_ptr error, const ConnectTarget& target, std::string_view what) {
+Failure translate(std::exception_ptr error, const ConnectTarget& target, std::string_view what, bool append) {
     const std::string at = std::string(what) + ": ";
+    // What a lost connection means for the caller.
+    const std::string unknown = append ? "the outcome is unknown (an append is safe to retry with the same event ids)"
+                                       : "nothing was changed; it is safe to run again";
     auto unavailable = [&](std::string message, bool lost) {
         return Failure{std::make_exception_ptr(Error(errc::store_unavailable, at + message)), lost, false};
     };
     try {
         std::rethrow_exception(error);
+    } catch (const CallerError& e) {
+        return Failure{e.error, false, false};
     } catch (const Error&) {
         return Failure{error, false, false};
     } catch (const pqxx::in_doubt_error& e) {
-        return unavailable("lost the connection to PostgreSQL at " + target.endpoint +
-                               " while committing; the outcome is unknown (an append is safe to retry with the same "
-                               "event ids): " +
-                               one_line(e.what()),
+        return unavailable("lost the connection to PostgreSQL at " + target.endpoint + " while committing; " +
+                               (append ? unknown : std::string("the outcome is unknown")) + ": " + one_line(e.what()),
                            true);
     } catch (const pqxx::broken_connection& e) {
-        return unavailable("lost the connection to PostgreSQL at " + target.endpoint +
-                               "; the outcome is unknown (an append is safe to retry with the same event ids): " +
+        return unavailable("lost the connection to PostgreSQL at " + target.endpoint + "; " + unknown + ": " +
                                one_line(e.what()),
                            true);
     } catch (const pqxx::sql_error& e) {
@@ -257,8 +259,7 @@ Failure translate(std::exception_ptr error, const ConnectTarget& target, std::st
         // or terminated us; 53: out of resources (too many connections...).
         if (state.starts_with("08") || state.starts_with("57P") || state == "25P03") {
             return unavailable("PostgreSQL at " + target.endpoint + " dropped the connection (SQLSTATE " + state +
-                                   "); the outcome is unknown (an append is safe to retry with the same event ids): " +
-                                   message,
+                                   "); " + unknown + ": " + message,
                                true);
         }
         if (state.starts_with("53")) {

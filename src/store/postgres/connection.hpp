@@ -68,6 +68,13 @@ private:
     const Statements* prepared_ = nullptr;
 };
 
+// Carries an exception thrown by the caller's own code (an async_transact
+// body) out of a job untouched: translate() hands it on as it is, and the
+// session, whose transaction merely rolled back, stays in the pool.
+struct CallerError {
+    std::exception_ptr error;
+};
+
 // What a failed operation turns into.
 struct Failure {
     std::exception_ptr error;      // a boong::Error (or the original exception if it already is one)
@@ -78,7 +85,9 @@ struct Failure {
 // Translates `error` (thrown while doing `what`, e.g. "read_all from 7") into
 // a boong::Error: connection problems are errc::store_unavailable naming the
 // endpoint, bad data errc::invalid_argument, anything unexpected
-// errc::protocol_error with the SQLSTATE.
-Failure translate(std::exception_ptr error, const ConnectTarget& target, std::string_view what);
+// errc::protocol_error with the SQLSTATE. A CallerError goes through as the
+// exception it carries. `append`: whether the operation wrote events (only
+// then does an unknown outcome come with "safe to retry with the same ids").
+Failure translate(std::exception_ptr error, const ConnectTarget& target, std::string_view what, bool append = false);
 
 }  // namespace boong::pg

@@ -207,7 +207,7 @@ void Pool::execute(Job& job, std::unique_ptr<Session>& session) {
             try {
                 session = connect();
             } catch (...) {
-                job.fail(translate(std::current_exception(), target_, job.describe()).error);
+                job.fail(translate(std::current_exception(), target_, job.describe(), job.appends()).error);
                 return;
             }
         }
@@ -216,7 +216,7 @@ void Pool::execute(Job& job, std::unique_ptr<Session>& session) {
             job.run(*session);
             return;
         } catch (...) {
-            Failure f = translate(std::current_exception(), target_, job.describe());
+            Failure f = translate(std::current_exception(), target_, job.describe(), job.appends());
             if (f.connection_lost) {
                 Counters::add(counters_->connections_lost);
                 session.reset();

@@ -60,6 +60,9 @@ public:
     virtual void fail(std::exception_ptr error) noexcept = 0;
     // What the job does, for messages: "read_all from 7".
     virtual std::string describe() const = 0;
+    // Whether it may write events (then an unknown outcome is worth saying
+    // how to retry).
+    virtual bool appends() const noexcept { return false; }
 };
 
 class Pool {

@@ -688,12 +688,19 @@ Statements statements(const Names& n) {
         "position, version, event_id, type, schema_version, payload, metadata, "
         "(extract(epoch FROM stored_at) * 1000000)::bigint";
     return {
+        // Events commit durably whatever the session, the database or the
+        // caller's transaction says of synchronous_commit: a reader may see
+        // them at once, and a crash must not then take them back (and give
+        // their positions to others). set_config(..., true) holds for the
+        // transaction the append runs in, which it commits with.
         {kAppendStatement,
          "SELECT r_index, r_verdict, r_current, r_next_version, r_first_position, r_last_position, r_other_event, "
-         "r_other_stream, r_other_version FROM " +
+         "r_other_stream, r_other_version FROM pg_catalog.set_config('synchronous_commit', 'on', true) AS durable, " +
              n.append_function + "($1::jsonb, $2::boolean)"},
         {kAppendKnownStatement,
-         "SELECT " + n.append_known_function + "($1::jsonb, $2::bigint[], $3::bigint)"},
+         "SELECT " + n.append_known_function +
+             "($1::jsonb, $2::bigint[], $3::bigint) FROM pg_catalog.set_config('synchronous_commit', 'on', true) AS "
+             "durable"},
         {kReadStreamStatement, "SELECT " + columns + " FROM " + n.events +
                                    " WHERE stream_id = $1::text AND version >= $2::bigint ORDER BY version "
                                    "LIMIT $3::bigint"},

@@ -65,8 +65,8 @@ std::int64_t clamp_count(std::size_t n) {
 template <class T, class Body>
 class Operation final : public pg::Job {
 public:
-    Operation(std::string what, Body body, detail::ErasedHandler<T> handler)
-        : what_(std::move(what)), body_(std::move(body)), handler_(std::move(handler)) {}
+    Operation(std::string what, Body body, detail::ErasedHandler<T> handler, bool appends)
+        : what_(std::move(what)), body_(std::move(body)), handler_(std::move(handler)), appends_(appends) {}
 
     void run(pg::Session& session) override {
         if constexpr (std::is_void_v<T>) {
@@ -84,12 +84,14 @@ public:
         }
     }
     std::string describe() const override { return what_; }
+    bool appends() const noexcept override { return appends_; }
     detail::ErasedHandler<T>& handler() noexcept { return handler_; }
 
 private:
     std::string what_;
     Body body_;
     detail::ErasedHandler<T> handler_;
+    bool appends_;
 };
 
 enum class State { idle, opening, open, failed };
@@ -165,8 +167,9 @@ struct PostgresEventStore::Impl {
     }
 
     template <class T, class Body>
-    void submit(std::string what, Body body, detail::ErasedHandler<T> handler) {
-        auto job = std::make_shared<Operation<T, Body>>(std::move(what), std::move(body), std::move(handler));
+    void submit(std::string what, Body body, detail::ErasedHandler<T> handler, bool appends = false) {
+        auto job =
+            std::make_shared<Operation<T, Body>>(std::move(what), std::move(body), std::move(handler), appends);
         job->handler().on_cancel(pool.canceller(job));
         pool.submit(std::move(job));
     }
@@ -392,10 +395,20 @@ void PostgresEventStore::transact(std::string what, Durability durability,
         [body = std::move(body), durability](pg::Session& session) {
             pqxx::work tx(session.connection(), "boong-transact");
             if (durability == Durability::relaxed) tx.exec("SET LOCAL synchronous_commit = off");
-            body(tx);
+            try {
+                body(tx);
+            } catch (const pqxx::failure&) {
+                throw;  // the driver's: translated, the session checked
+            } catch (const Error&) {
+                throw;  // already one of ours (a ConcurrencyConflict of append_in, a Rejection...)
+            } catch (...) {
+                // The caller's own: it reaches the caller as it is; the
+                // transaction rolls back and the session stays in the pool.
+                throw pg::CallerError{std::current_exception()};
+            }
             tx.commit();
         },
-        std::move(handler));
+        std::move(handler), /*appends=*/true);
 }
 
 const PostgresStoreConfig& PostgresEventStore::config() const { return impl_->config; }
