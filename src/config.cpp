@@ -271,7 +271,7 @@ bool is_anything(std::string_view) { return true; }
 bool is_env_name_or_empty(std::string_view s) { return s.empty() || has_identifier_shape(s); }
 
 constexpr std::string_view kIdentifierExpected =
-    "an SQL identifier ([A-Za-z_][A-Za-z0-9_]*, 1 to 63 characters, not a reserved word)";
+    "a lower-case SQL identifier ([a-z_][a-z0-9_]*, 1 to 63 characters, not a reserved word)";
 constexpr std::string_view kEnvNameExpected = "the name of an environment variable ([A-Za-z_][A-Za-z0-9_]*)";
 
 struct DelayKey {
@@ -351,7 +351,11 @@ EventStoreConfig read_event_store(FieldReader r) {
     r.read("groupCommitMaxEvents", pg.group_commit_max_events, {1, 100'000});
     r.read("groupCommitDelay", pg.group_commit_delay, {0, 1'000'000});
     r.read("passwordEnv", pg.password_env, kEnvNameExpected, is_env_name_or_empty);
+    r.read("passwordFile", pg.password_file, "a file name", is_anything);
     r.check_no_unknown_keys();
+    if (!pg.password_env.empty() && !pg.password_file.empty()) {
+        r.fail("passwordFile", "expected only one of passwordEnv and passwordFile, got both");
+    }
 
     if (c.type == EventStoreConfig::Type::postgres && pg.connection.empty()) {
         r.fail("connection", "expected a non-empty libpq connection string or URI when type is \"postgres\", got none");
@@ -369,6 +373,10 @@ RedisBrokerConfig read_redis(FieldReader r) {
     r.read("database", c.database, {0, 15});
     r.read("username", c.username, "a string", is_anything);
     r.read("passwordEnv", c.password_env, kEnvNameExpected, is_env_name_or_empty);
+    r.read("passwordFile", c.password_file, "a file name", is_anything);
+    if (!c.password_env.empty() && !c.password_file.empty()) {
+        r.fail("passwordFile", "expected only one of passwordEnv and passwordFile, got both");
+    }
     r.read("connectTimeout", c.connect_timeout, kTimeout);
     r.read("commandTimeout", c.command_timeout, kTimeout);
     // To Redis, BLOCK 0 means "forever", which would stall a consumer's shutdown.
@@ -447,6 +455,9 @@ std::string sub_path(std::string_view where, std::string_view field) {
 bool is_sql_identifier(std::string_view s) noexcept {
     constexpr std::size_t kMaxLength = 63;  // NAMEDATALEN - 1: Postgres silently truncates longer names
     constexpr auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+    // Unquoted, PostgreSQL folds a name to lower case: "Event_Store" would be
+    // another deployment's event_store.
+    if (std::any_of(s.begin(), s.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) return false;
     // Words that are a syntax error or a trap as an unquoted table name.
     static constexpr std::array<std::string_view, 26> kReserved{
         "select", "table",  "user",   "order", "group",   "where",      "from",  "insert", "update",
@@ -549,6 +560,34 @@ ConsumerOptions consumer_options(const MessageBrokerConfig& broker, std::string 
     o.consumer = std::move(consumer);
     o.settings = broker.consumer;
     return o;
+}
+
+std::optional<std::string> read_secret(const std::string& env_name, const std::string& file, std::string_view what) {
+    auto refuse = [&](const std::string& why) { throw Error(errc::invalid_config, std::string(what) + ": " + why); };
+    if (!env_name.empty() && !file.empty()) refuse("give the password in an environment variable or a file, not both");
+    if (!env_name.empty()) {
+        const char* v = std::getenv(env_name.c_str());
+        if (!v) refuse("the environment variable " + env_name + " is not set");
+        return std::string(v);
+    }
+    if (file.empty()) return std::nullopt;
+    struct Closer {
+        void operator()(std::FILE* f) const noexcept { std::fclose(f); }
+    };
+    const std::unique_ptr<std::FILE, Closer> f(std::fopen(file.c_str(), "rb"));
+    if (!f) refuse("cannot open the password file " + file + ": " + std::generic_category().message(errno));
+    std::string secret;
+    std::array<char, 512> buffer;
+    std::size_t n = 0;
+    while ((n = std::fread(buffer.data(), 1, buffer.size(), f.get())) > 0) {
+        secret.append(buffer.data(), n);
+        if (secret.size() > 64 * 1024) refuse("the password file " + file + " is larger than 64 KiB");
+    }
+    if (std::ferror(f.get())) refuse("cannot read the password file " + file + ": " + std::generic_category().message(errno));
+    if (!secret.empty() && secret.back() == '\n') secret.pop_back();
+    if (!secret.empty() && secret.back() == '\r') secret.pop_back();
+    if (secret.empty()) refuse("the password file " + file + " is empty");
+    return secret;
 }
 
 void apply_logging(const LoggingConfig& logging) {

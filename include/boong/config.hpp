@@ -29,7 +29,8 @@ struct PostgresStoreConfig {
     // How long a batch waits for company while another is in flight; less
     // when arrivals pause, none once it holds 32 events (docs/postgres.md).
     std::chrono::microseconds group_commit_delay{500};
-    std::string password_env;  // name of an env var holding the password, optional
+    std::string password_env;   // name of an env var holding the password, optional
+    std::string password_file;  // or a file holding it (one trailing newline ignored), optional
 };
 
 struct EventStoreConfig {
@@ -45,7 +46,8 @@ struct RedisBrokerConfig {
     int port = 6379;
     int database = 0;
     std::string username;
-    std::string password_env;  // name of an env var holding the password, optional
+    std::string password_env;   // name of an env var holding the password, optional
+    std::string password_file;  // or a file holding it (one trailing newline ignored), optional
     milliseconds connect_timeout{5000};  // 0 = no timeout
     milliseconds command_timeout{5000};  // 0 = no timeout
     milliseconds block_timeout{2000};    // XREADGROUP BLOCK; >= 1 (0 would block forever)
@@ -84,15 +86,23 @@ Config load_config(const std::filesystem::path& file);
 // at the start of error messages (usually the file name).
 Config parse_config(const nlohmann::json& j, std::string_view source = "<config>");
 
-// True for `[A-Za-z_][A-Za-z0-9_]*` of 1..63 characters (Postgres NAMEDATALEN-1)
-// that is not one of a few reserved SQL words (select, table, user, ...;
-// compared case-insensitively).
+// True for `[a-z_][a-z0-9_]*` of 1..63 characters (Postgres NAMEDATALEN-1)
+// that is not one of a few reserved SQL words (select, table, user, ...).
+// Upper case is refused: PostgreSQL folds unquoted names, so "Event_Store"
+// would silently be the table event_store.
 bool is_sql_identifier(std::string_view s) noexcept;
 
 // The options of a consumer of `topic` in `group`, with the configured defaults
 // (consumerCount becomes ConsumerOptions::concurrency).
 ConsumerOptions consumer_options(const MessageBrokerConfig& broker, std::string topic, std::string group,
                                  std::string consumer);
+
+// The secret a config names, so that it is never in a config file or on a
+// command line: the value of the environment variable `env_name`, or the
+// content of `file` (one trailing newline dropped); nullopt when both are
+// empty. Error(errc::invalid_config) naming `what` and the variable or the
+// file (never the secret) when it is unset or unreadable, or both are given.
+std::optional<std::string> read_secret(const std::string& env_name, const std::string& file, std::string_view what);
 
 // Sets spdlog's default logger to the configured level.
 void apply_logging(const LoggingConfig& logging);

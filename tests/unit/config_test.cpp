@@ -7,6 +7,11 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
+
+#include <unistd.h>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -294,14 +299,39 @@ TEST_CASE("config: each mistake names the file, the key path and what was wrong"
     }
     SECTION("a table name that is not an identifier") {
         REQUIRE_CONFIG_ERROR(parse(R"({"eventStore": {"tableName": "events; DROP TABLE x"}})"),
-                             Contains("config.json: eventStore.tableName: expected an SQL identifier") &&
+                             Contains("config.json: eventStore.tableName: expected a lower-case SQL identifier") &&
                                  Contains(R"(got "events; DROP TABLE x")"));
         REQUIRE_CONFIG_ERROR(parse(R"({"eventStore": {"snapshotTableName": "1snapshots"}})"),
-                             Contains("config.json: eventStore.snapshotTableName: expected an SQL identifier"));
+                             Contains("config.json: eventStore.snapshotTableName: expected a lower-case SQL identifier"));
+    }
+    SECTION("a table name PostgreSQL would fold to lower case") {
+        REQUIRE_CONFIG_ERROR(parse(R"({"eventStore": {"tableName": "Event_Store"}})"),
+                             Contains("eventStore.tableName: expected a lower-case SQL identifier") &&
+                                 Contains(R"(got "Event_Store")"));
+    }
+    SECTION("both passwordEnv and passwordFile") {
+        REQUIRE_CONFIG_ERROR(parse(R"({"eventStore": {"passwordEnv": "PGPASSWORD", "passwordFile": "/run/pw"}})"),
+                             Contains("eventStore.passwordFile: expected only one of passwordEnv and passwordFile"));
+        REQUIRE_CONFIG_ERROR(
+            parse(R"({"messageBroker": {"options": {"passwordEnv": "X", "passwordFile": "/run/pw"}}})"),
+            Contains("messageBroker.options.passwordFile: expected only one of passwordEnv and passwordFile"));
+    }
+    SECTION("an outage retry cap below its delay") {
+        REQUIRE_CONFIG_ERROR(parse(R"({"outageRetryDelay": 2000, "outageRetryMaxDelay": 1000})"),
+                             Contains("config.json: outageRetryMaxDelay: expected an integer number of milliseconds "
+                                      ">= outageRetryDelay (2000), got 1000"));
+        REQUIRE_CONFIG_ERROR(
+            parse(R"({"messageBroker": {"consumer": {"outageRetryDelay": 9000}}})"),
+            Contains("messageBroker.consumer.outageRetryDelay: expected an integer number of milliseconds <= "
+                     "outageRetryMaxDelay (5000), got 9000"));
+    }
+    SECTION("a JSON depth limit out of range") {
+        REQUIRE_CONFIG_ERROR(parse(R"({"messageBroker": {"options": {"maxJsonDepth": 0}}})"),
+                             Contains("messageBroker.options.maxJsonDepth: expected an integer in [1, 10000], got 0"));
     }
     SECTION("a reserved word as a table name") {
         REQUIRE_CONFIG_ERROR(parse(R"({"eventStore": {"tableName": "User"}})"),
-                             Contains("config.json: eventStore.tableName: expected an SQL identifier") &&
+                             Contains("config.json: eventStore.tableName: expected a lower-case SQL identifier") &&
                                  Contains(R"(got "User")"));
     }
     SECTION("the same table for events and snapshots") {
@@ -367,7 +397,9 @@ TEST_CASE("config: load_config reads a file", "[config]") {
 TEST_CASE("config: is_sql_identifier", "[config]") {
     CHECK(boong::is_sql_identifier("event_store"));
     CHECK(boong::is_sql_identifier("_x1"));
-    CHECK(boong::is_sql_identifier("Events2024"));
+    CHECK(boong::is_sql_identifier("events2024"));
+    CHECK_FALSE(boong::is_sql_identifier("Events2024"));   // PostgreSQL would fold it to events2024
+    CHECK_FALSE(boong::is_sql_identifier("Event_Store"));
     CHECK(boong::is_sql_identifier(std::string(63, 'a')));
     CHECK(boong::is_sql_identifier("users"));  // only the word itself is reserved
 
@@ -440,4 +472,49 @@ TEST_CASE("config applies to consumers, logging and compensateUncertain", "[conf
     spdlog::set_level(spdlog::level::err);
     REQUIRE_THROWS_WITH(boong::parse_config(nlohmann::json::parse(R"({"compensateUncertain": "yes"})"), "t.json"),
                         Catch::Contains("t.json: compensateUncertain: expected true or false"));
+}
+
+TEST_CASE("config: outage backoff, JSON depth and password files are read", "[config]") {
+    const auto c = boong::parse_config(boong::json::parse(R"({
+        "outageRetryDelay": 50, "outageRetryMaxDelay": 2000,
+        "eventStore": {"passwordFile": "/run/secrets/pg"},
+        "messageBroker": {"options": {"maxJsonDepth": 32, "passwordFile": "/run/secrets/redis"},
+                          "consumer": {"outageRetryDelay": 20, "outageRetryMaxDelay": 400}}
+    })"), "config.json");
+    CHECK(c.saga.outage_backoff.initial_delay == std::chrono::milliseconds(50));
+    CHECK(c.saga.outage_backoff.max_delay == std::chrono::milliseconds(2000));
+    CHECK(c.event_store.postgres.password_file == "/run/secrets/pg");
+    CHECK(c.message_broker.redis.max_json_depth == 32);
+    CHECK(c.message_broker.redis.password_file == "/run/secrets/redis");
+    CHECK(c.message_broker.consumer.outage_backoff.initial_delay == std::chrono::milliseconds(20));
+    CHECK(c.message_broker.consumer.outage_backoff.max_delay == std::chrono::milliseconds(400));
+    // Defaults.
+    const auto d = boong::parse_config(boong::json::object(), "config.json");
+    CHECK(d.saga.outage_backoff.initial_delay == std::chrono::milliseconds(100));
+    CHECK(d.saga.outage_backoff.max_delay == std::chrono::milliseconds(5000));
+    CHECK(d.message_broker.redis.max_json_depth == boong::default_max_json_depth);
+}
+
+TEST_CASE("config: read_secret takes a variable or a file, and never shows the secret in its errors", "[config]") {
+    using boong::read_secret;
+    CHECK_FALSE(read_secret("", "", "test password").has_value());
+    ::setenv("BOONG_TEST_SECRET", "s3cret", 1);
+    CHECK(read_secret("BOONG_TEST_SECRET", "", "test password") == std::optional<std::string>("s3cret"));
+    ::unsetenv("BOONG_TEST_SECRET");
+    CHECK_THROWS_WITH(read_secret("BOONG_TEST_SECRET", "", "test password"),
+                      "test password: the environment variable BOONG_TEST_SECRET is not set");
+    const auto dir = std::filesystem::temp_directory_path() / ("boong-secret-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const auto file = dir / "pw";
+    {
+        std::FILE* f = std::fopen(file.c_str(), "wb");
+        REQUIRE(f);
+        std::fputs("from-file\n", f);
+        std::fclose(f);
+    }
+    CHECK(read_secret("", file.string(), "test password") == std::optional<std::string>("from-file"));
+    CHECK_THROWS_WITH(read_secret("X", file.string(), "test password"), Catch::Contains("not both"));
+    CHECK_THROWS_WITH(read_secret("", (dir / "missing").string(), "test password"),
+                      Catch::Contains("cannot open the password file") && !Catch::Contains("from-file"));
+    std::filesystem::remove_all(dir);
 }

@@ -133,13 +133,7 @@ Endpoint make_endpoint(const RedisBrokerConfig& c) {
     e.username = c.username;
     e.connect_timeout = c.connect_timeout;
     e.command_timeout = c.command_timeout;
-    if (!c.password_env.empty()) {
-        const char* password = std::getenv(c.password_env.c_str());
-        if (!password)
-            throw Error(errc::invalid_config,
-                        "redis broker: the environment variable " + c.password_env + " (passwordEnv) is not set");
-        e.password = password;
-    }
+    if (auto password = read_secret(c.password_env, c.password_file, "redis broker password")) e.password = std::move(*password);
     return e;
 }
 

@@ -94,13 +94,8 @@ ConnectTarget make_connect_target(const PostgresStoreConfig& config) {
         const auto seconds = std::max<long long>(2, (config.connect_timeout.count() + 999) / 1000);
         set_option(options, "connect_timeout", std::to_string(seconds));
     }
-    if (!config.password_env.empty()) {
-        const char* password = std::getenv(config.password_env.c_str());
-        if (!password) {
-            throw Error(errc::invalid_config, "event store passwordEnv names " + config.password_env +
-                                                  ", which is not set in the environment");
-        }
-        set_option(options, "password", password);
+    if (auto password = read_secret(config.password_env, config.password_file, "event store password")) {
+        set_option(options, "password", std::move(*password));
     }
     set_default(options, "application_name", "boong");
     // Detect a peer that vanished (no RST) within about a minute, not the

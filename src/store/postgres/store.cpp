@@ -38,8 +38,8 @@ void check_config(const PostgresStoreConfig& c) {
     auto identifier = [&](const char* what, const std::string& name) {
         if (!is_sql_identifier(name)) {
             refuse(std::string(what) + " '" + name +
-                   "' is not a plain SQL identifier (letters, digits and _, not starting with a digit, at most 63 "
-                   "characters, not a reserved word)");
+                   "' is not a plain SQL identifier (lower-case letters, digits and _, not starting with a digit, at "
+                   "most 63 characters, not a reserved word; PostgreSQL would fold upper case)");
         }
     };
     if (c.connection.empty()) refuse("the connection string is empty");
