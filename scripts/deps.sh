@@ -13,7 +13,7 @@
 BOONG_DEPS_PACKAGES=(
     build-essential cmake ninja-build ccache pkg-config git
     libboost1.81-dev nlohmann-json3-dev libspdlog-dev libfmt-dev catch2 libbenchmark-dev
-    libpqxx-dev libhiredis-dev
+    libpqxx-dev libhiredis-dev libssl-dev
     postgresql postgresql-contrib redis-server redis-tools
     uuid-runtime procps
 )

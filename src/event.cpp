@@ -1,10 +1,13 @@
 #include <boong/event.hpp>
 
+#include <openssl/evp.h>
+
 #include <array>
 #include <vector>
 #include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <ctime>
 #include <random>
 
@@ -71,6 +74,46 @@ std::string IdGenerator::next(Clock::time_point now) {
     ++out;
     put_hex(out, lo & 0xFFFFFFFFFFFFULL, 6);
     return s;
+}
+
+std::string name_based_id(std::string_view namespace_id, std::string_view name) {
+    if (!is_uuid(namespace_id))
+        throw Error(errc::invalid_argument, "name_based_id: namespace '" + std::string(namespace_id) + "' is not a UUID");
+    // SHA-1 of the namespace's 16 bytes followed by the name (RFC 9562, 5.5).
+    unsigned char bytes[16];
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < namespace_id.size(); i += 2) {
+        if (namespace_id[i] == '-') ++i;
+        auto nibble = [](char c) {
+            return static_cast<unsigned char>(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+        };
+        bytes[n++] = static_cast<unsigned char>(nibble(namespace_id[i]) << 4 | nibble(namespace_id[i + 1]));
+    }
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int length = 0;
+    const std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+    if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha1(), nullptr) != 1 ||
+        EVP_DigestUpdate(ctx.get(), bytes, sizeof bytes) != 1 ||
+        EVP_DigestUpdate(ctx.get(), name.data(), name.size()) != 1 ||
+        EVP_DigestFinal_ex(ctx.get(), digest, &length) != 1 || length < 16)
+        throw Error(errc::protocol_error, "name_based_id: SHA-1 failed (OpenSSL)");
+    digest[6] = static_cast<unsigned char>((digest[6] & 0x0F) | 0x50);  // version 5
+    digest[8] = static_cast<unsigned char>((digest[8] & 0x3F) | 0x80);  // variant 0b10
+    std::uint64_t hi = 0, lo = 0;
+    for (int i = 0; i < 8; ++i) hi = hi << 8 | digest[i];
+    for (int i = 8; i < 16; ++i) lo = lo << 8 | digest[i];
+    std::string out(36, '-');
+    char* p = out.data();
+    put_hex(p, hi >> 32, 4);
+    ++p;
+    put_hex(p, (hi >> 16) & 0xFFFF, 2);
+    ++p;
+    put_hex(p, hi & 0xFFFF, 2);
+    ++p;
+    put_hex(p, lo >> 48, 2);
+    ++p;
+    put_hex(p, lo & 0xFFFFFFFFFFFFULL, 6);
+    return out;
 }
 
 bool is_uuid(std::string_view s) noexcept {

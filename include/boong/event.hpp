@@ -125,6 +125,13 @@ private:
 // True when `s` is a UUID in canonical 8-4-4-4-12 hex form.
 bool is_uuid(std::string_view s) noexcept;
 
+// The RFC 9562 version-5 (name-based, SHA-1) UUID of `name` in the namespace
+// `namespace_id` (a UUID, e.g. one per service and purpose): the same name
+// always gives the same id. An event id derived from a client's idempotency
+// key makes a retried request's append a replay of the first, not a second
+// event. Error(errc::invalid_argument) when namespace_id is not a UUID.
+std::string name_based_id(std::string_view namespace_id, std::string_view name);
+
 // Serialization used by stores, brokers and tools (metadata timestamps as
 // RFC 3339 UTC strings with microseconds).
 void to_json(json& j, const EventMetadata& m);

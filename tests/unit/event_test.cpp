@@ -79,3 +79,18 @@ TEST_CASE("events serialize to the envelope and back", "[event][json]") {
                       Catch::Contains("malformed event envelope"));
     CHECK_THROWS_AS(json::parse("[]").get<EventData>(), Error);
 }
+
+TEST_CASE("name_based_id: RFC 9562 version-5 UUIDs, the same for the same name", "[event][ids]") {
+    // RFC 9562, appendix A.4: "www.example.com" in the DNS namespace.
+    const std::string dns = "6ba7b810-9dad-11d1-80b4-00c04fd430c8";
+    CHECK(boong::name_based_id(dns, "www.example.com") == "2ed6657d-e927-568b-95e1-2665a8aea6a2");
+    CHECK(boong::name_based_id("6BA7B810-9DAD-11D1-80B4-00C04FD430C8", "www.example.com") ==
+          "2ed6657d-e927-568b-95e1-2665a8aea6a2");
+    const auto a = boong::name_based_id(dns, "order key 1");
+    CHECK(boong::is_uuid(a));
+    CHECK(a == boong::name_based_id(dns, "order key 1"));
+    CHECK(a != boong::name_based_id(dns, "order key 2"));
+    CHECK(a != boong::name_based_id("6ba7b811-9dad-11d1-80b4-00c04fd430c8", "order key 1"));
+    CHECK(boong::name_based_id(dns, std::string("a\0b", 3)) != boong::name_based_id(dns, "a"));
+    CHECK_THROWS_AS(boong::name_based_id("not-a-uuid", "x"), boong::Error);
+}
