@@ -6,9 +6,11 @@
 #include "events.hpp"
 
 #include <boong/broker/redis.hpp>
+#include <boong/detail/outage_log.hpp>
 #include <boong/event_bus.hpp>
 #include <boong/outbox_relay.hpp>
 #include <boong/store/postgres_outbox.hpp>
+#include <boong/store/postgres_transaction.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -16,9 +18,11 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <libpq-fe.h>
 #include <pqxx/pqxx>
 #include <spdlog/spdlog.h>
 
+#include <charconv>
 #include <chrono>
 #include <cstdlib>
 #include <functional>
@@ -34,67 +38,152 @@ namespace shop {
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 
-// Command line, with environment fallbacks:
-//   --dsn DSN            (BOONG_DSN)          PostgreSQL, required
-//   --redis HOST:PORT    (BOONG_REDIS)        default 127.0.0.1:6379
-//   --redis-db N         (BOONG_REDIS_DB)     default 0
-//   --table NAME         (BOONG_TABLE)        events table, default event_store
-//   --http PORT          (BOONG_HTTP_PORT)    order service only, default 8080
-//   --mode events|saga   (BOONG_MODE)         order service only, default events
-//   --log-level LEVEL    (BOONG_LOG_LEVEL)    spdlog level, default info
+// Command line, with environment fallbacks (secrets only from the environment
+// or a file: a command line is visible to every user of the machine in `ps`):
+//   --dsn DSN                   (BOONG_DSN)              PostgreSQL, required; on the command line without a password
+//   --pg-password-file FILE     (BOONG_PG_PASSWORD_FILE) or the password in BOONG_PG_PASSWORD
+//   --redis HOST:PORT           (BOONG_REDIS)            default 127.0.0.1:6379
+//   --redis-db N                (BOONG_REDIS_DB)         0..15, default 0
+//   --redis-user USER           (BOONG_REDIS_USER)       Redis ACL user, optional
+//   --redis-password-file FILE  (BOONG_REDIS_PASSWORD_FILE) or the password in BOONG_REDIS_PASSWORD
+//   --table NAME                (BOONG_TABLE)            events table, default event_store (lower case)
+//   --max-deliveries N          (BOONG_MAX_DELIVERIES)   a message's own failures before it is dead-lettered, default 10
+//   --redelivery-ms MS          (BOONG_REDELIVERY_MS)    redelivery after a failure or a lost consumer, default 2000
+//   --log-level LEVEL           (BOONG_LOG_LEVEL)        spdlog level, default info
+// The order service also takes:
+//   --http PORT                 (BOONG_HTTP_PORT)        1..65535, default 8080
+//   --mode events|saga          (BOONG_MODE)             default events
+//   --max-backlog N             (BOONG_MAX_BACKLOG)      messages waiting before POST answers 429, default 10000
+//   --max-body BYTES            (BOONG_MAX_BODY)         request body limit, default 65536
 struct Options {
     std::string service;
     std::string dsn;
+    std::string pg_password_env;  // the variable holding it, when set
+    std::string pg_password_file;
     std::string redis_host = "127.0.0.1";
     int redis_port = 6379;
     int redis_db = 0;
+    std::string redis_user;
+    std::string redis_password_env;
+    std::string redis_password_file;
     std::string table = "event_store";
+    int max_deliveries = 10;
+    std::chrono::milliseconds redelivery{2000};
+    std::string log_level = "info";
     int http_port = 8080;
     std::string mode = "events";
-    std::string log_level = "info";
+    std::int64_t max_backlog = 10000;
+    std::int64_t max_body = 64 * 1024;
 };
 
+// `text` as a whole integer in [lo, hi], or a clear error naming `flag`.
+inline std::int64_t parse_integer(const std::string& flag, const std::string& text, std::int64_t lo, std::int64_t hi) {
+    std::int64_t v = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc{} || end != text.data() + text.size() || v < lo || v > hi) {
+        throw std::runtime_error(flag + " must be an integer in " + std::to_string(lo) + ".." + std::to_string(hi) +
+                                 ", not '" + text + "'");
+    }
+    return v;
+}
+
+// Whether a libpq connection string (key=value or URI) carries a password.
+inline bool dsn_has_password(const std::string& dsn) {
+    char* error = nullptr;
+    PQconninfoOption* options = PQconninfoParse(dsn.c_str(), &error);
+    if (!options) {
+        std::string why = error ? error : "out of memory";
+        if (error) PQfreemem(error);
+        throw std::runtime_error("--dsn does not parse: " + why);
+    }
+    bool has = false;
+    for (const PQconninfoOption* o = options; o->keyword; ++o) {
+        if (std::string(o->keyword) == "password" && o->val && *o->val) has = true;
+    }
+    PQconninfoFree(options);
+    return has;
+}
+
 inline Options parse_options(std::string service, int argc, char** argv) {
+    const bool order = service == "order";
     std::map<std::string, std::string> v;
-    const std::map<std::string, const char*> flags{{"--dsn", "BOONG_DSN"},          {"--redis", "BOONG_REDIS"},
-                                                   {"--redis-db", "BOONG_REDIS_DB"}, {"--table", "BOONG_TABLE"},
-                                                   {"--http", "BOONG_HTTP_PORT"},    {"--mode", "BOONG_MODE"},
-                                                   {"--log-level", "BOONG_LOG_LEVEL"}};
+    std::map<std::string, const char*> flags{{"--dsn", "BOONG_DSN"},
+                                             {"--pg-password-file", "BOONG_PG_PASSWORD_FILE"},
+                                             {"--redis", "BOONG_REDIS"},
+                                             {"--redis-db", "BOONG_REDIS_DB"},
+                                             {"--redis-user", "BOONG_REDIS_USER"},
+                                             {"--redis-password-file", "BOONG_REDIS_PASSWORD_FILE"},
+                                             {"--table", "BOONG_TABLE"},
+                                             {"--max-deliveries", "BOONG_MAX_DELIVERIES"},
+                                             {"--redelivery-ms", "BOONG_REDELIVERY_MS"},
+                                             {"--log-level", "BOONG_LOG_LEVEL"}};
+    if (order) {
+        flags.insert({{"--http", "BOONG_HTTP_PORT"},
+                      {"--mode", "BOONG_MODE"},
+                      {"--max-backlog", "BOONG_MAX_BACKLOG"},
+                      {"--max-body", "BOONG_MAX_BODY"}});
+    }
     for (const auto& [flag, env] : flags) {
         if (const char* e = std::getenv(env); e && *e) v[flag] = e;
     }
+    bool dsn_on_command_line = false;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--help" || a == "-h") {
             std::cout << "usage: " << service
-                      << " --dsn DSN [--redis HOST:PORT] [--redis-db N] [--table NAME] [--http PORT]"
-                         " [--mode events|saga] [--log-level LEVEL]\n";
+                      << "_service --dsn DSN [--pg-password-file FILE] [--redis HOST:PORT] [--redis-db N]"
+                         " [--redis-user USER] [--redis-password-file FILE] [--table NAME] [--max-deliveries N]"
+                         " [--redelivery-ms MS] [--log-level LEVEL]"
+                      << (order ? " [--http PORT] [--mode events|saga] [--max-backlog N] [--max-body BYTES]" : "")
+                      << "\n(see examples/order_services/common.hpp; passwords from BOONG_PG_PASSWORD and "
+                         "BOONG_REDIS_PASSWORD, or the files)\n";
             std::exit(0);
         }
         if (!flags.count(a)) throw std::runtime_error("unknown argument '" + a + "' (try --help)");
         if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
         v[a] = argv[++i];
+        if (a == "--dsn") dsn_on_command_line = true;
     }
     Options o;
     o.service = std::move(service);
     if (!v.count("--dsn")) throw std::runtime_error("--dsn (or BOONG_DSN) is required");
     o.dsn = v["--dsn"];
+    if (dsn_on_command_line && dsn_has_password(o.dsn)) {
+        throw std::runtime_error("the --dsn on the command line carries a password, which `ps` shows to everyone: "
+                                 "give it in BOONG_PG_PASSWORD or --pg-password-file (or the whole DSN in BOONG_DSN)");
+    }
+    if (const char* p = std::getenv("BOONG_PG_PASSWORD"); p && *p) o.pg_password_env = "BOONG_PG_PASSWORD";
+    if (v.count("--pg-password-file")) o.pg_password_file = v["--pg-password-file"];
     if (v.count("--redis")) {
         const auto& r = v["--redis"];
         const auto colon = r.rfind(':');
-        if (colon == std::string::npos) throw std::runtime_error("--redis must be HOST:PORT, not '" + r + "'");
+        if (colon == std::string::npos || colon == 0) throw std::runtime_error("--redis must be HOST:PORT, not '" + r + "'");
         o.redis_host = r.substr(0, colon);
-        o.redis_port = std::stoi(r.substr(colon + 1));
+        o.redis_port = static_cast<int>(parse_integer("--redis port", r.substr(colon + 1), 1, 65535));
     }
-    if (v.count("--redis-db")) o.redis_db = std::stoi(v["--redis-db"]);
+    if (v.count("--redis-db")) o.redis_db = static_cast<int>(parse_integer("--redis-db", v["--redis-db"], 0, 15));
+    if (v.count("--redis-user")) o.redis_user = v["--redis-user"];
+    if (const char* p = std::getenv("BOONG_REDIS_PASSWORD"); p && *p) o.redis_password_env = "BOONG_REDIS_PASSWORD";
+    if (v.count("--redis-password-file")) o.redis_password_file = v["--redis-password-file"];
     if (v.count("--table")) o.table = v["--table"];
-    if (v.count("--http")) o.http_port = std::stoi(v["--http"]);
-    if (v.count("--mode")) o.mode = v["--mode"];
+    if (v.count("--max-deliveries"))
+        o.max_deliveries = static_cast<int>(parse_integer("--max-deliveries", v["--max-deliveries"], 1, 1000));
+    if (v.count("--redelivery-ms"))
+        o.redelivery = std::chrono::milliseconds(parse_integer("--redelivery-ms", v["--redelivery-ms"], 10, 3600000));
     if (v.count("--log-level")) o.log_level = v["--log-level"];
+    if (spdlog::level::from_str(o.log_level) == spdlog::level::off && o.log_level != "off") {
+        throw std::runtime_error("--log-level must be one of trace, debug, info, warn, error, critical, off; not '" +
+                                 o.log_level + "'");
+    }
+    if (v.count("--http")) o.http_port = static_cast<int>(parse_integer("--http", v["--http"], 1, 65535));
+    if (v.count("--mode")) o.mode = v["--mode"];
     if (o.mode != "events" && o.mode != "saga") throw std::runtime_error("--mode must be events or saga");
+    if (v.count("--max-backlog")) o.max_backlog = parse_integer("--max-backlog", v["--max-backlog"], 1, 1000000000);
+    if (v.count("--max-body")) o.max_body = parse_integer("--max-body", v["--max-body"], 1024, 16 * 1024 * 1024);
     // The services' own tables are named after the events table.
-    if (!boong::is_sql_identifier(o.table) || !boong::is_sql_identifier(o.table + "_payments")) {
-        throw std::runtime_error("--table '" + o.table + "' is not a usable SQL identifier (at most 54 characters)");
+    if (!boong::is_sql_identifier(o.table) || !boong::is_sql_identifier(o.table + "_reservations")) {
+        throw std::runtime_error("--table '" + o.table +
+                                 "' is not a usable table name (lower-case letters, digits and _, at most 50 characters)");
     }
     return o;
 }
@@ -105,27 +194,21 @@ inline std::string payments_table(const Options& o) { return o.table + "_payment
 // The inventory service's table: what is available per SKU.
 inline std::string stock_table(const Options& o) { return o.table + "_stock"; }
 
-inline void create_payments_table(const Options& o) {
-    pqxx::connection c(o.dsn);
-    pqxx::work tx(c);
+inline void create_payments_table(pqxx::transaction_base& tx, const Options& o) {
     tx.exec("CREATE TABLE IF NOT EXISTS " + payments_table(o) +
             " (order_id text PRIMARY KEY, customer text NOT NULL, amount_cents bigint NOT NULL,"
             " status text NOT NULL CHECK (status IN ('charged', 'refunded')),"
             " updated_at timestamptz NOT NULL DEFAULT now())");
-    tx.commit();
 }
 
 // Creates the stock table and seeds it (seed_stock()) the first time.
-inline void create_stock_table(const Options& o) {
-    pqxx::connection c(o.dsn);
-    pqxx::work tx(c);
+inline void create_stock_table(pqxx::transaction_base& tx, const Options& o) {
     tx.exec("CREATE TABLE IF NOT EXISTS " + stock_table(o) +
             " (sku text PRIMARY KEY, available bigint NOT NULL CHECK (available >= 0))");
     for (const auto& [sku, quantity] : seed_stock()) {
         tx.exec_params("INSERT INTO " + stock_table(o) + " (sku, available) VALUES ($1, $2) ON CONFLICT (sku) DO NOTHING",
                        sku, quantity);
     }
-    tx.commit();
 }
 
 using Bus = boong::EventBus<boong::RedisBroker>;
@@ -142,6 +225,8 @@ public:
 
         boong::PostgresStoreConfig pc;
         pc.connection = options_.dsn;
+        pc.password_env = options_.pg_password_env;
+        pc.password_file = options_.pg_password_file;
         pc.table_name = options_.table;
         pc.snapshot_table_name = options_.table + "_snapshots";
         pc.pool_size = 8;
@@ -153,6 +238,9 @@ public:
         rc.host = options_.redis_host;
         rc.port = options_.redis_port;
         rc.database = options_.redis_db;
+        rc.username = options_.redis_user;
+        rc.password_env = options_.redis_password_env;
+        rc.password_file = options_.redis_password_file;
         rc.command_timeout = 10s;
         broker_ = std::make_unique<boong::RedisBroker>(ioc_.get_executor(), rc);
 
@@ -167,9 +255,10 @@ public:
         bo.service = options_.service;
         bo.consumers.concurrency = 16;
         // A handler that failed (a conflict, a stock race) or a message left by
-        // a killed process comes again after this long.
-        bo.consumers.visibility_timeout = 2s;
-        bo.consumers.max_deliveries = 50;
+        // a killed process comes again after this long. An outage of the store
+        // is waited out and never counts towards max_deliveries.
+        bo.consumers.visibility_timeout = options_.redelivery;
+        bo.consumers.max_deliveries = options_.max_deliveries;
         bo.consumers.shutdown_grace = 3s;
         bus_ = std::make_unique<Bus>(*store_, *broker_, registry_, bo);
     }
@@ -177,23 +266,37 @@ public:
     asio::io_context& ioc() { return ioc_; }
     const Options& options() const { return options_; }
     boong::PostgresEventStore& store() { return *store_; }
+    boong::PostgresOutbox& outbox() { return *outbox_; }
+    boong::RedisBroker& broker() { return *broker_; }
     const boong::EventRegistry& registry() const { return registry_; }
     Bus& bus() { return *bus_; }
-    const std::string& events_table() const { return store_->tables().events; }
+
+    // Runs `body` in a transaction on the store, before the service starts
+    // (its own tables): blocks until it is done.
+    void setup(std::function<void(pqxx::transaction_base&)> body) {
+        std::exception_ptr error;
+        asio::co_spawn(ioc_, boong::async_transact(*store_, std::move(body), asio::use_awaitable),
+                       [&error](std::exception_ptr e) { error = e; });
+        ioc_.run();
+        ioc_.restart();
+        if (error) std::rethrow_exception(error);
+    }
 
     // Runs until SIGINT or SIGTERM: starts the relay (once Redis answers) and
     // the bus, then stops them gracefully, `stop_extra` first.
     void run(std::function<asio::awaitable<void>()> stop_extra = {}) {
         auto start = [this]() -> asio::awaitable<void> {
+            boong::detail::OutageLog waiting;
             for (;;) {
-                bool ok = true;
+                std::string why;
                 try {
                     co_await broker_->async_open(asio::use_awaitable);
                 } catch (const std::exception& e) {
-                    ok = false;
-                    spdlog::warn("redis not reachable yet: {}", e.what());
+                    why = e.what();
                 }
-                if (ok) break;
+                if (why.empty()) break;
+                const auto now = std::chrono::steady_clock::now();
+                spdlog::log(waiting.failure(now), "redis not reachable yet ({} s): {}", waiting.seconds(now), why);
                 asio::steady_timer t(ioc_, 500ms);
                 co_await t.async_wait(asio::use_awaitable);
             }
@@ -248,20 +351,12 @@ struct StreamView {
     }
 };
 
-inline StreamView read_stream_in(pqxx::transaction_base& tx, const std::string& events_table,
+inline StreamView read_stream_in(boong::PostgresEventStore& store, pqxx::transaction_base& tx,
                                  const std::string& stream) {
     StreamView v;
-    const auto rows = tx.exec_params("SELECT version, event_id::text, type, schema_version, payload::text FROM " +
-                                         events_table + " WHERE stream_id = $1 ORDER BY version",
-                                     stream);
-    for (const auto& row : rows) {
-        boong::EventData e;
-        v.version = row[0].as<std::int64_t>();
-        e.event_id = row[1].as<std::string>();
-        e.type = row[2].as<std::string>();
-        e.schema_version = row[3].as<int>();
-        e.payload = boong::json::parse(row[4].as<std::string>());
-        v.events.push_back(std::move(e));
+    for (auto& e : store.read_stream_in(tx, stream)) {
+        v.version = e.version;
+        v.events.push_back(std::move(e.event));
     }
     return v;
 }

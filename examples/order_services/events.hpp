@@ -201,6 +201,18 @@ inline boong::EventRegistry make_registry() {
 }
 
 inline std::string order_stream(const std::string& id) { return "order-" + id; }
+
+// An order placed with an Idempotency-Key gets a name-based id
+// (boong::name_based_id): the same key, the same order id, however often the
+// request is retried, across restarts and crashes. Its OrderCreated event's id
+// is derived from the key and the order itself, so a retry of the same
+// request is a replay of the stored append, and a different request under the
+// same key is told apart (and refused).
+inline constexpr std::string_view kOrderKeyNamespace = "3f0c5a1e-8d2b-5c47-9e61-0b7a2d4c8e15";
+inline std::string order_id_for_key(std::string_view key) { return boong::name_based_id(kOrderKeyNamespace, key); }
+inline std::string order_created_id_for_key(std::string_view key, const boong::json& order) {
+    return boong::name_based_id(kOrderKeyNamespace, std::string(key) + "\n" + order.dump());
+}
 inline std::string payment_stream(const std::string& id) { return "payment-" + id; }
 inline std::string inventory_stream(const std::string& id) { return "inventory-" + id; }
 

@@ -24,9 +24,11 @@ std::vector<Item> merged(const std::vector<Item>& items) {
 
 class InventoryService {
 public:
-    explicit InventoryService(Process& p) : p_(p), events_(p.events_table()), stock_(stock_table(p.options())) {}
+    explicit InventoryService(Process& p) : p_(p), stock_(stock_table(p.options())) {}
 
-    void create_tables() { create_stock_table(p_.options()); }
+    void create_tables() {
+        p_.setup([this](pqxx::transaction_base& tx) { create_stock_table(tx, p_.options()); });
+    }
 
     void subscribe() {
         p_.bus().on<OrderCreated>([this](const OrderCreated& o, boong::HandlerContext& ctx) {
@@ -42,7 +44,7 @@ private:
         auto make = [this, &o] {
             return [this, &o](pqxx::transaction_base& tx, boong::Reaction& r) {
                 const auto stream = inventory_stream(o.order_id);
-                const auto inventory = read_stream_in(tx, events_, stream);
+                const auto inventory = read_stream_in(p_.store(), tx, stream);
                 if (inventory.version > 0) return;  // decided already, or the payment failed first
                 auto items = merged(o.items);
                 for (const auto& i : items) {
@@ -79,7 +81,7 @@ private:
         auto make = [this, &e] {
             return [this, &e](pqxx::transaction_base& tx, boong::Reaction& r) {
                 const auto stream = inventory_stream(e.order_id);
-                const auto inventory = read_stream_in(tx, events_, stream);
+                const auto inventory = read_stream_in(p_.store(), tx, stream);
                 const std::string reason = "payment failed: " + e.reason;
                 if (inventory.version == 0) {
                     // The order has not reached us yet: make sure nothing is ever reserved for it.
@@ -102,7 +104,6 @@ private:
     }
 
     Process& p_;
-    std::string events_;
     std::string stock_;
 };
 

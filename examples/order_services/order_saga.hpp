@@ -35,15 +35,12 @@ public:
     OrderSagaSteps(boong::PostgresEventStore& store, const Options& o)
         : store_(store), stock_(stock_table(o)), payments_(payments_table(o)), reservations_(o.table + "_reservations") {}
 
-    void create_tables(const Options& o) {
-        create_stock_table(o);
-        create_payments_table(o);
-        pqxx::connection c(o.dsn);
-        pqxx::work tx(c);
+    void create_tables(pqxx::transaction_base& tx, const Options& o) {
+        create_stock_table(tx, o);
+        create_payments_table(tx, o);
         tx.exec("CREATE TABLE IF NOT EXISTS " + reservations_ +
                 " (order_id text PRIMARY KEY, items jsonb NOT NULL,"
                 " status text NOT NULL CHECK (status IN ('reserved', 'released')))");
-        tx.commit();
     }
 
     asio::awaitable<void> reserve_items(boong::StepContext<OrderSagaData>& ctx) {

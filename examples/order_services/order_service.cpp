@@ -2,8 +2,17 @@
 // decides each order's fate.
 //
 //   POST /api/orders       {"customer", "items": [{"sku", "quantity"}], "amount", "payment_method"}
+//                          [Idempotency-Key: <1..200 printable characters>]
 //                          -> 202 {"order_id"}: OrderCreated stored in order-<id>
+//                          -> 429 + Retry-After while too much work waits (--max-backlog)
 //   GET  /api/orders/{id}  -> 200 {"order_id", "status", "reason", "history"}
+//
+// A POST with an Idempotency-Key is stored once: the same key and body return
+// the same order id (202 again, Idempotent-Replayed: true), across restarts
+// and crashes between storing and replying; the same key with another body
+// is 422. Requests that cannot be read are 400 (413 for a body over
+// --max-body, 431 for headers over 8 KiB); a store or broker outage is 503
+// "temporarily unavailable" with Retry-After, its details in the log.
 //
 // Events mode (default): it handles the payment's and the inventory's
 // outcomes (PaymentProcessed / PaymentFailed, ItemsReserved /
@@ -13,7 +22,9 @@
 // decide (the loser's transaction rolls back and it decides again).
 //
 // Saga mode (--mode saga): no payment or inventory service; a SagaOrchestrator
-// runs reserve items -> charge payment -> confirm (order_saga.hpp).
+// runs reserve items -> charge payment -> confirm (order_saga.hpp). Each saga is
+// started from its OrderCreated event (consumer group "order-saga"), so an
+// order stored is an order run, whatever crashes in between.
 //
 //   order_service --dsn DSN --redis HOST:PORT [--http PORT] [--table NAME] [--mode events|saga]
 #include "common.hpp"
@@ -22,6 +33,7 @@
 
 #include <boost/beast.hpp>
 
+#include <atomic>
 #include <cmath>
 #include <optional>
 
@@ -38,20 +50,43 @@ using Response = http::response<http::string_body>;
 // temporary inside the co_await expression).
 constexpr auto tuple_token = asio::as_tuple(asio::use_awaitable);
 
-Response json_response(const Request& req, http::status status, const boong::json& body) {
-    Response res{status, req.version()};
+constexpr std::uint32_t kHeaderLimit = 8 * 1024;  // request line and headers
+constexpr std::size_t kMaxConnections = 1000;     // more wait in the listen queue
+constexpr std::size_t kMaxText = 200;             // customer, payment_method, sku, Idempotency-Key
+constexpr std::size_t kMaxItems = 100;
+
+Response json_response(unsigned version, bool keep_alive, http::status status, const boong::json& body) {
+    Response res{status, version};
     res.set(http::field::server, "boong-order-service");
     res.set(http::field::content_type, "application/json");
-    res.keep_alive(req.keep_alive());
-    res.body() = body.dump() + "\n";
+    res.keep_alive(keep_alive);
+    res.body() = body.dump(-1, ' ', false, boong::json::error_handler_t::replace) + "\n";
     res.prepare_payload();
     return res;
 }
 
-Response error_response(const Request& req, http::status status, const std::string& message) {
+Response json_response(const Request& req, http::status status, const boong::json& body) {
+    return json_response(req.version(), req.keep_alive(), status, body);
+}
+
+Response error_response(unsigned version, bool keep_alive, http::status status, const std::string& message) {
     boong::json body = boong::json::object();
     body["error"] = message;
-    return json_response(req, status, body);
+    return json_response(version, keep_alive, status, body);
+}
+
+Response error_response(const Request& req, http::status status, const std::string& message) {
+    return error_response(req.version(), req.keep_alive(), status, message);
+}
+
+// Text a person typed: 1..kMaxText bytes, no control characters (NUL among
+// them: PostgreSQL cannot store it). json::parse has checked it is UTF-8.
+std::optional<std::string> text_problem(const std::string& name, const std::string& s) {
+    if (s.empty()) return name + " must be a non-empty string";
+    if (s.size() > kMaxText) return name + " is longer than " + std::to_string(kMaxText) + " bytes";
+    for (unsigned char c : s)
+        if (c < 0x20 || c == 0x7f) return name + " must not contain control characters";
+    return std::nullopt;
 }
 
 // Reads a POST body into an OrderCreated, or says what is wrong with it.
@@ -62,24 +97,22 @@ std::optional<std::string> parse_order(const std::string& text, OrderCreated& ou
     const auto text_field = [&j](const char* name, std::string& to) -> std::optional<std::string> {
         if (!j.contains(name)) return std::string("missing field '") + name + "'";
         const auto& v = j.at(name);
-        if (!v.is_string() || v.get<std::string>().empty()) {
-            return std::string("field '") + name + "' must be a non-empty string";
-        }
+        if (!v.is_string()) return std::string("field '") + name + "' must be a non-empty string";
         to = v.get<std::string>();
-        return std::nullopt;
+        return text_problem(std::string("field '") + name + "'", to);
     };
     if (auto e = text_field("customer", out.customer)) return e;
     if (auto e = text_field("payment_method", out.payment_method)) return e;
     if (!j.contains("items")) return "missing field 'items'";
     const auto& items = j.at("items");
     if (!items.is_array() || items.empty()) return "field 'items' must be a non-empty array";
+    if (items.size() > kMaxItems) return "field 'items' has more than " + std::to_string(kMaxItems) + " entries";
     for (std::size_t i = 0; i < items.size(); ++i) {
         const auto& it = items[i];
         const std::string where = "items[" + std::to_string(i) + "]";
         if (!it.is_object()) return where + " must be an object";
-        if (!it.contains("sku") || !it.at("sku").is_string() || it.at("sku").get<std::string>().empty()) {
-            return where + ".sku must be a non-empty string";
-        }
+        if (!it.contains("sku") || !it.at("sku").is_string()) return where + ".sku must be a non-empty string";
+        if (auto e = text_problem(where + ".sku", it.at("sku").get<std::string>())) return e;
         if (!it.contains("quantity") || !it.at("quantity").is_number_integer() ||
             it.at("quantity").get<std::int64_t>() <= 0 || it.at("quantity").get<std::int64_t>() > 1000000000) {
             return where + ".quantity must be an integer in 1..1000000000";
@@ -97,12 +130,55 @@ std::optional<std::string> parse_order(const std::string& text, OrderCreated& ou
     return std::nullopt;
 }
 
+// What a request that could not be read gets, or nullopt when there is no
+// one to answer (the client went away, or was idle too long).
+std::optional<Response> unreadable(const boost::system::error_code& ec, std::int64_t max_body) {
+    // Not an HTTP parse error (the client went away, or was idle too long),
+    // or the connection ended between or inside requests: no one to answer.
+    if (ec.category() != http::make_error_code(http::error::end_of_stream).category() ||
+        ec == http::error::end_of_stream || ec == http::error::partial_message) {
+        return std::nullopt;
+    }
+    if (ec == http::error::body_limit) {
+        return error_response(11, false, http::status::payload_too_large,
+                              "the request body is larger than " + std::to_string(max_body) + " bytes");
+    }
+    if (ec == http::error::header_limit) {
+        return error_response(11, false, http::status::request_header_fields_too_large,
+                              "the request line and headers are larger than " + std::to_string(kHeaderLimit) + " bytes");
+    }
+    return error_response(11, false, http::status::bad_request, "malformed HTTP request: " + ec.message());
+}
+
+// Limits log lines about clients that keep doing the same wrong thing.
+struct RateLimitedLog {
+    std::chrono::steady_clock::time_point next{};
+    long suppressed = 0;
+
+    template <class... Args>
+    void warn(spdlog::format_string_t<Args...> format, Args&&... args) {
+        const auto now = std::chrono::steady_clock::now();
+        if (now < next) {
+            ++suppressed;
+            return;
+        }
+        next = now + 10s;
+        const auto text = fmt::format(format, std::forward<Args>(args)...);
+        if (suppressed > 0) {
+            spdlog::warn("{} (and {} more like it in the last 10 s)", text, suppressed);
+        } else {
+            spdlog::warn("{}", text);
+        }
+        suppressed = 0;
+    }
+};
+
 class OrderService {
 public:
-    explicit OrderService(Process& p) : p_(p), events_(p.events_table()) {
+    explicit OrderService(Process& p) : p_(p), max_backlog_(p.options().max_backlog) {
         if (p.options().mode == "saga") {
             steps_ = std::make_unique<OrderSagaSteps>(p.store(), p.options());
-            steps_->create_tables(p.options());
+            p.setup([this, &p](pqxx::transaction_base& tx) { steps_->create_tables(tx, p.options()); });
             index_ = std::make_unique<boong::PostgresSagaIndex>(p.store());
             boong::OrchestratorOptions oo;
             oo.name = "order-saga";  // stable: a restarted service takes its sagas back at once
@@ -117,8 +193,11 @@ public:
     }
 
     void subscribe() {
-        if (orchestrator_) return;
         auto& bus = p_.bus();
+        if (orchestrator_) {
+            bus.on<OrderCreated>([this](const OrderCreated& e, boong::HandlerContext& ctx) { return run_saga(e, ctx); });
+            return;
+        }
         bus.on<PaymentProcessed>([this](const PaymentProcessed& e, boong::HandlerContext& ctx) {
             return learn(ctx, e.order_id, OrderPaid{e.order_id, e.payment_id});
         });
@@ -139,13 +218,16 @@ public:
         spdlog::info("order service ({} mode) listening on http://{}:{}", p_.options().mode,
                      endpoint.address().to_string(), acceptor_->local_endpoint().port());
         asio::co_spawn(p_.ioc(), accept_loop(), asio::detached);
+        asio::co_spawn(p_.ioc(), watch_backlog(), asio::detached);
     }
 
     asio::awaitable<void> stop() {
+        stopping_ = true;
         if (acceptor_) {
             boost::system::error_code ignored;
             acceptor_->close(ignored);
         }
+        backlog_timer_.cancel();
         if (orchestrator_) co_await orchestrator_->stop();
     }
 
@@ -157,7 +239,7 @@ private:
         auto make = [this, &order_id, &learned] {
             return [this, &order_id, &learned](pqxx::transaction_base& tx, boong::Reaction& r) {
                 const auto stream = order_stream(order_id);
-                const auto order = read_stream_in(tx, events_, stream);
+                const auto order = read_stream_in(p_.store(), tx, stream);
                 if (order.version == 0) {
                     spdlog::warn("{} for unknown order {}: ignored", Learned::event_name, order_id);
                     return;
@@ -181,15 +263,25 @@ private:
 
     // ---- saga mode
 
-    asio::awaitable<void> run_saga(OrderSagaData data, boong::RunOptions options) {
-        const std::string order_id = data.order.order_id;
+    // Runs the order's saga (its id is the order's). Delivered again (a
+    // restart, a slow saga): it is running or ran already, nothing to do; the
+    // orchestrator sees to sagas whose process died.
+    asio::awaitable<void> run_saga(const OrderCreated& order, boong::HandlerContext& ctx) {
+        boong::RunOptions ro;
+        ro.saga_id = order.order_id;
+        ro.correlation_id = ctx.correlation_id();
+        ro.causation_id = ctx.event().event_id;
+        OrderSagaData data{order};
+        boong::SagaOutcome<OrderSagaData> outcome;
+        bool ran = true;
         try {
-            auto outcome = co_await orchestrator_->run(std::move(data), std::move(options));
-            co_await finish_saga(outcome);
-        } catch (const std::exception& e) {
-            // Interrupted (a shutdown): the orchestrator resumes it later.
-            spdlog::warn("order {}: saga stopped here: {}", order_id, e.what());
+            outcome = co_await orchestrator_->run(std::move(data), std::move(ro));
+        } catch (const boong::Error& e) {
+            const auto code = e.code();
+            if (code != boong::errc::concurrency_conflict && code != boong::errc::saga_not_resumable) throw;
+            ran = false;
         }
+        if (ran) co_await finish_saga(std::move(outcome));
     }
 
     asio::awaitable<void> finish_saga(boong::SagaOutcome<OrderSagaData> outcome) {
@@ -202,17 +294,63 @@ private:
         co_await steps_->record(order_id, std::move(cancelled), std::move(correlation));
     }
 
+    // ---- backpressure: how much work waits
+
+    // Every 250 ms: events stored and not yet published, plus OrderCreated
+    // messages not yet handled by the slowest group that takes them (payment,
+    // inventory; the saga runner in saga mode).
+    asio::awaitable<void> watch_backlog() {
+        std::int64_t unpublished = 0, unhandled = 0;
+        boong::detail::OutageLog failing;
+        while (!stopping_) {
+            std::string why;
+            try {
+                auto status = co_await p_.outbox().async_status("bus", asio::use_awaitable);
+                unpublished = status.pending;
+                auto groups = co_await p_.broker().async_consumer_groups(std::string(OrderCreated::event_name),
+                                                                         asio::use_awaitable);
+                unhandled = 0;
+                for (const auto& g : groups)
+                    unhandled = std::max(unhandled, static_cast<std::int64_t>(g.pending + g.lag.value_or(0)));
+            } catch (const std::exception& e) {
+                why = e.what();  // keep the last figures: a POST finds out for itself
+            }
+            const auto now = std::chrono::steady_clock::now();
+            if (!why.empty()) spdlog::log(failing.failure(now), "backlog: cannot measure it: {}", why);
+            else failing.success(now);
+            backlog_ = unpublished + unhandled;
+            backlog_timer_.expires_after(250ms);
+            co_await backlog_timer_.async_wait(tuple_token);
+        }
+    }
+
     // ---- HTTP
 
     asio::awaitable<void> accept_loop() {
+        auto delay = 50ms;  // after running out of descriptors, doubling to 1 s
+        RateLimitedLog log;
+        asio::steady_timer pause(p_.ioc());
         for (;;) {
+            if (connections_ >= kMaxConnections) {
+                // Serve the open ones; more wait in the listen queue.
+                pause.expires_after(10ms);
+                co_await pause.async_wait(tuple_token);
+                continue;
+            }
             auto [ec, socket] = co_await acceptor_->async_accept(tuple_token);
             if (ec == asio::error::operation_aborted || !acceptor_->is_open()) co_return;
             if (ec) {
-                spdlog::warn("http accept: {}", ec.message());
+                // Out of descriptors (EMFILE, ENFILE) or memory: accepting
+                // again at once would spin. Back off; open connections go on.
+                log.warn("http accept: {}; pausing accepts for {} ms", ec.message(), delay.count());
+                pause.expires_after(delay);
+                co_await pause.async_wait(tuple_token);
+                delay = std::min<std::chrono::milliseconds>(delay * 2, 1000ms);
                 continue;
             }
-            asio::co_spawn(p_.ioc(), session(std::move(socket)), asio::detached);
+            delay = 50ms;
+            ++connections_;
+            asio::co_spawn(p_.ioc(), session(std::move(socket)), [this](std::exception_ptr) { --connections_; });
         }
     }
 
@@ -220,16 +358,19 @@ private:
         beast::tcp_stream stream(std::move(socket));
         beast::flat_buffer buffer;
         for (;;) {
-            Request req;
+            http::request_parser<http::string_body> parser;
+            parser.header_limit(kHeaderLimit);
+            parser.body_limit(static_cast<std::uint64_t>(p_.options().max_body));
             stream.expires_after(std::chrono::seconds(60));
-            auto [ec, n] = co_await http::async_read(stream, buffer, req, tuple_token);
-            if (ec) break;  // closed, timed out, or not HTTP
+            auto [ec, n] = co_await http::async_read(stream, buffer, parser, tuple_token);
             Response res;
-            try {
-                res = co_await handle(req);
-            } catch (const std::exception& e) {
-                spdlog::error("{} {}: {}", std::string(req.method_string()), std::string(req.target()), e.what());
-                res = error_response(req, http::status::service_unavailable, std::string("try again: ") + e.what());
+            if (ec) {
+                auto answer = unreadable(ec, p_.options().max_body);
+                if (!answer) break;
+                res = std::move(*answer);  // then close: what follows cannot be framed
+            } else {
+                const Request& req = parser.get();
+                res = co_await handle_safely(req);
             }
             const bool keep_alive = res.keep_alive();
             auto [wec, wn] = co_await http::async_write(stream, res, tuple_token);
@@ -239,11 +380,32 @@ private:
         stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
     }
 
+    // Failures that are nobody's fault are 503 (with the details in the log,
+    // not in the answer); anything else a 500.
+    asio::awaitable<Response> handle_safely(const Request& req) {
+        std::exception_ptr error;
+        try {
+            co_return co_await handle(req);
+        } catch (...) {
+            error = std::current_exception();
+        }
+        const std::string what = boong::describe(error);
+        const std::string target(req.target().substr(0, 200));
+        if (boong::is_unavailable(error)) {
+            unavailable_log_.warn("{} {}: temporarily unavailable: {}", std::string(req.method_string()), target, what);
+            auto res = error_response(req, http::status::service_unavailable, "temporarily unavailable; try again");
+            res.set(http::field::retry_after, "1");
+            co_return res;
+        }
+        spdlog::error("{} {}: {}", std::string(req.method_string()), target, what);
+        co_return error_response(req, http::status::internal_server_error, "internal error");
+    }
+
     asio::awaitable<Response> handle(const Request& req) {
-        std::string path(req.target());
-        if (const auto q = path.find('?'); q != std::string::npos) path.resize(q);
-        const std::string prefix = "/api/orders";
-        if (path == prefix || path == prefix + "/") {
+        std::string_view path(req.target());
+        if (const auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
+        constexpr std::string_view prefix = "/api/orders";
+        if (path == prefix || path == "/api/orders/") {
             if (req.method() != http::verb::post) {
                 auto res = error_response(req, http::status::method_not_allowed, "use POST on /api/orders");
                 res.set(http::field::allow, "POST");
@@ -251,17 +413,18 @@ private:
             }
             co_return co_await create(req);
         }
-        if (path.starts_with(prefix + "/")) {
-            const std::string id = path.substr(prefix.size() + 1);
-            if (id.find('/') != std::string::npos) co_return error_response(req, http::status::not_found, "no such resource");
+        if (path.starts_with("/api/orders/")) {
+            const std::string_view id = path.substr(prefix.size() + 1);
             if (req.method() != http::verb::get) {
                 auto res = error_response(req, http::status::method_not_allowed, "use GET on /api/orders/{id}");
                 res.set(http::field::allow, "GET");
                 co_return res;
             }
-            co_return co_await get(req, id);
+            // Order ids are UUIDs: anything else is no order, without asking the store.
+            if (!boong::is_uuid(id)) co_return error_response(req, http::status::not_found, "no such order");
+            co_return co_await get(req, std::string(id));
         }
-        co_return error_response(req, http::status::not_found, "no such resource: " + path);
+        co_return error_response(req, http::status::not_found, "no such resource");
     }
 
     asio::awaitable<Response> create(const Request& req) {
@@ -269,22 +432,45 @@ private:
         if (auto problem = parse_order(req.body(), order)) {
             co_return error_response(req, http::status::bad_request, *problem);
         }
-        order.order_id = boong::IdGenerator().next();
-        std::string stream = order_stream(order.order_id);
-        const auto new_stream = boong::ExpectedVersion::no_stream();
-        boong::EventMetadata new_flow;  // empty: the OrderCreated's own id becomes the correlation id
-        const OrderCreated created = order;
-        co_await p_.bus().publish(std::move(stream), created, new_stream, std::move(new_flow));
-        if (orchestrator_) {
-            boong::RunOptions ro;
-            ro.saga_id = order.order_id;
-            ro.correlation_id = order.order_id;
-            OrderSagaData data{order};
-            asio::co_spawn(p_.ioc(), run_saga(std::move(data), std::move(ro)), asio::detached);
+        std::optional<std::string> key;
+        if (auto it = req.find("Idempotency-Key"); it != req.end()) {
+            key = std::string(it->value());
+            const bool printable = std::all_of(key->begin(), key->end(), [](char c) { return c >= 0x20 && c < 0x7f; });
+            if (key->empty() || key->size() > kMaxText || !printable) {
+                co_return error_response(req, http::status::bad_request,
+                                         "Idempotency-Key must be 1.." + std::to_string(kMaxText) +
+                                             " printable ASCII characters");
+            }
+        }
+        if (backlog_ > max_backlog_) {
+            auto res = error_response(req, http::status::too_many_requests,
+                                      "too much work waiting (" + std::to_string(backlog_.load()) +
+                                          " messages); try again shortly");
+            res.set(http::field::retry_after, "1");
+            co_return res;
+        }
+        order.order_id = key ? order_id_for_key(*key) : boong::IdGenerator().next();
+        std::vector<boong::EventData> events;
+        events.push_back(boong::EventRegistry::encode(order));
+        auto& created = events.front();
+        if (key) created.event_id = order_created_id_for_key(*key, created.payload);
+        created.metadata.correlation_id = created.event_id;  // a new flow
+        const std::string event_id = created.event_id;
+        const boong::json payload = created.payload;
+        bool conflict = false;
+        try {
+            co_await p_.store().async_append(order_stream(order.order_id), boong::ExpectedVersion::no_stream(),
+                                             std::move(events), asio::use_awaitable);
+        } catch (const boong::ConcurrencyConflict&) {
+            conflict = true;
         }
         boong::json body = boong::json::object();
         body["order_id"] = order.order_id;
-        co_return json_response(req, http::status::accepted, body);
+        if (!conflict) co_return json_response(req, http::status::accepted, body);
+        // The key was used before, for another order (a replay of the same
+        // request is not a conflict: the store recognises its event id).
+        co_return error_response(req, http::status::unprocessable_entity,
+                                 "this Idempotency-Key was used for a different order (" + order.order_id + ")");
     }
 
     asio::awaitable<Response> get(const Request& req, const std::string& id) {
@@ -320,11 +506,16 @@ private:
     }
 
     Process& p_;
-    std::string events_;
     std::optional<tcp::acceptor> acceptor_;
     std::unique_ptr<OrderSagaSteps> steps_;
     std::unique_ptr<boong::PostgresSagaIndex> index_;
     std::unique_ptr<OrderOrchestrator> orchestrator_;
+    std::int64_t max_backlog_;
+    std::atomic<std::int64_t> backlog_{0};
+    asio::steady_timer backlog_timer_{p_.ioc()};
+    std::size_t connections_ = 0;
+    RateLimitedLog unavailable_log_;
+    bool stopping_ = false;
 };
 
 }  // namespace

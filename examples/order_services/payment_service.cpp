@@ -13,9 +13,11 @@ namespace {
 class PaymentService {
 public:
     explicit PaymentService(Process& p)
-        : p_(p), events_(p.events_table()), payments_(payments_table(p.options())) {}
+        : p_(p), payments_(payments_table(p.options())) {}
 
-    void create_tables() { create_payments_table(p_.options()); }
+    void create_tables() {
+        p_.setup([this](pqxx::transaction_base& tx) { create_payments_table(tx, p_.options()); });
+    }
 
     void subscribe() {
         p_.bus().on<OrderCreated>([this](const OrderCreated& o, boong::HandlerContext& ctx) {
@@ -31,7 +33,7 @@ private:
         auto make = [this, &o] {
             return [this, &o](pqxx::transaction_base& tx, boong::Reaction& r) {
                 const auto stream = payment_stream(o.order_id);
-                const auto payment = read_stream_in(tx, events_, stream);
+                const auto payment = read_stream_in(p_.store(), tx, stream);
                 // Already decided, or cancelled before we saw the order: nothing to do.
                 if (payment.version > 0) return;
                 if (o.amount_cents > kPaymentLimitCents) {
@@ -56,7 +58,7 @@ private:
         auto make = [this, &e] {
             return [this, &e](pqxx::transaction_base& tx, boong::Reaction& r) {
                 const auto stream = payment_stream(e.order_id);
-                const auto payment = read_stream_in(tx, events_, stream);
+                const auto payment = read_stream_in(p_.store(), tx, stream);
                 const std::string reason = "items not available: " + e.reason;
                 if (payment.version == 0) {
                     // The order has not reached us yet: make sure it is never charged.
@@ -82,7 +84,6 @@ private:
     }
 
     Process& p_;
-    std::string events_;
     std::string payments_;
 };
 

@@ -41,7 +41,9 @@ fi
 boong_start_postgres "" "" || exit 1
 boong_start_redis "" "" || exit 1
 port=${HTTP_PORT:-$(boong_free_port)} || exit 1
-common=(--dsn "$BOONG_TEST_PG_DSN" --redis "$BOONG_TEST_REDIS_HOST:$BOONG_TEST_REDIS_PORT" --table event_store)
+# The DSN (with its password) in the environment: a command line shows in `ps`.
+export BOONG_DSN=$BOONG_TEST_PG_DSN
+common=(--redis "$BOONG_TEST_REDIS_HOST:$BOONG_TEST_REDIS_PORT" --table event_store)
 
 "$bin/order_service" "${common[@]}" --http "$port" --mode "$mode" &
 pids+=($!)
@@ -73,7 +75,10 @@ Place orders (each answers {"order_id": ...}):
   curl -s -X POST $url -d '{"customer": "cy", "items": [{"sku": "rare", "quantity": 5}], "amount": 40, "payment_method": "card"}'
 Query one (status, reason, history):
   curl -s $url/ORDER_ID
-Errors: bad JSON or a missing field -> 400, unknown order -> 404.
+Retry safely with an Idempotency-Key header (the same key: the same order):
+  curl -s -X POST $url -H 'Idempotency-Key: ann-2024-001' -d '{"customer": "ann", "items": [{"sku": "widget", "quantity": 2}], "amount": 25.50, "payment_method": "card"}'
+Errors: bad JSON or a missing field -> 400, unknown order -> 404, body over 64 KiB -> 413,
+too much work waiting -> 429 (Retry-After), store or broker down -> 503 (Retry-After).
 
 Ctrl-C stops everything.
 TEXT

@@ -98,6 +98,17 @@ concept Broker = requires(B& b, std::string topic, EventData event, ConsumerOpti
         -> std::same_as<boost::asio::awaitable<void>>;
 };
 
+// How one consumer group of a topic stands: what operators and backpressure
+// look at (both brokers have async_consumer_groups(topic, token), completing
+// with void(std::exception_ptr, std::vector<ConsumerGroupStatus>); an unknown
+// topic has no groups).
+struct ConsumerGroupStatus {
+    std::string group;
+    std::size_t consumers = 0;       // consumers known to the group
+    std::size_t pending = 0;         // delivered, not acknowledged yet
+    std::optional<std::size_t> lag;  // not delivered to the group yet (nullopt: the broker cannot tell)
+};
+
 // ---- dead letters ----------------------------------------------------------
 
 // One dead letter, as DeadLetterQueue lists it.

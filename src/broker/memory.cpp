@@ -302,6 +302,7 @@ public:
         : state_(std::move(state)), strand_(strand), timer_(strand), options_(std::move(options)) {}
 
     const asio::strand<asio::any_io_executor>& strand() const { return strand_; }
+    const std::string& group() const noexcept { return options_.group; }
 
     const char* broker_name() const noexcept override { return "memory broker"; }
 
@@ -402,6 +403,26 @@ std::size_t MemoryBroker::redrive(const std::string& topic, const DeadLetterSele
 std::size_t MemoryBroker::drop(const std::string& topic, const DeadLetterSelection& selection) {
     detail::validate_dead_letter_selection(topic, selection);
     return state_->settle_dead_letters(topic, selection, false);
+}
+
+std::vector<ConsumerGroupStatus> MemoryBroker::consumer_groups(const std::string& topic) const {
+    std::lock_guard lock(state_->mutex);
+    std::vector<ConsumerGroupStatus> out;
+    const auto t = state_->topics.find(topic);
+    if (t == state_->topics.end()) return out;
+    for (const auto& [name, group] : t->second.groups) {
+        ConsumerGroupStatus s;
+        s.group = name;
+        s.pending = group.pending.size();
+        std::size_t lag = 0;
+        for (std::size_t i = group.next; i < t->second.messages.size(); ++i) lag += !t->second.messages[i].deleted;
+        s.lag = lag;
+        for (const auto& w : t->second.consumers) {
+            if (auto c = w.lock(); c && c->group() == name) ++s.consumers;
+        }
+        out.push_back(std::move(s));
+    }
+    return out;
 }
 
 std::size_t MemoryBroker::pending_count(std::string_view topic, std::string_view group) const {

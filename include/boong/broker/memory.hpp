@@ -88,8 +88,19 @@ public:
             token, std::move(topic), std::move(selection));
     }
 
+    // How the consumer groups of `topic` stand (see ConsumerGroupStatus).
+    template <class Token>
+    auto async_consumer_groups(std::string topic, Token&& token) {
+        return boost::asio::async_initiate<Token, void(std::exception_ptr, std::vector<ConsumerGroupStatus>)>(
+            [this](auto handler, std::string t) {
+                complete_now(std::move(handler), [&] { return consumer_groups(t); });
+            },
+            token, std::move(topic));
+    }
+
     // The synchronous forms (thread-safe), for tools and tests.
     std::string publish(const std::string& topic, EventData event);
+    std::vector<ConsumerGroupStatus> consumer_groups(const std::string& topic) const;
     std::vector<DeadLetter> dead_letters(const std::string& topic, const std::string& after,
                                          std::size_t max_count) const;
     std::size_t redrive(const std::string& topic, const DeadLetterSelection& selection);

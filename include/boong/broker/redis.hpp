@@ -124,8 +124,16 @@ public:
                                      std::forward<Token>(token));
     }
 
+    // How the consumer groups of `topic` stand (XINFO GROUPS; see ConsumerGroupStatus).
+    template <class Token>
+    auto async_consumer_groups(std::string topic, Token&& token) {
+        return boost::asio::co_spawn(ex_, consumer_groups(shared_, std::move(topic)), std::forward<Token>(token));
+    }
+
 private:
     struct Shared;
+    static boost::asio::awaitable<std::vector<ConsumerGroupStatus>> consumer_groups(std::shared_ptr<Shared> shared,
+                                                                                   std::string topic);
     static boost::asio::awaitable<std::vector<DeadLetter>> list_dead_letters(std::shared_ptr<Shared> shared,
                                                                              std::string topic, std::string after,
                                                                              std::size_t max_count);

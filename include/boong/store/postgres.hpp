@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -167,6 +168,14 @@ public:
     // but aborts the transaction: run it again.
     AppendResult append_in(pqxx::transaction_base& tx, std::string stream, ExpectedVersion expected,
                            std::vector<EventData> events);
+
+    // Reads a stream inside a transaction of yours (a body run by
+    // async_transact), as that transaction sees it: a reaction that folds a
+    // stream and appends to it with append_in reads and writes one snapshot
+    // of it. Same checks and errors as async_read_stream.
+    std::vector<RecordedEvent> read_stream_in(pqxx::transaction_base& tx, const std::string& stream,
+                                              std::int64_t from_version = 1,
+                                              std::size_t max_count = std::numeric_limits<std::size_t>::max()) const;
 
     PostgresStoreStats stats() const;
     // Throws Error(errc::store_unavailable) when the store is not open.

@@ -598,6 +598,41 @@ asio::awaitable<std::vector<DeadLetter>> RedisBroker::list_dead_letters(std::sha
 
 namespace {
 
+// XINFO GROUPS's reply: per group a flat list of field, value, ...
+std::vector<ConsumerGroupStatus> to_group_statuses(const Reply& r) {
+    std::vector<ConsumerGroupStatus> out;
+    for (const auto& g : r.elements) {
+        ConsumerGroupStatus s;
+        for (std::size_t i = 0; i + 1 < g.elements.size(); i += 2) {
+            const auto& key = g.elements[i].str;
+            const auto& value = g.elements[i + 1];
+            const auto count = static_cast<std::size_t>(std::max<long long>(0, value.integer));
+            if (key == "name") s.group = value.str;
+            else if (key == "consumers") s.consumers = count;
+            else if (key == "pending") s.pending = count;
+            else if (key == "lag" && value.type == Reply::Type::integer) s.lag = count;  // nil: Redis cannot tell
+        }
+        out.push_back(std::move(s));
+    }
+    return out;
+}
+
+}  // namespace
+
+asio::awaitable<std::vector<ConsumerGroupStatus>> RedisBroker::consumer_groups(std::shared_ptr<Shared> shared,
+                                                                              std::string topic) {
+    if (topic.empty()) throw Error(errc::invalid_argument, "consumer groups: topic is empty");
+    std::vector<std::string> argv{"XINFO", "GROUPS", topic};
+    auto r = co_await shared->exec_retrying(std::move(argv));
+    if (r.is_error()) {
+        if (r.str.find("no such key") != std::string::npos) co_return std::vector<ConsumerGroupStatus>{};
+        throw protocol(shared->endpoint, "XINFO GROUPS '" + topic + "' failed: " + r.str);
+    }
+    co_return to_group_statuses(r);
+}
+
+namespace {
+
 // Re-drives (the script) or drops (XDEL) one page of dead letters of `topic`.
 asio::awaitable<std::size_t> settle_page(Connection& publisher, const std::string& topic, std::int64_t max_len,
                                          std::vector<std::string> ids, bool redrive) {

@@ -376,6 +376,18 @@ AppendResult PostgresEventStore::append_in(pqxx::transaction_base& tx, std::stri
     return AppendResult{to_int64(rows[0][3]), to_int64(rows[0][4]), to_int64(rows[0][5])};
 }
 
+std::vector<RecordedEvent> PostgresEventStore::read_stream_in(pqxx::transaction_base& tx, const std::string& stream,
+                                                              std::int64_t from_version, std::size_t max_count) const {
+    impl_->require_open();
+    detail::validate_stream_id(stream);
+    detail::validate_read("read_stream '" + stream + "'", from_version, max_count);
+    const pqxx::result rows = tx.exec_prepared(pg::kReadStreamStatement, stream, from_version, clamp_count(max_count));
+    std::vector<RecordedEvent> out;
+    out.reserve(rows.size());
+    for (const auto& row : rows) out.push_back(to_event(row, 0, stream));
+    return out;
+}
+
 const PostgresTableNames& PostgresEventStore::tables() const {
     impl_->require_open();
     return impl_->tables;
