@@ -851,3 +851,64 @@ TEST_CASE("redis broker: malformed one-field envelopes go to the dead letters wi
     REQUIRE(pending.is_array());
     CHECK(pending.at(0) == 0);
 }
+
+TEST_CASE("redis broker: a message that kills its consumer's process is quarantined after max_deliveries crashes",
+          "[broker][redis][poison]") {
+    RedisBrokerFixture fx;
+    boong::IdGenerator ids;
+    const auto topic = fx.unique("crashing");
+    const auto group = fx.unique("g");
+    const int max_deliveries = 3;
+    std::string poison_id, good_id;
+    const auto poison = bc::make_event(ids, "Poison", {{"crash", true}});
+    const auto good = bc::make_event(ids, "Good", {{"crash", false}});
+    boong::test::run(fx.ioc(), [&]() -> asio::awaitable<void> {
+        poison_id = co_await bc::publish(fx.broker(), topic, poison);
+        good_id = co_await bc::publish(fx.broker(), topic, good);
+    });
+    const auto config = test_config();
+    int crashes = 0;
+    bool survived = false;
+    for (int life = 0; life < 10 && !survived; ++life) {
+        const pid_t pid = fork();
+        if (pid == 0) {
+            const std::string port = std::to_string(config.port), max = std::to_string(max_deliveries);
+            execl(POISON_CONSUMER_PATH, POISON_CONSUMER_PATH, config.host.c_str(), port.c_str(), topic.c_str(),
+                  group.c_str(), "c1", max.c_str(), "200", static_cast<char*>(nullptr));
+            _exit(127);
+        }
+        // A crash comes within a redelivery or two; a process alive after
+        // 3 s has got past the poison.
+        int status = 0;
+        const auto until = std::chrono::steady_clock::now() + 3s;
+        while (::waitpid(pid, &status, WNOHANG) == 0 && std::chrono::steady_clock::now() < until)
+            std::this_thread::sleep_for(20ms);
+        if (std::chrono::steady_clock::now() >= until) {
+            survived = true;
+            ::kill(pid, SIGTERM);
+            ::waitpid(pid, &status, 0);
+            CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+        } else {
+            REQUIRE(WIFSIGNALED(status));
+            CHECK(WTERMSIG(status) == SIGABRT);
+            ++crashes;
+        }
+    }
+    CHECK(survived);
+    CHECK(crashes == max_deliveries);  // each delivery crashed once; the next reclaim quarantined it
+    std::vector<boong::DeadLetter> dead;
+    boong::json pending;
+    boong::test::run(fx.ioc(), [&]() -> asio::awaitable<void> {
+        dead = co_await fx.broker().async_dead_letters(topic, "", 10, asio::use_awaitable);
+        std::vector<std::string> argv{"XPENDING", topic, group};
+        pending = co_await fx.broker().async_command(std::move(argv), asio::use_awaitable);
+    });
+    REQUIRE(dead.size() == 1);
+    CHECK(dead[0].source_message_id == poison_id);
+    CHECK(dead[0].delivery_count == max_deliveries);
+    CHECK_THAT(dead[0].reason, Catch::StartsWith("quarantined: 3 deliveries never settled"));
+    REQUIRE(dead[0].event.has_value());
+    CHECK(dead[0].event->payload == boong::json{{"crash", true}});
+    REQUIRE(pending.is_array());
+    CHECK(pending.at(0) == 0);  // the good message after it was handled and acknowledged
+}
