@@ -16,6 +16,7 @@ BOONG_DEPS_PACKAGES=(
     libpqxx-dev libhiredis-dev libssl-dev
     postgresql postgresql-contrib redis-server redis-tools
     uuid-runtime procps
+    clang libclang-rt-14-dev
 )
 
 boong_deps() {

@@ -1,5 +1,7 @@
 #include <boong/domain_event.hpp>
 
+#include <vector>
+
 namespace boong {
 
 void EventRegistry::add_name(std::string name, int version) {
@@ -74,6 +76,27 @@ json EventRegistry::upcast(const EventData& e) const {
         }
     }
     return payload;
+}
+
+void EventRegistry::check_numbers(const json& payload, const EventData& e) const {
+    // Iterative: the depth is bounded, but a wide payload needs no recursion either.
+    std::vector<const json*> todo{&payload};
+    while (!todo.empty()) {
+        const json* j = todo.back();
+        todo.pop_back();
+        if (j->is_number_float()) {
+            const double x = j->get<double>();
+            if (!(x > -9223372036854775808.0 && x < 9223372036854775808.0)) {
+                throw Error(errc::unknown_event, e.type + " " + e.event_id + " (schema version " +
+                                                     std::to_string(e.schema_version) + "): it holds the number " +
+                                                     j->dump() + ", beyond what an event field can hold (2^63)");
+            }
+        } else if (j->is_array()) {
+            for (const auto& v : j->get_ref<const json::array_t&>()) todo.push_back(&v);
+        } else if (j->is_object()) {
+            for (const auto& [k, v] : j->get_ref<const json::object_t&>()) todo.push_back(&v);
+        }
+    }
 }
 
 }  // namespace boong

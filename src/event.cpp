@@ -165,6 +165,8 @@ Clock::time_point parse_timestamp(std::string_view s) {
     auto num = [&](std::size_t pos, std::size_t len) {
         int v = 0;
         if (pos + len > s.size()) throw fail();
+        for (std::size_t i = pos; i < pos + len; ++i)
+            if (s[i] < '0' || s[i] > '9') throw fail();  // digits only: from_chars would take a sign
         auto [p, ec] = std::from_chars(s.data() + pos, s.data() + pos + len, v);
         if (ec != std::errc{} || p != s.data() + pos + len) throw fail();
         return v;
@@ -198,6 +200,12 @@ Clock::time_point parse_timestamp(std::string_view s) {
     const std::string_view zone = s.substr(pos);
     if (zone != "Z" && zone != "z" && zone != "+00:00") throw fail();
     const std::time_t secs = timegm(&tm);
+    // The clock counts nanoseconds in 64 bits: about the years 1678 to 2262.
+    constexpr auto kLimit = std::chrono::duration_cast<std::chrono::seconds>(Clock::duration::max()).count() - 1;
+    if (secs < -kLimit || secs > kLimit) {
+        throw Error(errc::invalid_argument,
+                    "timestamp '" + std::string(s) + "' is outside the years this clock can hold (1678 to 2262)");
+    }
     return Clock::time_point(std::chrono::duration_cast<Clock::duration>(std::chrono::seconds(secs) +
                                                                          std::chrono::microseconds(micros)));
 }

@@ -28,6 +28,7 @@
 //
 //   order_service --dsn DSN --redis HOST:PORT [--http PORT] [--table NAME] [--mode events|saga]
 #include "common.hpp"
+#include "order_request.hpp"
 #include "order_saga.hpp"
 #include "order_state.hpp"
 
@@ -49,11 +50,6 @@ using Response = http::response<http::string_body>;
 // co_await ... (tuple_token): errors as values (a named constant: no
 // temporary inside the co_await expression).
 constexpr auto tuple_token = asio::as_tuple(asio::use_awaitable);
-
-constexpr std::uint32_t kHeaderLimit = 8 * 1024;  // request line and headers
-constexpr std::size_t kMaxConnections = 1000;     // more wait in the listen queue
-constexpr std::size_t kMaxText = 200;             // customer, payment_method, sku, Idempotency-Key
-constexpr std::size_t kMaxItems = 100;
 
 Response json_response(unsigned version, bool keep_alive, http::status status, const boong::json& body) {
     Response res{status, version};
@@ -79,75 +75,20 @@ Response error_response(const Request& req, http::status status, const std::stri
     return error_response(req.version(), req.keep_alive(), status, message);
 }
 
-// Text a person typed: 1..kMaxText bytes, no control characters (NUL among
-// them: PostgreSQL cannot store it). json::parse has checked it is UTF-8.
-std::optional<std::string> text_problem(const std::string& name, const std::string& s) {
-    if (s.empty()) return name + " must be a non-empty string";
-    if (s.size() > kMaxText) return name + " is longer than " + std::to_string(kMaxText) + " bytes";
-    for (unsigned char c : s)
-        if (c < 0x20 || c == 0x7f) return name + " must not contain control characters";
-    return std::nullopt;
-}
-
-// Reads a POST body into an OrderCreated, or says what is wrong with it.
-std::optional<std::string> parse_order(const std::string& text, OrderCreated& out) {
-    const auto j = boong::json::parse(text, nullptr, false);
-    if (j.is_discarded()) return "the body is not valid JSON";
-    if (!j.is_object()) return "the body must be a JSON object";
-    const auto text_field = [&j](const char* name, std::string& to) -> std::optional<std::string> {
-        if (!j.contains(name)) return std::string("missing field '") + name + "'";
-        const auto& v = j.at(name);
-        if (!v.is_string()) return std::string("field '") + name + "' must be a non-empty string";
-        to = v.get<std::string>();
-        return text_problem(std::string("field '") + name + "'", to);
-    };
-    if (auto e = text_field("customer", out.customer)) return e;
-    if (auto e = text_field("payment_method", out.payment_method)) return e;
-    if (!j.contains("items")) return "missing field 'items'";
-    const auto& items = j.at("items");
-    if (!items.is_array() || items.empty()) return "field 'items' must be a non-empty array";
-    if (items.size() > kMaxItems) return "field 'items' has more than " + std::to_string(kMaxItems) + " entries";
-    for (std::size_t i = 0; i < items.size(); ++i) {
-        const auto& it = items[i];
-        const std::string where = "items[" + std::to_string(i) + "]";
-        if (!it.is_object()) return where + " must be an object";
-        if (!it.contains("sku") || !it.at("sku").is_string()) return where + ".sku must be a non-empty string";
-        if (auto e = text_problem(where + ".sku", it.at("sku").get<std::string>())) return e;
-        if (!it.contains("quantity") || !it.at("quantity").is_number_integer() ||
-            it.at("quantity").get<std::int64_t>() <= 0 || it.at("quantity").get<std::int64_t>() > 1000000000) {
-            return where + ".quantity must be an integer in 1..1000000000";
-        }
-        out.items.push_back(Item{it.at("sku").get<std::string>(), it.at("quantity").get<std::int64_t>()});
-    }
-    if (!j.contains("amount")) return "missing field 'amount'";
-    const auto& amount = j.at("amount");
-    if (!amount.is_number() || !std::isfinite(amount.get<double>()) || amount.get<double>() <= 0 ||
-        amount.get<double>() > 1e12) {
-        return "field 'amount' must be a number > 0";
-    }
-    out.amount_cents = static_cast<std::int64_t>(std::llround(amount.get<double>() * 100));
-    if (out.amount_cents < 1) return "field 'amount' must be at least 0.01";
-    return std::nullopt;
-}
-
 // What a request that could not be read gets, or nullopt when there is no
 // one to answer (the client went away, or was idle too long).
 std::optional<Response> unreadable(const boost::system::error_code& ec, std::int64_t max_body) {
-    // Not an HTTP parse error (the client went away, or was idle too long),
-    // or the connection ended between or inside requests: no one to answer.
-    if (ec.category() != http::make_error_code(http::error::end_of_stream).category() ||
-        ec == http::error::end_of_stream || ec == http::error::partial_message) {
-        return std::nullopt;
+    switch (status_for_unreadable(ec)) {
+        case 413:
+            return error_response(11, false, http::status::payload_too_large,
+                                  "the request body is larger than " + std::to_string(max_body) + " bytes");
+        case 431:
+            return error_response(11, false, http::status::request_header_fields_too_large,
+                                  "the request line and headers are larger than " + std::to_string(kHeaderLimit) +
+                                      " bytes");
+        case 400: return error_response(11, false, http::status::bad_request, "malformed HTTP request: " + ec.message());
+        default: return std::nullopt;
     }
-    if (ec == http::error::body_limit) {
-        return error_response(11, false, http::status::payload_too_large,
-                              "the request body is larger than " + std::to_string(max_body) + " bytes");
-    }
-    if (ec == http::error::header_limit) {
-        return error_response(11, false, http::status::request_header_fields_too_large,
-                              "the request line and headers are larger than " + std::to_string(kHeaderLimit) + " bytes");
-    }
-    return error_response(11, false, http::status::bad_request, "malformed HTTP request: " + ec.message());
 }
 
 // Limits log lines about clients that keep doing the same wrong thing.
@@ -402,27 +343,22 @@ private:
     }
 
     asio::awaitable<Response> handle(const Request& req) {
-        std::string_view path(req.target());
-        if (const auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
-        constexpr std::string_view prefix = "/api/orders";
-        if (path == prefix || path == "/api/orders/") {
-            if (req.method() != http::verb::post) {
+        std::string id;
+        switch (route(req.method(), req.target(), id)) {
+            case Route::create: co_return co_await create(req);
+            case Route::get: co_return co_await get(req, id);
+            case Route::create_wrong_method: {
                 auto res = error_response(req, http::status::method_not_allowed, "use POST on /api/orders");
                 res.set(http::field::allow, "POST");
                 co_return res;
             }
-            co_return co_await create(req);
-        }
-        if (path.starts_with("/api/orders/")) {
-            const std::string_view id = path.substr(prefix.size() + 1);
-            if (req.method() != http::verb::get) {
+            case Route::get_wrong_method: {
                 auto res = error_response(req, http::status::method_not_allowed, "use GET on /api/orders/{id}");
                 res.set(http::field::allow, "GET");
                 co_return res;
             }
-            // Order ids are UUIDs: anything else is no order, without asking the store.
-            if (!boong::is_uuid(id)) co_return error_response(req, http::status::not_found, "no such order");
-            co_return co_await get(req, std::string(id));
+            case Route::no_order: co_return error_response(req, http::status::not_found, "no such order");
+            case Route::not_found: break;
         }
         co_return error_response(req, http::status::not_found, "no such resource");
     }
@@ -435,11 +371,8 @@ private:
         std::optional<std::string> key;
         if (auto it = req.find("Idempotency-Key"); it != req.end()) {
             key = std::string(it->value());
-            const bool printable = std::all_of(key->begin(), key->end(), [](char c) { return c >= 0x20 && c < 0x7f; });
-            if (key->empty() || key->size() > kMaxText || !printable) {
-                co_return error_response(req, http::status::bad_request,
-                                         "Idempotency-Key must be 1.." + std::to_string(kMaxText) +
-                                             " printable ASCII characters");
+            if (auto problem = idempotency_key_problem(*key)) {
+                co_return error_response(req, http::status::bad_request, *problem);
             }
         }
         if (backlog_ > max_backlog_) {

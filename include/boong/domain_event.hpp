@@ -12,7 +12,12 @@
 //   boong::EventRegistry registry;
 //   registry.add<OrderCreated>();
 //   registry.add_upcaster("OrderCreated", 1, [](boong::json p) {   // v1 had "amount" in units
-//       p["amount_cents"] = p.at("amount").get<std::int64_t>() * 100;
+//       // Payloads come from outside: check what is converted (a throw here
+//       // refuses the event with Error(errc::unknown_event), naming it).
+//       const auto& amount = p.at("amount");
+//       if (!amount.is_number_integer() || std::llabs(amount.get<std::int64_t>()) > 1'000'000'000'000)
+//           throw std::invalid_argument("amount is not an integer of at most 10^12");
+//       p["amount_cents"] = amount.get<std::int64_t>() * 100;
 //       p.erase("amount");
 //       return p;
 //   });
@@ -72,7 +77,9 @@ public:
 
     // The event as E. Throws Error(errc::unknown_event) as upcast() does, when
     // the event is not an E, or when the payload does not decode (naming the
-    // field nlohmann complained about).
+    // field nlohmann complained about), or holds a number of magnitude 2^63 or
+    // more (nlohmann converts a floating-point number to an integer field
+    // without a check; such a number is refused before it gets the chance).
     template <DomainEvent E>
     E decode(const EventData& e) const {
         if (e.type != E::event_name) {
@@ -80,6 +87,7 @@ public:
                                                  std::string(E::event_name));
         }
         json payload = upcast(e);
+        check_numbers(payload, e);
         try {
             return payload.get<E>();
         } catch (const json::exception& x) {
@@ -104,6 +112,8 @@ public:
 
 private:
     void add_name(std::string name, int version);
+    // Error(errc::unknown_event) for a number no integer field could hold (see decode).
+    void check_numbers(const json& payload, const EventData& e) const;
 
     std::map<std::string, int, std::less<>> current_;
     std::map<std::pair<std::string, int>, Upcaster, std::less<>> upcasters_;

@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <functional>
 #include <string>
 
 namespace {
@@ -130,4 +131,33 @@ TEST_CASE("domain events: a registry set up wrongly says so", "[events]") {
     CHECK(r.knows("OrderPlaced"));
     CHECK_FALSE(r.knows("Other"));
     CHECK(r.current_version("OrderPlaced") == 3);
+}
+
+TEST_CASE("domain events: payloads deeper than the limit, or with numbers no field can hold, are refused before "
+          "anything walks them",
+          "[events]") {
+    auto r = registry();
+    std::string why;
+    // A payload as deep as a hostile message may be (built without recursion).
+    boong::json deep = boong::json::array();
+    for (int i = 0; i < 100000; ++i) {
+        boong::json outer = boong::json::array();
+        outer.push_back(std::move(deep));
+        deep = std::move(outer);
+    }
+    auto hostile = stored("OrderPlaced", 3, {});
+    hostile.payload = std::move(deep);  // moved, never copied: a copy would recurse 100,000 deep
+    CHECK(code_of([&] { r.decode<OrderPlaced>(hostile); }, &why) == boong::errc::unknown_event);
+    CHECK_THAT(why, Catch::Contains("nests deeper than 128 levels"));
+    r.set_max_json_depth(2);
+    CHECK(code_of([&] { r.decode<Other>(stored("Other", 1, {{"x", boong::json::array({boong::json::array()})}})); },
+                  &why) == boong::errc::unknown_event);
+    CHECK_THAT(why, Catch::Contains("nests deeper than 2 levels"));
+    CHECK_THROWS_AS(r.set_max_json_depth(0), boong::Error);
+    // A float no integer field can hold (nlohmann would convert it without a check).
+    const auto big = boong::json::parse(R"({"order_id": "1", "amount_cents": 1e30, "currency": "EUR"})");
+    CHECK(code_of([&] { r.decode<OrderPlaced>(stored("OrderPlaced", 3, big)); }, &why) == boong::errc::unknown_event);
+    CHECK_THAT(why, Catch::Contains("beyond what an event field can hold"));
+    const auto fine = boong::json::parse(R"({"order_id": "1", "amount_cents": 12.0, "currency": "EUR"})");
+    CHECK(r.decode<OrderPlaced>(stored("OrderPlaced", 3, fine)).amount_cents == 12);
 }

@@ -94,3 +94,13 @@ TEST_CASE("name_based_id: RFC 9562 version-5 UUIDs, the same for the same name",
     CHECK(boong::name_based_id(dns, std::string("a\0b", 3)) != boong::name_based_id(dns, "a"));
     CHECK_THROWS_AS(boong::name_based_id("not-a-uuid", "x"), boong::Error);
 }
+
+TEST_CASE("parse_timestamp: years the clock cannot hold, and signs in the digits, are refused", "[event][timestamp]") {
+    // Found by fuzz_json_reader: year 4052 overflowed the nanosecond clock.
+    CHECK_THROWS_WITH(boong::parse_timestamp("4052-01-02T03:04:05.000006Z"), Catch::Contains("1678 to 2262"));
+    CHECK_THROWS_WITH(boong::parse_timestamp("1000-01-02T03:04:05Z"), Catch::Contains("1678 to 2262"));
+    CHECK_THROWS_AS(boong::parse_timestamp("-999-01-02T03:04:05Z"), boong::Error);
+    CHECK_THROWS_AS(boong::parse_timestamp("2024-+1-02T03:04:05Z"), boong::Error);
+    CHECK(boong::format_timestamp(boong::parse_timestamp("2261-12-31T23:59:59.999999Z")) == "2261-12-31T23:59:59.999999Z");
+    CHECK(boong::format_timestamp(boong::parse_timestamp("1700-01-01T00:00:00Z")) == "1700-01-01T00:00:00.000000Z");
+}

@@ -123,6 +123,9 @@ private:
         }
 
         struct Hook {
+            // A constructor, not an aggregate: Asio constructs it with
+            // parentheses, which only newer compilers accept for aggregates.
+            explicit Hook(cancel_function fn) : f(std::move(fn)) {}
             cancel_function f;
             void operator()(boost::asio::cancellation_type type) { f(type); }
         };
