@@ -200,14 +200,16 @@ Clock::time_point parse_timestamp(std::string_view s) {
     const std::string_view zone = s.substr(pos);
     if (zone != "Z" && zone != "z" && zone != "+00:00") throw fail();
     const std::time_t secs = timegm(&tm);
-    // The clock counts nanoseconds in 64 bits: about the years 1678 to 2262.
-    constexpr auto kLimit = std::chrono::duration_cast<std::chrono::seconds>(Clock::duration::max()).count() - 1;
-    if (secs < -kLimit || secs > kLimit) {
+    // The clock counts nanoseconds in 64 bits: from 1677-09-21 to 2262-04-11.
+    // (Four-digit years keep secs * 10^6 far from overflowing.)
+    using std::chrono::microseconds;
+    const std::int64_t total = static_cast<std::int64_t>(secs) * 1'000'000 + micros;
+    if (total < std::chrono::duration_cast<microseconds>(Clock::duration::min()).count() ||
+        total > std::chrono::duration_cast<microseconds>(Clock::duration::max()).count()) {
         throw Error(errc::invalid_argument,
-                    "timestamp '" + std::string(s) + "' is outside the years this clock can hold (1678 to 2262)");
+                    "timestamp '" + std::string(s) + "' is outside the times this clock can hold (1677 to 2262)");
     }
-    return Clock::time_point(std::chrono::duration_cast<Clock::duration>(std::chrono::seconds(secs) +
-                                                                         std::chrono::microseconds(micros)));
+    return Clock::time_point(std::chrono::duration_cast<Clock::duration>(microseconds(total)));
 }
 
 void to_json(json& j, const EventMetadata& m) {
