@@ -42,13 +42,16 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 #include <map>
 #include <mutex>
 #include <random>
@@ -259,7 +262,7 @@ struct Driver {
 
     json redis(std::vector<std::string> argv) { return redis_command(redis_host, redis_port, redis_db, std::move(argv)); }
 
-    void spawn(Service& s, std::vector<std::string> extra = {}) {
+    void spawn(Service& s, std::vector<std::string> extra = {}, rlim_t max_files = 0) {
         // The password never on the command line: the DSN without it, the
         // password in the environment.
         const auto [bare, password] = split_password(dsn);
@@ -275,6 +278,10 @@ struct Driver {
         const pid_t pid = fork();
         if (pid == 0) {
             if (!password.empty()) ::setenv("BOONG_PG_PASSWORD", password.c_str(), 1);
+            if (max_files > 0) {
+                const rlimit limit{max_files, max_files};
+                ::setrlimit(RLIMIT_NOFILE, &limit);
+            }
             std::vector<char*> argv;
             for (auto& a : args) argv.push_back(a.data());
             argv.push_back(nullptr);
@@ -773,7 +780,69 @@ struct Driver {
         check(r.status == 202, "accepted again once the backlog drained: " + std::to_string(r.status));
         if (r.status == 202) orders.push_back(Order{Kind::happy, r.j().value("order_id", ""), {}});
         settle(orders);
+        check_descriptor_exhaustion();
         return finish(t0);
+    }
+
+    // CPU time (user + system) of a process so far, from /proc.
+    static double cpu_seconds(pid_t pid) {
+        std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+        std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        std::istringstream fields(stat.substr(stat.rfind(')') + 2));
+        std::string field;
+        double ticks = 0;
+        for (int i = 3; i <= 15 && fields >> field; ++i)
+            if (i == 14 || i == 15) ticks += std::stod(field);
+        return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
+    }
+
+    // The order service out of file descriptors: it backs off instead of
+    // spinning on accept, and keeps serving the connections it has.
+    void check_descriptor_exhaustion() {
+        auto& order = service("order");
+        kill_service(order, SIGTERM);
+        spawn(order, {}, 96);
+        check(wait_ready(), "the order service started with 96 descriptors");
+        asio::io_context ioc;
+        auto open = [&] {
+            auto socket = std::make_unique<tcp::socket>(ioc);
+            socket->connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(http_port)));
+            return socket;
+        };
+        auto kept = open();  // accepted before the flood: it must stay served
+        std::vector<std::unique_ptr<tcp::socket>> flood;
+        for (int i = 0; i < 150; ++i) flood.push_back(open());  // the rest wait in the listen queue
+        std::this_thread::sleep_for(1s);
+        const double before = cpu_seconds(order.pid);
+        std::this_thread::sleep_for(3s);
+        const double used = cpu_seconds(order.pid) - before;
+        say("out of descriptors: the order service used " + std::to_string(used) + " s of CPU in 3 s");
+        check(used < 0.5, "out of descriptors, the order service does not spin: " + std::to_string(used) + " s of CPU in 3 s");
+        // The connection it had is still served.
+        http::request<http::string_body> req{http::verb::get, "/api/orders/" + boong::IdGenerator().next(), 11};
+        req.set(http::field::host, "127.0.0.1");
+        Reply reply;
+        try {
+            http::write(*kept, req);
+            boost::beast::flat_buffer buffer;
+            http::response<http::string_body> res;
+            http::read(*kept, buffer, res);
+            reply.status = static_cast<int>(res.result_int());
+        } catch (const std::exception& e) {
+            reply.body = e.what();
+        }
+        check(reply.status == 404, "an open connection is served while accepts fail: " + std::to_string(reply.status) +
+                                       " " + reply.body);
+        flood.clear();
+        kept.reset();
+        Reply again;
+        const auto until = Clock::now() + 10s;
+        while (Clock::now() < until && again.status != 404) {
+            again = request(http_port, http::verb::get, "/api/orders/" + boong::IdGenerator().next());
+            if (again.status != 404) std::this_thread::sleep_for(100ms);
+        }
+        check(again.status == 404, "new connections are served again once descriptors are free");
+        check_alive("after running out of descriptors");
     }
 
     // Until no event was stored for 4 s (longer than a redelivery takes: the
