@@ -8,9 +8,8 @@
 //   GET  /api/orders/{id}  -> 200 {"order_id", "status", "reason", "history"}
 //
 // A POST with an Idempotency-Key is stored once: the same key and body return
-// the same order id (202 again, Idempotent-Replayed: true), across restarts
-// and crashes between storing and replying; the same key with another body
-// is 422. Requests that cannot be read are 400 (413 for a body over
+// the same order id (202 again), across restarts and crashes between storing
+// and replying; the same key with another body is 422. Requests that cannot be read are 400 (413 for a body over
 // --max-body, 431 for headers over 8 KiB); a store or broker outage is 503
 // "temporarily unavailable" with Retry-After, its details in the log.
 //
@@ -23,8 +22,9 @@
 //
 // Saga mode (--mode saga): no payment or inventory service; a SagaOrchestrator
 // runs reserve items -> charge payment -> confirm (order_saga.hpp). Each saga is
-// started from its OrderCreated event (consumer group "order-saga"), so an
-// order stored is an order run, whatever crashes in between.
+// started from its OrderCreated event (through the order service's own
+// consumer group), so an order stored is an order run, whatever crashes in
+// between.
 //
 //   order_service --dsn DSN --redis HOST:PORT [--http PORT] [--table NAME] [--mode events|saga]
 #include "common.hpp"

@@ -93,7 +93,7 @@ Config parse_config(const nlohmann::json& j, std::string_view source = "<config>
 bool is_sql_identifier(std::string_view s) noexcept;
 
 // The options of a consumer of `topic` in `group`, with the configured defaults
-// (consumerCount becomes ConsumerOptions::concurrency).
+// as its settings (consumerCount is settings.concurrency).
 ConsumerOptions consumer_options(const MessageBrokerConfig& broker, std::string topic, std::string group,
                                  std::string consumer);
 

@@ -216,7 +216,7 @@ Failure translate(std::exception_ptr error, const ConnectTarget& target, std::st
     const std::string at = std::string(what) + ": ";
     // What a lost connection means for the caller.
     const std::string unknown = append ? "the outcome is unknown (an append is safe to retry with the same event ids)"
-                                       : "nothing was changed; it is safe to run again";
+                                       : "it is safe to run again";
     auto unavailable = [&](std::string message, bool lost) {
         return Failure{std::make_exception_ptr(Error(errc::store_unavailable, at + message)), lost, false};
     };
