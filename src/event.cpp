@@ -40,6 +40,22 @@ void put_hex(char*& out, std::uint64_t v, int bytes) noexcept {
     }
 }
 
+// The 128 bits hi:lo in the canonical 8-4-4-4-12 form.
+std::string format_uuid(std::uint64_t hi, std::uint64_t lo) {
+    std::string s(36, '-');
+    char* out = s.data();
+    put_hex(out, hi >> 32, 4);
+    ++out;
+    put_hex(out, (hi >> 16) & 0xFFFF, 2);
+    ++out;
+    put_hex(out, hi & 0xFFFF, 2);
+    ++out;
+    put_hex(out, lo >> 48, 2);
+    ++out;
+    put_hex(out, lo & 0xFFFFFFFFFFFFULL, 6);
+    return s;
+}
+
 constexpr std::string_view kReservedMetadata[] = {"correlation_id", "causation_id", "timestamp"};
 
 }  // namespace
@@ -62,18 +78,7 @@ std::string IdGenerator::next(Clock::time_point now) {
     const std::uint64_t hi = (ms << 16) | (0x7ULL << 12) | rand_a;
     const std::uint64_t lo = (0x2ULL << 62) | (x >> 2);
 
-    std::string s(36, '-');
-    char* out = s.data();
-    put_hex(out, hi >> 32, 4);
-    ++out;
-    put_hex(out, (hi >> 16) & 0xFFFF, 2);
-    ++out;
-    put_hex(out, hi & 0xFFFF, 2);
-    ++out;
-    put_hex(out, lo >> 48, 2);
-    ++out;
-    put_hex(out, lo & 0xFFFFFFFFFFFFULL, 6);
-    return s;
+    return format_uuid(hi, lo);
 }
 
 std::string name_based_id(std::string_view namespace_id, std::string_view name) {
@@ -102,18 +107,7 @@ std::string name_based_id(std::string_view namespace_id, std::string_view name) 
     std::uint64_t hi = 0, lo = 0;
     for (int i = 0; i < 8; ++i) hi = hi << 8 | digest[i];
     for (int i = 8; i < 16; ++i) lo = lo << 8 | digest[i];
-    std::string out(36, '-');
-    char* p = out.data();
-    put_hex(p, hi >> 32, 4);
-    ++p;
-    put_hex(p, (hi >> 16) & 0xFFFF, 2);
-    ++p;
-    put_hex(p, hi & 0xFFFF, 2);
-    ++p;
-    put_hex(p, lo >> 48, 2);
-    ++p;
-    put_hex(p, lo & 0xFFFFFFFFFFFFULL, 6);
-    return out;
+    return format_uuid(hi, lo);
 }
 
 bool is_uuid(std::string_view s) noexcept {

@@ -21,12 +21,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-// t + d, clamped so that a huge duration means "never" rather than overflowing.
-Clock::time_point add_saturated(Clock::time_point t, milliseconds d) {
-    const auto room = std::chrono::duration_cast<milliseconds>(Clock::time_point::max() - t);
-    return d >= room ? Clock::time_point::max() : t + d;
-}
-
 // How often an outage is reported while it lasts (its start and end always are).
 constexpr auto kReportInterval = std::chrono::seconds(30);
 
@@ -49,6 +43,12 @@ ConsumerLoop::ConsumerLoop(executor_type strand, ConsumerOptions options, Messag
 template <class... Args>
 void ConsumerLoop::log(spdlog::level::level_enum level, fmt::format_string<Args...> format, Args&&... args) const {
     spdlog::log(level, "{}: {}: {}", source_->broker_name(), who_, fmt::format(format, std::forward<Args>(args)...));
+}
+
+// How often held messages are kept from being reclaimed: three times per
+// visibility timeout, so one late hold does not lose them.
+std::chrono::milliseconds ConsumerLoop::hold_interval() const {
+    return std::max(milliseconds(10), options_.settings.visibility_timeout / 3);
 }
 
 void ConsumerLoop::request_stop(asio::cancellation_type type) {
@@ -173,7 +173,7 @@ asio::awaitable<void> ConsumerLoop::ride_out() {
             log(spdlog::level::debug, "keeping held messages failed: {}", e.what());
         }
         now = Clock::now();
-        next_hold_ = add_saturated(now, std::max(milliseconds(10), options_.settings.visibility_timeout / 3));
+        next_hold_ = add_saturated(now, hold_interval());
     }
     if (now >= next_report_) {
         next_report_ = now + kReportInterval;
@@ -244,7 +244,7 @@ void ConsumerLoop::note_outcome(const Delivery& d, const HandlerOutcome& outcome
     switch (outcome.result) {
         case HandlerResult::unavailable:
             if (gate_.unavailable(Clock::now(), probe)) {
-                next_hold_ = add_saturated(Clock::now(), std::max(milliseconds(10), options_.settings.visibility_timeout / 3));
+                next_hold_ = add_saturated(Clock::now(), hold_interval());
                 next_report_ = Clock::now() + kReportInterval;
                 log(spdlog::level::warn,
                     "a dependency is unavailable ({}); fetching paused, messages held (not counted as deliveries) "

@@ -30,6 +30,15 @@ namespace boong::detail {
 
 namespace asio = boost::asio;
 
+// t + d, clamped so that a huge duration (a visibility timeout of a year)
+// means "never" rather than overflowing.
+inline std::chrono::steady_clock::time_point add_saturated(std::chrono::steady_clock::time_point t,
+                                                           std::chrono::milliseconds d) {
+    const auto room =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::time_point::max() - t);
+    return d >= room ? std::chrono::steady_clock::time_point::max() : t + d;
+}
+
 // What a broker backend does for its consumers. Every call runs on the
 // consumer's strand (the one the source was made with), one at a time.
 class MessageSource {
@@ -105,6 +114,7 @@ private:
     void resume_held();
     asio::awaitable<void> drain();
     asio::awaitable<void> wait(Clock::time_point until);
+    std::chrono::milliseconds hold_interval() const;
     void wake();
 
     template <class... Args>

@@ -28,12 +28,6 @@ namespace {
 using SteadyClock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-// t + d, clamped so that a huge timeout means "never" rather than overflowing.
-SteadyClock::time_point add_saturated(SteadyClock::time_point t, milliseconds d) {
-    const auto room = std::chrono::duration_cast<milliseconds>(SteadyClock::time_point::max() - t);
-    return d >= room ? SteadyClock::time_point::max() : t + d;
-}
-
 // Message ids are "<n>-0", n counting from 1: the index is n - 1.
 std::optional<std::size_t> index_of(std::string_view id) {
     std::size_t n = 0;
@@ -119,7 +113,7 @@ struct MemoryBroker::State {
         Claim c;
         for (auto it = group.pending.begin(); it != group.pending.end();) {
             auto& p = it->second;
-            const auto due = add_saturated(p.delivered_at, o.settings.visibility_timeout);
+            const auto due = detail::add_saturated(p.delivered_at, o.settings.visibility_timeout);
             if (topic.messages[it->first].deleted) {
                 it = group.pending.erase(it);
             } else if (now < due) {

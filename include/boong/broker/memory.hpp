@@ -73,19 +73,11 @@ public:
     }
     template <class Token>
     auto async_redrive(std::string topic, DeadLetterSelection selection, Token&& token) {
-        return boost::asio::async_initiate<Token, void(std::exception_ptr, std::size_t)>(
-            [this](auto handler, std::string t, DeadLetterSelection s) {
-                complete_now(std::move(handler), [&] { return redrive(t, s); });
-            },
-            token, std::move(topic), std::move(selection));
+        return settle_dead_letters(std::move(topic), std::move(selection), true, std::forward<Token>(token));
     }
     template <class Token>
     auto async_drop(std::string topic, DeadLetterSelection selection, Token&& token) {
-        return boost::asio::async_initiate<Token, void(std::exception_ptr, std::size_t)>(
-            [this](auto handler, std::string t, DeadLetterSelection s) {
-                complete_now(std::move(handler), [&] { return drop(t, s); });
-            },
-            token, std::move(topic), std::move(selection));
+        return settle_dead_letters(std::move(topic), std::move(selection), false, std::forward<Token>(token));
     }
 
     // How the consumer groups of `topic` stand (see ConsumerGroupStatus).
@@ -117,6 +109,15 @@ public:
 
 private:
     void consume_impl(ConsumerOptions options, MessageHandler handler, detail::ErasedHandler<void> completion);
+
+    template <class Token>
+    auto settle_dead_letters(std::string topic, DeadLetterSelection selection, bool send_back, Token&& token) {
+        return boost::asio::async_initiate<Token, void(std::exception_ptr, std::size_t)>(
+            [this, send_back](auto handler, std::string t, DeadLetterSelection s) {
+                complete_now(std::move(handler), [&] { return send_back ? redrive(t, s) : drop(t, s); });
+            },
+            token, std::move(topic), std::move(selection));
+    }
 
     // Runs `f` now and completes `handler` with its result (or exception)
     // through the handler's executor.

@@ -94,11 +94,6 @@ milliseconds backoff(int failures) {
     return std::min(milliseconds(50 << shift), milliseconds(2000));
 }
 
-SteadyClock::time_point add_saturated(SteadyClock::time_point t, milliseconds d) {
-    const auto room = std::chrono::duration_cast<milliseconds>(SteadyClock::time_point::max() - t);
-    return d >= room ? SteadyClock::time_point::max() : t + d;
-}
-
 // A stream id as XRANGE's exclusive start: "(1-2".
 std::string after_id(const std::string& id) { return id.empty() ? "-" : "(" + id; }
 
@@ -182,7 +177,7 @@ struct RedisBroker::Shared {
     // A command on the publishing connection, retried through connection
     // losses until the retry limit (for idempotent commands only).
     asio::awaitable<Reply> exec_retrying(std::vector<std::string> argv) {
-        const auto deadline = add_saturated(SteadyClock::now(), retry_limit());
+        const auto deadline = detail::add_saturated(SteadyClock::now(), retry_limit());
         std::optional<asio::steady_timer> pause;
         for (int attempt = 1;; ++attempt) {
             try {
@@ -527,7 +522,7 @@ void RedisBroker::publish_impl(PreparedPublish publish, detail::ErasedHandler<st
     op->topic_offset = publish.topic_offset;
     op->topic_size = publish.topic_size;
     op->completion = std::move(completion);
-    op->deadline = add_saturated(SteadyClock::now(), shared_->retry_limit());
+    op->deadline = detail::add_saturated(SteadyClock::now(), shared_->retry_limit());
     shared_->trim_by_length(std::string_view(op->command).substr(op->topic_offset, op->topic_size));
     op->attempt();
 }
