@@ -158,12 +158,16 @@ asio::awaitable<void> ConsumerLoop::ride_out() {
         std::vector<std::string> ids;
         ids.reserve(held_.size());
         for (const auto& d : held_) ids.push_back(d.message_id);
+        std::sort(ids.begin(), ids.end());
         try {
-            auto kept = co_await source_->hold(std::move(ids));
+            auto kept = co_await source_->hold(ids);
             std::sort(kept.begin(), kept.end());
+            // held_ may have changed meanwhile (a straggler held, a probe
+            // taken out): drop only what was asked for and not kept.
             const auto before = held_.size();
             std::erase_if(held_, [&](const Delivery& d) {
-                return !std::binary_search(kept.begin(), kept.end(), d.message_id);
+                return std::binary_search(ids.begin(), ids.end(), d.message_id) &&
+                       !std::binary_search(kept.begin(), kept.end(), d.message_id);
             });
             if (held_.size() < before)
                 log(spdlog::level::info, "{} held messages were taken over by other consumers",
