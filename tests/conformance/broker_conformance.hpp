@@ -98,9 +98,10 @@ inline ConsumerOptions consumer_options(std::string topic, std::string group, st
     return o;
 }
 
-// Polls `done` every few milliseconds until it holds or `limit` passed.
-// g++ 12 destroys a lambda temporary in a co_await expression twice: pass
-// lambdas that capture by reference only, or a named std::function.
+// Polls `done` every few milliseconds until it holds or `limit` passed; true
+// when it held. g++ 12 destroys a lambda temporary in a co_await expression
+// twice: pass lambdas that capture by reference only, or a named
+// std::function. A test that needs the condition uses until() instead.
 inline asio::awaitable<bool> eventually(std::function<bool()> done, SteadyClock::duration limit = 5s) {
     const auto deadline = SteadyClock::now() + limit;
     while (!done()) {
@@ -108,6 +109,37 @@ inline asio::awaitable<bool> eventually(std::function<bool()> done, SteadyClock:
         co_await sleep_for(2ms);
     }
     co_return true;
+}
+
+// A reference to a condition (any callable returning bool), trivially
+// copyable: safe to hand to a coroutine from a co_await expression, where
+// the callable lives until the awaited coroutine completes (g++ 12 mishandles
+// temporaries with destructors there, std::function among them).
+class Condition {
+public:
+    template <class F>
+    Condition(const F& f) noexcept  // NOLINT: converting, like a function reference
+        : callable_(&f), call_([](const void* c) { return static_cast<bool>((*static_cast<const F*>(c))()); }) {}
+    bool operator()() const { return call_(callable_); }
+
+private:
+    const void* callable_;
+    bool (*call_)(const void*);
+};
+
+// eventually(), for a condition the test cannot go on without: throws (and so
+// fails the test, naming the line) when it does not hold within `limit`.
+inline asio::awaitable<void> until(Condition done, SteadyClock::duration limit = 5s,
+                                   const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+    const auto deadline = SteadyClock::now() + limit;
+    while (!done()) {
+        if (SteadyClock::now() >= deadline) {
+            throw std::runtime_error(
+                std::string("the condition awaited at ") + file + ":" + std::to_string(line) + " did not hold within " +
+                std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(limit).count()) + " ms");
+        }
+        co_await sleep_for(2ms);
+    }
 }
 
 // A consumer running in the background until stop(): async_consume spawned on
@@ -304,7 +336,7 @@ TEMPLATE_TEST_CASE("broker conformance: a consumer receives every message in pub
                                                });
             co_await boong::test::sleep_for(std::chrono::milliseconds(20));
             for (int i = 3; i < 6; ++i) published.push_back(co_await bc::publish(fx.broker(), topic, events[i]));
-            co_await bc::eventually([&] { return got.size() >= events.size(); });
+            co_await bc::until([&] { return got.size() >= events.size(); });
             stopped = co_await consumer->stop();
             error = consumer->error();
         },
@@ -349,7 +381,7 @@ TEMPLATE_TEST_CASE("broker conformance: each group receives every message", "[br
                                                            co_return;
                                                        }));
             }
-            co_await bc::eventually([&] { return got[0].size() >= 8 && got[1].size() >= 8; });
+            co_await bc::until([&] { return got[0].size() >= 8 && got[1].size() >= 8; });
             for (std::size_t g = 0; g < groups.size(); ++g) stopped[g] = co_await consumers[g]->stop();
         },
         std::chrono::seconds(30));
@@ -383,7 +415,7 @@ TEMPLATE_TEST_CASE("broker conformance: consumers of one group split the message
             };
             auto a = bc::start_consumer(fx, bc::consumer_options(topic, group, "a"), handler);
             auto b = bc::start_consumer(fx, bc::consumer_options(topic, group, "b"), handler);
-            co_await bc::eventually([&] { return handled.size() >= count; });
+            co_await bc::until([&] { return handled.size() >= count; });
             co_await boong::test::sleep_for(std::chrono::milliseconds(50));  // room for a wrongful duplicate
             stopped = co_await a->stop();
             stopped = co_await b->stop() && stopped;
@@ -433,7 +465,7 @@ TEMPLATE_TEST_CASE("broker conformance: a failed message is redelivered with a g
                 if (d.delivery_count < 3) throw std::runtime_error("transient failure");
                 co_return;
             });
-            co_await bc::eventually([&] { return deliveries.size() >= 3; });
+            co_await bc::until([&] { return deliveries.size() >= 3; });
             co_await boong::test::sleep_for(4 * fx.short_timeout());  // acked: no 4th delivery
             stopped = co_await c->stop();
         },
@@ -483,7 +515,7 @@ TEMPLATE_TEST_CASE("broker conformance: after max_deliveries failures a message 
                     dead_at = std::chrono::steady_clock::now();
                     co_return;
                 });
-            co_await bc::eventually([&] { return !dead.empty(); });
+            co_await bc::until([&] { return !dead.empty(); });
             co_await boong::test::sleep_for(4 * fx.short_timeout());  // no further delivery, no second dead letter
             stopped = co_await c->stop();
             stopped = co_await reader->stop() && stopped;
@@ -540,7 +572,7 @@ TEMPLATE_TEST_CASE("broker conformance: a Rejection sends the message to the dea
                     dead.push_back(d);
                     co_return;
                 });
-            co_await bc::eventually([&] { return !dead.empty(); });
+            co_await bc::until([&] { return !dead.empty(); });
             co_await boong::test::sleep_for(4 * fx.short_timeout());  // not redelivered
             stopped = co_await c->stop();
             stopped = co_await reader->stop() && stopped;
@@ -588,7 +620,7 @@ TEMPLATE_TEST_CASE("broker conformance: a message whose consumer stopped mid-han
                     throw;
                 }
             });
-            co_await bc::eventually([&] { return !by_a.empty(); });
+            co_await bc::until([&] { return !by_a.empty(); });
             a_stopped = co_await a->stop();
             a_error = a->error();
 
@@ -597,7 +629,7 @@ TEMPLATE_TEST_CASE("broker conformance: a message whose consumer stopped mid-han
                 by_b.push_back(bc::seen(d));
                 co_return;
             });
-            co_await bc::eventually([&] { return !by_b.empty(); });
+            co_await bc::until([&] { return !by_b.empty(); });
             co_await boong::test::sleep_for(4 * fx.short_timeout());  // acked by b: not delivered again
             b_stopped = co_await b->stop();
         },
@@ -637,12 +669,12 @@ TEMPLATE_TEST_CASE("broker conformance: concurrency bounds the handlers in fligh
                 max_active = std::max(max_active, ++active);
                 // Hold until four ran at once (or give up), so a broker running
                 // fewer at a time shows as max_active < 4.
-                co_await bc::eventually([&] { return max_active >= 4; }, std::chrono::seconds(2));
+                co_await bc::until([&] { return max_active >= 4; }, std::chrono::seconds(2));
                 co_await boong::test::sleep_for(std::chrono::milliseconds(10));
                 handled.push_back(d.message_id);
                 --active;
             });
-            co_await bc::eventually([&] { return handled.size() >= count; }, std::chrono::seconds(20));
+            co_await bc::until([&] { return handled.size() >= count; }, std::chrono::seconds(20));
             stopped = co_await c->stop();
         },
         std::chrono::seconds(40));
@@ -677,7 +709,7 @@ TEMPLATE_TEST_CASE("broker conformance: stop is graceful", "[broker][conformance
                 co_await boong::test::sleep_for(std::chrono::milliseconds(150));
                 finished = true;
             });
-            co_await bc::eventually([&] { return !by_a.empty(); });
+            co_await bc::until([&] { return !by_a.empty(); });
             // Stop a while its handler runs, and publish while it stops.
             asio::co_spawn(co_await asio::this_coro::executor, a->stop(std::chrono::seconds(15)),
                            [&](std::exception_ptr, bool ok) {
@@ -686,7 +718,7 @@ TEMPLATE_TEST_CASE("broker conformance: stop is graceful", "[broker][conformance
                            });
             second_id = co_await bc::publish(fx.broker(), topic, bc::numbered_event(ids, "Work", 2));
             a_done_while_handler_ran = a->done();
-            co_await bc::eventually([&] { return a_stop_returned; }, std::chrono::seconds(20));
+            co_await bc::until([&] { return a_stop_returned; }, std::chrono::seconds(20));
             a_error = a->error();
 
             o.consumer = "b";
@@ -694,7 +726,7 @@ TEMPLATE_TEST_CASE("broker conformance: stop is graceful", "[broker][conformance
                 by_b.push_back(bc::seen(d));
                 co_return;
             });
-            co_await bc::eventually([&] { return !by_b.empty(); });
+            co_await bc::until([&] { return !by_b.empty(); });
             co_await boong::test::sleep_for(4 * fx.short_timeout());  // the first message must not come back
             b_stopped = co_await b->stop();
         },
@@ -808,7 +840,7 @@ TEMPLATE_TEST_CASE("broker conformance: a dependency outage is waited out: nothi
             // Far longer than max_deliveries redeliveries would take.
             co_await boong::test::sleep_for(8 * fx.short_timeout());
             down = false;
-            co_await bc::eventually([&] { return after.size() >= published.size(); });
+            co_await bc::until([&] { return after.size() >= published.size(); });
             co_await boong::test::sleep_for(4 * fx.short_timeout());  // nothing more comes
             stopped = co_await c->stop();
             auto letters = co_await fx.broker().async_dead_letters(topic, "", 100, asio::use_awaitable);
@@ -859,7 +891,7 @@ TEMPLATE_TEST_CASE("broker conformance: a consumer holding a message through an 
                 co_return;
             });
             id = co_await bc::publish(fx.broker(), topic, bc::numbered_event(ids, "Reserve", 1));
-            co_await bc::eventually([&] { return !by_a.empty(); });
+            co_await bc::until([&] { return !by_a.empty(); });
             o.consumer = "b";
             auto b = bc::start_consumer(fx, o, [&](const boong::Delivery& d) -> asio::awaitable<void> {
                 by_b.push_back(bc::seen(d));
@@ -867,7 +899,7 @@ TEMPLATE_TEST_CASE("broker conformance: a consumer holding a message through an 
             });
             co_await boong::test::sleep_for(6 * visibility);
             down = false;
-            co_await bc::eventually([&] { return !by_a.empty() && !down && by_a.back().message_id == id &&
+            co_await bc::until([&] { return !by_a.empty() && !down && by_a.back().message_id == id &&
                                                  by_a.size() >= 2; });
             co_await boong::test::sleep_for(2 * visibility);
             stopped = co_await a->stop();
@@ -915,7 +947,7 @@ TEMPLATE_TEST_CASE("broker conformance: a message whose consumers keep dying whi
                     ++hung;
                     co_await boong::test::sleep_for(std::chrono::hours(1));
                 });
-                co_await bc::eventually([&] { return hung == i + 1; });
+                co_await bc::until([&] { return hung == i + 1; });
                 stopped = co_await c->stop() && stopped;
             }
             o.consumer = "healthy";
@@ -997,7 +1029,7 @@ TEMPLATE_TEST_CASE("broker conformance: dead letters are listed, sent back with 
             missing = co_await b.async_redrive(topic, boong::DeadLetterSelection::of(none), asio::use_awaitable);
             dropped = co_await b.async_drop(topic, boong::DeadLetterSelection::older_than(between), asio::use_awaitable);
             rest = co_await b.async_redrive(topic, boong::DeadLetterSelection::everything(), asio::use_awaitable);
-            co_await bc::eventually([&] { return handled.size() >= 3; });
+            co_await bc::until([&] { return handled.size() >= 3; });
             co_await boong::test::sleep_for(4 * fx.short_timeout());
             left = co_await b.async_dead_letters(topic, "", 100, asio::use_awaitable);
             stopped = co_await c->stop();

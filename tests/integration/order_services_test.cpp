@@ -245,6 +245,7 @@ struct Driver {
     int redis_db = 0;
     int http_port = 0;
     std::vector<std::string> tuning;  // flags every service gets
+    std::string redis_user, redis_password;  // an ACL user of their own, when set
     std::vector<Service> services{{"order", ORDER_SERVICE_PATH}, {"payment", PAYMENT_SERVICE_PATH},
                                   {"inventory", INVENTORY_SERVICE_PATH}};
 
@@ -275,9 +276,14 @@ struct Driver {
             args.push_back("--http");
             args.push_back(std::to_string(http_port));
         }
+        if (!redis_user.empty()) {
+            args.push_back("--redis-user");
+            args.push_back(redis_user);
+        }
         const pid_t pid = fork();
         if (pid == 0) {
             if (!password.empty()) ::setenv("BOONG_PG_PASSWORD", password.c_str(), 1);
+            if (!redis_password.empty()) ::setenv("BOONG_REDIS_PASSWORD", redis_password.c_str(), 1);
             if (max_files > 0) {
                 const rlimit limit{max_files, max_files};
                 ::setrlimit(RLIMIT_NOFILE, &limit);
@@ -615,6 +621,7 @@ struct Driver {
 
     int finish(Clock::time_point t0) {
         stop_all();
+        if (!redis_user.empty()) redis({"ACL", "DELUSER", redis_user});
         say(std::string(failures ? "FAILED" : "passed") + " (" + std::to_string(failures) + " failed checks) in " +
             std::to_string(seconds_since(t0)) + " s");
         return failures ? 1 : 0;
@@ -624,8 +631,16 @@ struct Driver {
         const auto t0 = Clock::now();
         say("main: table " + table + ", redis db " + std::to_string(redis_db) + ", http port " + std::to_string(http_port));
         check_flags();
+        // The services authenticate to Redis as a user of their own, the
+        // password in the environment (never on the command line).
+        redis_user = table;
+        redis_password = "pw-" + boong::IdGenerator().next();
+        redis({"ACL", "SETUSER", redis_user, "on", ">" + redis_password, "~*", "&*", "+@all"});
         if (!start_services({"order", "payment", "inventory"})) return 1;
-        say("services up in " + std::to_string(seconds_since(t0)) + " s");
+        say("services up in " + std::to_string(seconds_since(t0)) + " s, as Redis user " + redis_user);
+        const auto clients = redis({"CLIENT", "LIST"}).get<std::string>();
+        check(clients.find("user=" + redis_user + " ") != std::string::npos,
+              "the services are connected to Redis as " + redis_user);
         check_http_errors();
         check_hostile_entry();
         auto orders = standard_orders();

@@ -331,7 +331,7 @@ TEST_CASE("redis broker: undecodable entries go to the dead letters as they arri
                 dead = co_await b.async_dead_letters(topic, "", 100, asio::use_awaitable);
                 co_await boong::test::sleep_for(10ms);
             }
-            co_await bc::eventually([&] { return !handled.empty(); });
+            co_await bc::until([&] { return !handled.empty(); });
             co_await boong::test::sleep_for(4 * fx.short_timeout());  // nothing loops
             stopped = co_await c->stop();
             dead = co_await b.async_dead_letters(topic, "", 100, asio::use_awaitable);
@@ -400,7 +400,7 @@ TEST_CASE("redis broker: a consumer that dies without acking loses nothing: anot
                 by_a.insert(d.message_id);
                 co_await boong::test::sleep_for(std::chrono::hours(1));
             });
-            co_await bc::eventually([&] { return by_a.size() >= 5; });
+            co_await bc::until([&] { return by_a.size() >= 5; });
             co_await a->stop();
             o.consumer = "b";
             o.settings.concurrency = 2;
@@ -409,7 +409,7 @@ TEST_CASE("redis broker: a consumer that dies without acking loses nothing: anot
                 b_counts.push_back(d.delivery_count);
                 co_return;
             });
-            co_await bc::eventually([&] { return by_b.size() >= count; }, 10s);
+            co_await bc::until([&] { return by_b.size() >= count; }, 10s);
             stopped = co_await b->stop();
         },
         std::chrono::seconds(30));
@@ -454,7 +454,7 @@ TEST_CASE("redis broker: a Redis restart while messages flow loses no published 
                                                               });
             // Phase 1: published, handled and acknowledged before the restart.
             for (int i = 0; i < 100; ++i) phase1.push_back(co_await bc::publish(broker, topic, bc::numbered_event(ids, "P1", i)));
-            co_await bc::eventually([&] { return handled.size() >= phase1.size(); }, 10s);
+            co_await bc::until([&] { return handled.size() >= phase1.size(); }, 10s);
             for (int i = 0; i < 100; ++i) {
                 std::vector<std::string> argv{"XPENDING", topic, group};
                 pending_before = co_await broker.async_command(std::move(argv), asio::use_awaitable);
@@ -485,13 +485,13 @@ TEST_CASE("redis broker: a Redis restart while messages flow loses no published 
                 }
                 co_await boong::test::sleep_for(2ms);
             }
-            co_await bc::eventually([&] { return restarted.load(); }, 10s);
+            co_await bc::until([&] { return restarted.load(); }, 10s);
             std::function<bool()> all_handled = [&] {
                 for (const auto& id : phase2)
                     if (!handled.contains(id)) return false;
                 return true;
             };
-            co_await bc::eventually(all_handled, 20s);
+            co_await bc::until(all_handled, 20s);
             stopped = co_await c->stop();
         },
         std::chrono::seconds(60));
@@ -690,7 +690,7 @@ TEST_CASE("redis broker: every tricky event comes back from the one-field envelo
                                             got.push_back(d.event);
                                             co_return;
                                         });
-            co_await bc::eventually([&] { return got.size() >= events.size(); }, std::chrono::seconds(20));
+            co_await bc::until([&] { return got.size() >= events.size(); }, std::chrono::seconds(20));
             stopped = co_await c->stop();
         },
         std::chrono::seconds(60));
@@ -741,7 +741,7 @@ TEST_CASE("redis broker: a dead letter is the entry as it arrived plus its recor
                     dead.push_back(d);
                     co_return;
                 });
-            co_await bc::eventually([&] { return !dead.empty(); });
+            co_await bc::until([&] { return !dead.empty(); });
             stopped = co_await c->stop();
             stopped = co_await reader->stop() && stopped;
             std::vector<std::string> argv{"XRANGE", boong::dead_letter_topic(topic), "-", "+"};
@@ -826,7 +826,7 @@ TEST_CASE("redis broker: malformed one-field envelopes go to the dead letters wi
                 dead = co_await b.async_dead_letters(topic, "", 100, asio::use_awaitable);
                 co_await boong::test::sleep_for(10ms);
             }
-            co_await bc::eventually([&] { return !handled.empty(); });
+            co_await bc::until([&] { return !handled.empty(); });
             stopped = co_await c->stop();
             std::vector<std::string> argv{"XPENDING", topic, group};
             pending = co_await b.async_command(std::move(argv), asio::use_awaitable);

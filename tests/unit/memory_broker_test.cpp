@@ -137,7 +137,7 @@ TEST_CASE("memory broker: pending_count follows deliveries and acks", "[broker][
                                             if (d.event.type == "Fail") throw std::runtime_error("nope");
                                             co_return;
                                         });
-            co_await bc::eventually([&] { return calls >= 2; });
+            co_await bc::until([&] { return calls >= 2; });
             co_await boong::test::sleep_for(10ms);
             pending_while_running = fx.broker().pending_count("t", "g");
             stopped = co_await c->stop();
@@ -170,14 +170,14 @@ TEST_CASE("memory broker: a message whose last allowed delivery never settled is
                 ++a_calls;
                 co_await boong::test::sleep_for(1h);
             });
-            co_await bc::eventually([&] { return a_calls == 1; });
+            co_await bc::until([&] { return a_calls == 1; });
             stopped = co_await a->stop();
             o.consumer = "b";
             auto b = bc::start_consumer(fx, o, [&](const boong::Delivery&) -> asio::awaitable<void> {
                 ++b_calls;
                 co_return;
             });
-            co_await bc::eventually([&] { return fx.broker().size("t.dlq") > 0; });
+            co_await bc::until([&] { return fx.broker().size("t.dlq") > 0; });
             stopped = co_await b->stop() && stopped;
         },
         10s);
@@ -277,7 +277,7 @@ TEST_CASE("memory broker: publishing from another thread wakes a consumer", "[br
                 });
             }
             for (auto& th : threads) th.join();
-            co_await bc::eventually([&] { return got.size() >= 2 * per_thread && published == 2 * per_thread; });
+            co_await bc::until([&] { return got.size() >= 2 * per_thread && published == 2 * per_thread; });
             stopped = co_await c->stop();
         },
         20s);

@@ -2,6 +2,7 @@
 // compensations backward, recording every transition in the saga's stream.
 #pragma once
 
+#include <boong/detail/attempt_policy.hpp>
 #include <boong/detail/backoff.hpp>
 #include <boong/detail/post.hpp>
 #include <boong/detail/validate.hpp>
@@ -104,11 +105,6 @@ struct SagaShared {
 
 // Why a running saga is being stopped from outside its steps.
 enum class StopReason { none, cancel, deadline, shutdown };
-
-struct AttemptResult {
-    std::exception_ptr error;  // null when the attempt completed
-    bool timed_out = false;    // it failed because its deadline passed
-};
 
 struct StepFailure {
     bool failed = false;
@@ -470,34 +466,32 @@ private:
             }
             if (stop_ == StopReason::shutdown) co_await interrupted();
             StepFailure f = interruption(step, group);
-            if (!f.failed) f = classify(step.name, r, policy.timeout);
-            if (f.kind == FailureKind::unavailable) {
-                co_await wait_out_outage(step.name, attempt, f, ++outage_tries, false);
+            if (!f.failed) f = failure_of(step.name, r, policy.timeout);
+            const int outage = f.kind == FailureKind::unavailable ? ++outage_tries : (outage_tries = 0);
+            const AttemptDecision next = after_failure(f.kind, attempt, outage, false, policy, step.compensation != nullptr,
+                                                       shared_->options.outage_backoff, salt(step.name));
+            if (next.next == Next::retry_outage) {
+                co_await wait_out_outage(step.name, attempt, f, outage, next.delay, false);
                 continue;
             }
-            outage_tries = 0;
-            const bool final = f.kind != FailureKind::transient && f.kind != FailureKind::timeout
-                                   ? true
-                                   : attempt >= policy.retry.attempts;
+            const bool final = next.next == Next::give_up;
             // Its effect may have happened: undo it with the others if the policy says so.
-            const bool uncertain =
-                final && f.kind != FailureKind::rejected && policy.compensate_uncertain && step.compensation != nullptr;
-            if (uncertain) state_.compensable.emplace_back(step.name);
-            record_step_failure(step.name, attempt, f, final, uncertain);
+            if (next.compensate_uncertain) state_.compensable.emplace_back(step.name);
+            record_step_failure(step.name, attempt, f, final, next.compensate_uncertain);
             log(spdlog::level::warn, step.name, "attempt {} failed ({}{}): {}", attempt, to_string(f.kind),
                 final ? ", giving up" : "", f.error);
             if (final) co_return f;
             co_await flush();
-            co_await sleep(backoff_delay(policy.retry, attempt, salt(step.name)));
+            co_await sleep(next.delay);
             ++attempt;
         }
     }
 
     // A try of `step` (its action, or its compensation) found a dependency
     // unavailable: the outage's first failure is recorded (never final) and
-    // logged; every try waits the outage backoff, which grows with `tries`.
+    // logged; every try waits `delay` (the outage backoff, which grows with `tries`).
     asio::awaitable<void> wait_out_outage(std::string_view step, int attempt, const StepFailure& f, int tries,
-                                          bool compensating) {
+                                          milliseconds delay, bool compensating) {
         if (tries == 1) {
             if (compensating) {
                 record(saga_event::compensation_failed, object("step", step, "attempt", attempt, "kind",
@@ -509,7 +503,7 @@ private:
                 "with backoff until it answers): {}", compensating ? "compensation" : "step", attempt, f.error);
         }
         co_await flush();
-        co_await sleep(backoff_delay(shared_->options.outage_backoff, tries, salt(step) ^ 2));
+        co_await sleep(delay);
     }
 
     // Compensates, in reverse order of completion, every completed step not yet compensated.
@@ -554,13 +548,15 @@ private:
                 co_return true;
             }
             if (stop_ == StopReason::shutdown) co_await interrupted();
-            StepFailure f = classify(step.name, r, policy.compensation_timeout);
-            if (f.kind == FailureKind::unavailable) {
-                co_await wait_out_outage(step.name, attempt, f, ++outage_tries, true);
+            StepFailure f = failure_of(step.name, r, policy.compensation_timeout);
+            const int outage = f.kind == FailureKind::unavailable ? ++outage_tries : (outage_tries = 0);
+            const AttemptDecision next = after_failure(f.kind, attempt, outage, true, policy, true,
+                                                       shared_->options.outage_backoff, salt(step.name));
+            if (next.next == Next::retry_outage) {
+                co_await wait_out_outage(step.name, attempt, f, outage, next.delay, true);
                 continue;
             }
-            outage_tries = 0;
-            const bool final = f.kind == FailureKind::rejected || attempt >= policy.compensation_retry.attempts;
+            const bool final = next.next == Next::give_up;
             record(saga_event::compensation_failed, object("step", step.name, "attempt", attempt, "kind",
                                                            to_string(f.kind), "error", f.error, "final", final));
             log(final ? spdlog::level::err : spdlog::level::warn, step.name, "compensation attempt {} failed{}: {}",
@@ -571,7 +567,7 @@ private:
                 co_return false;
             }
             co_await flush();
-            co_await sleep(backoff_delay(policy.compensation_retry, attempt, salt(step.name) ^ 1));
+            co_await sleep(next.delay);
             ++attempt;
         }
     }
@@ -594,27 +590,9 @@ private:
         return {};
     }
 
-    static StepFailure classify(std::string_view step, const AttemptResult& r, milliseconds timeout) {
-        StepFailure f{true, FailureKind::transient, std::string(step), {}};
-        if (r.timed_out) {
-            f.kind = FailureKind::timeout;
-            f.error = "timed out after " + std::to_string(timeout.count()) + " ms";
-            return f;
-        }
-        try {
-            std::rethrow_exception(r.error);
-        } catch (const Rejection& e) {
-            f.kind = FailureKind::rejected;
-            f.error = e.what();
-        } catch (const boost::system::system_error& e) {
-            if (is_unavailable(e.code())) f.kind = FailureKind::unavailable;
-            f.error = e.what();
-        } catch (const std::exception& e) {
-            f.error = e.what();
-        } catch (...) {
-            f.error = "unknown exception";
-        }
-        return f;
+    static StepFailure failure_of(std::string_view step, const AttemptResult& r, milliseconds timeout) {
+        auto c = classify_attempt(r, timeout);
+        return StepFailure{true, c.kind, std::string(step), std::move(c.error)};
     }
 
     void record_step_failure(std::string_view step, int attempt, const StepFailure& f, bool final,
