@@ -2,7 +2,9 @@
 // compensations backward, recording every transition in the saga's stream.
 #pragma once
 
+#include <boong/detail/attempt_lane.hpp>
 #include <boong/detail/attempt_policy.hpp>
+#include <boong/detail/json_object.hpp>
 #include <boong/detail/backoff.hpp>
 #include <boong/detail/post.hpp>
 #include <boong/detail/validate.hpp>
@@ -41,33 +43,6 @@
 namespace boong::detail {
 
 namespace asio = boost::asio;
-
-// Builds a JSON object from key/value pairs in place. nlohmann's
-// initializer-list constructor copies every value and allocates to destroy its
-// temporaries; events are recorded on every transition, so this matters.
-// Each pair is placed with the end as hint: pairs given in key order (as the
-// hot transitions do) are placed without a search; others still land where
-// they belong (an object is a sorted map either way).
-inline void put(json::object_t&) {}
-template <class V, class... Rest>
-void put(json::object_t& o, std::string_view key, V&& value, Rest&&... rest) {
-    o.emplace_hint(o.end(), std::string(key), json(std::forward<V>(value)));
-    put(o, std::forward<Rest>(rest)...);
-}
-template <class... KV>
-json object(KV&&... kv) {
-    json j(json::value_t::object);
-    put(j.get_ref<json::object_t&>(), std::forward<KV>(kv)...);
-    return j;
-}
-
-// A strand for one saga. On an io_context, a strand of its executor type fits
-// any_io_executor's small buffer, where a strand<any_io_executor> would cost an
-// allocation on every copy of the executor.
-inline asio::any_io_executor make_saga_strand(const asio::any_io_executor& ex) {
-    if (const auto* io = ex.target<asio::io_context::executor_type>()) return asio::make_strand(*io);
-    return asio::make_strand(ex);
-}
 
 // What every run of one saga type shares: set up once by the runner.
 template <class SagaT, class Store>
@@ -125,7 +100,7 @@ public:
     SagaExecution(std::shared_ptr<Shared> shared, executor_type ex)
         : shared_(std::move(shared)),
           ex_(std::move(ex)),
-          main_lane_(std::make_shared<Lane>(root_, ex_)) {
+          main_lane_(std::make_shared<AttemptLane>(root_, ex_)) {
     }
 
     const executor_type& get_executor() const noexcept { return ex_; }
@@ -275,82 +250,6 @@ private:
         co_return StepFailure{};
     }
 
-    // A coroutine of the saga (its body, or one branch of a parallel group),
-    // with the signal that interrupts whatever it awaits. A step attempt runs
-    // inline on its lane. Its deadline is watched by one timer per lane that
-    // stays armed across attempts: an attempt only moves `deadline`, and the
-    // timer, when it fires early, re-arms itself for the deadline then in
-    // force. Arming a timer for every attempt would cost more than the step.
-    // Shared with the timer's handler, which may outlive the lane's coroutine.
-    struct Lane {
-        using time_point = asio::steady_timer::time_point;
-        Lane(asio::cancellation_signal& s, const executor_type& e) : signal(s), ex(e) {}
-        asio::cancellation_signal& signal;
-        executor_type ex;
-        // Made when first armed: most attempts complete before that (see
-        // begin_attempt), and making a timer looks up its service under a mutex.
-        std::optional<asio::steady_timer> timer;
-        time_point deadline = time_point::max();  // of the running attempt; max when none or no timeout
-        bool armed = false;
-        bool arm_queued = false;  // see begin_attempt
-        bool timed_out = false;
-
-        // Ends the lane: no timer may be left pending on the io_context.
-        void close() {
-            deadline = time_point::max();
-            if (armed) timer->cancel();
-        }
-    };
-
-    // Arms (or re-arms) the lane's timer; separate from Lane so the handler can
-    // hold the lane alive.
-    static void arm(const std::shared_ptr<Lane>& lane, typename Lane::time_point at) {
-        lane->armed = true;
-        if (!lane->timer) lane->timer.emplace(lane->ex);
-        lane->timer->expires_at(at);
-        lane->timer->async_wait([lane](boost::system::error_code ec) {
-            if (ec) return;  // cancelled or re-armed: the newer wait is in charge
-            lane->armed = false;
-            if (lane->deadline == Lane::time_point::max()) return;  // no attempt running: stay idle
-            if (asio::steady_timer::clock_type::now() < lane->deadline) {
-                arm(lane, lane->deadline);  // a later attempt moved the deadline
-                return;
-            }
-            lane->timed_out = true;
-            lane->deadline = Lane::time_point::max();
-            lane->signal.emit(asio::cancellation_type::terminal);
-        });
-    }
-
-    // Whether the lane's timer must be (re-)armed for the running attempt.
-    static bool needs_arming(const Lane& lane) {
-        return lane.deadline != Lane::time_point::max() && (!lane.armed || lane.timer->expiry() > lane.deadline);
-    }
-
-    // One attempt of an action or compensation on `lane`, interrupted at
-    // `deadline` (time_point::max() for none): begin_attempt, then the caller
-    // awaits the work itself (no coroutine frame of its own), then end_attempt.
-    // The timer is armed from a handler queued behind the attempt: an attempt
-    // that completes without suspending (the work was at hand) is over before
-    // it runs, and never costs a timer — arming one is a system call whenever
-    // it becomes the earliest. The deadline itself is fixed here, so a step
-    // that does suspend is interrupted on time all the same.
-    static void begin_attempt(const std::shared_ptr<Lane>& lane, typename Lane::time_point deadline) {
-        lane->timed_out = false;
-        lane->deadline = deadline;
-        if (lane->arm_queued || !needs_arming(*lane)) return;
-        lane->arm_queued = true;
-        asio::post(lane->ex, [lane] {
-            lane->arm_queued = false;
-            if (needs_arming(*lane)) arm(lane, lane->deadline);
-        });
-    }
-    static AttemptResult end_attempt(Lane& lane, std::exception_ptr error) {
-        lane.deadline = Lane::time_point::max();
-        const bool timed_out = error != nullptr && lane.timed_out;
-        return AttemptResult{std::move(error), timed_out};
-    }
-
     struct Group {
         Group(std::size_t n, const executor_type& ex) : signals(n), done(n, false), results(n), joined(ex) {
             joined.expires_at(asio::steady_timer::time_point::max());
@@ -409,7 +308,7 @@ private:
 
     asio::awaitable<StepFailure> branch(const Descriptor& step, std::shared_ptr<Group> group, std::size_t index) {
         co_await asio::this_coro::throw_if_cancelled(false);
-        auto lane = std::make_shared<Lane>(group->signals[index], ex_);
+        auto lane = std::make_shared<AttemptLane>(group->signals[index], ex_);
         StepFailure f;
         try {
             f = co_await run_step(step, group.get(), lane);
@@ -424,7 +323,7 @@ private:
     // Attempts one step per its retry policy. A try that found a dependency
     // unavailable is not an attempt: the same attempt is tried again, with
     // outage backoff, until the dependency answers.
-    asio::awaitable<StepFailure> run_step(const Descriptor& step, Group* group, std::shared_ptr<Lane> lane) {
+    asio::awaitable<StepFailure> run_step(const Descriptor& step, Group* group, std::shared_ptr<AttemptLane> lane) {
         const StepPolicy& policy = shared_->options.policy_for(step.name);
         int outage_tries = 0;  // tries of this attempt that found a dependency unavailable
         for (int attempt = 1;;) {
@@ -742,7 +641,7 @@ private:
     StopReason stop_ = StopReason::none;
     std::string stop_message_;
     std::optional<asio::steady_timer> deadline_timer_;  // only for sagas with a deadline
-    std::shared_ptr<Lane> main_lane_;  // the saga's own coroutine; parallel branches have their own
+    std::shared_ptr<AttemptLane> main_lane_;  // the saga's own coroutine; parallel branches have their own
 };
 
 }  // namespace boong::detail
