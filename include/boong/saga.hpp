@@ -101,8 +101,17 @@ concept SagaData = std::default_initializable<D> && std::copy_constructible<D> &
 
 namespace detail {
 
+// What a member function that is not a step yields: placeholder types, so
+// that a wrong signature stops at Step's one static_assert instead of a
+// cascade of errors about the types it cannot name.
+struct not_a_saga_class {};
+struct not_saga_data {};
+
 template <class F>
-struct member_step_traits : std::false_type {};
+struct member_step_traits : std::false_type {
+    using definition_type = not_a_saga_class;
+    using data_type = not_saga_data;
+};
 
 template <class C, class D>
 struct member_step_traits<boost::asio::awaitable<void> (C::*)(StepContext<D>&)> : std::true_type {
@@ -131,7 +140,7 @@ struct Step {
     using definition_type = typename traits::definition_type;
     using data_type = typename traits::data_type;
 
-    static_assert(std::is_null_pointer_v<decltype(Compensation)> ||
+    static_assert(!detail::step_member<decltype(Action)> || !detail::step_member<decltype(Compensation)> ||
                       std::is_same_v<decltype(Compensation), decltype(Action)>,
                   "boong::Step: the action and the compensation must belong to the same class and take the "
                   "same StepContext<Data>");
@@ -140,6 +149,10 @@ struct Step {
     static constexpr auto action = Action;
     static constexpr auto compensation = Compensation;
     static constexpr bool has_compensation = !std::is_null_pointer_v<decltype(Compensation)>;
+    // Whether the step is well formed (its own static_asserts said why not).
+    static constexpr bool valid =
+        detail::step_member<decltype(Action)> &&
+        (std::is_null_pointer_v<decltype(Compensation)> || std::is_same_v<decltype(Compensation), decltype(Action)>);
 };
 
 // Steps run concurrently: all start together, the saga moves on when all have
@@ -185,9 +198,21 @@ struct StepDescriptor {
     std::size_t stage;
 };
 
-// A saga type: stages run in order; a stage is a Step or a Parallel group.
+namespace detail {
+
+// The saga class's stable name, or "" when it has none (Saga's static_assert says so).
+template <class C>
+constexpr std::string_view saga_class_name() {
+    if constexpr (requires { { C::name } -> std::convertible_to<std::string_view>; }) {
+        return C::name;
+    } else {
+        return {};
+    }
+}
+
+// What boong::Saga<...> names (see there).
 template <class... Stages>
-struct Saga {
+struct SagaType {
     static_assert(sizeof...(Stages) >= 1, "boong::Saga: a saga needs at least one step");
 
     using all_steps = detail::tuple_cat_t<typename detail::stage_traits<Stages>::steps...>;
@@ -220,15 +245,23 @@ private:
         return true;
     }
 
-    static_assert(same_class(std::make_index_sequence<step_count>{}),
+    template <std::size_t... I>
+    static constexpr bool steps_valid(std::index_sequence<I...>) {
+        return (std::tuple_element_t<I, all_steps>::valid && ...);
+    }
+    // A step that is not well formed has said why; the checks below would
+    // only repeat it in other words.
+    static constexpr bool checked = steps_valid(std::make_index_sequence<step_count>{});
+
+    static_assert(!checked || same_class(std::make_index_sequence<step_count>{}),
                   "boong::Saga: all steps must be member functions of the same saga class");
-    static_assert(same_data(std::make_index_sequence<step_count>{}),
+    static_assert(!checked || same_data(std::make_index_sequence<step_count>{}),
                   "boong::Saga: all steps must take the same StepContext<Data>");
     static_assert(unique_names(), "boong::Saga: two steps have the same name; step names must be unique");
-    static_assert(SagaData<data_type>,
+    static_assert(!checked || SagaData<data_type>,
                   "boong::Saga: the saga data must be default-constructible, copyable and convertible to and "
                   "from nlohmann::json (define to_json/from_json, e.g. with NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE)");
-    static_assert(requires { { definition_type::name } -> std::convertible_to<std::string_view>; },
+    static_assert(!checked || requires { { definition_type::name } -> std::convertible_to<std::string_view>; },
                   "boong::Saga: the saga class must declare `static constexpr std::string_view name = \"...\";` "
                   "(its stable type name, recorded in events)");
 
@@ -254,22 +287,40 @@ private:
     }
 
 public:
-    static constexpr std::string_view name = definition_type::name;
+    static constexpr std::string_view name = saga_class_name<definition_type>();
 
     // The steps in declaration order, each with the index of its stage.
     static std::vector<StepDescriptor<definition_type, data_type>> steps() {
         std::vector<StepDescriptor<definition_type, data_type>> out;
-        out.reserve(step_count);
-        std::size_t stage = 0;
-        (describe_stage<Stages>(out, stage++), ...);
+        if constexpr (checked) {  // else the static_asserts above have said why
+            out.reserve(step_count);
+            std::size_t stage = 0;
+            (describe_stage<Stages>(out, stage++), ...);
+        }
         return out;
     }
 };
 
+}  // namespace detail
+
+// A saga type: stages run in order; a stage is a Step or a Parallel group.
+// Naming it checks it (`using OrderProcessing = boong::Saga<...>;` fails
+// there, with the reason, when a step is not well formed), even before
+// anything uses it.
+template <class... Stages>
+using Saga = std::enable_if_t<sizeof(detail::SagaType<Stages...>) != 0, detail::SagaType<Stages...>>;
+
 template <class T>
 struct is_saga : std::false_type {};
 template <class... S>
-struct is_saga<Saga<S...>> : std::true_type {};
+struct is_saga<detail::SagaType<S...>> : std::true_type {};
+
+namespace detail {
+
+template <class T>
+inline constexpr bool always_false = false;
+
+}  // namespace detail
 
 // The result of running a saga to an end.
 enum class SagaStatus {

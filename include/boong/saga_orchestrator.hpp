@@ -55,9 +55,21 @@ struct OrchestratorStats {
     std::uint64_t fenced = 0;     // times every saga here was stopped for want of renewal
 };
 
-template <class SagaT, EventStore Store, SagaLeases Leases>
-    requires is_saga<SagaT>::value
+template <class SagaT, class Store, class Leases>
 class SagaOrchestrator {
+public:
+    static_assert(detail::always_false<SagaT>,
+                  "boong::SagaOrchestrator<SagaT, Store, Leases>: SagaT must be a boong::Saga<...> type (`using "
+                  "OrderProcessing = boong::Saga<boong::Step<...>, ...>;`), not the class that holds the step "
+                  "functions");
+    template <class... Args>
+    explicit SagaOrchestrator(Args&&...) {}  // (no second error for the construction)
+};
+
+template <class... Stages, EventStore Store, SagaLeases Leases>
+class SagaOrchestrator<detail::SagaType<Stages...>, Store, Leases> {
+    using SagaT = detail::SagaType<Stages...>;
+
 public:
     using Runner = SagaRunner<SagaT, Store>;
     using Definition = typename Runner::Definition;

@@ -49,9 +49,20 @@ struct RunnerOptions {
 // parallel group may share the saga data safely on a multi-threaded
 // io_context. The definition object and the store must outlive the runner and
 // every saga it started.
-template <class SagaT, EventStore Store>
-    requires is_saga<SagaT>::value
+template <class SagaT, class Store>
 class SagaRunner {
+public:
+    static_assert(detail::always_false<SagaT>,
+                  "boong::SagaRunner<SagaT, Store>: SagaT must be a boong::Saga<...> type (`using OrderProcessing = "
+                  "boong::Saga<boong::Step<...>, ...>;`), not the class that holds the step functions");
+    template <class... Args>
+    explicit SagaRunner(Args&&...) {}  // (no second error for the construction)
+};
+
+template <class... Stages, EventStore Store>
+class SagaRunner<detail::SagaType<Stages...>, Store> {
+    using SagaT = detail::SagaType<Stages...>;
+
 public:
     using Definition = typename SagaT::definition_type;
     using Data = typename SagaT::data_type;
