@@ -16,6 +16,8 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -39,9 +41,13 @@ struct Tables {
     std::string effects;   // one row per applied effect: (key UNIQUE, saga, step, kind, pid, seq)
     std::string attempts;  // one row per attempt: (saga, step, kind, pid, started_at, finished_at)
     std::string kills;     // one row per SIGKILL: (pid, killed_at)
+    // Attempt ends the database could not take (it was down): "id timestamp"
+    // lines in <ends_dir>/<pid>, which the driver applies before it checks.
+    std::string ends_dir;
 
     explicit Tables(const std::string& base)
-        : effects(base + "_effects"), attempts(base + "_attempts"), kills(base + "_kills") {}
+        : effects(base + "_effects"), attempts(base + "_attempts"), kills(base + "_kills"),
+          ends_dir((std::filesystem::temp_directory_path() / (base + "_ends")).string()) {}
 
     std::string create_sql() const {
         return "CREATE TABLE IF NOT EXISTS " + effects +
@@ -115,24 +121,26 @@ private:
         } catch (...) {
             failure = std::current_exception();
         }
-        // The attempt is over (done, failed or interrupted): say when, even if
-        // the database is down for a while (the `outage` scenario: 20 s).
+        // The attempt is over (done, failed or interrupted): say when. With the
+        // database down, the end goes to a file of this process (the driver
+        // applies it): a step that waited for the database here would go on
+        // running past its saga's lease, in two processes at once.
         const std::string finished = boong::format_timestamp(boong::Clock::now());
         co_await asio::this_coro::reset_cancellation_state();
         const std::string end = "UPDATE " + tables_.attempts + " SET finished_at = $2::timestamptz WHERE id = $1";
-        for (int i = 0; i < 600; ++i) {
-            bool ok = true;
-            auto record_end = [end, attempt_id, finished](pqxx::transaction_base& tx) {
-                tx.exec_params(end, attempt_id, finished);
-            };
-            try {
-                co_await boong::async_transact(store_, std::move(record_end), asio::use_awaitable);
-            } catch (...) {
-                ok = false;
-            }
-            if (ok) break;
-            asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(100));
-            co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+        bool recorded = true;
+        auto record_end = [end, attempt_id, finished](pqxx::transaction_base& tx) {
+            tx.exec_params(end, attempt_id, finished);
+        };
+        try {
+            co_await boong::async_transact(store_, std::move(record_end), asio::use_awaitable);
+        } catch (...) {
+            recorded = false;
+        }
+        if (!recorded) {
+            std::filesystem::create_directories(tables_.ends_dir);
+            std::ofstream(tables_.ends_dir + "/" + std::to_string(pid), std::ios::app)
+                << attempt_id << " " << finished << "\n" << std::flush;
         }
         if (failure) std::rethrow_exception(failure);
     }

@@ -31,6 +31,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -284,13 +286,44 @@ struct Driver {
         }
         check(bad_effects == 0, std::to_string(bad_effects) + " sagas whose effects are not exactly once, in order");
 
-        // 3. No step of one saga ran in two processes at once.
+        // 3. No step of one saga ran in two processes at once. Attempt ends
+        // the nodes could not store (the database was down) are in files.
+        std::size_t ends_from_files = 0;
+        if (std::filesystem::exists(tables.ends_dir)) {
+            for (const auto& file : std::filesystem::directory_iterator(tables.ends_dir)) {
+                std::ifstream in(file.path());
+                long long id = 0;
+                std::string at;
+                while (in >> id >> at) {
+                    sql("UPDATE " + tables.attempts + " SET finished_at = '" + at + "'::timestamptz WHERE id = " +
+                        std::to_string(id) + " AND finished_at IS NULL");
+                    ++ends_from_files;
+                }
+            }
+            std::filesystem::remove_all(tables.ends_dir);
+        }
+        if (ends_from_files > 0) std::cout << "chaos: " << ends_from_files << " attempt ends recorded while the database was down\n";
         const long long overlaps = scalar(
             "WITH ends AS (SELECT pid, min(killed_at) AS ended FROM " + tables.kills + " GROUP BY pid), "
             "a AS (SELECT t.saga, t.pid, t.step, t.started_at AS s, coalesce(t.finished_at, e.ended, 'infinity') AS f "
             "FROM " + tables.attempts + " t LEFT JOIN ends e ON e.pid = t.pid) "
             "SELECT count(*) FROM a x JOIN a y ON x.saga = y.saga AND x.pid < y.pid AND x.s < y.f AND y.s < x.f");
         check(overlaps == 0, std::to_string(overlaps) + " pairs of attempts of one saga overlapped in two processes");
+        if (overlaps > 0) {
+            // What overlapped, for whoever reads the log.
+            for (const auto& r : sql(
+                     "WITH ends AS (SELECT pid, min(killed_at) AS ended FROM " + tables.kills + " GROUP BY pid), "
+                     "a AS (SELECT t.saga, t.pid, t.step, t.kind, t.started_at AS s, t.finished_at, "
+                     "coalesce(t.finished_at, e.ended, 'infinity') AS f FROM " + tables.attempts +
+                     " t LEFT JOIN ends e ON e.pid = t.pid) "
+                     "SELECT x.saga, x.pid, x.kind || ':' || x.step, x.s::text, coalesce(x.finished_at::text, 'never'), "
+                     "y.pid, y.kind || ':' || y.step, y.s::text, coalesce(y.finished_at::text, 'never') "
+                     "FROM a x JOIN a y ON x.saga = y.saga AND x.pid < y.pid AND x.s < y.f AND y.s < x.f LIMIT 5")) {
+                std::cout << "chaos: overlap: saga " << r[0].c_str() << ": pid " << r[1].c_str() << " " << r[2].c_str()
+                          << " " << r[3].c_str() << " .. " << r[4].c_str() << " / pid " << r[5].c_str() << " "
+                          << r[6].c_str() << " " << r[7].c_str() << " .. " << r[8].c_str() << "\n";
+            }
+        }
         const long long attempts = scalar("SELECT count(*) FROM " + tables.attempts);
         const long long forward = scalar("SELECT count(*) FROM " + tables.effects);
         const long long takeovers = scalar("SELECT count(*) FROM " + table + " WHERE type = 'SagaResumed'");
