@@ -680,15 +680,31 @@ struct Driver {
         std::mutex orders_mutex;
         std::atomic<int> unavailable{0}, n{0};
         std::atomic<bool> done{false};
+        // A careful client: each order has its Idempotency-Key, and a 503
+        // (whose outcome may be unknown: the commit's reply can be lost with
+        // the connection) is retried with the same key until it is accepted.
         auto client = [&] {
-            while (!done) {
-                const int i = n++;
+            int i = -1;
+            auto give_up = Clock::time_point::max();
+            while (true) {
+                if (i < 0) {
+                    if (done) break;
+                    i = n++;
+                    give_up = Clock::time_point::max();
+                }
+                if (done && give_up == Clock::time_point::max()) give_up = Clock::now() + 30s;
+                if (Clock::now() > give_up) {
+                    check(false, "order " + std::to_string(i) + " was still refused 30 s after the outage");
+                    break;
+                }
                 const int m = i % 6;
                 const Kind kind = m == 1 ? Kind::declined : m == 4 ? Kind::out_of_stock : Kind::happy;
-                const auto r = request(http_port, http::verb::post, "/api/orders", order_body(kind, i));
+                const Headers key{{"Idempotency-Key", table + "-outage-" + std::to_string(i)}};
+                const auto r = request(http_port, http::verb::post, "/api/orders", order_body(kind, i), key);
                 if (r.status == 202) {
                     std::lock_guard lock(orders_mutex);
                     orders.push_back(Order{kind, r.j().value("order_id", ""), {}});
+                    i = -1;
                 } else if (r.status == 503) {
                     ++unavailable;
                     check(r.body.find("temporarily unavailable") != std::string::npos, "503 says so: " + r.body);
@@ -701,6 +717,7 @@ struct Driver {
                 } else {
                     check(false, "POST during the outage run: " + std::to_string(r.status) + " " + r.body);
                     std::this_thread::sleep_for(100ms);
+                    i = -1;
                 }
             }
         };
@@ -750,6 +767,12 @@ struct Driver {
         say(std::to_string(orders.size()) + " orders accepted");
         settle(orders);
         verify(orders);
+        // Every order in the store is one a client was told about.
+        std::set<std::string> known;
+        for (const auto& o : orders) known.insert(shop::order_stream(o.id));
+        const auto created = sql("SELECT count(*) FROM " + table + " WHERE type = 'OrderCreated'")[0][0].as<std::size_t>();
+        check(created == known.size(), std::to_string(created) + " orders stored, " + std::to_string(known.size()) +
+                                           " accepted (a 503 whose order exists was retried with its key)");
         check_no_dead_letters();
         return finish(t0);
     }
