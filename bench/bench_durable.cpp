@@ -22,8 +22,8 @@
 // 10,000 rows, then exits: bench.sh runs it before the baseline.
 #include <boong/saga_orchestrator.hpp>
 #include <boong/saga_runner.hpp>
-#include <boong/store/postgres.hpp>
-#include <boong/store/postgres_sagas.hpp>
+#include <boong/postgres/store.hpp>
+#include <boong/postgres/sagas.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>

@@ -11,7 +11,7 @@
 // `bench_postgres --boong-prepare` creates the tables (through the store, so
 // they have its exact shape) and fills bench_read with 1,000,000 events, then
 // exits: bench.sh runs it before the baselines, which use the same tables.
-#include <boong/store/postgres.hpp>
+#include <boong/postgres/store.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>

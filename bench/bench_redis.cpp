@@ -9,7 +9,7 @@
 // Environment: BOONG_BENCH_REDIS_HOST, BOONG_BENCH_REDIS_PORT (required);
 // BOONG_BENCH_REDIS_XADD_BASELINE (XADD/s from redis-benchmark, optional).
 // Everything runs on one io_context thread: the client's cost is what shows.
-#include <boong/broker/redis.hpp>
+#include <boong/redis/broker.hpp>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>

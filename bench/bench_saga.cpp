@@ -1,7 +1,7 @@
 // saga_in_memory: a 3-step saga of no-op steps run to completion on one thread,
 // every transition recorded in the in-memory store.
 #include <boong/saga_runner.hpp>
-#include <boong/store/memory.hpp>
+#include <boong/memory/store.hpp>
 
 #include <boost/asio/io_context.hpp>
 

@@ -80,6 +80,7 @@ void SagaState::apply(const RecordedEvent& e) {
         throw fail("expected version " + std::to_string(version + 1) + " next");
     }
     try {
+        // The fields each event sets; the phase comes from phase_rules below.
         if (type == saga_event::started) {
             constexpr std::string_view prefix = "saga-";
             saga_id = e.stream_id.starts_with(prefix) ? e.stream_id.substr(prefix.size()) : e.stream_id;
@@ -89,7 +90,6 @@ void SagaState::apply(const RecordedEvent& e) {
             if (auto it = p.find("deadline"); it != p.end() && !it->is_null()) {
                 deadline = parse_timestamp(it->get<std::string>());
             }
-            phase = SagaPhase::running;
             started_at = e.event.metadata.timestamp;
         } else if (version == 0) {
             throw fail("a saga stream must start with " + std::string(saga_event::started));
@@ -103,7 +103,6 @@ void SagaState::apply(const RecordedEvent& e) {
         } else if (type == saga_event::step_failed) {
             if (p.value("compensate", false)) compensable.push_back(p.at("step").get<std::string>());
         } else if (type == saga_event::compensation_started) {
-            phase = SagaPhase::compensating;
             failed_step = p.value("failed_step", "");
             error = p.value("error", "");
             failure_kind = failure_kind_from_string(p.value("kind", "")).value_or(FailureKind::transient);
@@ -111,25 +110,27 @@ void SagaState::apply(const RecordedEvent& e) {
             auto step = p.at("step").get<std::string>();
             if (!step_compensated(step)) compensated.push_back(std::move(step));
         } else if (type == saga_event::completed) {
-            phase = SagaPhase::completed;
             if (auto it = p.find("data"); it != p.end()) data = *it;
-        } else if (type == saga_event::compensated) {
-            phase = SagaPhase::compensated;
         } else if (type == saga_event::failed) {
-            phase = SagaPhase::failed;
             failed_compensation = p.at("step").get<std::string>();
             compensation_error = p.value("error", "");
         } else if (type == saga_event::resumed) {
-            auto to = saga_phase_from_string(p.at("phase").get<std::string>());
-            if (!to || (*to != SagaPhase::running && *to != SagaPhase::compensating)) {
-                throw fail("cannot resume into phase " + p.at("phase").dump());
-            }
-            phase = *to;
             failed_compensation.clear();
             compensation_error.clear();
         }
-        // StepStarted, StepCompensating and CompensationFailed
-        // describe attempts; they do not change where the saga stands.
+        // StepStarted, StepCompensating and CompensationFailed describe
+        // attempts; they have no rule and leave the phase as it was.
+        if (const PhaseRule* rule = phase_rule(type)) {
+            if (rule->phase) {
+                phase = *rule->phase;
+            } else {
+                auto to = saga_phase_from_string(p.at("phase").get<std::string>());
+                if (!to || (*to != SagaPhase::running && *to != SagaPhase::compensating)) {
+                    throw fail("cannot resume into phase " + p.at("phase").dump());
+                }
+                phase = *to;
+            }
+        }
     } catch (const json::exception& ex) {
         throw fail(std::string("malformed payload: ") + ex.what());
     }

@@ -255,4 +255,29 @@ void validate_consumer_options(const ConsumerOptions& o, const MessageHandler& h
     if (!handler) invalid(at + "handler is empty");
 }
 
+void validate_owner(std::string_view owner, std::string_view what) {
+    const auto slash = owner.find('/');
+    if (slash == 0 || slash == std::string_view::npos || slash + 1 == owner.size() || owner.size() > 255) {
+        invalid(std::string(what) + " owner '" + std::string(owner) + "' is not of the form name/incarnation");
+    }
+}
+
+void validate_lease(std::chrono::milliseconds lease, std::string_view what) {
+    if (lease < std::chrono::milliseconds(1) || lease > std::chrono::hours(24)) {
+        invalid(std::string(what) + " lease must be between 1 ms and 24 h, got " + std::to_string(lease.count()) +
+                " ms");
+    }
+}
+
+void validate_relay_name(std::string_view relay) {
+    if (relay.empty() || relay.size() > 255) invalid("an outbox relay name must have 1..255 characters");
+}
+
+void validate_inbox_entry(std::string_view consumer, std::string_view message_id) {
+    if (consumer.empty() || consumer.size() > 255) invalid("an inbox consumer name must have 1..255 characters");
+    if (message_id.empty() || message_id.size() > 255) {
+        invalid("inbox " + std::string(consumer) + ": a message id must have 1..255 characters");
+    }
+}
+
 }  // namespace boong::detail

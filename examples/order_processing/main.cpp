@@ -11,8 +11,8 @@
 // consumer prints them. The program checks every outcome and exits non-zero
 // if one is not what the design says.
 #include <boong/boong.hpp>
-#include <boong/broker/memory.hpp>
-#include <boong/store/memory.hpp>
+#include <boong/memory/broker.hpp>
+#include <boong/memory/store.hpp>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>

@@ -5,12 +5,12 @@
 
 #include "events.hpp"
 
-#include <boong/broker/redis.hpp>
+#include <boong/redis/broker.hpp>
 #include <boong/detail/outage_log.hpp>
 #include <boong/event_bus.hpp>
 #include <boong/outbox_relay.hpp>
-#include <boong/store/postgres_outbox.hpp>
-#include <boong/store/postgres_transaction.hpp>
+#include <boong/postgres/outbox.hpp>
+#include <boong/postgres/transaction.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -211,7 +211,9 @@ inline void create_stock_table(pqxx::transaction_base& tx, const Options& o) {
     }
 }
 
-using Bus = boong::EventBus<boong::RedisBroker>;
+using Bus = boong::EventBus<boong::PostgresEventStore, boong::RedisBroker>;
+using Context = Bus::context_type;
+using Reaction = boong::Reaction<pqxx::transaction_base>;
 using Relay = boong::OutboxRelay<boong::PostgresEventStore, boong::PostgresOutbox, boong::RedisBroker>;
 
 // One service process: the store, the broker, the relay that publishes every
@@ -359,30 +361,6 @@ inline StreamView read_stream_in(boong::PostgresEventStore& store, pqxx::transac
         v.events.push_back(std::move(e.event));
     }
     return v;
-}
-
-// Reacts with a fresh decision (make() returns the decide function) and, when
-// the stream moved under it (ConcurrencyConflict: another handler of the same
-// flow appended first), decides again on what is there now, a few times;
-// then throws, and the bus delivers the message again.
-template <class MakeDecide>
-asio::awaitable<void> react_retrying(boong::HandlerContext& ctx, MakeDecide make) {
-    for (int attempt = 1;; ++attempt) {
-        bool conflict = false;
-        try {
-            auto decide = make();
-            co_await ctx.react(std::move(decide));
-        } catch (const boong::Error& e) {
-            // The stream moved: a version check failed, or another transaction
-            // appended to it at the same moment (append_in reports both as
-            // concurrency_conflict).
-            const bool raced = e.code() == boong::make_error_code(boong::errc::concurrency_conflict);
-            if (!raced || attempt >= 4) throw;
-            conflict = true;
-            spdlog::debug("{}: {} (deciding again)", ctx.event().type, e.what());
-        }
-        if (!conflict) co_return;
-    }
 }
 
 inline std::string money(std::int64_t cents) {

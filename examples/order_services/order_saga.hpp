@@ -18,8 +18,8 @@
 
 #include <boong/saga.hpp>
 #include <boong/saga_orchestrator.hpp>
-#include <boong/store/postgres_sagas.hpp>
-#include <boong/store/postgres_transaction.hpp>
+#include <boong/postgres/sagas.hpp>
+#include <boong/postgres/transaction.hpp>
 
 namespace shop {
 

@@ -136,19 +136,19 @@ public:
     void subscribe() {
         auto& bus = p_.bus();
         if (orchestrator_) {
-            bus.on<OrderCreated>([this](const OrderCreated& e, boong::HandlerContext& ctx) { return run_saga(e, ctx); });
+            bus.on<OrderCreated>([this](const OrderCreated& e, Context& ctx) { return run_saga(e, ctx); });
             return;
         }
-        bus.on<PaymentProcessed>([this](const PaymentProcessed& e, boong::HandlerContext& ctx) {
+        bus.on<PaymentProcessed>([this](const PaymentProcessed& e, Context& ctx) {
             return learn(ctx, e.order_id, OrderPaid{e.order_id, e.payment_id});
         });
-        bus.on<PaymentFailed>([this](const PaymentFailed& e, boong::HandlerContext& ctx) {
+        bus.on<PaymentFailed>([this](const PaymentFailed& e, Context& ctx) {
             return learn(ctx, e.order_id, OrderPaymentDeclined{e.order_id, e.reason});
         });
-        bus.on<ItemsReserved>([this](const ItemsReserved& e, boong::HandlerContext& ctx) {
+        bus.on<ItemsReserved>([this](const ItemsReserved& e, Context& ctx) {
             return learn(ctx, e.order_id, OrderItemsReserved{e.order_id});
         });
-        bus.on<ItemsNotAvailable>([this](const ItemsNotAvailable& e, boong::HandlerContext& ctx) {
+        bus.on<ItemsNotAvailable>([this](const ItemsNotAvailable& e, Context& ctx) {
             return learn(ctx, e.order_id, OrderItemsUnavailable{e.order_id, e.reason});
         });
     }
@@ -176,30 +176,28 @@ private:
     // ---- events mode: what the order service learns, and what it decides
 
     template <class Learned>
-    asio::awaitable<void> learn(boong::HandlerContext& ctx, std::string order_id, Learned learned) {
-        auto make = [this, &order_id, &learned] {
-            return [this, &order_id, &learned](pqxx::transaction_base& tx, boong::Reaction& r) {
-                const auto stream = order_stream(order_id);
-                const auto order = read_stream_in(p_.store(), tx, stream);
-                if (order.version == 0) {
-                    spdlog::warn("{} for unknown order {}: ignored", Learned::event_name, order_id);
-                    return;
-                }
-                if (order.has(Learned::event_name)) return;  // learned already
-                auto state = fold_order(order.events);
-                const bool decided = state.decided();
-                r.emit(stream, learned, order.expected());  // fails if the stream moved since we read it
-                auto as_event = boong::EventRegistry::encode(learned);
-                state.apply(as_event);
-                if (decided) return;
-                if (state.should_cancel()) {
-                    r.emit(stream, OrderCancelled{order_id, state.cancel_reason()});
-                } else if (state.should_confirm()) {
-                    r.emit(stream, OrderConfirmed{order_id});
-                }
-            };
+    asio::awaitable<void> learn(Context& ctx, std::string order_id, Learned learned) {
+        auto decide = [this, &order_id, &learned](pqxx::transaction_base& tx, Reaction& r) {
+            const auto stream = order_stream(order_id);
+            const auto order = read_stream_in(p_.store(), tx, stream);
+            if (order.version == 0) {
+                spdlog::warn("{} for unknown order {}: ignored", Learned::event_name, order_id);
+                return;
+            }
+            if (order.has(Learned::event_name)) return;  // learned already
+            auto state = fold_order(order.events);
+            const bool decided = state.decided();
+            r.emit(stream, learned, order.expected());  // fails if the stream moved since we read it
+            auto as_event = boong::EventRegistry::encode(learned);
+            state.apply(as_event);
+            if (decided) return;
+            if (state.should_cancel()) {
+                r.emit(stream, OrderCancelled{order_id, state.cancel_reason()});
+            } else if (state.should_confirm()) {
+                r.emit(stream, OrderConfirmed{order_id});
+            }
         };
-        co_await react_retrying(ctx, make);
+        co_await ctx.react(std::move(decide));
     }
 
     // ---- saga mode
@@ -207,7 +205,7 @@ private:
     // Runs the order's saga (its id is the order's). Delivered again (a
     // restart, a slow saga): it is running or ran already, nothing to do; the
     // orchestrator sees to sagas whose process died.
-    asio::awaitable<void> run_saga(const OrderCreated& order, boong::HandlerContext& ctx) {
+    asio::awaitable<void> run_saga(const OrderCreated& order, Context& ctx) {
         boong::RunOptions ro;
         ro.saga_id = order.order_id;
         ro.correlation_id = ctx.correlation_id();

@@ -1,13 +1,15 @@
-// The event bus: choreography between services on the PostgreSQL store and
-// any Broker. A service publishes typed domain events by storing them (an
+// The event bus: choreography between services on any TransactionalStore
+// (PostgreSQL in production, memory in tests) and any Broker. A service publishes typed domain events by storing them (an
 // OutboxRelay with topic_by_type publishes them), and subscribes typed
 // handlers through its consumer group. A handler reacts in one transaction:
 // the events it emits, its own writes and the inbox record commit together,
 // so a redelivered message has no second effect and no reaction is lost.
 //
 //   boong::EventBus bus(store, broker, registry, {.service = "payment"});
-//   bus.on<OrderCreated>([&](const OrderCreated& order, boong::HandlerContext& ctx) -> asio::awaitable<void> {
-//       auto decide = [&](pqxx::transaction_base& tx, boong::Reaction& r) {
+//   using Context = boong::HandlerContext<boong::PostgresEventStore>;
+//   using Reaction = boong::Reaction<pqxx::transaction_base>;
+//   bus.on<OrderCreated>([&](const OrderCreated& order, Context& ctx) -> asio::awaitable<void> {
+//       auto decide = [&](pqxx::transaction_base& tx, Reaction& r) {
 //           if (order.amount_cents > limit(tx, order.customer)) {
 //               r.emit("payment-" + order.order_id, PaymentFailed{order.order_id, "over the limit"});
 //           } else {
@@ -24,8 +26,9 @@
 
 #include <boong/broker.hpp>
 #include <boong/domain_event.hpp>
+#include <boong/inbox.hpp>
 #include <boong/owner.hpp>
-#include <boong/store/postgres_transaction.hpp>
+#include <boong/transactional_store.hpp>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -57,11 +60,17 @@ struct EventBusOptions {
     // How each handler's consumer runs (after max_deliveries a message goes to
     // "<type>.dlq"; a store outage is waited out, never counted).
     ConsumerSettings consumers{.concurrency = 16};
+    // How often a reaction is decided, in all, when the stream it appends to
+    // moved under it (errc::concurrency_conflict: another handler of the
+    // same flow appended first); then the message is left for redelivery.
+    int conflict_attempts = 4;
     std::shared_ptr<spdlog::logger> logger{};  // null: spdlog's default logger
 };
 
 // What a handler decides: the events it emits (into one stream, appended
-// first in its transaction) and the writes that go with them.
+// first in its transaction) and the writes that go with them. Tx is the
+// store's transaction_type.
+template <class Tx>
 class Reaction {
 public:
     explicit Reaction(EventMetadata cause) : cause_(std::move(cause)) {}
@@ -81,28 +90,31 @@ public:
     }
 
     // A write of the handler's own, run after the emitted events are appended.
-    void then(std::function<void(pqxx::transaction_base&)> write) { writes_.push_back(std::move(write)); }
+    void then(std::function<void(Tx&)> write) { writes_.push_back(std::move(write)); }
 
     const std::string& stream() const noexcept { return stream_; }
     ExpectedVersion expected() const noexcept { return expected_; }
     std::vector<EventData>& events() noexcept { return events_; }
-    const std::vector<std::function<void(pqxx::transaction_base&)>>& writes() const noexcept { return writes_; }
+    const std::vector<std::function<void(Tx&)>>& writes() const noexcept { return writes_; }
 
 private:
     EventMetadata cause_;
     std::string stream_;
     ExpectedVersion expected_ = ExpectedVersion::any();
     std::vector<EventData> events_;
-    std::vector<std::function<void(pqxx::transaction_base&)>> writes_;
+    std::vector<std::function<void(Tx&)>> writes_;
 };
 
-// What a handler knows about the message it handles.
+// What a handler knows about the message it handles, and how it reacts.
+template <TransactionalStore S>
 class HandlerContext {
 public:
-    HandlerContext(PostgresEventStore& store, const std::string& inbox_sql, const std::string& seen_sql,
-                   const std::string& service, const Delivery& delivery)
-        : store_(store), inbox_sql_(inbox_sql), seen_sql_(seen_sql), service_(service), delivery_(delivery) {}
+    using transaction_type = typename S::transaction_type;
 
+    HandlerContext(S& store, const std::string& service, int conflict_attempts, const Delivery& delivery)
+        : store_(store), service_(service), conflict_attempts_(conflict_attempts), delivery_(delivery) {}
+
+    S& store() const noexcept { return store_; }
     const Delivery& delivery() const noexcept { return delivery_; }
     const EventData& event() const noexcept { return delivery_.event; }
     // The flow this event belongs to: its correlation id (its own id if it has none).
@@ -118,53 +130,72 @@ public:
         return m;
     }
 
-    // Reacts once: in one transaction on the store's pool, checks the inbox
-    // (a message already processed by this service: returns false and does
-    // nothing), runs decide(tx, reaction) (reads only: the append must be the
-    // transaction's first write), appends what it emitted, runs its writes,
-    // records the message in the inbox, and commits. Anything that throws
-    // rolls it all back, and the message is delivered again.
+    // Reacts once: in one transaction, checks the inbox (a message this
+    // service processed already: returns false and does nothing), runs
+    // decide(tx, reaction) (reads only: the append must be the transaction's
+    // first write), appends what it emitted, runs its writes, records the
+    // message in the inbox, and commits. Anything that throws rolls it all
+    // back, and the message is delivered again. When the stream moved under
+    // the decision (errc::concurrency_conflict), decide runs again with a
+    // fresh Reaction on what is there now, up to conflict_attempts in all:
+    // so it must only read and emit, never act outside the transaction.
     template <class Decide>
     boost::asio::awaitable<bool> react(Decide decide) {
-        auto body = [&store = store_, inbox = inbox_sql_, seen = seen_sql_, service = service_,
-                     id = event().event_id, cause = caused(),
-                     decide = std::move(decide)](pqxx::transaction_base& tx) mutable {
-            if (!tx.exec_params(seen, service, id).empty()) return false;
-            Reaction r(cause);
-            decide(tx, r);
-            if (!r.events().empty()) store.append_in(tx, r.stream(), r.expected(), std::move(r.events()));
-            for (const auto& write : r.writes()) write(tx);
-            tx.exec_params(inbox, service, id);  // a concurrent twin fails here, rolls back, is redelivered
-            return true;
-        };
-        co_return co_await async_transact(store_, std::move(body), boost::asio::use_awaitable);
+        auto shared = std::make_shared<Decide>(std::move(decide));
+        for (int attempt = 1;; ++attempt) {
+            auto body = [&store = store_, service = service_, id = event().event_id, cause = caused(),
+                         shared](transaction_type& tx) {
+                Reaction<transaction_type> r(cause);
+                auto act = [&](transaction_type& t) {
+                    (*shared)(t, r);
+                    if (!r.events().empty()) store.append_in(t, r.stream(), r.expected(), std::move(r.events()));
+                    for (const auto& write : r.writes()) write(t);
+                };
+                return detail::process_once_in(store, tx, service, id, act);
+            };
+            std::exception_ptr error;
+            try {
+                co_return co_await async_transact(store_, std::move(body), boost::asio::use_awaitable);
+            } catch (const detail::AlreadyProcessed&) {
+                co_return false;  // a twin delivery recorded it while this one ran
+            } catch (const Error& e) {
+                if (e.code() != make_error_code(errc::concurrency_conflict) || attempt >= conflict_attempts_) throw;
+                error = std::current_exception();
+            }
+            spdlog::debug("{}: {} (deciding again)", event().type, describe(error));
+        }
     }
 
 private:
-    PostgresEventStore& store_;
-    const std::string& inbox_sql_;
-    const std::string& seen_sql_;
+    S& store_;
     const std::string& service_;
+    int conflict_attempts_;
     const Delivery& delivery_;
 };
 
-template <Broker B>
+template <TransactionalStore S, Broker B>
 class EventBus {
 public:
+    using context_type = HandlerContext<S>;
+
     // The store must be open; store, broker and registry outlive the bus;
     // once started, stop() must have completed before it is destroyed.
-    // Error(errc::invalid_config) for an empty service name.
-    EventBus(PostgresEventStore& store, B& broker, const EventRegistry& registry, EventBusOptions options)
+    // Error(errc::invalid_config) for a service name the inbox cannot take
+    // (1..255 bytes), or conflict_attempts < 1.
+    EventBus(S& store, B& broker, const EventRegistry& registry, EventBusOptions options)
         : store_(store), broker_(broker), registry_(registry), options_(std::move(options)) {
-        if (options_.service.empty()) throw Error(errc::invalid_config, "event bus: the service name is empty");
+        if (options_.service.empty() || options_.service.size() > 255) {
+            throw Error(errc::invalid_config, "event bus: the service name must have 1..255 bytes");
+        }
+        if (options_.conflict_attempts < 1) {
+            throw Error(errc::invalid_config, "event bus: conflict_attempts must be at least 1, not " +
+                                                  std::to_string(options_.conflict_attempts));
+        }
         if (options_.consumer.empty()) {
             const auto owner = make_owner();
             options_.consumer = owner.substr(0, owner.find('/'));
         }
         if (!options_.logger) options_.logger = spdlog::default_logger();
-        const auto& inbox = store_.tables().inbox;
-        inbox_sql_ = "INSERT INTO " + inbox + " (consumer, message_id) VALUES ($1, $2)";
-        seen_sql_ = "SELECT 1 FROM " + inbox + " WHERE consumer = $1 AND message_id = $2";
     }
     ~EventBus() { stop_now(); }
     EventBus(const EventBus&) = delete;
@@ -185,7 +216,7 @@ public:
                                                boost::asio::use_awaitable);
     }
 
-    // Subscribes `handler` (awaitable<void>(const E&, HandlerContext&)) to
+    // Subscribes `handler` (awaitable<void>(const E&, HandlerContext<S>&)) to
     // E's topic in this service's group. An event that does not decode (an
     // unknown version, a bad payload) goes to the dead letters at once with
     // the reason; the consumer carries on. A handler that throws leaves the
@@ -210,7 +241,7 @@ public:
                 options_.logger->error("event bus {}: {} (dead-lettered)", options_.service, why);
                 throw Rejection(why);
             }
-            HandlerContext ctx(store_, inbox_sql_, seen_sql_, options_.service, d);
+            context_type ctx(store_, options_.service, options_.conflict_attempts, d);
             co_await (*h)(*event, ctx);
         };
         auto& s = subscriptions_.emplace_back();
@@ -267,11 +298,10 @@ private:
         }
     }
 
-    PostgresEventStore& store_;
+    S& store_;
     B& broker_;
     const EventRegistry& registry_;
     EventBusOptions options_;
-    std::string inbox_sql_, seen_sql_;
     std::list<Subscription> subscriptions_;  // stable addresses: consumers hold their signal
     bool started_ = false;
 };

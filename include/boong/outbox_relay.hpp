@@ -8,7 +8,7 @@
 //   ...
 //   co_await relay.stop();
 //
-// See boong/store/postgres_outbox.hpp for why the events table is the outbox,
+// See boong/postgres/outbox.hpp for why the events table is the outbox,
 // and docs/durability.md for the guarantees.
 #pragma once
 
@@ -17,6 +17,7 @@
 #include <boong/detail/backoff.hpp>
 #include <boong/detail/outage_log.hpp>
 #include <boong/event_store.hpp>
+#include <boong/outbox_cursor.hpp>
 #include <boong/owner.hpp>
 #include <boong/policy.hpp>
 
@@ -35,15 +36,6 @@
 
 namespace boong {
 
-// Where a relay keeps its cursor (PostgresOutbox): see postgres_outbox.hpp.
-template <class C>
-concept OutboxCursor = requires(C& c, std::string s, milliseconds d, std::int64_t p) {
-    { c.async_acquire(s, s, d, boost::asio::use_awaitable) }
-        -> std::same_as<boost::asio::awaitable<std::optional<std::int64_t>>>;
-    { c.async_advance(s, s, p, d, boost::asio::use_awaitable) } -> std::same_as<boost::asio::awaitable<bool>>;
-    { c.async_release(s, s, boost::asio::use_awaitable) } -> std::same_as<boost::asio::awaitable<void>>;
-};
-
 // The topic of an event by default: its stream's category, the stream id up
 // to its first '-' ("order-42" -> "order", "saga-7f..." -> "saga").
 inline std::string stream_category(const RecordedEvent& e) {
@@ -53,7 +45,10 @@ inline std::string stream_category(const RecordedEvent& e) {
 
 struct OutboxRelayOptions {
     std::string relay = "default";  // the cursor's name: relays of one name share it
-    std::string owner{};            // "name/incarnation"; empty: make_owner()
+    // "name/incarnation"; empty: make_owner(stable_owner_name("relay-" + relay)),
+    // a name the process keeps across restarts, so a restarted relay takes
+    // its cursor back at once instead of waiting out the lease.
+    std::string owner{};
     // Where each event goes; empty: stream_category.
     std::function<std::string(const RecordedEvent&)> topic{};
     std::size_t batch_size = 500;           // events read and published at once
@@ -82,7 +77,7 @@ public:
     // must have completed before it is destroyed.
     OutboxRelay(Store& store, Cursor& cursor, B& broker, OutboxRelayOptions options = {})
         : store_(store), cursor_(cursor), broker_(broker), options_(std::move(options)) {
-        if (options_.owner.empty()) options_.owner = make_owner();
+        if (options_.owner.empty()) options_.owner = make_owner(stable_owner_name("relay-" + options_.relay));
         if (!options_.topic) options_.topic = stream_category;
         if (!options_.logger) options_.logger = spdlog::default_logger();
         if (options_.batch_size < 1 || options_.batch_size > max_events_per_append) {
@@ -138,6 +133,10 @@ private:
             std::string failure;
             try {
                 if (!held_) {
+                    if (twin_ && co_await twin_holds()) {
+                        co_await background_->sleep(options_.lease / 3);
+                        continue;
+                    }
                     auto pos = co_await cursor_.async_acquire(options_.relay, options_.owner, options_.lease,
                                                               asio::use_awaitable);
                     if (!pos) {
@@ -205,10 +204,38 @@ private:
         if (!still) {
             held_ = false;
             ++lost_;
-            options_.logger->warn("outbox relay {}: another relay holds the cursor now; {} stands by",
-                                  options_.relay, options_.owner);
+            const auto status = co_await cursor_.async_status(options_.relay, boost::asio::use_awaitable);
+            if (same_name(status.owner)) {
+                // A live process with this relay's owner name: the names are
+                // not unique, and each would take the cursor back from the
+                // other at once. Stand by until its lease lapses instead.
+                if (!twin_) {
+                    options_.logger->error(
+                        "outbox relay {}: {} took the cursor while {} runs: two live relays share the owner name; "
+                        "give each its own (OutboxRelayOptions::owner). This one stands by while the other's "
+                        "lease lasts",
+                        options_.relay, status.owner, options_.owner);
+                }
+                twin_ = true;
+            } else {
+                options_.logger->warn("outbox relay {}: {} holds the cursor now; {} stands by", options_.relay,
+                                      status.owner.empty() ? std::string("another relay") : status.owner,
+                                      options_.owner);
+            }
         }
         co_return still;
+    }
+
+    // Whether `owner` is another incarnation of this relay's owner name.
+    bool same_name(const std::string& owner) const {
+        const auto name = [](std::string_view o) { return o.substr(0, o.find('/')); };
+        return !owner.empty() && owner != options_.owner && name(owner) == name(options_.owner);
+    }
+
+    // After meeting a twin: whether it still holds the cursor with a live lease.
+    boost::asio::awaitable<bool> twin_holds() {
+        const auto status = co_await cursor_.async_status(options_.relay, boost::asio::use_awaitable);
+        co_return same_name(status.owner) && status.lease_until && *status.lease_until > Clock::now();
     }
 
     // Publishes a batch, every event at once (the broker pipelines them in
@@ -250,6 +277,7 @@ private:
     bool held_ = false;  // on the strand
     detail::OutageLog outage_;  // on the strand
     std::atomic<std::uint64_t> published_{0}, batches_{0}, failures_{0}, acquired_{0}, lost_{0};
+    bool twin_ = false;  // a live relay with this owner name took the cursor (loop-only)
     std::atomic<std::int64_t> position_{0};
 };
 

@@ -14,4 +14,11 @@ namespace boong {
 // 200 characters or holds anything but letters, digits and "-_.:".
 std::string make_owner(std::string_view name = {});
 
+// A name that stays the same when the process restarts: "<hostname>-<program>-
+// <purpose>" (characters make_owner refuses become '_', cut to 200). Unique
+// among live processes as long as one host runs one instance of a program
+// per purpose; two instances need names of their own (the OutboxRelay says
+// so in its log when it meets its twin).
+std::string stable_owner_name(std::string_view purpose);
+
 }  // namespace boong

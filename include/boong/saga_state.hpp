@@ -4,6 +4,7 @@
 
 #include <boong/event.hpp>
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -53,6 +54,37 @@ inline constexpr std::string_view failed = "SagaFailed";
 
 inline std::string saga_stream(std::string_view saga_id) { return "saga-" + std::string(saga_id); }
 
+// How a saga's phase follows from its events. This table is the one
+// definition: the fold (SagaState::apply), the in-memory saga index and the
+// PostgreSQL trigger that keeps the saga table (generated from it) all read
+// it; events not listed leave the phase as it was.
+struct PhaseRule {
+    std::string_view event;
+    // The phase the event moves the saga into; none for SagaResumed, which
+    // names it in its payload ("phase": running or compensating).
+    std::optional<SagaPhase> phase;
+};
+inline constexpr std::array<PhaseRule, 6> phase_rules{{
+    {saga_event::started, SagaPhase::running},
+    {saga_event::resumed, std::nullopt},
+    {saga_event::compensation_started, SagaPhase::compensating},
+    {saga_event::completed, SagaPhase::completed},
+    {saga_event::compensated, SagaPhase::compensated},
+    {saga_event::failed, SagaPhase::failed},
+}};
+
+// The rule for an event type, or null when the event does not move the phase.
+constexpr const PhaseRule* phase_rule(std::string_view type) noexcept {
+    for (const auto& r : phase_rules) {
+        if (r.event == type) return &r;
+    }
+    return nullptr;
+}
+
+constexpr bool is_terminal(SagaPhase p) noexcept {
+    return p == SagaPhase::completed || p == SagaPhase::compensated || p == SagaPhase::failed;
+}
+
 // A saga as its events describe it.
 struct SagaState {
     std::string saga_id;
@@ -76,9 +108,7 @@ struct SagaState {
     Clock::time_point started_at{};
     Clock::time_point updated_at{};
 
-    bool is_terminal() const noexcept {
-        return phase == SagaPhase::completed || phase == SagaPhase::compensated || phase == SagaPhase::failed;
-    }
+    bool is_terminal() const noexcept { return boong::is_terminal(phase); }
     bool step_completed(std::string_view step) const noexcept;
     bool step_compensated(std::string_view step) const noexcept;
 

@@ -2,12 +2,12 @@
 // settles their messages, waits out outages and stops gracefully, written
 // once. A backend supplies only a MessageSource: how to fetch, acknowledge,
 // redeliver, dead-letter and hold messages on its server. The decisions are
-// the pure functions of boong/detail/delivery_policy.hpp. Private to the
+// the pure functions of src/broker/delivery_policy.hpp. Private to the
 // Boong libraries.
 #pragma once
 
 #include <boong/broker.hpp>
-#include <boong/detail/delivery_policy.hpp>
+#include "broker/delivery_policy.hpp"
 #include <boong/detail/erased_handler.hpp>
 
 #include <boost/asio/any_io_executor.hpp>

@@ -5,11 +5,11 @@
 //   chaos_node --dsn DSN --redis HOST:PORT --table T --run RUN --name NAME --first N --count N
 #include "chaos_saga.hpp"
 
-#include <boong/broker/redis.hpp>
+#include <boong/redis/broker.hpp>
 #include <boong/outbox_relay.hpp>
 #include <boong/saga_orchestrator.hpp>
-#include <boong/store/postgres_outbox.hpp>
-#include <boong/store/postgres_sagas.hpp>
+#include <boong/postgres/outbox.hpp>
+#include <boong/postgres/sagas.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>

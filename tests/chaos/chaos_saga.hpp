@@ -5,7 +5,7 @@
 #pragma once
 
 #include <boong/saga.hpp>
-#include <boong/store/postgres_transaction.hpp>
+#include <boong/postgres/transaction.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>

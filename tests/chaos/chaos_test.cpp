@@ -16,7 +16,7 @@
 //                                            BOONG_TEST_PG_STOP, BOONG_TEST_PG_START)
 #include "chaos_saga.hpp"
 
-#include <boong/broker/redis.hpp>
+#include <boong/redis/broker.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>

@@ -13,8 +13,8 @@
 //     trials (else this test could not tell a durable append from a lucky one).
 //
 //   durable_commit_test   (env: BOONG_TEST_PG_DSN, BOONG_TEST_PG_ADMIN_DSN, BOONG_TEST_PG_RESTART)
-#include <boong/store/postgres.hpp>
-#include <boong/store/postgres_transaction.hpp>
+#include <boong/postgres/store.hpp>
+#include <boong/postgres/transaction.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>

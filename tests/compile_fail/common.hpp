@@ -3,7 +3,7 @@
 #pragma once
 
 #include <boong/saga_runner.hpp>
-#include <boong/store/memory.hpp>
+#include <boong/memory/store.hpp>
 
 struct OrderData {
     int n = 0;

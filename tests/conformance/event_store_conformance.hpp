@@ -8,6 +8,7 @@
 #pragma once
 
 #include "support/async.hpp"
+#include "support/events.hpp"
 
 #include <boong/event_store.hpp>
 
@@ -15,30 +16,6 @@
 
 #include <set>
 
-namespace boong::test {
-
-inline EventData make_event(IdGenerator& ids, std::string type, json payload = json::object()) {
-    EventData e;
-    e.event_id = ids.next();
-    e.type = std::move(type);
-    e.payload = std::move(payload);
-    e.metadata.correlation_id = "corr-1";
-    e.metadata.causation_id = "cause-1";
-    e.metadata.timestamp = Clock::now();
-    return e;
-}
-
-template <class F>
-error_code code_of(F&& f) {
-    try {
-        f();
-    } catch (const boost::system::system_error& e) {
-        return e.code();
-    }
-    return {};
-}
-
-}  // namespace boong::test
 
 TEMPLATE_TEST_CASE("store conformance: append and read a stream", "[store][conformance]", BOONG_STORE_FIXTURES) {
     using namespace boong;

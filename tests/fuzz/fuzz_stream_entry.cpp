@@ -2,7 +2,7 @@
 // whatever another producer, a bug or an attacker wrote into a stream). The
 // input is the entry's fields, field and value alternating, separated by NUL
 // bytes; an input without NUL is the `event` field's value alone.
-#include "broker/redis/envelope.hpp"
+#include "redis/envelope.hpp"
 
 #include <cstddef>
 #include <cstdint>

@@ -4,14 +4,15 @@
 // relay and the inbox. The multi-process kill -9 proof is tests/chaos.
 #include "support/async.hpp"
 #include "support/scripted_saga.hpp"
+#include "support/durable_world.hpp"
 
-#include <boong/broker/memory.hpp>
+#include <boong/memory/broker.hpp>
 #include <boong/outbox_relay.hpp>
 #include <boong/saga_orchestrator.hpp>
-#include <boong/store/postgres.hpp>
-#include <boong/store/postgres_inbox.hpp>
-#include <boong/store/postgres_outbox.hpp>
-#include <boong/store/postgres_sagas.hpp>
+#include <boong/postgres/store.hpp>
+#include <boong/postgres/inbox.hpp>
+#include <boong/postgres/outbox.hpp>
+#include <boong/postgres/sagas.hpp>
 
 #include <pqxx/pqxx>
 
@@ -92,52 +93,25 @@ struct Durable {
     }
     // Runs the io_context until `done()` or `limit` passes.
     bool until(const std::function<bool()>& done, std::chrono::milliseconds limit = 15s) {
-        const auto end = std::chrono::steady_clock::now() + limit;
-        while (!done() && std::chrono::steady_clock::now() < end) {
-            ioc.restart();
-            ioc.run_for(10ms);
-        }
-        return done();
+        return boong::test::run_until(ioc, done, limit);
     }
 };
 
-boong::SagaOptions slow_step_options() {
-    auto o = boong::test::fast_options();
-    o.defaults.timeout = 60s;  // a hanging step stays hanging: the test decides when it ends
-    return o;
-}
-
-boong::OrchestratorOptions orchestrator(std::string name, std::chrono::milliseconds lease = 2s) {
-    boong::OrchestratorOptions o;
-    o.name = std::move(name);
-    o.lease = lease;
-    o.scan_interval = 50ms;
-    return o;
-}
-
 using Orchestrator = boong::SagaOrchestrator<FourSteps, boong::PostgresEventStore, boong::PostgresSagaIndex>;
 using Runner = boong::SagaRunner<FourSteps, boong::PostgresEventStore>;
+using boong::test::orchestrator;
+using boong::test::slow_step_options;
+using boong::test::start_and_abandon;
 
-// Starts a saga on `runner` that hangs in step b, waits until b runs, then
-// interrupts the runner without releasing anything: to the database, its
-// process died there.
-std::string start_and_abandon(Durable& d, Runner& runner, ScriptedSaga& def, boong::RunOptions options = {}) {
-    bool finished = false;
-    std::exception_ptr error;
-    std::string id = options.saga_id.empty() ? boong::IdGenerator().next() : options.saga_id;
-    options.saga_id = id;
-    runner.async_run(TestData{}, options, [&](std::exception_ptr e, auto) {
-        error = e;
-        finished = true;
-    });
-    REQUIRE(d.until([&] { return std::find(def.calls.begin(), def.calls.end(), "b#1") != def.calls.end(); }));
-    runner.shutdown();
-    REQUIRE(d.until([&] { return finished; }));
-    REQUIRE(error);  // interrupted, not finished
-    return id;
-}
+// The orchestrator scenarios' world: a store on a table of its own.
+struct PostgresWorld : Durable {
+    PostgresWorld() : Durable("dur_orch") {}
+};
 
 }  // namespace
+
+#define BOONG_ORCHESTRATOR_WORLDS PostgresWorld
+#include "conformance/orchestrator_conformance.hpp"
 
 TEST_CASE("durable: the saga table follows every saga's phase, failure and owner", "[durable]") {
     Durable d("dur_table");
@@ -180,68 +154,6 @@ TEST_CASE("durable: the saga table follows every saga's phase, failure and owner
     std::map<boong::SagaPhase, std::int64_t> by_phase(counts.begin(), counts.end());
     CHECK(by_phase[boong::SagaPhase::completed] == 1);
     CHECK(by_phase[boong::SagaPhase::compensated] == 1);
-}
-
-TEST_CASE("durable: another orchestrator takes over a dead one's saga when its lease expires", "[durable]") {
-    Durable d("dur_takeover");
-    ScriptedSaga dead_def;
-    dead_def.plans["b"].actions = {Act::hang};
-    boong::RunnerOptions dead_opts;
-    dead_opts.owner = "dead-node/1";
-    dead_opts.lease = 700ms;
-    Runner dead(dead_def, d.store, slow_step_options(), dead_opts);
-    const auto abandoned_at = std::chrono::steady_clock::now();
-    const std::string id = start_and_abandon(d, dead, dead_def);
-    CHECK(d.record(id)->owner == "dead-node/1");
-
-    ScriptedSaga live_def;
-    Orchestrator orch(live_def, d.store, d.index, slow_step_options(), orchestrator("survivor"));
-    std::vector<boong::SagaStatus> outcomes;
-    orch.on_outcome([&](const std::string& saga, std::exception_ptr e, const auto& o) {
-        CHECK(saga == id);
-        CHECK_FALSE(e);
-        outcomes.push_back(o.status);
-    });
-    orch.start();
-    REQUIRE(d.until([&] { return outcomes.size() == 1; }));
-    CHECK(std::chrono::steady_clock::now() - abandoned_at >= 600ms);  // not before the lease ran out
-    CHECK(outcomes[0] == boong::SagaStatus::completed);
-    // The step that was interrupted runs again, with the same idempotency key;
-    // the one completed before does not.
-    CHECK(live_def.calls == std::vector<std::string>{"b#1", "c#1", "d#1"});
-    CHECK(live_def.idempotency_keys.front() == dead_def.idempotency_keys.back());
-    auto r = d.record(id);
-    CHECK(r->phase == boong::SagaPhase::completed);
-    CHECK(orch.stats().claimed == 1);
-    run(d.ioc, [&] { return orch.stop(); });
-}
-
-TEST_CASE("durable: a restarted orchestrator takes its predecessor's sagas back at once", "[durable]") {
-    Durable d("dur_restart");
-    ScriptedSaga old_def;
-    old_def.plans["b"].actions = {Act::hang};
-    boong::RunnerOptions old_opts;
-    old_opts.owner = "orders-1/previous-life";
-    old_opts.lease = 60s;  // far from expiring
-    Runner old_runner(old_def, d.store, slow_step_options(), old_opts);
-    const std::string id = start_and_abandon(d, old_runner, old_def);
-
-    ScriptedSaga def;
-    Orchestrator other(def, d.store, d.index, slow_step_options(), orchestrator("orders-2"));
-    Orchestrator same(def, d.store, d.index, slow_step_options(), orchestrator("orders-1"));
-    other.start();
-    d.until([] { return false; }, 300ms);
-    CHECK(other.stats().claimed == 0);  // someone else's live lease
-    const auto start = std::chrono::steady_clock::now();
-    same.start();
-    REQUIRE(d.until([&] { return d.record(id)->phase == boong::SagaPhase::completed; }));
-    CHECK(std::chrono::steady_clock::now() - start < 5s);
-    CHECK(same.stats().claimed == 1);
-    CHECK(other.stats().claimed == 0);
-    run(d.ioc, [&]() -> asio::awaitable<void> {
-        co_await other.stop();
-        co_await same.stop();
-    });
 }
 
 TEST_CASE("durable: a stale owner cannot record anything once another owner took its saga", "[durable]") {

@@ -1,10 +1,14 @@
 // The event bus on a real PostgreSQL (BOONG_TEST_PG_DSN) with the in-memory
 // broker: typed handlers in consumer groups, reactions committed with the
 // inbox, correlation across services, dead letters for unreadable events.
-#include <boong/broker/memory.hpp>
+#include <boong/memory/broker.hpp>
 #include <boong/event_bus.hpp>
 #include <boong/outbox_relay.hpp>
-#include <boong/store/postgres_outbox.hpp>
+#include <boong/postgres/outbox.hpp>
+#include <boong/postgres/transaction.hpp>
+
+#include "support/async.hpp"
+#include "support/order_events.hpp"
 
 #include <catch2/catch.hpp>
 #include <pqxx/pqxx>
@@ -21,29 +25,9 @@ namespace {
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 
-struct OrderCreated {
-    static constexpr std::string_view event_name = "OrderCreated";
-    static constexpr int event_version = 1;
-    std::string order_id;
-    std::int64_t amount = 0;
-};
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(OrderCreated, order_id, amount)
-
-struct PaymentProcessed {
-    static constexpr std::string_view event_name = "PaymentProcessed";
-    static constexpr int event_version = 1;
-    std::string order_id;
-    std::int64_t amount = 0;
-};
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PaymentProcessed, order_id, amount)
-
-struct PaymentFailed {
-    static constexpr std::string_view event_name = "PaymentFailed";
-    static constexpr int event_version = 1;
-    std::string order_id;
-    std::string reason;
-};
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PaymentFailed, order_id, reason)
+using boong::test::OrderCreated;
+using boong::test::PaymentFailed;
+using boong::test::PaymentProcessed;
 
 struct Unknown {
     static constexpr std::string_view event_name = "Unknown";
@@ -97,12 +81,7 @@ struct World {
         return r;
     }
     bool until(const std::function<bool()>& done, std::chrono::milliseconds limit = 15s) {
-        const auto end = std::chrono::steady_clock::now() + limit;
-        while (!done() && std::chrono::steady_clock::now() < end) {
-            ioc.restart();
-            ioc.run_for(10ms);
-        }
-        return done();
+        return boong::test::run_until(ioc, done, limit);
     }
     template <class Make>
     void wait(Make make) {
@@ -117,6 +96,10 @@ struct World {
     }
 };
 
+using Bus = boong::EventBus<boong::PostgresEventStore, boong::MemoryBroker>;
+using Context = Bus::context_type;
+using Reaction = boong::Reaction<pqxx::transaction_base>;
+
 boong::EventBusOptions options(std::string service) {
     boong::EventBusOptions o;
     o.service = std::move(service);
@@ -130,13 +113,13 @@ boong::EventBusOptions options(std::string service) {
 TEST_CASE("event bus: services react through typed handlers, once per event, with the flow's correlation",
           "[bus]") {
     World w;
-    boong::EventBus<boong::MemoryBroker> payment(w.store, w.broker, w.registry, options("payment"));
-    boong::EventBus<boong::MemoryBroker> orders(w.store, w.broker, w.registry, options("orders"));
+    Bus payment(w.store, w.broker, w.registry, options("payment"));
+    Bus orders(w.store, w.broker, w.registry, options("orders"));
     const std::string payments = w.table + "_payments";
     std::atomic<int> handled{0}, flaky_failures{0};
-    payment.on<OrderCreated>([&](const OrderCreated& o, boong::HandlerContext& ctx) -> asio::awaitable<void> {
+    payment.on<OrderCreated>([&](const OrderCreated& o, Context& ctx) -> asio::awaitable<void> {
         ++handled;
-        auto decide = [&o, &flaky_failures, payments](pqxx::transaction_base&, boong::Reaction& r) {
+        auto decide = [&o, &flaky_failures, payments](pqxx::transaction_base&, Reaction& r) {
             if (o.amount > 100) {
                 r.emit("payment-" + o.order_id, PaymentFailed{o.order_id, "over the limit"});
                 return;
@@ -151,11 +134,11 @@ TEST_CASE("event bus: services react through typed handlers, once per event, wit
         co_await ctx.react(std::move(decide));
     });
     std::vector<boong::EventData> outcomes;
-    orders.on<PaymentProcessed>([&](const PaymentProcessed&, boong::HandlerContext& ctx) -> asio::awaitable<void> {
+    orders.on<PaymentProcessed>([&](const PaymentProcessed&, Context& ctx) -> asio::awaitable<void> {
         outcomes.push_back(ctx.event());
         co_return;
     });
-    orders.on<PaymentFailed>([&](const PaymentFailed&, boong::HandlerContext& ctx) -> asio::awaitable<void> {
+    orders.on<PaymentFailed>([&](const PaymentFailed&, Context& ctx) -> asio::awaitable<void> {
         outcomes.push_back(ctx.event());
         co_return;
     });
@@ -240,11 +223,11 @@ TEST_CASE("event bus: services react through typed handlers, once per event, wit
 
 TEST_CASE("event bus: bad setup is refused clearly", "[bus]") {
     World w;
-    CHECK_THROWS_AS(boong::EventBus<boong::MemoryBroker>(w.store, w.broker, w.registry, options("")), boong::Error);
-    boong::EventBus<boong::MemoryBroker> bus(w.store, w.broker, w.registry, options("svc"));
-    CHECK_THROWS_WITH(bus.on<Unknown>([](const Unknown&, boong::HandlerContext&) -> asio::awaitable<void> { co_return; }),
+    CHECK_THROWS_AS(Bus(w.store, w.broker, w.registry, options("")), boong::Error);
+    Bus bus(w.store, w.broker, w.registry, options("svc"));
+    CHECK_THROWS_WITH(bus.on<Unknown>([](const Unknown&, Context&) -> asio::awaitable<void> { co_return; }),
                       Catch::Contains("registry does not know"));
-    boong::Reaction r{boong::EventMetadata{}};
+    Reaction r{boong::EventMetadata{}};
     r.emit("a-1", OrderCreated{"x", 1});
     CHECK_THROWS_WITH(r.emit("b-1", OrderCreated{"y", 1}), Catch::Contains("one stream"));
 }

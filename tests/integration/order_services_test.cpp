@@ -35,7 +35,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
-#include <boong/broker/redis.hpp>
+#include <boong/redis/broker.hpp>
 
 #include <libpq-fe.h>
 #include <pqxx/pqxx>

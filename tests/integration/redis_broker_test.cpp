@@ -5,7 +5,7 @@
 // scripts/test.sh starts a private server and exports BOONG_TEST_REDIS_HOST
 // and BOONG_TEST_REDIS_PORT; without them the tests fail (they are never
 // skipped silently).
-#include <boong/broker/redis.hpp>
+#include <boong/redis/broker.hpp>
 
 #include <boost/asio/io_context.hpp>
 

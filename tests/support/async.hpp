@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <exception>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <type_traits>
@@ -74,6 +75,18 @@ auto run(asio::io_context& ioc, MakeAwaitable&& make,
     if (error) std::rethrow_exception(error);
     if (leaked) throw std::runtime_error("work was left on the io_context after the test coroutine");
     if constexpr (!std::is_void_v<T>) return std::move(*result);
+}
+
+// Runs `ioc` (and what keeps running on it in the background) until `done()`
+// holds or `limit` passes; whether it holds.
+inline bool run_until(asio::io_context& ioc, const std::function<bool()>& done,
+                      std::chrono::milliseconds limit = std::chrono::seconds(15)) {
+    const auto end = std::chrono::steady_clock::now() + limit;
+    while (!done() && std::chrono::steady_clock::now() < end) {
+        ioc.restart();
+        ioc.run_for(std::chrono::milliseconds(5));
+    }
+    return done();
 }
 
 // Suspends the calling coroutine for `d` on its executor.

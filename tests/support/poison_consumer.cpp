@@ -4,7 +4,7 @@
 // acknowledges. Runs until SIGTERM.
 //
 //   poison_consumer HOST PORT TOPIC GROUP CONSUMER MAX_DELIVERIES VISIBILITY_MS
-#include <boong/broker/redis.hpp>
+#include <boong/redis/broker.hpp>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>

@@ -1,8 +1,8 @@
-// The consumer's decisions (boong/detail/delivery_policy.hpp), without I/O:
+// The consumer's decisions (src/broker/delivery_policy.hpp), without I/O:
 // how a handler's end is classified, what becomes of the message, when a
 // reclaimed message is quarantined, and how the outage gate opens, probes
 // and closes.
-#include <boong/detail/delivery_policy.hpp>
+#include "broker/delivery_policy.hpp"
 
 #include <boost/asio/error.hpp>
 

@@ -1,7 +1,7 @@
 // The memory store's id index against a reference map, under hashes that
 // collide on purpose: long probe runs, wrap-around at the end of the table,
 // and erasures in the middle of runs are what open addressing gets wrong.
-#include "store/id_index.hpp"
+#include "memory/id_index.hpp"
 
 #include <catch2/catch.hpp>
 

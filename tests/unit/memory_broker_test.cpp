@@ -1,6 +1,6 @@
 // MemoryBroker: the Broker conformance suite, plus what only the in-memory
 // backend can show (its id format, its inspection functions, thread-safety).
-#include <boong/broker/memory.hpp>
+#include <boong/memory/broker.hpp>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/strand.hpp>

@@ -1,8 +1,11 @@
-#include <boong/store/memory.hpp>
+#include <boong/memory/store.hpp>
 
 #include <boost/asio/io_context.hpp>
 
+#include <atomic>
+#include <stdexcept>
 #include <string>
+#include <thread>
 
 namespace {
 
@@ -18,6 +21,7 @@ struct MemoryStoreFixture {
 
 #define BOONG_STORE_FIXTURES MemoryStoreFixture
 #include "conformance/event_store_conformance.hpp"
+#include "conformance/transactional_store_conformance.hpp"
 
 TEST_CASE("the memory store completes through the io_context, never inline", "[store][memory]") {
     boost::asio::io_context ioc;
@@ -82,4 +86,56 @@ TEST_CASE("the memory store's id index survives undone appends and growth", "[st
         CHECK_NOTHROW(store.append("late-" + std::to_string(i), ExpectedVersion::no_stream(), batch));
     }
     CHECK(store.last_position() == static_cast<std::int64_t>(stored.size() + undone.size()));
+}
+
+TEST_CASE("the memory store's transactions undo streams, ids and inbox records, and refuse re-entry",
+          "[store][memory][transaction]") {
+    using namespace boong;
+    boost::asio::io_context ioc;
+    MemoryEventStore store(ioc.get_executor());
+    IdGenerator ids;
+    const auto kept = test::make_event(ids, "Kept");
+    store.append("old", ExpectedVersion::no_stream(), {kept});
+
+    std::vector<std::string> undone;
+    const auto fresh = test::make_event(ids, "Fresh");
+    CHECK_THROWS_WITH(store.transact([&](MemoryEventStore::Transaction& tx) {
+        tx.on_rollback([&] { undone.push_back("first"); });
+        store.append_in(tx, "old", ExpectedVersion::exactly(1), {test::make_event(ids, "More")});
+        store.append_in(tx, "new", ExpectedVersion::no_stream(), {fresh});
+        store.record_processed_in(tx, "c", "m");
+        tx.on_rollback([&] { undone.push_back("second"); });
+        // The store's own functions would wait for the transaction forever.
+        CHECK(test::code_of([&] { store.append("x", ExpectedVersion::any(), {test::make_event(ids, "X")}); }) ==
+              errc::invalid_argument);
+        CHECK(test::code_of([&] { store.transact([](MemoryEventStore::Transaction&) {}); }) == errc::invalid_argument);
+        throw std::runtime_error("body failed");
+    }),
+                      "body failed");
+    CHECK(undone == std::vector<std::string>{"second", "first"});
+    CHECK(store.last_position() == 1);
+    CHECK(store.stream_version("old") == 1);
+    CHECK(store.stream_version("new") == 0);
+    CHECK(store.read_all(1, 10).size() == 1);
+    // The undone ids and stream are free; the record is gone.
+    store.append("new", ExpectedVersion::no_stream(), {fresh});
+    CHECK(store.read_stream("new", 1, 10).at(0).position == 2);
+    CHECK(store.transact([&](MemoryEventStore::Transaction& tx) { return !store.processed_in(tx, "c", "m"); }));
+    // Other threads wait for the transaction rather than see half of it.
+    std::atomic<bool> appended{false};
+    std::thread other;
+    const auto t = test::make_event(ids, "T"), u = test::make_event(ids, "U");
+    store.transact([&](MemoryEventStore::Transaction& tx) {
+        other = std::thread([&] {
+            store.append("t", ExpectedVersion::any(), {t});
+            appended = true;
+        });
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        CHECK_FALSE(appended);
+        store.append_in(tx, "u", ExpectedVersion::any(), {u});
+    });
+    other.join();
+    CHECK(appended);
+    CHECK(store.read_stream("u", 1, 1).at(0).position == 3);
+    CHECK(store.read_stream("t", 1, 1).at(0).position == 4);
 }

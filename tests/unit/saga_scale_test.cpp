@@ -2,7 +2,7 @@
 #include "support/async.hpp"
 
 #include <boong/saga_runner.hpp>
-#include <boong/store/memory.hpp>
+#include <boong/memory/store.hpp>
 
 #include <boost/asio/steady_timer.hpp>
 

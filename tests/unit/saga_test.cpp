@@ -3,7 +3,7 @@
 #include "support/scripted_saga.hpp"
 
 #include <boong/saga_runner.hpp>
-#include <boong/store/memory.hpp>
+#include <boong/memory/store.hpp>
 
 #include <catch2/catch.hpp>
 

@@ -5,6 +5,7 @@
 #include <boong/broker.hpp>
 #include <boong/event.hpp>
 
+#include <chrono>
 #include <string_view>
 #include <vector>
 
@@ -24,5 +25,15 @@ void validate_snapshot(const Snapshot& s);
 inline constexpr std::size_t max_topic_length = 200;
 void validate_publish(std::string_view topic, const EventData& e, int max_depth = default_max_json_depth);
 void validate_consumer_options(const ConsumerOptions& o, const MessageHandler& handler);
+
+// Lease checks, shared by every model of SagaLeases and OutboxCursor: an
+// owner is "name/incarnation" (make_owner), at most 255 bytes; a lease lasts
+// 1 ms..24 h. `what` names the lease's kind in the message ("saga", "outbox").
+void validate_owner(std::string_view owner, std::string_view what);
+void validate_lease(std::chrono::milliseconds lease, std::string_view what);
+// An outbox relay name has 1..255 bytes.
+void validate_relay_name(std::string_view relay);
+// Inbox checks: a consumer name and a message id have 1..255 bytes.
+void validate_inbox_entry(std::string_view consumer, std::string_view message_id);
 
 }  // namespace boong::detail

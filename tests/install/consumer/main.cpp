@@ -1,13 +1,13 @@
 // Uses an installed Boong: generates an event id and checks that it is a UUID.
 #include <boong/event.hpp>
 #ifdef BOONG_CONSUMER_POSTGRES
-#include <boong/store/postgres.hpp>
+#include <boong/postgres/store.hpp>
 
 #include <boost/asio/io_context.hpp>
 #endif
 
 #ifdef BOONG_CONSUMER_REDIS
-#include <boong/broker/redis.hpp>
+#include <boong/redis/broker.hpp>
 
 #include <boost/asio/io_context.hpp>
 #endif

@@ -1,5 +1,5 @@
-#include <boong/broker/memory.hpp>
-#include <boong/detail/delivery_policy.hpp>
+#include <boong/memory/broker.hpp>
+#include "broker/delivery_policy.hpp"
 #include <boong/detail/validate.hpp>
 
 #include "broker/consumer_loop.hpp"

@@ -3,7 +3,7 @@
 #pragma once
 
 #include <boong/detail/erased_handler.hpp>
-#include <boong/store/postgres.hpp>
+#include <boong/postgres/store.hpp>
 
 #include <pqxx/transaction>
 
@@ -39,22 +39,6 @@ void run_transaction(PostgresEventStore& store, std::string what, Durability dur
                 }
             },
             store.get_executor()));
-}
-
-// Owners of leases are "name/incarnation" (see saga_leases.hpp).
-inline void check_owner(const std::string& owner, std::string_view what) {
-    const auto slash = owner.find('/');
-    if (slash == 0 || slash == std::string::npos || slash + 1 == owner.size() || owner.size() > 255) {
-        throw Error(errc::invalid_argument,
-                    std::string(what) + " owner '" + owner + "' is not of the form name/incarnation");
-    }
-}
-
-inline void check_lease(std::chrono::milliseconds lease, std::string_view what) {
-    if (lease < std::chrono::milliseconds(1) || lease > std::chrono::hours(24)) {
-        throw Error(errc::invalid_argument, std::string(what) + " lease must be between 1 ms and 24 h, got " +
-                                                std::to_string(lease.count()) + " ms");
-    }
 }
 
 }  // namespace boong::pg

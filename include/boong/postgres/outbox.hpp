@@ -11,8 +11,8 @@
 #pragma once
 
 #include <boong/detail/erased_handler.hpp>
-#include <boong/policy.hpp>
-#include <boong/store/postgres.hpp>
+#include <boong/outbox_cursor.hpp>
+#include <boong/postgres/store.hpp>
 
 #include <boost/asio/async_result.hpp>
 
@@ -21,15 +21,6 @@
 #include <string>
 
 namespace boong {
-
-// Where a relay stands.
-struct OutboxStatus {
-    std::string relay;
-    std::int64_t position = 0;  // every event at or below it has been published
-    std::int64_t pending = 0;   // events stored after it
-    std::string owner;          // the relay holding the cursor, if any
-    std::optional<Clock::time_point> lease_until;
-};
 
 class PostgresOutbox {
 public:
@@ -99,5 +90,7 @@ private:
 
     PostgresEventStore& store_;
 };
+
+static_assert(OutboxCursor<PostgresOutbox>);
 
 }  // namespace boong

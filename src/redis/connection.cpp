@@ -1,4 +1,4 @@
-#include "broker/redis/connection.hpp"
+#include "redis/connection.hpp"
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>

@@ -30,7 +30,7 @@
 #include <vector>
 
 namespace pqxx {
-class transaction_base;  // libpqxx's transaction: see boong/store/postgres_transaction.hpp
+class transaction_base;  // libpqxx's transaction: see boong/postgres/transaction.hpp
 }
 
 namespace boong {
@@ -77,6 +77,8 @@ struct PostgresStoreStats {
 class PostgresEventStore {
 public:
     using executor_type = boost::asio::any_io_executor;
+    // What async_transact bodies receive (TransactionalStore).
+    using transaction_type = pqxx::transaction_base;
 
     // Checks `config` (table names must pass is_sql_identifier; pool size,
     // group commit and timeouts must be in range) and throws
@@ -177,6 +179,14 @@ public:
                                               std::int64_t from_version = 1,
                                               std::size_t max_count = std::numeric_limits<std::size_t>::max()) const;
 
+    // The inbox (TransactionalStore; see boong/inbox.hpp), in a transaction
+    // of yours: whether `consumer` processed `message_id`, and recording that
+    // it did (INSERT ... ON CONFLICT DO NOTHING after the append: false when
+    // a concurrent twin recorded it first, and the transaction must roll
+    // back). Error(errc::invalid_argument) for names not of 1..255 bytes.
+    bool processed_in(pqxx::transaction_base& tx, const std::string& consumer, const std::string& message_id) const;
+    bool record_processed_in(pqxx::transaction_base& tx, const std::string& consumer, const std::string& message_id);
+
     PostgresStoreStats stats() const;
     // Throws Error(errc::store_unavailable) when the store is not open.
     const PostgresTableNames& tables() const;
@@ -187,7 +197,7 @@ public:
     // that throws rolls back; its exception reaches the handler as it is
     // (libpqxx's translated into boong::Error), and the connection stays in
     // the pool. The typed front-end is boong::async_transact
-    // (boong/store/postgres_transaction.hpp).
+    // (boong/postgres/transaction.hpp).
     void transact(std::string what, Durability durability, std::function<void(pqxx::transaction_base&)> body,
                   detail::ErasedHandler<void> handler);
     const PostgresStoreConfig& config() const;

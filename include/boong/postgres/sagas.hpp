@@ -6,9 +6,8 @@
 #pragma once
 
 #include <boong/detail/erased_handler.hpp>
-#include <boong/saga_leases.hpp>
-#include <boong/saga_state.hpp>
-#include <boong/store/postgres.hpp>
+#include <boong/saga_index.hpp>
+#include <boong/postgres/store.hpp>
 
 #include <boost/asio/async_result.hpp>
 
@@ -20,31 +19,6 @@
 #include <vector>
 
 namespace boong {
-
-// One saga as the table has it.
-struct SagaRecord {
-    std::string saga_id;
-    std::string saga_type;
-    SagaPhase phase = SagaPhase::running;
-    std::int64_t version = 0;  // of its latest phase event
-    std::string failed_step;   // the step whose failure started compensation
-    FailureKind failure_kind = FailureKind::none;
-    std::string error;
-    std::string failed_compensation;  // phase failed: the compensation that gave up
-    std::string compensation_error;
-    std::optional<Clock::time_point> deadline;
-    Clock::time_point started_at{};
-    Clock::time_point updated_at{};
-    std::string owner;  // "name/incarnation" of the orchestrator running it; empty: none
-    std::optional<Clock::time_point> lease_until;
-};
-
-struct SagaQuery {
-    std::optional<SagaPhase> phase;  // none: every phase
-    std::string saga_type;           // empty: every type
-    std::string after_id;            // paging: only ids greater than this
-    std::size_t limit = 100;         // 1..10000
-};
 
 class PostgresSagaIndex {
 public:
@@ -86,9 +60,7 @@ public:
             token, std::move(owner));
     }
 
-    // ---- Operators.
-
-    // Sagas matching `query`, by id.
+    // ---- SagaIndex: see saga_index.hpp.
     template <class Token>
     auto async_list(SagaQuery query, Token&& token) {
         return boost::asio::async_initiate<Token, void(std::exception_ptr, std::vector<SagaRecord>)>(
@@ -98,9 +70,6 @@ public:
             token, std::move(query));
     }
 
-    // Sagas that need attention: failed ones (a compensation gave up), and
-    // in-flight ones nobody is running (lease expired, or no owner and no
-    // change for `idle`). Oldest first, at most `limit`.
     template <class Token>
     auto async_stuck(milliseconds idle, std::size_t limit, Token&& token) {
         return boost::asio::async_initiate<Token, void(std::exception_ptr, std::vector<SagaRecord>)>(
@@ -120,7 +89,6 @@ public:
             token, std::move(saga_id));
     }
 
-    // How many sagas are in each phase (for metrics).
     template <class Token>
     auto async_count_by_phase(Token&& token) {
         return boost::asio::async_initiate<Token, void(std::exception_ptr, std::vector<std::pair<SagaPhase, std::int64_t>>)>(
@@ -145,6 +113,6 @@ private:
     PostgresEventStore& store_;
 };
 
-static_assert(SagaLeases<PostgresSagaIndex>);
+static_assert(SagaIndex<PostgresSagaIndex>);
 
 }  // namespace boong

@@ -4,11 +4,14 @@
 #include "transact.hpp"  // before rows.hpp: libpqxx 6 headers need <pqxx/transaction> first
 #include "rows.hpp"
 
-#include <boong/store/postgres_sagas.hpp>
+#include <boong/postgres/sagas.hpp>
+
+#include <boong/detail/validate.hpp>
 
 #include <pqxx/result>
 #include <pqxx/transaction>
 
+#include <algorithm>
 #include <memory>
 #include <utility>
 
@@ -91,8 +94,8 @@ void PostgresSagaIndex::claim_impl(std::string saga_type, std::string owner, mil
                                    detail::ErasedHandler<std::vector<std::string>> handler) {
     std::string table;
     try {
-        pg::check_owner(owner, "saga");
-        pg::check_lease(lease, "a saga");
+        detail::validate_owner(owner, "saga");
+        detail::validate_lease(lease, "a saga");
         if (saga_type.empty()) throw Error(errc::invalid_argument, "claim: the saga type is empty");
         table = sagas_table(store_);
     } catch (...) {
@@ -127,8 +130,8 @@ void PostgresSagaIndex::renew_impl(std::string owner, milliseconds lease, std::v
                                    detail::ErasedHandler<std::vector<std::string>> handler) {
     std::string table;
     try {
-        pg::check_owner(owner, "saga");
-        pg::check_lease(lease, "a saga");
+        detail::validate_owner(owner, "saga");
+        detail::validate_lease(lease, "a saga");
         table = sagas_table(store_);
     } catch (...) {
         handler.complete(std::current_exception());
@@ -158,7 +161,7 @@ void PostgresSagaIndex::renew_impl(std::string owner, milliseconds lease, std::v
 void PostgresSagaIndex::release_impl(std::string owner, detail::ErasedHandler<void> handler) {
     std::string table;
     try {
-        pg::check_owner(owner, "saga");
+        detail::validate_owner(owner, "saga");
         table = sagas_table(store_);
     } catch (...) {
         handler.complete(std::current_exception());
@@ -242,7 +245,7 @@ void PostgresSagaIndex::find_impl(std::string saga_id, detail::ErasedHandler<std
 void PostgresSagaIndex::count_impl(detail::ErasedHandler<std::vector<std::pair<SagaPhase, std::int64_t>>> handler) {
     std::string sql;
     try {
-        sql = "SELECT phase, count(*) FROM " + sagas_table(store_) + " GROUP BY phase ORDER BY phase";
+        sql = "SELECT phase, count(*) FROM " + sagas_table(store_) + " GROUP BY phase";
     } catch (...) {
         handler.complete(std::current_exception());
         return;
@@ -254,6 +257,7 @@ void PostgresSagaIndex::count_impl(detail::ErasedHandler<std::vector<std::pair<S
             for (const auto& row : tx.exec(sql)) {
                 if (auto p = saga_phase_from_string(text(row[0]))) out.emplace_back(*p, pg::to_int64(row[1]));
             }
+            std::sort(out.begin(), out.end());  // SagaPhase order
             return out;
         },
         std::move(handler));

@@ -1,5 +1,5 @@
 // Running your own SQL on the event store's connections, off the event loop:
-// the building block of the inbox (boong/store/postgres_inbox.hpp) and of
+// the building block of the inbox (boong/postgres/inbox.hpp) and of
 // services that keep their state beside their events.
 //
 //   auto reserve = [sku](pqxx::transaction_base& tx) {
@@ -15,7 +15,9 @@
 // caller's executor uses without synchronization.
 #pragma once
 
-#include <boong/store/postgres.hpp>
+#include <boong/detail/post.hpp>
+#include <boong/postgres/store.hpp>
+#include <boong/transactional_store.hpp>
 
 #include <pqxx/transaction>
 
@@ -32,17 +34,6 @@
 
 namespace boong {
 
-namespace detail {
-template <class R>
-struct transact_signature {
-    using type = void(std::exception_ptr, R);
-};
-template <>
-struct transact_signature<void> {
-    using type = void(std::exception_ptr);
-};
-}  // namespace detail
-
 // Completes with what `body(pqxx::transaction_base&)` returns (a value type,
 // default-constructible), or with the exception that rolled it back.
 // Cancellation (the token's slot) aborts it while it waits for a connection
@@ -52,7 +43,7 @@ auto async_transact(PostgresEventStore& store, Body body, Durability durability,
     using R = std::invoke_result_t<Body&, pqxx::transaction_base&>;
     static_assert(std::is_void_v<R> || std::is_default_constructible_v<R>,
                   "async_transact: the body's result must be default-constructible (or void)");
-    return boost::asio::async_initiate<Token, typename detail::transact_signature<R>::type>(
+    return boost::asio::async_initiate<Token, typename detail::completion<R>::signature>(
         [&store, durability](auto handler, Body b) {
             auto shared_body = std::make_shared<Body>(std::move(b));
             if constexpr (std::is_void_v<R>) {
@@ -84,5 +75,7 @@ template <class Body, class Token>
 auto async_transact(PostgresEventStore& store, Body body, Token&& token) {
     return async_transact(store, std::move(body), Durability::durable, std::forward<Token>(token));
 }
+
+static_assert(TransactionalStore<PostgresEventStore>);
 
 }  // namespace boong

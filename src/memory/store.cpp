@@ -1,7 +1,7 @@
 #include <boong/detail/validate.hpp>
-#include <boong/store/memory.hpp>
+#include <boong/memory/store.hpp>
 
-#include "store/id_index.hpp"
+#include "memory/id_index.hpp"
 
 #include <algorithm>
 #include <cstdint>
@@ -11,6 +11,9 @@
 #include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
+#include <thread>
+#include <atomic>
 #include <vector>
 
 namespace boong {
@@ -93,6 +96,20 @@ struct MemoryEventStore::State {
     std::deque<Stream> streams;  // in creation order; a deque never moves them
     Index stream_ids;            // stream id -> index into streams
     std::unordered_map<std::string, Snapshot> snapshots;
+    // The inbox: consumer -> the message ids it processed.
+    std::unordered_map<std::string, std::unordered_set<std::string>> inbox;
+    // The thread inside a transaction (which holds `mutex`): its other calls
+    // would deadlock, and are refused instead.
+    std::atomic<std::thread::id> tx_thread{};
+
+    std::unique_lock<std::mutex> lock(const char* what) const {
+        if (tx_thread.load(std::memory_order_relaxed) == std::this_thread::get_id()) {
+            throw Error(errc::invalid_argument, std::string(what) +
+                                                    ": called inside a transaction on this store (use the "
+                                                    "transaction's *_in functions)");
+        }
+        return std::unique_lock(mutex);
+    }
 
     // The ids at an index, for the indexes.
     auto event_id_at() const {
@@ -113,6 +130,11 @@ struct MemoryEventStore::State {
         return RecordedEvent{s.stream->id, s.version, static_cast<std::int64_t>(index) + 1, s.stored_at, s.event};
     }
 
+    // The store's operations, with it held.
+    AppendResult append(const std::string& stream, ExpectedVersion expected, std::vector<EventData> events);
+    std::vector<RecordedEvent> read_stream(const std::string& stream, std::int64_t from_version,
+                                           std::size_t max_count) const;
+
     std::int64_t version_of(std::string_view stream) const {
         const Stream* found = find_stream(*this, stream);
         return found ? static_cast<std::int64_t>(found->indexes.size()) : 0;
@@ -124,8 +146,13 @@ MemoryEventStore::~MemoryEventStore() = default;
 
 AppendResult MemoryEventStore::append(const std::string& stream, ExpectedVersion expected,
                                       std::vector<EventData> events) {
-    auto& s = *state_;
-    std::lock_guard lock(s.mutex);
+    auto lock = state_->lock("append");
+    return state_->append(stream, expected, std::move(events));
+}
+
+AppendResult MemoryEventStore::State::append(const std::string& stream, ExpectedVersion expected,
+                                             std::vector<EventData> events) {
+    auto& s = *this;
     // The id index's slots are the append's cache misses: fetched while the
     // events are validated (validation under the lock costs nothing here: an
     // in-memory store serves tests and demos, not contended writers).
@@ -201,12 +228,9 @@ AppendResult MemoryEventStore::append(const std::string& stream, ExpectedVersion
     return result;
 }
 
-std::vector<RecordedEvent> MemoryEventStore::read_stream(const std::string& stream, std::int64_t from_version,
-                                                         std::size_t max_count) const {
-    detail::validate_stream_id(stream);
-    detail::validate_read("read_stream '" + stream + "'", from_version, max_count);
-    const auto& s = *state_;
-    std::lock_guard lock(s.mutex);
+std::vector<RecordedEvent> MemoryEventStore::State::read_stream(const std::string& stream, std::int64_t from_version,
+                                                                std::size_t max_count) const {
+    const auto& s = *this;
     std::vector<RecordedEvent> out;
     const State::Stream* found = State::find_stream(s, stream);
     if (found == nullptr) return out;
@@ -216,10 +240,18 @@ std::vector<RecordedEvent> MemoryEventStore::read_stream(const std::string& stre
     return out;
 }
 
+std::vector<RecordedEvent> MemoryEventStore::read_stream(const std::string& stream, std::int64_t from_version,
+                                                         std::size_t max_count) const {
+    detail::validate_stream_id(stream);
+    detail::validate_read("read_stream '" + stream + "'", from_version, max_count);
+    auto lock = state_->lock("read_stream");
+    return state_->read_stream(stream, from_version, max_count);
+}
+
 std::vector<RecordedEvent> MemoryEventStore::read_all(std::int64_t from_position, std::size_t max_count) const {
     detail::validate_read("read_all", from_position, max_count);
     const auto& s = *state_;
-    std::lock_guard lock(s.mutex);
+    auto lock = s.lock("read_all");
     std::vector<RecordedEvent> out;
     for (auto i = static_cast<std::size_t>(from_position - 1); i < s.log.size() && out.size() < max_count; ++i) {
         out.push_back(s.recorded(i));
@@ -230,7 +262,7 @@ std::vector<RecordedEvent> MemoryEventStore::read_all(std::int64_t from_position
 void MemoryEventStore::save_snapshot(Snapshot snapshot) {
     detail::validate_snapshot(snapshot);
     auto& s = *state_;
-    std::lock_guard lock(s.mutex);
+    auto lock = s.lock("save_snapshot");
     const auto current = s.version_of(snapshot.stream_id);
     if (snapshot.version > current) {
         throw Error(errc::invalid_argument, "snapshot of '" + snapshot.stream_id + "' at version " +
@@ -247,20 +279,104 @@ void MemoryEventStore::save_snapshot(Snapshot snapshot) {
 std::optional<Snapshot> MemoryEventStore::load_snapshot(const std::string& stream) const {
     detail::validate_stream_id(stream);
     const auto& s = *state_;
-    std::lock_guard lock(s.mutex);
+    auto lock = s.lock("load_snapshot");
     auto it = s.snapshots.find(stream);
     if (it == s.snapshots.end()) return std::nullopt;
     return it->second;
 }
 
 std::int64_t MemoryEventStore::stream_version(const std::string& stream) const {
-    std::lock_guard lock(state_->mutex);
+    auto lock = state_->lock("stream_version");
     return state_->version_of(stream);
 }
 
 std::int64_t MemoryEventStore::last_position() const {
-    std::lock_guard lock(state_->mutex);
+    auto lock = state_->lock("last_position");
     return static_cast<std::int64_t>(state_->log.size());
+}
+
+// Transactions
+
+MemoryEventStore::Transaction::Transaction(MemoryEventStore& store) : store_(store) {
+    auto& s = *store.state_;
+    auto lock = s.lock("transact");
+    s.tx_thread.store(std::this_thread::get_id(), std::memory_order_relaxed);
+    log_size_ = s.log.size();
+    stream_count_ = s.streams.size();
+    lock.release();  // held until commit or rollback
+}
+
+MemoryEventStore::Transaction::~Transaction() {
+    if (!done_) rollback();
+}
+
+void MemoryEventStore::Transaction::commit() noexcept {
+    auto& s = *store_.state_;
+    done_ = true;
+    s.tx_thread.store(std::thread::id{}, std::memory_order_relaxed);
+    s.mutex.unlock();
+}
+
+void MemoryEventStore::Transaction::rollback() noexcept {
+    auto& s = *store_.state_;
+    done_ = true;
+    // The events appended, latest first: out of the id index and their streams.
+    for (std::size_t i = s.log.size(); i > log_size_; --i) {
+        auto& stored = s.log[i - 1];
+        s.ids.erase(stored.event.event_id, s.event_id_at());
+        const_cast<State::Stream*>(stored.stream)->indexes.pop_back();
+    }
+    while (s.streams.size() > stream_count_) {
+        s.stream_ids.erase(s.streams.back().id, s.stream_id_at());
+        s.streams.pop_back();
+    }
+    s.log.truncate(log_size_);
+    for (const auto& [consumer, id] : recorded_) s.inbox[consumer].erase(id);
+    for (auto it = undo_.rbegin(); it != undo_.rend(); ++it) {
+        try {
+            (*it)();
+        } catch (...) {
+            // An undo that throws cannot stop the others (nor the unlock).
+        }
+    }
+    s.tx_thread.store(std::thread::id{}, std::memory_order_relaxed);
+    s.mutex.unlock();
+}
+
+AppendResult MemoryEventStore::append_in(Transaction& tx, const std::string& stream, ExpectedVersion expected,
+                                         std::vector<EventData> events) {
+    check_transaction(tx);
+    return state_->append(stream, expected, std::move(events));
+}
+
+std::vector<RecordedEvent> MemoryEventStore::read_stream_in(Transaction& tx, const std::string& stream,
+                                                            std::int64_t from_version, std::size_t max_count) const {
+    check_transaction(tx);
+    detail::validate_stream_id(stream);
+    detail::validate_read("read_stream '" + stream + "'", from_version, max_count);
+    return state_->read_stream(stream, from_version, max_count);
+}
+
+bool MemoryEventStore::processed_in(Transaction& tx, const std::string& consumer, const std::string& message_id) const {
+    check_transaction(tx);
+    detail::validate_inbox_entry(consumer, message_id);
+    const auto it = state_->inbox.find(consumer);
+    return it != state_->inbox.end() && it->second.contains(message_id);
+}
+
+bool MemoryEventStore::record_processed_in(Transaction& tx, const std::string& consumer,
+                                           const std::string& message_id) {
+    check_transaction(tx);
+    detail::validate_inbox_entry(consumer, message_id);
+    if (!state_->inbox[consumer].insert(message_id).second) return false;
+    tx.recorded_.emplace_back(consumer, message_id);
+    return true;
+}
+
+void MemoryEventStore::check_transaction(const Transaction& tx) const {
+    if (&tx.store_ != this || tx.done_) {
+        throw Error(errc::invalid_argument, "a transaction of another store, or one that has ended");
+    }
 }
 
 }  // namespace boong

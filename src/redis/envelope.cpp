@@ -1,4 +1,4 @@
-#include "broker/redis/envelope.hpp"
+#include "redis/envelope.hpp"
 
 #include "json_text.hpp"
 

@@ -57,15 +57,26 @@ std::string derived_name(const std::string& table, std::string_view suffix) {
     return table.substr(0, kMaxIdentifier - suffix.size() - 9) + hash + std::string(suffix);
 }
 
-// The events that move a saga from one phase to another (see saga_state.hpp).
+// The events that move a saga from one phase to another: the phase rules of
+// saga_state.hpp, which the fold and the memory index follow too.
 std::string saga_phase_types() {
-    using namespace saga_event;
     std::string out;
-    for (std::string_view t : {started, resumed, compensation_started, completed, compensated, failed}) {
+    for (const auto& rule : phase_rules) {
         if (!out.empty()) out += ", ";
-        out += quote_literal(t);
+        out += quote_literal(rule.event);
     }
     return out;
+}
+
+// The terminal phase of NEW.type, from the same rules (a CASE expression).
+std::string terminal_phase_case() {
+    std::string out = "CASE NEW.type";
+    for (const auto& rule : phase_rules) {
+        if (rule.phase && is_terminal(*rule.phase)) {
+            out += " WHEN " + quote_literal(rule.event) + " THEN " + quote_literal(to_string(*rule.phase));
+        }
+    }
+    return out + " END";
 }
 
 struct Column {
@@ -171,10 +182,9 @@ std::string insert_events_sql(const Names& n, const std::string& position, const
 // mismatch: nothing written) or duplicate (an id stored elsewhere:
 // nothing written). A refused append never affects the others.
 //
-// Two forms: version 1's (p_batch jsonb) checks every id before writing;
-// version 3's (p_batch jsonb, p_careful boolean) does so only when
-// p_careful, or when an append does not expect its stream's current
-// version (a conflict, or a replay, to tell apart). Otherwise the unique
+// It checks every id before writing only when p_careful, or when an append
+// does not expect its stream's current version (a conflict, or a replay, to
+// tell apart). Otherwise the unique
 // index on event ids is the check, at the insert (step 0). The id checks
 // were the larger part of an append's cost on the server: an index probe
 // and several aggregates per event.
@@ -198,9 +208,9 @@ std::string insert_events_sql(const Names& n, const std::string& position, const
 // SET clause costs on every call). It always uses generic plans:
 // nothing about a batch makes a custom plan better, and planning these
 // queries on every call would cost more than running them.
-std::string append_function_sql(const Names& n, bool optimistic) {
+std::string append_function_sql(const Names& n) {
     std::string sql = "CREATE OR REPLACE FUNCTION " + n.append_function;
-    sql += optimistic ? "(p_batch jsonb, p_careful boolean)" : "(p_batch jsonb)";
+    sql += "(p_batch jsonb, p_careful boolean)";
     sql += R"(
 RETURNS TABLE (r_index integer, r_verdict text, r_current bigint, r_next_version bigint,
                r_first_position bigint, r_last_position bigint,
@@ -232,7 +242,7 @@ BEGIN
     END IF;
 
 )";
-    if (optimistic) {
+    {
         sql += R"(
     -- 0. The common case, in one pass: every append expects its stream's
     -- current version (or any). Its ids are then not in its stream, and one
@@ -324,7 +334,7 @@ BEGIN
          v_other_version, v_events
     FROM o;
 )";
-    if (optimistic) sql += "\n    END IF;";
+    sql += "\n    END IF;";
     sql += R"(
 
     IF v_events > 0 THEN
@@ -349,7 +359,7 @@ $boong$)";
     return sql;
 }
 
-// Version 4's fast path: a batch in which every append expects the version
+// The fast path: a batch in which every append expects the version
 // this store's own appends left its stream at ("k", see StreamHeads), as
 // most do. There is nothing to check before the insert: the unique indexes
 // are the checks (a stream version or an event id already taken fails it,
@@ -395,10 +405,15 @@ END
 $boong$)";
 }
 
-// Migration 1: the events table, its indexes, the snapshots table, the
-// append function and the operators' saga view.
+// Migration 1, the whole schema: the events table and its position
+// sequence, the snapshots table, the append functions, the saga table with
+// its trigger, the outbox cursors and the inbox. A later change is a
+// migration of its own, written out, so that this text never changes.
 std::vector<std::string> migration_1(const Names& n) {
     const std::string phases = saga_phase_types();
+    using namespace saga_event;
+    const std::string q_started = quote_literal(started), q_resumed = quote_literal(resumed),
+                      q_comp = quote_literal(compensation_started), q_failed = quote_literal(failed);
     std::vector<std::string> sql;
     sql.push_back("CREATE TABLE IF NOT EXISTS " + n.events + R"( (
     position       bigint      NOT NULL,
@@ -418,29 +433,6 @@ std::vector<std::string> migration_1(const Names& n) {
 ))");
     // Positions come from this sequence, taken under the append lock.
     sql.push_back("CREATE SEQUENCE IF NOT EXISTS " + n.position_sequence + " AS bigint");
-    // Operators ask "which sagas are not finished?": the latest phase event of
-    // each saga stream. This partial index holds only those events (a few per
-    // saga, not every step event), in the order the question needs them.
-    sql.push_back("CREATE INDEX IF NOT EXISTS " + n.saga_index + " ON " + n.events +
-                  " (stream_id, version DESC) WHERE type IN (" + phases + ")");
-    sql.push_back("CREATE OR REPLACE VIEW " + n.saga_view + R"( AS
-SELECT DISTINCT ON (stream_id)
-       stream_id,
-       CASE WHEN stream_id LIKE 'saga-%' THEN substr(stream_id, 6) ELSE stream_id END AS saga_id,
-       CASE type
-           WHEN )" + quote_literal(saga_event::started) + R"( THEN 'running'
-           WHEN )" + quote_literal(saga_event::resumed) + R"( THEN payload ->> 'phase'
-           WHEN )" + quote_literal(saga_event::compensation_started) + R"( THEN 'compensating'
-           WHEN )" + quote_literal(saga_event::completed) + R"( THEN 'completed'
-           WHEN )" + quote_literal(saga_event::compensated) + R"( THEN 'compensated'
-           WHEN )" + quote_literal(saga_event::failed) + R"( THEN 'failed'
-       END AS phase,
-       type AS phase_event,
-       version AS phase_version,
-       stored_at AS phase_since
-FROM )" + n.events + R"(
-WHERE type IN ()" + phases + R"()
-ORDER BY stream_id, version DESC)");
     sql.push_back("CREATE TABLE IF NOT EXISTS " + n.snapshots + R"( (
     stream_id      text        NOT NULL PRIMARY KEY,
     version        bigint      NOT NULL CHECK (version >= 1),
@@ -450,28 +442,17 @@ ORDER BY stream_id, version DESC)");
     taken_at       timestamptz NOT NULL
 ))");
 
-    sql.push_back(append_function_sql(n, false));
-    return sql;
-}
-
-// Migration 2: durable execution (docs/durability.md).
-//  - The saga table: one row per saga, kept by a trigger in the transaction
-//    that appends its phase events (so it can never disagree with them), with
-//    the owner and lease that orchestrators claim and renew. It replaces the
-//    version 1 view of the same name, and is filled from the events stored so far.
-//  - The outbox: the events table is the outbox (an event is pending
-//    publication from the moment its transaction commits); this table holds
-//    each relay's cursor (the last position published) and lease.
-//  - The inbox: which message each consumer has processed, written in the
-//    transaction of the consumer's own effect.
-std::vector<std::string> migration_2(const Names& n) {
-    using namespace saga_event;
-    const std::string phases = saga_phase_types();
-    const std::string q_started = quote_literal(started), q_resumed = quote_literal(resumed),
-                      q_comp = quote_literal(compensation_started), q_completed = quote_literal(completed),
-                      q_compensated = quote_literal(compensated), q_failed = quote_literal(failed);
-    std::vector<std::string> sql;
-    sql.push_back("DROP VIEW IF EXISTS " + n.saga_view);
+    sql.push_back(append_function_sql(n));
+    sql.push_back(append_known_function_sql(n));
+    // Durable execution (docs/durability.md).
+    //  - The saga table: one row per saga, kept by a trigger in the transaction
+    //    that appends its phase events (so it can never disagree with them),
+    //    with the owner and lease that orchestrators claim and renew.
+    //  - The outbox: the events table is the outbox (an event is pending
+    //    publication from the moment its transaction commits); this table
+    //    holds each relay's cursor (the last position published) and lease.
+    //  - The inbox: which message each consumer has processed, written in the
+    //    transaction of the consumer's own effect.
     sql.push_back("CREATE TABLE IF NOT EXISTS " + n.sagas + R"( (
     saga_id             text        NOT NULL PRIMARY KEY,
     saga_type           text        NOT NULL,
@@ -491,27 +472,6 @@ std::vector<std::string> migration_2(const Names& n) {
     // Orchestrators look for in-flight sagas of their type whose lease ran out.
     sql.push_back("CREATE INDEX IF NOT EXISTS " + n.saga_claim_index + " ON " + n.sagas +
                   " (saga_type, lease_until) WHERE phase IN ('running', 'compensating')");
-    // The sagas stored before this migration (their owner is unknown: none).
-    sql.push_back("INSERT INTO " + n.sagas + R"( (saga_id, saga_type, phase, version, failed_step, failure_kind,
-        error, failed_compensation, compensation_error, deadline, started_at, updated_at)
-SELECT substr(s.stream_id, 6), coalesce(s.payload ->> 'saga_type', ''),
-       CASE l.type WHEN )" + q_started + R"( THEN 'running'
-                   WHEN )" + q_resumed + R"( THEN CASE WHEN l.payload ->> 'phase' = 'compensating' THEN 'compensating'
-                                                   ELSE 'running' END
-                   WHEN )" + q_comp + R"( THEN 'compensating' WHEN )" + q_completed + R"( THEN 'completed'
-                   WHEN )" + q_compensated + R"( THEN 'compensated' ELSE 'failed' END,
-       l.version, c.payload ->> 'failed_step', c.payload ->> 'kind', c.payload ->> 'error',
-       CASE WHEN l.type = )" + q_failed + R"( THEN l.payload ->> 'step' END,
-       CASE WHEN l.type = )" + q_failed + R"( THEN l.payload ->> 'error' END,
-       CASE WHEN s.payload ->> 'deadline' ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z$'
-            THEN (s.payload ->> 'deadline')::timestamptz END, s.stored_at, l.stored_at
-FROM )" + n.events + R"( s
-CROSS JOIN LATERAL (SELECT * FROM )" + n.events + R"( e WHERE e.stream_id = s.stream_id AND e.type IN ()" + phases +
-                  R"() ORDER BY e.version DESC LIMIT 1) l
-LEFT JOIN LATERAL (SELECT * FROM )" + n.events + R"( e WHERE e.stream_id = s.stream_id AND e.type = )" + q_comp +
-                  R"( ORDER BY e.version DESC LIMIT 1) c ON true
-WHERE s.stream_id LIKE 'saga-%' AND s.version = 1 AND s.type = )" + q_started + R"(
-ON CONFLICT (saga_id) DO NOTHING)");
     // One call per phase event (a few per saga, never per step event: the
     // trigger's WHEN clause filters in C). SagaStarted and SagaResumed carry
     // the orchestrator's name and lease in their metadata ("owner",
@@ -548,9 +508,7 @@ BEGIN
                error = NEW.payload ->> 'error'
         WHERE saga_id = v_id;
     ELSE
-        UPDATE )" + n.sagas + R"( SET phase = CASE NEW.type WHEN )" + q_completed + R"( THEN 'completed'
-                                                      WHEN )" + q_compensated + R"( THEN 'compensated'
-                                                      ELSE 'failed' END,
+        UPDATE )" + n.sagas + R"( SET phase = )" + terminal_phase_case() + R"(,
                version = NEW.version, updated_at = NEW.stored_at,
                failed_compensation = CASE WHEN NEW.type = )" + q_failed + R"( THEN NEW.payload ->> 'step' END,
                compensation_error = CASE WHEN NEW.type = )" + q_failed + R"( THEN NEW.payload ->> 'error' END,
@@ -580,36 +538,14 @@ $boong$)");
     return sql;
 }
 
-// Migration 3: the append function checks event ids only when it must (see
-// append_function_sql). Its version 1 form stays, as the careful form, for
-// processes of the previous version still running during an upgrade.
-std::vector<std::string> migration_3(const Names& n) {
-    return {append_function_sql(n, true),
-            "CREATE OR REPLACE FUNCTION " + n.append_function + R"((p_batch jsonb)
-RETURNS TABLE (r_index integer, r_verdict text, r_current bigint, r_next_version bigint,
-               r_first_position bigint, r_last_position bigint,
-               r_other_event uuid, r_other_stream text, r_other_version bigint)
-LANGUAGE sql VOLATILE
-AS $boong$ SELECT * FROM )" + n.append_function + R"((p_batch, true) $boong$)"};
-}
-
-// Migration 4: the fast path for appends to streams at known versions
-// (append_known_function_sql); the append function inserts without a sort.
-std::vector<std::string> migration_4(const Names& n) {
-    return {append_function_sql(n, true), append_known_function_sql(n)};
-}
-
 struct Migration {
     int version;
     const char* description;
     std::vector<std::string> (*statements)(const Names&);
 };
 
-constexpr std::array<Migration, 4> kMigrations{{
-    {1, "events, snapshots, append function, saga phase index and view", &migration_1},
-    {2, "saga table with owners and leases, outbox cursors, inbox", &migration_2},
-    {3, "append function checks event ids only when it must", &migration_3},
-    {4, "append function for streams at known versions", &migration_4},
+constexpr std::array<Migration, 1> kMigrations{{
+    {1, "events, snapshots, append functions, saga table, outbox cursors, inbox", &migration_1},
 }};
 static_assert(kMigrations.back().version == kSchemaVersion);
 
@@ -633,17 +569,19 @@ Names resolve_names(pqxx::connection& connection, const PostgresStoreConfig& con
                     "the search_path of the event store's connection names no existing schema to create " +
                         config.table_name + " in");
     }
+    return names_in(row[0].c_str(), config);
+}
+
+Names names_in(const std::string& schema_name, const PostgresStoreConfig& config) {
     Names n;
-    n.schema = row[0].c_str();
+    n.schema = schema_name;
     const std::string schema = quote_identifier(n.schema) + ".";
     n.events = schema + quote_identifier(config.table_name);
     n.snapshots = schema + quote_identifier(config.snapshot_table_name);
     n.versions = schema + quote_identifier(derived_name(config.table_name, "_schema"));
     n.append_function = schema + quote_identifier(derived_name(config.table_name, "_append"));
     n.append_known_function = schema + quote_identifier(derived_name(config.table_name, "_append_known"));
-    n.saga_index = quote_identifier(derived_name(config.table_name, "_saga_phase_idx"));
-    n.saga_view = schema + quote_identifier(derived_name(config.table_name, "_sagas"));
-    n.sagas = n.saga_view;
+    n.sagas = schema + quote_identifier(derived_name(config.table_name, "_sagas"));
     n.saga_claim_index = quote_identifier(derived_name(config.table_name, "_sagas_claim_idx"));
     n.saga_function = schema + quote_identifier(derived_name(config.table_name, "_track_saga"));
     n.saga_trigger = quote_identifier(derived_name(config.table_name, "_track_saga"));
@@ -653,6 +591,13 @@ Names resolve_names(pqxx::connection& connection, const PostgresStoreConfig& con
     n.position_sequence_literal = quote_literal(n.position_sequence);
     n.events_literal = quote_literal(n.events);
     return n;
+}
+
+std::vector<std::string> migration_statements(int version, const Names& n) {
+    for (const auto& m : kMigrations) {
+        if (m.version == version) return m.statements(n);
+    }
+    throw Error(errc::invalid_argument, "no schema migration " + std::to_string(version));
 }
 
 void migrate(pqxx::connection& connection, const Names& n) {

@@ -7,12 +7,13 @@
 #include <boong/config.hpp>
 
 #include <string>
+#include <vector>
 
 namespace boong::pg {
 
 // The schema version this library writes and understands. A database at a
 // higher version was upgraded by a newer library: this one refuses to open it.
-inline constexpr int kSchemaVersion = 4;
+inline constexpr int kSchemaVersion = 1;
 
 // Names of the prepared statements (see statements()).
 inline constexpr const char* kAppendStatement = "boong_append";
@@ -32,8 +33,6 @@ struct Names {
     std::string versions;         // "public"."event_store_schema": one row per applied migration
     std::string append_function;  // "public"."event_store_append"
     std::string append_known_function;  // "public"."event_store_append_known": appends to streams at known versions
-    std::string saga_index;       // "event_store_saga_phase_idx" (an index takes its table's schema)
-    std::string saga_view;        // "public"."event_store_sagas": a view in version 1, the saga table since 2
     std::string sagas;            // "public"."event_store_sagas": one row per saga (phase, owner, lease)
     std::string saga_claim_index; // "event_store_sagas_claim_idx"
     std::string saga_function;    // "public"."event_store_track_saga": keeps `sagas` in step with the events
@@ -48,6 +47,14 @@ struct Names {
 // Asks the server which schema unqualified names go to. Throws
 // Error(errc::invalid_config) when the search_path names no existing schema.
 Names resolve_names(pqxx::connection& connection, const PostgresStoreConfig& config);
+
+// The names of what the store of `config` creates in `schema` (unquoted).
+Names names_in(const std::string& schema, const PostgresStoreConfig& config);
+
+// The statements of migration `version` (1..kSchemaVersion), as migrate()
+// runs them. A migration's text never changes once released: a test holds
+// each to a digest (tests/integration/postgres_store_test.cpp).
+std::vector<std::string> migration_statements(int version, const Names& names);
 
 // Creates or upgrades the schema in one transaction, under an advisory lock
 // so that processes starting together do it once. Idempotent. Throws

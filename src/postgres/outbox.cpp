@@ -1,7 +1,9 @@
 #include "transact.hpp"  // before rows.hpp: libpqxx 6 headers need <pqxx/transaction> first
 #include "rows.hpp"
 
-#include <boong/store/postgres_outbox.hpp>
+#include <boong/postgres/outbox.hpp>
+
+#include <boong/detail/validate.hpp>
 
 #include <pqxx/result>
 #include <pqxx/transaction>
@@ -13,11 +15,9 @@ namespace boong {
 namespace {
 
 void check(const std::string& relay, const std::string& owner, milliseconds lease) {
-    if (relay.empty() || relay.size() > 255) {
-        throw Error(errc::invalid_argument, "an outbox relay name must have 1..255 characters");
-    }
-    pg::check_owner(owner, "outbox");
-    pg::check_lease(lease, "an outbox");
+    detail::validate_relay_name(relay);
+    detail::validate_owner(owner, "outbox");
+    detail::validate_lease(lease, "an outbox");
 }
 
 }  // namespace
@@ -94,6 +94,7 @@ void PostgresOutbox::release_impl(std::string relay, std::string owner, detail::
 void PostgresOutbox::status_impl(std::string relay, detail::ErasedHandler<OutboxStatus> handler) {
     std::string sql;
     try {
+        detail::validate_relay_name(relay);
         const auto& t = store_.tables();
         sql = "SELECT coalesce(o.position, 0), o.owner, (extract(epoch FROM o.lease_until) * 1000000)::bigint, "
               "(SELECT count(*) FROM " + t.events + " e WHERE e.position > coalesce(o.position, 0)) "

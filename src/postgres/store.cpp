@@ -6,7 +6,7 @@
 #include "schema.hpp"
 
 #include <boong/detail/validate.hpp>
-#include <boong/store/postgres.hpp>
+#include <boong/postgres/store.hpp>
 
 #include <pqxx/nontransaction>
 #include <pqxx/transaction>
@@ -386,6 +386,21 @@ std::vector<RecordedEvent> PostgresEventStore::read_stream_in(pqxx::transaction_
     out.reserve(rows.size());
     for (const auto& row : rows) out.push_back(to_event(row, 0, stream));
     return out;
+}
+
+bool PostgresEventStore::processed_in(pqxx::transaction_base& tx, const std::string& consumer,
+                                      const std::string& message_id) const {
+    detail::validate_inbox_entry(consumer, message_id);
+    const std::string sql = "SELECT 1 FROM " + tables().inbox + " WHERE consumer = $1 AND message_id = $2";
+    return !tx.exec_params(sql, consumer, message_id).empty();
+}
+
+bool PostgresEventStore::record_processed_in(pqxx::transaction_base& tx, const std::string& consumer,
+                                             const std::string& message_id) {
+    detail::validate_inbox_entry(consumer, message_id);
+    const std::string sql = "INSERT INTO " + tables().inbox +
+                            " (consumer, message_id) VALUES ($1, $2) ON CONFLICT (consumer, message_id) DO NOTHING";
+    return tx.exec_params(sql, consumer, message_id).affected_rows() == 1;
 }
 
 const PostgresTableNames& PostgresEventStore::tables() const {

@@ -1,7 +1,7 @@
 // How an event is laid out in a stream entry, and back. Private to Boong::redis.
 #pragma once
 
-#include "broker/redis/connection.hpp"
+#include "redis/connection.hpp"
 
 #include <boong/event.hpp>
 

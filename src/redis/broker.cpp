@@ -1,11 +1,11 @@
-#include <boong/broker/redis.hpp>
-#include <boong/detail/delivery_policy.hpp>
+#include <boong/redis/broker.hpp>
+#include "broker/delivery_policy.hpp"
 #include <boong/detail/validate.hpp>
 
 #include "broker/consumer_loop.hpp"
 #include "broker/dead_letters.hpp"
-#include "broker/redis/connection.hpp"
-#include "broker/redis/envelope.hpp"
+#include "redis/connection.hpp"
+#include "redis/envelope.hpp"
 
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>

@@ -1,0 +1,227 @@
+#include <boong/detail/validate.hpp>
+#include <boong/memory/sagas.hpp>
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <string_view>
+
+namespace boong {
+
+namespace {
+
+std::string_view name_of(std::string_view owner) { return owner.substr(0, owner.find('/')); }
+
+bool in_flight(SagaPhase p) noexcept { return p == SagaPhase::running || p == SagaPhase::compensating; }
+
+void check_limit(std::size_t limit, std::string_view what) {
+    if (limit < 1 || limit > 10000) {
+        throw Error(errc::invalid_argument,
+                    std::string(what) + "'s limit must be in 1..10000, got " + std::to_string(limit));
+    }
+}
+
+// A field of an object as text, as PostgreSQL's ->> gives it to the saga
+// table's trigger: a string as it is, anything else as its JSON text, and ""
+// for a missing field or null (events written by hand may hold anything; the
+// index never fails on them).
+std::string text(const json& object, const char* key) {
+    if (!object.is_object()) return {};
+    const auto it = object.find(key);
+    if (it == object.end() || it->is_null()) return {};
+    return it->is_string() ? it->get<std::string>() : it->dump();
+}
+
+}  // namespace
+
+struct MemorySagaIndex::State {
+    std::mutex mutex;
+    std::int64_t position = 0;                // the store's events applied so far
+    std::map<std::string, SagaRecord> sagas;  // by id: list pages in id order
+
+    // Applies one phase event, as the PostgreSQL store's trigger does.
+    void apply(const RecordedEvent& e, const PhaseRule& rule) {
+        const std::string id = e.stream_id.substr(5);
+        const auto& extra = e.event.metadata.extra;
+        const std::string owner = text(extra, "owner");
+        // The trigger's rule: 1 to 10 digits as text, else no lease.
+        std::int64_t lease_ms = 0;
+        if (const auto digits = text(extra, "lease_ms");
+            !digits.empty() && digits.size() <= 10 &&
+            std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+            lease_ms = std::stoll(digits);
+        }
+        const std::optional<Clock::time_point> lease_until =
+            owner.empty() ? std::nullopt : std::optional(e.stored_at + milliseconds(lease_ms));
+        const auto& payload = e.event.payload;
+
+        if (e.event.type == saga_event::started) {
+            if (sagas.contains(id)) return;
+            SagaRecord r;
+            r.saga_id = id;
+            r.saga_type = text(payload, "saga_type");
+            r.phase = *rule.phase;
+            r.version = e.version;
+            if (const auto deadline = text(payload, "deadline"); !deadline.empty()) {
+                try {
+                    r.deadline = parse_timestamp(deadline);
+                } catch (const std::exception&) {
+                    // unreadable: no deadline, as in the table
+                }
+            }
+            r.started_at = r.updated_at = e.stored_at;
+            r.owner = owner;
+            r.lease_until = lease_until;
+            sagas.emplace(id, std::move(r));
+            return;
+        }
+        const auto it = sagas.find(id);
+        if (it == sagas.end()) return;
+        SagaRecord& r = it->second;
+        r.version = e.version;
+        r.updated_at = e.stored_at;
+        if (!rule.phase) {  // SagaResumed: the phase it names, and its owner
+            if (const auto phase = saga_phase_from_string(text(payload, "phase")); phase && in_flight(*phase)) {
+                r.phase = *phase;
+            }
+            r.failed_compensation.clear();
+            r.compensation_error.clear();
+            r.owner = owner;
+            r.lease_until = lease_until;
+        } else if (*rule.phase == SagaPhase::compensating) {
+            r.phase = SagaPhase::compensating;
+            r.failed_step = text(payload, "failed_step");
+            r.failure_kind = failure_kind_from_string(text(payload, "kind")).value_or(FailureKind::none);
+            r.error = text(payload, "error");
+        } else {  // terminal: frees the saga
+            r.phase = *rule.phase;
+            const bool failed = r.phase == SagaPhase::failed;
+            r.failed_compensation = failed ? text(payload, "step") : std::string{};
+            r.compensation_error = failed ? text(payload, "error") : std::string{};
+            r.owner.clear();
+            r.lease_until.reset();
+        }
+    }
+};
+
+MemorySagaIndex::MemorySagaIndex(MemoryEventStore& store) : store_(store), state_(std::make_unique<State>()) {}
+MemorySagaIndex::~MemorySagaIndex() = default;
+
+std::unique_lock<std::mutex> MemorySagaIndex::catch_up() {
+    std::unique_lock lock(state_->mutex);
+    constexpr std::size_t page = 1024;
+    for (;;) {
+        const auto batch = store_.read_all(state_->position + 1, page);
+        for (const auto& e : batch) {
+            state_->position = e.position;
+            if (!e.stream_id.starts_with("saga-")) continue;
+            if (const auto* rule = phase_rule(e.event.type)) state_->apply(e, *rule);
+        }
+        if (batch.size() < page) break;
+    }
+    return lock;
+}
+
+std::vector<std::string> MemorySagaIndex::claim(const std::string& saga_type, const std::string& owner,
+                                                milliseconds lease, std::size_t max_count) {
+    detail::validate_owner(owner, "saga");
+    detail::validate_lease(lease, "a saga");
+    if (saga_type.empty()) throw Error(errc::invalid_argument, "claim: the saga type is empty");
+    if (max_count == 0) return {};
+    const auto lock = catch_up();
+    const auto now = Clock::now();
+    std::vector<SagaRecord*> free;
+    for (auto& [id, r] : state_->sagas) {
+        if (r.saga_type != saga_type || !in_flight(r.phase)) continue;
+        const bool expired = r.lease_until && *r.lease_until < now;
+        const bool never_owned = r.owner.empty() && !r.lease_until && r.updated_at < now - lease;
+        const bool predecessor = !r.owner.empty() && name_of(r.owner) == name_of(owner) && r.owner != owner;
+        if (expired || never_owned || predecessor) free.push_back(&r);
+    }
+    // Never-leased first, then the longest expired; by id among equals.
+    std::stable_sort(free.begin(), free.end(), [](const SagaRecord* a, const SagaRecord* b) {
+        if (a->lease_until.has_value() != b->lease_until.has_value()) return !a->lease_until.has_value();
+        return a->lease_until && *a->lease_until < *b->lease_until;
+    });
+    if (free.size() > max_count) free.resize(max_count);
+    std::vector<std::string> taken;
+    for (auto* r : free) {
+        r->owner = owner;
+        r->lease_until = now + lease;
+        taken.push_back(r->saga_id);
+    }
+    return taken;
+}
+
+std::vector<std::string> MemorySagaIndex::renew(const std::string& owner, milliseconds lease,
+                                                const std::vector<std::string>& running) {
+    detail::validate_owner(owner, "saga");
+    detail::validate_lease(lease, "a saga");
+    const auto lock = catch_up();
+    const auto until = Clock::now() + lease;
+    for (auto& [id, r] : state_->sagas) {
+        if (r.owner == owner && in_flight(r.phase)) r.lease_until = until;
+    }
+    std::vector<std::string> lost;
+    for (const auto& id : running) {
+        const auto it = state_->sagas.find(id);
+        if (it != state_->sagas.end() && in_flight(it->second.phase) && it->second.owner != owner) lost.push_back(id);
+    }
+    return lost;
+}
+
+void MemorySagaIndex::release(const std::string& owner) {
+    detail::validate_owner(owner, "saga");
+    const auto lock = catch_up();
+    // Expired from now on: strictly earlier than any later claim's clock.
+    const auto expired = Clock::now() - milliseconds(1);
+    for (auto& [id, r] : state_->sagas) {
+        if (r.owner == owner && in_flight(r.phase)) r.lease_until = expired;
+    }
+}
+
+std::vector<SagaRecord> MemorySagaIndex::list(const SagaQuery& query) {
+    check_limit(query.limit, "a saga query");
+    const auto lock = catch_up();
+    std::vector<SagaRecord> out;
+    for (auto it = state_->sagas.upper_bound(query.after_id); it != state_->sagas.end() && out.size() < query.limit;
+         ++it) {
+        const auto& r = it->second;
+        if (query.phase && r.phase != *query.phase) continue;
+        if (!query.saga_type.empty() && r.saga_type != query.saga_type) continue;
+        out.push_back(r);
+    }
+    return out;
+}
+
+std::vector<SagaRecord> MemorySagaIndex::stuck(milliseconds idle, std::size_t limit) {
+    check_limit(limit, "a stuck query");
+    if (idle.count() < 0) throw Error(errc::invalid_argument, "idle must not be negative");
+    const auto lock = catch_up();
+    const auto now = Clock::now();
+    std::vector<SagaRecord> out;
+    for (const auto& [id, r] : state_->sagas) {
+        const bool unattended = in_flight(r.phase) && (r.lease_until ? *r.lease_until < now : r.updated_at < now - idle);
+        if (r.phase == SagaPhase::failed || unattended) out.push_back(r);
+    }
+    std::stable_sort(out.begin(), out.end(),
+                     [](const SagaRecord& a, const SagaRecord& b) { return a.updated_at < b.updated_at; });
+    if (out.size() > limit) out.resize(limit);
+    return out;
+}
+
+std::optional<SagaRecord> MemorySagaIndex::find(const std::string& saga_id) {
+    const auto lock = catch_up();
+    const auto it = state_->sagas.find(saga_id);
+    if (it == state_->sagas.end()) return std::nullopt;
+    return it->second;
+}
+
+std::vector<std::pair<SagaPhase, std::int64_t>> MemorySagaIndex::count_by_phase() {
+    const auto lock = catch_up();
+    std::map<SagaPhase, std::int64_t> counts;
+    for (const auto& [id, r] : state_->sagas) ++counts[r.phase];
+    return {counts.begin(), counts.end()};
+}
+
+}  // namespace boong

@@ -1,0 +1,189 @@
+// The event bus with no server: the memory store, outbox and broker. The
+// same flow runs on PostgreSQL in tests/integration/event_bus_test.cpp; here
+// the reaction protocol itself: effects that roll back with their events, a
+// decision taken again when its stream moved, duplicates with no effect.
+#include <boong/event_bus.hpp>
+#include <boong/memory/broker.hpp>
+#include <boong/memory/outbox.hpp>
+#include <boong/memory/store.hpp>
+#include <boong/outbox_relay.hpp>
+
+#include "support/async.hpp"
+#include "support/order_events.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+using boong::test::OrderCreated;
+using boong::test::PaymentProcessed;
+
+using Bus = boong::EventBus<boong::MemoryEventStore, boong::MemoryBroker>;
+using Context = Bus::context_type;
+using Tx = boong::MemoryEventStore::Transaction;
+using Reaction = boong::Reaction<Tx>;
+
+struct World {
+    asio::io_context ioc;
+    boong::MemoryEventStore store{ioc.get_executor()};
+    boong::MemoryBroker broker{ioc.get_executor()};
+    boong::MemoryOutbox outbox{store};
+    boong::EventRegistry registry;
+    using Relay = boong::OutboxRelay<boong::MemoryEventStore, boong::MemoryOutbox, boong::MemoryBroker>;
+    std::unique_ptr<Relay> relay;
+
+    World() {
+        registry.add<OrderCreated>();
+        registry.add<PaymentProcessed>();
+        boong::OutboxRelayOptions o;
+        o.relay = "bus";
+        o.topic = boong::topic_by_type;
+        o.poll_interval = 2ms;
+        relay = std::make_unique<Relay>(store, outbox, broker, o);
+    }
+    bool until(const std::function<bool()>& done, std::chrono::milliseconds limit = 10s) {
+        return boong::test::run_until(ioc, done, limit);
+    }
+    void place(const std::string& id, std::int64_t amount, Bus& bus) {
+        boong::test::run_until_done(ioc, [&]() -> asio::awaitable<void> {
+            OrderCreated e{id, amount};
+            std::string stream = "order-" + id;
+            boong::EventMetadata none;
+            co_await bus.publish(std::move(stream), e, boong::ExpectedVersion::no_stream(), std::move(none));
+        });
+    }
+    std::vector<std::string> types(const std::string& stream) {
+        std::vector<std::string> t;
+        for (const auto& e : store.read_stream(stream, 1, 100)) t.push_back(e.event.type);
+        return t;
+    }
+};
+
+boong::EventBusOptions options(std::string service, int conflict_attempts = 4) {
+    boong::EventBusOptions o;
+    o.service = std::move(service);
+    o.conflict_attempts = conflict_attempts;
+    o.consumers.visibility_timeout = 200ms;
+    o.consumers.shutdown_grace = 500ms;
+    return o;
+}
+
+}  // namespace
+
+TEST_CASE("event bus on memory: a reaction's effect rolls back with its events, and commits once",
+          "[bus][memory]") {
+    World w;
+    Bus payment(w.store, w.broker, w.registry, options("payment"));
+    std::map<std::string, std::int64_t> charged;  // the service's own state, beside its events
+    std::atomic<int> handled{0}, failures{0};
+    payment.on<OrderCreated>([&](const OrderCreated& o, Context& ctx) -> asio::awaitable<void> {
+        ++handled;
+        auto decide = [&](Tx& tx, Reaction& r) {
+            const auto stream = "payment-" + o.order_id;
+            if (!ctx.store().read_stream_in(tx, stream).empty()) return;
+            r.emit(stream, PaymentProcessed{o.order_id, o.amount}, boong::ExpectedVersion::no_stream());
+            r.then([&, id = o.order_id, amount = o.amount](Tx& t) {
+                charged[id] += amount;
+                t.on_rollback([&, id] { charged.erase(id); });
+                // Fails after its write, once: all of it rolls back; the message comes again.
+                if (id == "flaky" && failures++ == 0) throw std::runtime_error("card network timeout");
+            });
+        };
+        co_await ctx.react(std::move(decide));
+    });
+    w.relay->start();
+    payment.start();
+    w.place("o-1", 40, payment);
+    w.place("flaky", 7, payment);
+    REQUIRE(w.until([&] { return charged.size() == 2 && w.types("payment-flaky").size() == 1; }));
+    CHECK(failures == 2);
+    CHECK(charged == std::map<std::string, std::int64_t>{{"flaky", 7}, {"o-1", 40}});
+    // The outcome carries the flow's correlation and its cause.
+    const auto order = w.store.read_stream("order-o-1", 1, 1).at(0).event;
+    const auto paid = w.store.read_stream("payment-o-1", 1, 1).at(0).event;
+    CHECK(paid.metadata.correlation_id == order.event_id);
+    CHECK(paid.metadata.causation_id == order.event_id);
+
+    // Delivered again: the inbox has it, the handler's decision never runs.
+    const int before = handled;
+    boong::test::run_until_done(w.ioc, [&]() -> asio::awaitable<void> {
+        auto again = w.broker.read_topic("OrderCreated").front().event;
+        co_await w.broker.async_publish("OrderCreated", std::move(again), asio::use_awaitable);
+    });
+    REQUIRE(w.until([&] { return handled > before; }));
+    w.until([] { return false; }, 100ms);
+    CHECK(charged == std::map<std::string, std::int64_t>{{"flaky", 7}, {"o-1", 40}});
+    CHECK(w.types("payment-o-1").size() == 1);
+
+    boong::test::run_until_done(w.ioc, [&]() -> asio::awaitable<void> {
+        co_await payment.stop();
+        co_await w.relay->stop();
+    });
+}
+
+TEST_CASE("event bus on memory: a decision whose stream moved is taken again, up to conflict_attempts",
+          "[bus][memory]") {
+    World w;
+    std::atomic<int> decisions{0};
+    std::vector<std::int64_t> seen_versions;
+    // The stream "moves" between reading and appending on the first two
+    // decisions: they append at a version that is no longer the head.
+    auto handler = [&](const OrderCreated& o, Context& ctx) -> asio::awaitable<void> {
+        auto decide = [&](Tx& tx, Reaction& r) {
+            const int n = ++decisions;
+            const auto stream = "ledger-" + o.order_id;
+            const auto version = static_cast<std::int64_t>(ctx.store().read_stream_in(tx, stream).size());
+            seen_versions.push_back(version);
+            const auto expected = n <= 2 ? boong::ExpectedVersion::exactly(version + 7)
+                                         : boong::ExpectedVersion::exactly(version);
+            r.emit(stream, PaymentProcessed{o.order_id, o.amount}, expected);
+        };
+        co_await ctx.react(std::move(decide));
+    };
+    SECTION("three attempts: the third decision commits") {
+        Bus bus(w.store, w.broker, w.registry, options("ledger", 3));
+        bus.on<OrderCreated>(handler);
+        w.relay->start();
+        bus.start();
+        w.place("o-1", 5, bus);
+        REQUIRE(w.until([&] { return w.types("ledger-o-1").size() == 1; }));
+        CHECK(decisions == 3);
+        CHECK(w.broker.read_topic(boong::dead_letter_topic("OrderCreated")).empty());
+        boong::test::run_until_done(w.ioc, [&]() -> asio::awaitable<void> {
+            co_await bus.stop();
+            co_await w.relay->stop();
+        });
+    }
+    SECTION("one attempt: the conflict fails the delivery, and a redelivery decides afresh") {
+        Bus bus(w.store, w.broker, w.registry, options("ledger", 1));
+        bus.on<OrderCreated>(handler);
+        w.relay->start();
+        bus.start();
+        w.place("o-1", 5, bus);
+        REQUIRE(w.until([&] { return w.types("ledger-o-1").size() == 1; }));
+        CHECK(decisions == 3);  // one per delivery: two failed deliveries, then the third commits
+        boong::test::run_until_done(w.ioc, [&]() -> asio::awaitable<void> {
+            co_await bus.stop();
+            co_await w.relay->stop();
+        });
+    }
+    CHECK(seen_versions == std::vector<std::int64_t>{0, 0, 0});  // nothing half-written by a failed one
+}
+
+TEST_CASE("event bus on memory: bad options are refused clearly", "[bus][memory]") {
+    World w;
+    CHECK_THROWS_WITH(Bus(w.store, w.broker, w.registry, options("")), Catch::Contains("service name"));
+    CHECK_THROWS_WITH(Bus(w.store, w.broker, w.registry, options(std::string(256, 's'))),
+                      Catch::Contains("service name"));
+    CHECK_THROWS_WITH(Bus(w.store, w.broker, w.registry, options("svc", 0)), Catch::Contains("conflict_attempts"));
+}
