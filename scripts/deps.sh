@@ -15,7 +15,7 @@ BOONG_DEPS_PACKAGES=(
     libboost1.81-dev nlohmann-json3-dev libspdlog-dev libfmt-dev catch2 libbenchmark-dev
     libpqxx-dev libhiredis-dev libssl-dev
     postgresql postgresql-contrib redis-server redis-tools
-    uuid-runtime procps
+    uuid-runtime procps python3
     clang libclang-rt-14-dev
 )
 
