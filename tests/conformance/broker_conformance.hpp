@@ -102,7 +102,8 @@ inline ConsumerOptions consumer_options(std::string topic, std::string group, st
 // when it held. g++ 12 destroys a lambda temporary in a co_await expression
 // twice: pass lambdas that capture by reference only, or a named
 // std::function. A test that needs the condition uses until() instead.
-inline asio::awaitable<bool> eventually(std::function<bool()> done, SteadyClock::duration limit = 5s) {
+[[nodiscard]] inline asio::awaitable<bool> eventually(std::function<bool()> done,
+                                                  SteadyClock::duration limit = 5s) {
     const auto deadline = SteadyClock::now() + limit;
     while (!done()) {
         if (SteadyClock::now() >= deadline) co_return false;
