@@ -201,35 +201,6 @@ TEST_CASE("durable: a stale owner cannot record anything once another owner took
     run(d.ioc, [&] { return fresh.stop(); });
 }
 
-TEST_CASE("durable: renewing reports the sagas another owner holds now", "[durable]") {
-    Durable d("dur_renew");
-    ScriptedSaga def;
-    def.plans["b"].actions = {Act::hang};
-    boong::RunnerOptions opts;
-    opts.owner = "first/1";
-    opts.lease = 200ms;
-    Runner first(def, d.store, slow_step_options(), opts);
-    const std::string id = start_and_abandon(d, first, def);
-    d.until([] { return false; }, 300ms);
-    auto claimed = run(d.ioc, [&] {
-        return d.index.async_claim("scripted", "second/1", 10s, 10, asio::use_awaitable);
-    });
-    CHECK(claimed == std::vector<std::string>{id});
-    auto lost = run(d.ioc, [&] {
-        return d.index.async_renew("first/1", 10s, std::vector<std::string>{id}, asio::use_awaitable);
-    });
-    CHECK(lost == std::vector<std::string>{id});
-    // A second claim finds nothing: the lease is live.
-    CHECK(run(d.ioc, [&] { return d.index.async_claim("scripted", "third/1", 10s, 10, asio::use_awaitable); }).empty());
-    // Bad owners and leases are refused with a clear error.
-    CHECK(code_of([&] {
-              run(d.ioc, [&] { return d.index.async_claim("scripted", "no-slash", 10s, 10, asio::use_awaitable); });
-          }) == boong::errc::invalid_argument);
-    CHECK(code_of([&] {
-              run(d.ioc, [&] { return d.index.async_claim("scripted", "a/1", 0ms, 10, asio::use_awaitable); });
-          }) == boong::errc::invalid_argument);
-}
-
 TEST_CASE("durable: a deadline that passed while no process was alive compensates the saga", "[durable]") {
     Durable d("dur_deadline");
     ScriptedSaga def;
@@ -256,28 +227,6 @@ TEST_CASE("durable: a deadline that passed while no process was alive compensate
     CHECK(r->failure_kind == boong::FailureKind::deadline);
     CHECK(later_def.calls == std::vector<std::string>{"~a#1"});  // b never completed: only a is undone
     run(d.ioc, [&] { return later.stop(); });
-}
-
-TEST_CASE("durable: stopping an orchestrator releases its sagas to the others at once", "[durable]") {
-    Durable d("dur_release");
-    ScriptedSaga def;
-    def.plans["b"].actions = {Act::hang};
-    Orchestrator leaving(def, d.store, d.index, slow_step_options(), orchestrator("leaving", 60s));
-    std::string id = boong::IdGenerator().next();
-    boong::RunOptions o;
-    o.saga_id = id;
-    bool done = false;
-    leaving.runner().async_run(TestData{}, o, [&](std::exception_ptr, auto) { done = true; });
-    REQUIRE(d.until([&] { return std::find(def.calls.begin(), def.calls.end(), "b#1") != def.calls.end(); }));
-    run(d.ioc, [&] { return leaving.stop(); });
-    CHECK(done);
-    ScriptedSaga heir_def;
-    Orchestrator heir(heir_def, d.store, d.index, slow_step_options(), orchestrator("heir", 60s));
-    const auto start = std::chrono::steady_clock::now();
-    heir.start();
-    REQUIRE(d.until([&] { return d.record(id)->phase == boong::SagaPhase::completed; }));
-    CHECK(std::chrono::steady_clock::now() - start < 5s);  // not the 60 s lease
-    run(d.ioc, [&] { return heir.stop(); });
 }
 
 TEST_CASE("durable: operators list sagas by phase and find the stuck ones", "[durable]") {
