@@ -111,8 +111,14 @@ class HandlerContext {
 public:
     using transaction_type = typename S::transaction_type;
 
-    HandlerContext(S& store, const std::string& service, int conflict_attempts, const Delivery& delivery)
-        : store_(store), service_(service), conflict_attempts_(conflict_attempts), delivery_(delivery) {}
+    // Made by the bus for each delivery; the references outlive the handler.
+    HandlerContext(S& store, const std::string& service, int conflict_attempts, spdlog::logger& logger,
+                   const Delivery& delivery)
+        : store_(store),
+          service_(service),
+          conflict_attempts_(conflict_attempts),
+          logger_(logger),
+          delivery_(delivery) {}
 
     S& store() const noexcept { return store_; }
     const Delivery& delivery() const noexcept { return delivery_; }
@@ -162,7 +168,8 @@ public:
                 if (e.code() != make_error_code(errc::concurrency_conflict) || attempt >= conflict_attempts_) throw;
                 error = std::current_exception();
             }
-            spdlog::debug("{}: {} (deciding again)", event().type, describe(error));
+            logger_.debug("event bus {}: {} {}: {} (deciding again)", service_, event().type, event().event_id,
+                          describe(error));
         }
     }
 
@@ -170,6 +177,7 @@ private:
     S& store_;
     const std::string& service_;
     int conflict_attempts_;
+    spdlog::logger& logger_;
     const Delivery& delivery_;
 };
 
@@ -241,7 +249,7 @@ public:
                 options_.logger->error("event bus {}: {} (dead-lettered)", options_.service, why);
                 throw Rejection(why);
             }
-            context_type ctx(store_, options_.service, options_.conflict_attempts, d);
+            context_type ctx(store_, options_.service, options_.conflict_attempts, *options_.logger, d);
             co_await (*h)(*event, ctx);
         };
         auto& s = subscriptions_.emplace_back();
