@@ -273,6 +273,12 @@ void validate_relay_name(std::string_view relay) {
     if (relay.empty() || relay.size() > 255) invalid("an outbox relay name must have 1..255 characters");
 }
 
+void validate_cursor_request(std::string_view relay, std::string_view owner, std::chrono::milliseconds lease) {
+    validate_relay_name(relay);
+    validate_owner(owner, "outbox");
+    validate_lease(lease, "an outbox");
+}
+
 void validate_inbox_entry(std::string_view consumer, std::string_view message_id) {
     if (consumer.empty() || consumer.size() > 255) invalid("an inbox consumer name must have 1..255 characters");
     if (message_id.empty() || message_id.size() > 255) {

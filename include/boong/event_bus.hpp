@@ -201,7 +201,7 @@ public:
         }
         if (options_.consumer.empty()) {
             const auto owner = make_owner();
-            options_.consumer = owner.substr(0, owner.find('/'));
+            options_.consumer = std::string(owner_name(owner));
         }
         if (!options_.logger) options_.logger = spdlog::default_logger();
     }

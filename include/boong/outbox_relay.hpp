@@ -228,8 +228,7 @@ private:
 
     // Whether `owner` is another incarnation of this relay's owner name.
     bool same_name(const std::string& owner) const {
-        const auto name = [](std::string_view o) { return o.substr(0, o.find('/')); };
-        return !owner.empty() && owner != options_.owner && name(owner) == name(options_.owner);
+        return !owner.empty() && owner != options_.owner && owner_name(owner) == owner_name(options_.owner);
     }
 
     // After meeting a twin: whether it still holds the cursor with a live lease.

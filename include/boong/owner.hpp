@@ -14,6 +14,10 @@ namespace boong {
 // 200 characters or holds anything but letters, digits and "-_.:".
 std::string make_owner(std::string_view name = {});
 
+// The name part of an owner ("name/incarnation" -> "name"): two owners with
+// the same name are incarnations of one process, the later one its restart.
+constexpr std::string_view owner_name(std::string_view owner) noexcept { return owner.substr(0, owner.find('/')); }
+
 // A name that stays the same when the process restarts: "<hostname>-<program>-
 // <purpose>" (characters make_owner refuses become '_', cut to 200). Unique
 // among live processes as long as one host runs one instance of a program

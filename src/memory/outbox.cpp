@@ -1,26 +1,12 @@
 #include <boong/detail/validate.hpp>
 #include <boong/memory/outbox.hpp>
+#include <boong/owner.hpp>
 
 #include <algorithm>
 #include <map>
 #include <mutex>
-#include <string_view>
 
 namespace boong {
-
-namespace {
-
-// The name part of "name/incarnation": a restarted process's earlier
-// incarnation holds the same name, and it takes its cursor back at once.
-std::string_view name_of(std::string_view owner) { return owner.substr(0, owner.find('/')); }
-
-void check(const std::string& relay, const std::string& owner, milliseconds lease) {
-    detail::validate_relay_name(relay);
-    detail::validate_owner(owner, "an outbox");
-    detail::validate_lease(lease, "an outbox");
-}
-
-}  // namespace
 
 struct MemoryOutbox::State {
     struct Cursor {
@@ -37,11 +23,11 @@ MemoryOutbox::~MemoryOutbox() = default;
 
 std::optional<std::int64_t> MemoryOutbox::acquire(const std::string& relay, const std::string& owner,
                                                   milliseconds lease) {
-    check(relay, owner, lease);
+    detail::validate_cursor_request(relay, owner, lease);
     std::lock_guard lock(state_->mutex);
     auto& c = state_->cursors[relay];
     const auto now = Clock::now();
-    const bool free = c.owner.empty() || c.owner == owner || c.lease_until < now || name_of(c.owner) == name_of(owner);
+    const bool free = c.owner.empty() || c.owner == owner || c.lease_until < now || owner_name(c.owner) == owner_name(owner);
     if (!free) return std::nullopt;
     c.owner = owner;
     c.lease_until = now + lease;
@@ -50,7 +36,7 @@ std::optional<std::int64_t> MemoryOutbox::acquire(const std::string& relay, cons
 
 bool MemoryOutbox::advance(const std::string& relay, const std::string& owner, std::int64_t position,
                            milliseconds lease) {
-    check(relay, owner, lease);
+    detail::validate_cursor_request(relay, owner, lease);
     std::lock_guard lock(state_->mutex);
     auto it = state_->cursors.find(relay);
     if (it == state_->cursors.end() || it->second.owner != owner) return false;
@@ -60,8 +46,7 @@ bool MemoryOutbox::advance(const std::string& relay, const std::string& owner, s
 }
 
 void MemoryOutbox::release(const std::string& relay, const std::string& owner) {
-    detail::validate_relay_name(relay);
-    detail::validate_owner(owner, "an outbox");
+    detail::validate_cursor_request(relay, owner, milliseconds(1));  // no lease to check
     std::lock_guard lock(state_->mutex);
     auto it = state_->cursors.find(relay);
     // Expired from now on: strictly earlier than the next acquire's clock.

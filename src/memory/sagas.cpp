@@ -1,5 +1,6 @@
 #include <boong/detail/validate.hpp>
 #include <boong/memory/sagas.hpp>
+#include <boong/owner.hpp>
 
 #include <algorithm>
 #include <map>
@@ -9,8 +10,6 @@
 namespace boong {
 
 namespace {
-
-std::string_view name_of(std::string_view owner) { return owner.substr(0, owner.find('/')); }
 
 bool in_flight(SagaPhase p) noexcept { return p == SagaPhase::running || p == SagaPhase::compensating; }
 
@@ -135,7 +134,7 @@ std::vector<std::string> MemorySagaIndex::claim(const std::string& saga_type, co
         if (r.saga_type != saga_type || !in_flight(r.phase)) continue;
         const bool expired = r.lease_until && *r.lease_until < now;
         const bool never_owned = r.owner.empty() && !r.lease_until && r.updated_at < now - lease;
-        const bool predecessor = !r.owner.empty() && name_of(r.owner) == name_of(owner) && r.owner != owner;
+        const bool predecessor = !r.owner.empty() && owner_name(r.owner) == owner_name(owner) && r.owner != owner;
         if (expired || never_owned || predecessor) free.push_back(&r);
     }
     // Never-leased first, then the longest expired; by id among equals.

@@ -12,21 +12,12 @@
 #include <utility>
 
 namespace boong {
-namespace {
-
-void check(const std::string& relay, const std::string& owner, milliseconds lease) {
-    detail::validate_relay_name(relay);
-    detail::validate_owner(owner, "outbox");
-    detail::validate_lease(lease, "an outbox");
-}
-
-}  // namespace
 
 void PostgresOutbox::acquire_impl(std::string relay, std::string owner, milliseconds lease,
                                   detail::ErasedHandler<std::optional<std::int64_t>> handler) {
     std::string create, take;
     try {
-        check(relay, owner, lease);
+        detail::validate_cursor_request(relay, owner, lease);
         const auto& table = store_.tables().outbox;
         create = "INSERT INTO " + table + " (relay) VALUES ($1) ON CONFLICT (relay) DO NOTHING";
         take = "UPDATE " + table + " SET owner = $2, lease_until = now() + $3 * interval '1 millisecond', "
@@ -54,7 +45,7 @@ void PostgresOutbox::advance_impl(std::string relay, std::string owner, std::int
                                   detail::ErasedHandler<bool> handler) {
     std::string sql;
     try {
-        check(relay, owner, lease);
+        detail::validate_cursor_request(relay, owner, lease);
         if (position < 0) throw Error(errc::invalid_argument, "an outbox position cannot be negative");
         sql = "UPDATE " + store_.tables().outbox +
               " SET position = GREATEST(position, $3), lease_until = now() + $4 * interval '1 millisecond', "
@@ -77,7 +68,7 @@ void PostgresOutbox::advance_impl(std::string relay, std::string owner, std::int
 void PostgresOutbox::release_impl(std::string relay, std::string owner, detail::ErasedHandler<void> handler) {
     std::string sql;
     try {
-        check(relay, owner, milliseconds(1));
+        detail::validate_cursor_request(relay, owner, milliseconds(1));  // no lease to check
         sql = "UPDATE " + store_.tables().outbox + " SET lease_until = now() WHERE relay = $1 AND owner = $2";
     } catch (...) {
         handler.complete(std::current_exception());

@@ -33,6 +33,8 @@ void validate_owner(std::string_view owner, std::string_view what);
 void validate_lease(std::chrono::milliseconds lease, std::string_view what);
 // An outbox relay name has 1..255 bytes.
 void validate_relay_name(std::string_view relay);
+// An outbox cursor request: the relay name, the owner and the lease above.
+void validate_cursor_request(std::string_view relay, std::string_view owner, std::chrono::milliseconds lease);
 // Inbox checks: a consumer name and a message id have 1..255 bytes.
 void validate_inbox_entry(std::string_view consumer, std::string_view message_id);
 
