@@ -1,9 +1,9 @@
 // What the three order services share: their command line, the process
 // (store, Redis broker, outbox relay, event bus, signal handling) and the
-// helpers their handlers use to fold a stream inside a reaction.
+// services' own tables on PostgreSQL (the handlers are in handlers.hpp).
 #pragma once
 
-#include "events.hpp"
+#include "handlers.hpp"
 
 #include <boong/redis/broker.hpp>
 #include <boong/detail/outage_log.hpp>
@@ -29,6 +29,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -211,6 +212,51 @@ inline void create_stock_table(pqxx::transaction_base& tx, const Options& o) {
     }
 }
 
+// The payments table as handlers.hpp's PaymentsTable.
+class PostgresPayments {
+public:
+    explicit PostgresPayments(const Options& o) : table_(payments_table(o)) {}
+
+    void charge(pqxx::transaction_base& tx, const std::string& order_id, const std::string& customer,
+                std::int64_t amount_cents) {
+        tx.exec_params("INSERT INTO " + table_ +
+                           " (order_id, customer, amount_cents, status) VALUES ($1, $2, $3, 'charged')",
+                       order_id, customer, amount_cents);
+    }
+    bool refund(pqxx::transaction_base& tx, const std::string& order_id) {
+        return tx.exec_params("UPDATE " + table_ +
+                                  " SET status = 'refunded', updated_at = now() WHERE order_id = $1 AND status = 'charged'",
+                              order_id)
+                   .affected_rows() == 1;
+    }
+
+private:
+    std::string table_;
+};
+
+// The stock table as handlers.hpp's StockTable.
+class PostgresStock {
+public:
+    explicit PostgresStock(const Options& o) : table_(stock_table(o)) {}
+
+    std::optional<std::int64_t> available(pqxx::transaction_base& tx, const std::string& sku) {
+        const auto row = tx.exec_params("SELECT available FROM " + table_ + " WHERE sku = $1", sku);
+        if (row.empty()) return std::nullopt;
+        return row[0][0].as<std::int64_t>();
+    }
+    bool take(pqxx::transaction_base& tx, const std::string& sku, std::int64_t n) {
+        return tx.exec_params("UPDATE " + table_ + " SET available = available - $2 WHERE sku = $1 AND available >= $2",
+                              sku, n)
+                   .affected_rows() == 1;
+    }
+    void put_back(pqxx::transaction_base& tx, const std::string& sku, std::int64_t n) {
+        tx.exec_params("UPDATE " + table_ + " SET available = available + $2 WHERE sku = $1", sku, n);
+    }
+
+private:
+    std::string table_;
+};
+
 using Bus = boong::EventBus<boong::PostgresEventStore, boong::RedisBroker>;
 using Context = Bus::context_type;
 using Reaction = boong::Reaction<pqxx::transaction_base>;
@@ -332,40 +378,5 @@ private:
     std::unique_ptr<Relay> relay_;
     std::unique_ptr<Bus> bus_;
 };
-
-// A stream as read inside a reaction's transaction (decide may only read).
-struct StreamView {
-    std::int64_t version = 0;  // 0: no stream
-    std::vector<boong::EventData> events;
-
-    bool has(std::string_view type) const {
-        for (const auto& e : events)
-            if (e.type == type) return true;
-        return false;
-    }
-    const boong::EventData* find(std::string_view type) const {
-        for (const auto& e : events)
-            if (e.type == type) return &e;
-        return nullptr;
-    }
-    boong::ExpectedVersion expected() const {
-        return version == 0 ? boong::ExpectedVersion::no_stream() : boong::ExpectedVersion::exactly(version);
-    }
-};
-
-inline StreamView read_stream_in(boong::PostgresEventStore& store, pqxx::transaction_base& tx,
-                                 const std::string& stream) {
-    StreamView v;
-    for (auto& e : store.read_stream_in(tx, stream)) {
-        v.version = e.version;
-        v.events.push_back(std::move(e.event));
-    }
-    return v;
-}
-
-inline std::string money(std::int64_t cents) {
-    const std::string frac = std::to_string(cents % 100);
-    return std::to_string(cents / 100) + "." + (frac.size() == 1 ? "0" + frac : frac);
-}
 
 }  // namespace shop

@@ -139,18 +139,7 @@ public:
             bus.on<OrderCreated>([this](const OrderCreated& e, Context& ctx) { return run_saga(e, ctx); });
             return;
         }
-        bus.on<PaymentProcessed>([this](const PaymentProcessed& e, Context& ctx) {
-            return learn(ctx, e.order_id, OrderPaid{e.order_id, e.payment_id});
-        });
-        bus.on<PaymentFailed>([this](const PaymentFailed& e, Context& ctx) {
-            return learn(ctx, e.order_id, OrderPaymentDeclined{e.order_id, e.reason});
-        });
-        bus.on<ItemsReserved>([this](const ItemsReserved& e, Context& ctx) {
-            return learn(ctx, e.order_id, OrderItemsReserved{e.order_id});
-        });
-        bus.on<ItemsNotAvailable>([this](const ItemsNotAvailable& e, Context& ctx) {
-            return learn(ctx, e.order_id, OrderItemsUnavailable{e.order_id, e.reason});
-        });
+        events_.subscribe(bus);
     }
 
     void start(tcp::endpoint endpoint) {
@@ -173,33 +162,6 @@ public:
     }
 
 private:
-    // ---- events mode: what the order service learns, and what it decides
-
-    template <class Learned>
-    asio::awaitable<void> learn(Context& ctx, std::string order_id, Learned learned) {
-        auto decide = [this, &order_id, &learned](pqxx::transaction_base& tx, Reaction& r) {
-            const auto stream = order_stream(order_id);
-            const auto order = read_stream_in(p_.store(), tx, stream);
-            if (order.version == 0) {
-                spdlog::warn("{} for unknown order {}: ignored", Learned::event_name, order_id);
-                return;
-            }
-            if (order.has(Learned::event_name)) return;  // learned already
-            auto state = fold_order(order.events);
-            const bool decided = state.decided();
-            r.emit(stream, learned, order.expected());  // fails if the stream moved since we read it
-            auto as_event = boong::EventRegistry::encode(learned);
-            state.apply(as_event);
-            if (decided) return;
-            if (state.should_cancel()) {
-                r.emit(stream, OrderCancelled{order_id, state.cancel_reason()});
-            } else if (state.should_confirm()) {
-                r.emit(stream, OrderConfirmed{order_id});
-            }
-        };
-        co_await ctx.react(std::move(decide));
-    }
-
     // ---- saga mode
 
     // Runs the order's saga (its id is the order's). Delivered again (a
@@ -441,6 +403,9 @@ private:
     std::unique_ptr<OrderSagaSteps> steps_;
     std::unique_ptr<boong::PostgresSagaIndex> index_;
     std::unique_ptr<OrderOrchestrator> orchestrator_;
+    OrderHandlers<Bus> events_{[](std::string_view event_name, const std::string& order_id) {
+        spdlog::warn("{} for unknown order {}: ignored", event_name, order_id);
+    }};
     std::int64_t max_backlog_;
     std::atomic<std::int64_t> backlog_{0};
     asio::steady_timer backlog_timer_{p_.ioc()};

@@ -184,6 +184,8 @@ private:
 template <TransactionalStore S, Broker B>
 class EventBus {
 public:
+    using store_type = S;
+    using broker_type = B;
     using context_type = HandlerContext<S>;
 
     // The store must be open; store, broker and registry outlive the bus;
