@@ -9,12 +9,17 @@
 # machine whose packages are managed some other way).
 #
 # Never add libboost-dev here: it is Boost 1.74 and conflicts with libboost1.81-dev.
+#
+# rabbitmq-server's postinst starts the system node through invoke-rc.d (denied
+# in containers, by policy-rc.d or for want of an init system). Boong's tests
+# never use that node: scripts/lib/servers.sh runs a private one, with its own
+# node name, ports and epmd, beside a system node on 5672 and epmd on 4369.
 
 BOONG_DEPS_PACKAGES=(
     build-essential cmake ninja-build ccache pkg-config git
     libboost1.81-dev nlohmann-json3-dev libspdlog-dev libfmt-dev catch2 libbenchmark-dev
-    libpqxx-dev libhiredis-dev libssl-dev
-    postgresql postgresql-contrib redis-server redis-tools
+    libpqxx-dev libhiredis-dev libssl-dev librabbitmq-dev
+    postgresql postgresql-contrib redis-server redis-tools rabbitmq-server
     uuid-runtime procps python3
     clang libclang-rt-14-dev
 )

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds Boong and runs its CTest suite against private PostgreSQL and Redis
-# servers (started here, stopped on any exit).
+# Builds Boong and runs its CTest suite against private PostgreSQL, Redis and
+# RabbitMQ servers (started here, stopped on any exit).
 #
 #   scripts/test.sh                         all tests, RelWithDebInfo build in build/
 #   scripts/test.sh --label unit            only tests labelled unit (also integration, chaos)
@@ -94,6 +94,7 @@ cmake --build "$build_dir" -j"$(nproc)"
 step=servers
 boong_start_postgres "" ""
 boong_start_redis "" ""
+boong_start_rabbitmq "" ""
 
 step=ctest
 ctest_log=$build_dir/ctest.log

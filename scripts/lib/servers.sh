@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Private PostgreSQL 15 and Redis 7 servers for Boong's tests.
+# Private PostgreSQL 15, Redis 7 and RabbitMQ 3.10 servers for Boong's tests.
 #
 # Source this file, then:
 #   boong_free_port                       print a free TCP port on 127.0.0.1
@@ -12,7 +12,12 @@
 #   boong_start_redis [parent] [port]     exports BOONG_TEST_REDIS_HOST, BOONG_TEST_REDIS_PORT, and
 #                                         BOONG_TEST_REDIS_RESTART (a command restarting it, data kept)
 #   boong_stop_redis
-#   boong_stop_servers                    both stops; safe to call twice or when nothing runs
+#   boong_start_rabbitmq [parent] [port]  exports BOONG_TEST_RABBITMQ_HOST, _PORT, _USER, _PASSWORD
+#                                         (boong/boong, administrator, all permissions on vhost /),
+#                                         BOONG_TEST_RABBITMQ_RESTART (a command restarting the node,
+#                                         data kept), and BOONG_TEST_RABBITMQ_STOP / _START (an outage)
+#   boong_stop_rabbitmq
+#   boong_stop_servers                    all stops; safe to call twice or when nothing runs
 #
 # Each server lives in its own fresh temporary directory (data, socket, logs),
 # made with mktemp -d under [parent] (default: $TMPDIR or /tmp) and removed by
@@ -21,15 +26,20 @@
 #   trap boong_stop_servers EXIT; trap 'exit 130' INT; trap 'exit 143' TERM
 # Functions return non-zero on failure (printing the server's log tail); they
 # do not rely on `set -e` and are safe under it. State is kept in BOONG_PG_* and
-# BOONG_REDIS_* shell variables: call start and stop from the same shell (not
-# from $(...)). BOONG_PG_PORT / BOONG_REDIS_PORT hold the ports.
+# BOONG_REDIS_* / BOONG_RABBITMQ_* shell variables: call start and stop from the same
+# shell (not from $(...)). BOONG_PG_PORT / BOONG_REDIS_PORT / BOONG_RABBITMQ_PORT hold
+# the ports.
 #
-# Run directly, it starts both servers, runs the given command with the
+# Run directly, it starts the three servers, runs the given command with the
 # variables exported, and stops them:  scripts/lib/servers.sh ctest --test-dir build
 
 BOONG_PG_BIN=${BOONG_PG_BIN:-/usr/lib/postgresql/15/bin}
 BOONG_SRV_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BOONG_SERVER_WAIT_S=${BOONG_SERVER_WAIT_S:-30}
+# The scripts behind /usr/sbin/rabbitmq*: Debian's wrappers there switch to the
+# rabbitmq user, reset HOME and log to /var/log/rabbitmq, which a private node must not.
+BOONG_RABBITMQ_BIN=${BOONG_RABBITMQ_BIN:-/usr/lib/rabbitmq/bin}
+BOONG_RABBITMQ_WAIT_S=${BOONG_RABBITMQ_WAIT_S:-90}
 
 _boong_srv_log() { printf 'servers.sh: %s\n' "$*" >&2; }
 
@@ -287,7 +297,155 @@ boong_stop_redis() {
     return 0
 }
 
+# Runs a command with the environment of the RabbitMQ node in $1 (its env.sh),
+# from its directory.
+_boong_as_rmq() { # dir command...
+    local dir=$1
+    shift
+    # shellcheck source=/dev/null  # written by boong_start_rabbitmq
+    (source "$dir/env.sh" && cd "$dir" && exec "$@")
+}
+
+# A free port other than the given ones (ports picked together are not bound yet).
+_boong_free_port_except() { # port...
+    local i port taken
+    for ((i = 0; i < 20; i++)); do
+        port=$(boong_free_port) || return 1
+        for taken in "$@"; do
+            [[ $port == "$taken" ]] && continue 2
+        done
+        echo "$port"
+        return 0
+    done
+    _boong_srv_log "no distinct free TCP port found"
+    return 1
+}
+
+boong_start_rabbitmq() {
+    local parent=${1:-${TMPDIR:-/tmp}} port=${2:-}
+    if [[ -n ${BOONG_RABBITMQ_DIR:-} ]]; then
+        _boong_srv_log "RabbitMQ already started here ($BOONG_RABBITMQ_DIR)"
+        return 1
+    fi
+    if [[ ! -x $BOONG_RABBITMQ_BIN/rabbitmq-server || ! -x $BOONG_RABBITMQ_BIN/rabbitmqctl ]] ||
+        ! command -v epmd >/dev/null 2>&1; then
+        _boong_srv_log "RabbitMQ not found in $BOONG_RABBITMQ_BIN (run scripts/deps.sh)"
+        return 1
+    fi
+    if [[ -z $port ]]; then
+        port=$(boong_free_port) || return 1
+    elif _boong_port_in_use "$port"; then
+        _boong_srv_log "port $port on 127.0.0.1 is already in use"
+        return 1
+    fi
+    # Erlang distribution and a private epmd get free ports of their own: the
+    # default dist port (AMQP port + 20000) may be anything, and the shared epmd
+    # on 4369 (a system node's, perhaps) is none of our business.
+    local dist_port epmd_port
+    dist_port=$(_boong_free_port_except "$port") || return 1
+    epmd_port=$(_boong_free_port_except "$port" "$dist_port") || return 1
+
+    local dir
+    dir=$(mktemp -d "$parent/boong-rabbitmq.XXXXXX") || return 1
+    BOONG_RABBITMQ_DIR=$dir
+    # shellcheck disable=SC2034  # state for callers
+    BOONG_RABBITMQ_PORT=$port
+    BOONG_RABBITMQ_NODE="boong-${dir##*.}@localhost"
+    local node=$BOONG_RABBITMQ_NODE
+
+    # A private HOME holds the Erlang cookie that the node and rabbitmqctl share
+    # (written here, before either runs: both would create one, and race).
+    local uuid
+    if ! mkdir "$dir/home" "$dir/mnesia" "$dir/log" || ! read -r uuid </proc/sys/kernel/random/uuid ||
+        ! (umask 077 && printf '%s' "${uuid//-/}" >"$dir/home/.erlang.cookie") ||
+        ! chmod 400 "$dir/home/.erlang.cookie"; then
+        _boong_srv_log "cannot set up $dir"
+        boong_stop_rabbitmq
+        return 1
+    fi
+    # The default user is created at the first boot only, and kept by restarts.
+    printf '%s\n' \
+        "listeners.tcp.1 = 127.0.0.1:$port" \
+        "default_vhost = /" \
+        "default_user = boong" \
+        "default_pass = boong" \
+        "default_user_tags.administrator = true" \
+        "default_permissions.configure = .*" \
+        "default_permissions.read = .*" \
+        "default_permissions.write = .*" \
+        "disk_free_limit.absolute = 50MB" \
+        "vm_memory_high_watermark.relative = 0.6" >"$dir/rabbitmq.conf"
+    printf '[].\n' >"$dir/enabled_plugins" # no plugins: no management UI
+    : >"$dir/rabbitmq-env.conf"            # read instead of /etc/rabbitmq/rabbitmq-env.conf
+    local -a env=(
+        "HOME=$dir/home"
+        "RABBITMQ_CONF_ENV_FILE=$dir/rabbitmq-env.conf"
+        "RABBITMQ_CONFIG_FILE=$dir/rabbitmq.conf"
+        "RABBITMQ_ADVANCED_CONFIG_FILE=$dir/advanced.config" # absent, and not /etc's
+        "RABBITMQ_ENABLED_PLUGINS_FILE=$dir/enabled_plugins"
+        "RABBITMQ_MNESIA_BASE=$dir/mnesia"
+        "RABBITMQ_LOG_BASE=$dir/log"
+        "RABBITMQ_PID_FILE=$dir/rabbitmq.pid"
+        "RABBITMQ_NODENAME=$node"
+        "RABBITMQ_NODE_IP_ADDRESS=127.0.0.1"
+        "RABBITMQ_NODE_PORT=$port"
+        "RABBITMQ_DIST_PORT=$dist_port"
+        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}"
+        "ERL_EPMD_PORT=$epmd_port"
+        "ERL_CRASH_DUMP=$dir/erl_crash.dump"
+        "BOONG_RABBITMQ_BIN=$BOONG_RABBITMQ_BIN"
+        "BOONG_RABBITMQ_WAIT_S=$BOONG_RABBITMQ_WAIT_S"
+    )
+    local var
+    for var in "${env[@]}"; do
+        printf 'export %s=%q\n' "${var%%=*}" "${var#*=}"
+    done >"$dir/env.sh"
+
+    # Starts it detached and waits for the boot (printing the log tail on failure).
+    if ! "$BOONG_SRV_LIB/restart_rabbitmq.sh" "$dir" start; then
+        _boong_srv_log "RabbitMQ failed to start on 127.0.0.1:$port"
+        boong_stop_rabbitmq
+        return 1
+    fi
+    if ! _boong_as_rmq "$dir" "$BOONG_RABBITMQ_BIN/rabbitmqctl" -q -n "$node" authenticate_user boong boong \
+        >"$dir/setup.log" 2>&1; then
+        _boong_srv_log "RabbitMQ user boong cannot authenticate"
+        _boong_srv_tail "$dir/setup.log" "$dir/log/$node.log"
+        boong_stop_rabbitmq
+        return 1
+    fi
+
+    export BOONG_TEST_RABBITMQ_HOST=127.0.0.1
+    export BOONG_TEST_RABBITMQ_PORT=$port
+    export BOONG_TEST_RABBITMQ_USER=boong
+    export BOONG_TEST_RABBITMQ_PASSWORD=boong
+    # For chaos tests: a clean stop and a start of the same node (data kept).
+    export BOONG_TEST_RABBITMQ_RESTART="'$BOONG_SRV_LIB/restart_rabbitmq.sh' '$dir' restart"
+    # For outage tests: down for as long as the test likes, then up again.
+    export BOONG_TEST_RABBITMQ_STOP="'$BOONG_SRV_LIB/restart_rabbitmq.sh' '$dir' stop"
+    export BOONG_TEST_RABBITMQ_START="'$BOONG_SRV_LIB/restart_rabbitmq.sh' '$dir' start"
+    _boong_srv_log "RabbitMQ ready on 127.0.0.1:$port (node $node, dir $dir)"
+}
+
+boong_stop_rabbitmq() {
+    local dir=${BOONG_RABBITMQ_DIR:-}
+    [[ -n $dir ]] || return 0
+    if [[ -d $dir ]]; then
+        # Stops the node (rabbitmqctl stop, SIGKILL if it hangs), then kills
+        # what still names $dir on its command line, and the private epmd.
+        if [[ -f $dir/env.sh ]] && ! "$BOONG_SRV_LIB/restart_rabbitmq.sh" "$dir" teardown; then
+            _boong_srv_log "RabbitMQ node ${BOONG_RABBITMQ_NODE:-} left processes behind"
+        fi
+        rm -rf -- "$dir" || true
+    fi
+    unset BOONG_RABBITMQ_DIR BOONG_RABBITMQ_PORT BOONG_RABBITMQ_NODE BOONG_TEST_RABBITMQ_HOST \
+        BOONG_TEST_RABBITMQ_PORT BOONG_TEST_RABBITMQ_USER BOONG_TEST_RABBITMQ_PASSWORD \
+        BOONG_TEST_RABBITMQ_RESTART BOONG_TEST_RABBITMQ_STOP BOONG_TEST_RABBITMQ_START
+    return 0
+}
+
 boong_stop_servers() {
+    boong_stop_rabbitmq
     boong_stop_redis
     boong_stop_postgres
 }
@@ -295,7 +453,7 @@ boong_stop_servers() {
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
     set -uo pipefail
     if (($# == 0)); then
-        echo "usage: $0 COMMAND [ARG...]   (runs COMMAND with private PostgreSQL and Redis)" >&2
+        echo "usage: $0 COMMAND [ARG...]   (runs COMMAND with private PostgreSQL, Redis and RabbitMQ)" >&2
         exit 2
     fi
     trap boong_stop_servers EXIT
@@ -303,6 +461,7 @@ if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
     trap 'exit 143' TERM
     boong_start_postgres "" "" || exit 1
     boong_start_redis "" "" || exit 1
+    boong_start_rabbitmq "" "" || exit 1
     "$@"
     exit $?
 fi
