@@ -13,6 +13,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace boong {
 
@@ -56,6 +58,42 @@ struct RedisBrokerConfig {
     // How deeply an event's JSON may nest, written or read (1..10000): a
     // deeper entry is dead-lettered as it is, never decoded.
     int max_json_depth = default_max_json_depth;
+};
+
+// The RabbitMQ broker (Boong::rabbitmq). Topology: an exchange per topic
+// (fanout, durable), a quorum queue "<topic>.<group>" per consumer group
+// bound to it, dead letters in "<topic>.dlq". See docs/rabbitmq.md.
+struct RabbitMqBrokerConfig {
+    std::string host = "127.0.0.1";
+    int port = 5672;
+    std::string vhost = "/";
+    std::string username = "guest";
+    std::string password_env;   // name of an env var holding the password, optional
+    std::string password_file;  // or a file holding it (one trailing newline ignored), optional
+    milliseconds connect_timeout{5000};  // > 0
+    // A publish completes once RabbitMQ confirmed it; through a connection
+    // loss it is sent again until this has passed, then fails (> 0).
+    milliseconds publish_timeout{10000};
+    std::chrono::seconds heartbeat{30};  // 0: none
+    std::size_t max_unconfirmed = 1024;  // publishes sent and not yet confirmed, at most (>= 1)
+    // Consumer groups to declare (with their queues) at open, per topic, so
+    // that what is published before any consumer started is kept for each
+    // of them. A consumer declares its own group's queue too.
+    std::vector<std::pair<std::string, std::vector<std::string>>> groups;
+    // The queues' x-delivery-limit: a message delivered this many times
+    // without an ack (its consumers kept dying) is dead-lettered by RabbitMQ
+    // itself (into "<topic>.dlq"). Consumers dead-letter failing messages at
+    // their own max_deliveries first, so keep it >= the largest of those.
+    int delivery_limit = 20;
+    // How deeply an event's JSON may nest, written or read (1..10000).
+    int max_json_depth = default_max_json_depth;
+    // TLS (amqps): with tls, the server's certificate is checked against
+    // ca_file and its name against host unless verify_hostname is false.
+    bool tls = false;
+    std::string ca_file;
+    std::string cert_file;  // a client certificate, optional (with key_file)
+    std::string key_file;
+    bool verify_hostname = true;
 };
 
 struct MessageBrokerConfig {

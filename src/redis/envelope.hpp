@@ -1,6 +1,7 @@
 // How an event is laid out in a stream entry, and back. Private to Boong::redis.
 #pragma once
 
+#include "broker/envelope.hpp"
 #include "redis/connection.hpp"
 
 #include <boong/event.hpp>
@@ -47,10 +48,7 @@ void append_envelope(Resp& resp, const EventData& e, int max_depth);
 
 // The event of an entry, or why it cannot be decoded. Nothing nesting deeper
 // than max_depth is built: such an entry is refused while it is read.
-struct Decoded {
-    std::optional<EventData> event;
-    std::string error;
-};
+using Decoded = detail::DecodedEnvelope;
 Decoded decode_envelope(const Fields& fields, int max_depth);
 
 // What an entry that does not decode holds, as text for people: the `event`
@@ -62,9 +60,6 @@ std::string fields_text(const Fields& fields);
 // a shape that is not one.
 std::vector<Entry> parse_entries(const Reply& entries);
 
-// `s` with the bytes that are not UTF-8 replaced by U+FFFD: text that may come
-// from a stream entry (a parser's message quotes what it read), made writable.
-std::string with_utf8_replaced(const std::string& s);
-
+using detail::with_utf8_replaced;
 
 }  // namespace boong::redis

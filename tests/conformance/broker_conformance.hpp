@@ -6,6 +6,17 @@
 //   - auto& broker();                                   the Broker under test
 //   - std::string unique(std::string_view base);        a topic/group name unique per test run
 //   - std::chrono::milliseconds short_timeout();        a visibility timeout small enough for tests
+// and may have:
+//   - awaitable<void> declare(std::string topic, std::vector<std::string> groups):
+//       makes the groups exist before anything is published (a backend whose
+//       groups see only what is published after they exist: RabbitMQ); the
+//       suite declares every group it publishes for first;
+//   - static constexpr bool message_ids_ordered = false: ids are unique but
+//       not "<a>-<b>" numbers increasing with each publish (default true);
+//   - static constexpr bool abandoned_returns_at_once = true: a message left
+//       by a stopped consumer is delivered again at once, not after the
+//       visibility timeout (default false).
+// What a backend does differently is declared there, and tested, never skipped.
 //
 // Only the Broker concept is used, so the suite says nothing a backend could
 // satisfy by accident of its implementation. Shared state lives in the test
@@ -96,6 +107,31 @@ inline ConsumerOptions consumer_options(std::string topic, std::string group, st
     o.group = std::move(group);
     o.consumer = std::move(consumer);
     return o;
+}
+
+inline asio::awaitable<void> nothing_to_declare() { co_return; }
+
+// The fixture's declare(topic, groups), when it has one. (Not a coroutine:
+// its frame would hold a fixture type of the test file's anonymous namespace.)
+template <class Fixture>
+asio::awaitable<void> declare(Fixture& fx, std::string topic, std::vector<std::string> groups) {
+    if constexpr (requires { fx.declare(topic, groups); }) {
+        return fx.declare(std::move(topic), std::move(groups));
+    } else {
+        return nothing_to_declare();
+    }
+}
+
+template <class Fixture>
+constexpr bool message_ids_ordered() {
+    if constexpr (requires { Fixture::message_ids_ordered; }) return Fixture::message_ids_ordered;
+    return true;
+}
+
+template <class Fixture>
+constexpr bool abandoned_returns_at_once() {
+    if constexpr (requires { Fixture::abandoned_returns_at_once; }) return Fixture::abandoned_returns_at_once;
+    return false;
 }
 
 // Polls `done` every few milliseconds until it holds or `limit` passed; true
@@ -238,6 +274,8 @@ TEMPLATE_TEST_CASE("broker conformance: publish returns distinct, increasing mes
     boong::test::run(
         fx.ioc(),
         [&]() -> asio::awaitable<void> {
+            const std::vector<std::string> keeper{fx.unique("keeper")};
+            co_await bc::declare(fx, topic, keeper);
             for (int i = 0; i < 20; ++i)
                 published.push_back(co_await bc::publish(fx.broker(), topic, bc::numbered_event(ids, "Tick", i)));
         },
@@ -245,9 +283,12 @@ TEMPLATE_TEST_CASE("broker conformance: publish returns distinct, increasing mes
     REQUIRE(published.size() == 20);
     for (std::size_t i = 0; i < published.size(); ++i) {
         INFO("message id " << published[i]);
-        const auto id = bc::parse_message_id(published[i]);
-        REQUIRE(id.has_value());
-        if (i > 0) CHECK(*bc::parse_message_id(published[i - 1]) < *id);
+        CHECK_FALSE(published[i].empty());
+        if constexpr (bc::message_ids_ordered<TestType>()) {
+            const auto id = bc::parse_message_id(published[i]);
+            REQUIRE(id.has_value());
+            if (i > 0) CHECK(*bc::parse_message_id(published[i - 1]) < *id);
+        }
     }
     CHECK(std::set<std::string>(published.begin(), published.end()).size() == published.size());
 }
@@ -288,6 +329,9 @@ TEMPLATE_TEST_CASE("broker conformance: invalid publish arguments are refused wi
     boong::test::run(
         fx.ioc(),
         [&]() -> asio::awaitable<void> {
+            const std::vector<std::string> keeper{fx.unique("keeper")};
+            co_await bc::declare(fx, topic, keeper);
+            co_await bc::declare(fx, long_topic, keeper);
             for (std::size_t i = 0; i < cases.size(); ++i) {
                 try {
                     co_await fx.broker().async_publish(cases[i].topic, cases[i].event, asio::use_awaitable);
@@ -303,7 +347,11 @@ TEMPLATE_TEST_CASE("broker conformance: invalid publish arguments are refused wi
         REQUIRE(outcomes[i].has_value());
         CHECK(*outcomes[i] == boong::errc::invalid_argument);
     }
-    CHECK(bc::parse_message_id(accepted_id.value_or("")).has_value());
+    if constexpr (bc::message_ids_ordered<TestType>()) {
+        CHECK(bc::parse_message_id(accepted_id.value_or("")).has_value());
+    } else {
+        CHECK_FALSE(accepted_id.value_or("").empty());
+    }
 }
 
 // ---- consume --------------------------------------------------------------------
@@ -327,6 +375,8 @@ TEMPLATE_TEST_CASE("broker conformance: a consumer receives every message in pub
     boong::test::run(
         fx.ioc(),
         [&]() -> asio::awaitable<void> {
+            const std::vector<std::string> these_groups{group};
+            co_await bc::declare(fx, topic, these_groups);
             // Half before the group exists (a new group starts at the beginning
             // of the topic), half while the consumer runs.
             for (int i = 0; i < 3; ++i) published.push_back(co_await bc::publish(fx.broker(), topic, events[i]));
@@ -372,6 +422,7 @@ TEMPLATE_TEST_CASE("broker conformance: each group receives every message", "[br
     boong::test::run(
         fx.ioc(),
         [&]() -> asio::awaitable<void> {
+            co_await bc::declare(fx, topic, groups);
             for (int i = 0; i < 8; ++i)
                 published.push_back(co_await bc::publish(fx.broker(), topic, bc::numbered_event(ids, "E", i)));
             std::vector<std::unique_ptr<bc::BackgroundConsumer>> consumers;
@@ -408,6 +459,8 @@ TEMPLATE_TEST_CASE("broker conformance: consumers of one group split the message
     boong::test::run(
         fx.ioc(),
         [&]() -> asio::awaitable<void> {
+            const std::vector<std::string> these_groups{group};
+            co_await bc::declare(fx, topic, these_groups);
             for (int i = 0; i < count; ++i)
                 published.push_back(co_await bc::publish(fx.broker(), topic, bc::numbered_event(ids, "Job", i)));
             auto handler = [&](const boong::Delivery& d) -> asio::awaitable<void> {
@@ -456,6 +509,8 @@ TEMPLATE_TEST_CASE("broker conformance: a failed message is redelivered with a g
     boong::test::run(
         fx.ioc(),
         [&]() -> asio::awaitable<void> {
+            const std::vector<std::string> these_groups{group};
+            co_await bc::declare(fx, topic, these_groups);
             id = co_await bc::publish(fx.broker(), topic, event);
             auto o = bc::consumer_options(topic, group, "c1");
             o.settings.visibility_timeout = fx.short_timeout();
@@ -491,6 +546,7 @@ TEMPLATE_TEST_CASE("broker conformance: after max_deliveries failures a message 
     boong::IdGenerator ids;
     const auto topic = fx.unique("payments");
     const auto group = fx.unique("charger");
+    const auto reader_group = fx.unique("dlq-reader");
     const auto event = bc::make_event(ids, "ChargeCard", {{"amount", 1250}});
     std::string id;
     std::vector<bc::Seen> deliveries;
@@ -500,6 +556,10 @@ TEMPLATE_TEST_CASE("broker conformance: after max_deliveries failures a message 
     boong::test::run(
         fx.ioc(),
         [&]() -> asio::awaitable<void> {
+            const std::vector<std::string> these_groups{group};
+            co_await bc::declare(fx, topic, these_groups);
+            const std::vector<std::string> reader_groups{reader_group};
+            co_await bc::declare(fx, boong::dead_letter_topic(topic), reader_groups);
             id = co_await bc::publish(fx.broker(), topic, event);
             auto o = bc::consumer_options(topic, group, "c1");
             o.settings.visibility_timeout = fx.short_timeout();
@@ -510,7 +570,7 @@ TEMPLATE_TEST_CASE("broker conformance: after max_deliveries failures a message 
                 co_return;
             });
             auto reader = bc::start_consumer(
-                fx, bc::consumer_options(boong::dead_letter_topic(topic), fx.unique("dlq-reader"), "r"),
+                fx, bc::consumer_options(boong::dead_letter_topic(topic), reader_group, "r"),
                 [&](const boong::Delivery& d) -> asio::awaitable<void> {
                     dead.push_back(d);
                     dead_at = std::chrono::steady_clock::now();
@@ -550,6 +610,7 @@ TEMPLATE_TEST_CASE("broker conformance: a Rejection sends the message to the dea
     boong::IdGenerator ids;
     const auto topic = fx.unique("charges");
     const auto group = fx.unique("charger");
+    const auto reader_group = fx.unique("dlq-reader");
     const auto event = bc::make_event(ids, "ChargeCard", {{"amount", 99999}});
     std::string id;
     std::vector<bc::Seen> deliveries;
@@ -558,6 +619,10 @@ TEMPLATE_TEST_CASE("broker conformance: a Rejection sends the message to the dea
     boong::test::run(
         fx.ioc(),
         [&]() -> asio::awaitable<void> {
+            const std::vector<std::string> these_groups{group};
+            co_await bc::declare(fx, topic, these_groups);
+            const std::vector<std::string> reader_groups{reader_group};
+            co_await bc::declare(fx, boong::dead_letter_topic(topic), reader_groups);
             id = co_await bc::publish(fx.broker(), topic, event);
             auto o = bc::consumer_options(topic, group, "c1");
             o.settings.visibility_timeout = fx.short_timeout();
@@ -568,7 +633,7 @@ TEMPLATE_TEST_CASE("broker conformance: a Rejection sends the message to the dea
                 co_return;
             });
             auto reader = bc::start_consumer(
-                fx, bc::consumer_options(boong::dead_letter_topic(topic), fx.unique("dlq-reader"), "r"),
+                fx, bc::consumer_options(boong::dead_letter_topic(topic), reader_group, "r"),
                 [&](const boong::Delivery& d) -> asio::awaitable<void> {
                     dead.push_back(d);
                     co_return;
@@ -608,6 +673,8 @@ TEMPLATE_TEST_CASE("broker conformance: a message whose consumer stopped mid-han
     boong::test::run(
         fx.ioc(),
         [&]() -> asio::awaitable<void> {
+            const std::vector<std::string> these_groups{group};
+            co_await bc::declare(fx, topic, these_groups);
             id = co_await bc::publish(fx.broker(), topic, event);
             auto o = bc::consumer_options(topic, group, "a");
             o.settings.visibility_timeout = fx.short_timeout();
@@ -644,7 +711,8 @@ TEMPLATE_TEST_CASE("broker conformance: a message whose consumer stopped mid-han
     CHECK(by_b[0].message_id == id);
     CHECK(by_b[0].consumer == "b");
     CHECK(by_b[0].delivery_count == 2);
-    CHECK(by_b[0].at - by_a[0].at >= 3 * fx.short_timeout() / 4);
+    // Returned when its consumer stopped, or left pending until the visibility timeout.
+    if constexpr (!bc::abandoned_returns_at_once<TestType>()) CHECK(by_b[0].at - by_a[0].at >= 3 * fx.short_timeout() / 4);
 }
 
 TEMPLATE_TEST_CASE("broker conformance: concurrency bounds the handlers in flight", "[broker][conformance]",
@@ -662,6 +730,8 @@ TEMPLATE_TEST_CASE("broker conformance: concurrency bounds the handlers in fligh
     boong::test::run(
         fx.ioc(),
         [&]() -> asio::awaitable<void> {
+            const std::vector<std::string> these_groups{group};
+            co_await bc::declare(fx, topic, these_groups);
             for (int i = 0; i < count; ++i)
                 co_await bc::publish(fx.broker(), topic, bc::numbered_event(ids, "Job", i));
             auto o = bc::consumer_options(topic, group, "c1");
@@ -700,6 +770,8 @@ TEMPLATE_TEST_CASE("broker conformance: stop is graceful", "[broker][conformance
     boong::test::run(
         fx.ioc(),
         [&]() -> asio::awaitable<void> {
+            const std::vector<std::string> these_groups{group};
+            co_await bc::declare(fx, topic, these_groups);
             first_id = co_await bc::publish(fx.broker(), topic, bc::numbered_event(ids, "Work", 1));
             auto o = bc::consumer_options(topic, group, "a");
             o.settings.visibility_timeout = fx.short_timeout();
@@ -823,6 +895,8 @@ TEMPLATE_TEST_CASE("broker conformance: a dependency outage is waited out: nothi
     boong::test::run(
         fx.ioc(),
         [&]() -> asio::awaitable<void> {
+            const std::vector<std::string> these_groups{group};
+            co_await bc::declare(fx, topic, these_groups);
             for (int i = 0; i < 3; ++i)
                 published.push_back(co_await bc::publish(fx.broker(), topic, bc::numbered_event(ids, "Charge", i)));
             auto o = bc::consumer_options(topic, group, "c1");
@@ -882,6 +956,8 @@ TEMPLATE_TEST_CASE("broker conformance: a consumer holding a message through an 
     boong::test::run(
         fx.ioc(),
         [&]() -> asio::awaitable<void> {
+            const std::vector<std::string> these_groups{group};
+            co_await bc::declare(fx, topic, these_groups);
             auto o = bc::consumer_options(topic, group, "a");
             o.settings.visibility_timeout = visibility;
             o.settings.outage_backoff = boong::RetryPolicy{1, std::chrono::milliseconds(200), 2.0,
@@ -935,6 +1011,8 @@ TEMPLATE_TEST_CASE("broker conformance: a message whose consumers keep dying whi
     boong::test::run(
         fx.ioc(),
         [&]() -> asio::awaitable<void> {
+            const std::vector<std::string> these_groups{group};
+            co_await bc::declare(fx, topic, these_groups);
             id = co_await bc::publish(fx.broker(), topic, event);
             auto o = bc::consumer_options(topic, group, "c0");
             o.settings.visibility_timeout = fx.short_timeout();
@@ -1004,6 +1082,8 @@ TEMPLATE_TEST_CASE("broker conformance: dead letters are listed, sent back with 
     boong::test::run(
         fx.ioc(),
         [&]() -> asio::awaitable<void> {
+            const std::vector<std::string> these_groups{group};
+            co_await bc::declare(fx, topic, these_groups);
             auto& b = fx.broker();
             auto c = bc::start_consumer(fx, bc::consumer_options(topic, group, "c1"),
                                         [&](const boong::Delivery& d) -> asio::awaitable<void> {
