@@ -38,3 +38,12 @@ if(TARGET boong_redis)
           RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}" COMPONENT Boong_Runtime
           INCLUDES DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
 endif()
+
+# Boong::rabbitmq, when built: same export set (BoongConfig.cmake finds rabbitmq-c for it).
+if(TARGET boong_rabbitmq)
+  install(TARGETS boong_rabbitmq EXPORT BoongTargets
+          ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT Boong_Development
+          LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT Boong_Runtime
+          RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}" COMPONENT Boong_Runtime
+          INCLUDES DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
+endif()

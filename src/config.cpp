@@ -406,16 +406,66 @@ ConsumerSettings read_consumer(FieldReader r) {
     return c;
 }
 
+RabbitMqBrokerConfig read_rabbitmq(FieldReader r) {
+    RabbitMqBrokerConfig c;
+    r.read("host", c.host, "a non-empty host name or address", is_non_empty);
+    r.read("port", c.port, {1, 65535});
+    r.read("vhost", c.vhost, "a non-empty virtual host", is_non_empty);
+    r.read("username", c.username, "a non-empty user name", is_non_empty);
+    r.read("passwordEnv", c.password_env, kEnvNameExpected, is_env_name_or_empty);
+    r.read("passwordFile", c.password_file, "a file name", is_anything);
+    if (!c.password_env.empty() && !c.password_file.empty()) {
+        r.fail("passwordFile", "expected only one of passwordEnv and passwordFile, got both");
+    }
+    r.read("connectTimeout", c.connect_timeout, kPositiveTimeout);
+    r.read("publishTimeout", c.publish_timeout, kPositiveTimeout);
+    int heartbeat = static_cast<int>(c.heartbeat.count());  // seconds, as AMQP negotiates it
+    r.read("heartbeat", heartbeat, {0, 65535});
+    c.heartbeat = std::chrono::seconds(heartbeat);
+    std::int64_t window = static_cast<std::int64_t>(c.max_unconfirmed);
+    r.read("maxUnconfirmed", window, {1, 1'000'000});
+    c.max_unconfirmed = static_cast<std::size_t>(window);
+    r.read("deliveryLimit", c.delivery_limit, {1, 1'000'000});
+    r.read("maxJsonDepth", c.max_json_depth, {1, 10000});
+    r.read("tls", c.tls);
+    r.read("caFile", c.ca_file, "a file name", is_anything);
+    r.read("certFile", c.cert_file, "a file name", is_anything);
+    r.read("keyFile", c.key_file, "a file name", is_anything);
+    r.read("verifyHostname", c.verify_hostname);
+    if (!c.cert_file.empty() && c.key_file.empty()) r.fail("keyFile", "expected a key file with certFile, got none");
+    // "groups": {"OrderCreated": ["payment", "inventory"], ...}: declared at open.
+    if (const json* groups = r.find("groups")) {
+        if (!groups->is_object()) r.fail("groups", "expected an object of topic: [group, ...], got " + show(*groups));
+        for (const auto& [topic, list] : groups->items()) {
+            if (topic.empty() || topic.size() > 200) r.fail("groups", "expected topics of 1..200 bytes, got \"" + topic + "\"");
+            if (!list.is_array()) r.fail("groups", "expected a list of group names for \"" + topic + "\", got " + show(list));
+            std::vector<std::string> names;
+            for (const auto& g : list) {
+                if (!g.is_string() || g.get_ref<const std::string&>().empty() || g == "dlq")
+                    r.fail("groups", "expected non-empty group names other than \"dlq\" for \"" + topic + "\", got " +
+                                         show(g));
+                names.push_back(g.get<std::string>());
+            }
+            c.groups.emplace_back(topic, std::move(names));
+        }
+    }
+    r.check_no_unknown_keys();
+    return c;
+}
+
 MessageBrokerConfig read_message_broker(FieldReader r) {
     MessageBrokerConfig c;
-    // The design names RabbitMQ as an option: say it is planned, not unknown.
-    if (const json* type = r.find("type"); type && *type == "rabbitmq") {
-        r.fail("type", "RabbitMQ is not supported yet (use \"redis-streams\" or \"memory\"), got \"rabbitmq\"");
+    if (const auto type = r.read_choice("type", {"memory", "redis-streams", "rabbitmq"})) {
+        c.type = *type == "redis-streams" ? MessageBrokerConfig::Type::redis_streams
+                 : *type == "rabbitmq"    ? MessageBrokerConfig::Type::rabbitmq
+                                          : MessageBrokerConfig::Type::memory;
     }
-    if (const auto type = r.read_choice("type", {"memory", "redis-streams"})) {
-        c.type = *type == "redis-streams" ? MessageBrokerConfig::Type::redis_streams : MessageBrokerConfig::Type::memory;
+    // "options" are the chosen backend's (the design's messageBroker.options).
+    if (c.type == MessageBrokerConfig::Type::rabbitmq) {
+        c.rabbitmq = read_rabbitmq(r.child("options"));
+    } else {
+        c.redis = read_redis(r.child("options"));
     }
-    c.redis = read_redis(r.child("options"));
     c.consumer = read_consumer(r.child("consumer"));
     r.check_no_unknown_keys();
     return c;

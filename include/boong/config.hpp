@@ -97,8 +97,11 @@ struct RabbitMqBrokerConfig {
 };
 
 struct MessageBrokerConfig {
-    enum class Type { memory, redis_streams } type = Type::memory;
-    RedisBrokerConfig redis;  // read for both types, used by redis_streams
+    enum class Type { memory, redis_streams, rabbitmq } type = Type::memory;
+    // "options", read as the chosen type's: RabbitMQ's for rabbitmq, Redis's
+    // otherwise (for memory too, so a file can switch type without editing them).
+    RedisBrokerConfig redis;
+    RabbitMqBrokerConfig rabbitmq;
     // Defaults for consumers ("consumer": consumerCount is the concurrency).
     ConsumerSettings consumer;
 };

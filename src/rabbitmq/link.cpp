@@ -41,10 +41,18 @@ amqp_table_entry_t entry(const char* key, amqp_field_value_t value) {
     e.value = value;
     return e;
 }
+// The value points at `s`'s bytes: `s` must outlive the table (no temporaries).
 amqp_field_value_t utf8(const std::string& s) {
     amqp_field_value_t v{};
     v.kind = AMQP_FIELD_KIND_UTF8;
     v.value.bytes = bytes(s);
+    return v;
+}
+amqp_field_value_t utf8(std::string&&) = delete;
+amqp_field_value_t utf8(const char* literal) {
+    amqp_field_value_t v{};
+    v.kind = AMQP_FIELD_KIND_UTF8;
+    v.value.bytes = amqp_cstring_bytes(literal);
     return v;
 }
 amqp_field_value_t i64(std::int64_t n) {

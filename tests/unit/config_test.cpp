@@ -183,6 +183,40 @@ TEST_CASE("config: a full file fills every struct", "[config]") {
     CHECK(c.logging.level == "debug");
 }
 
+TEST_CASE("config: a RabbitMQ broker's options", "[config]") {
+    const boong::Config c = parse(R"({
+        "messageBroker": {
+            "type": "rabbitmq",
+            "options": { "host": "mq.internal", "port": 5671, "vhost": "shop", "username": "orders",
+                         "passwordFile": "/run/secrets/mq", "connectTimeout": 2000, "publishTimeout": 15000,
+                         "heartbeat": 10, "maxUnconfirmed": 256, "deliveryLimit": 12, "maxJsonDepth": 64,
+                         "tls": true, "caFile": "/etc/ssl/mq-ca.pem", "certFile": "c.pem", "keyFile": "k.pem",
+                         "verifyHostname": false,
+                         "groups": { "OrderCreated": ["payment", "inventory"], "PaymentFailed": ["inventory"] } }
+        }
+    })");
+    CHECK(c.message_broker.type == boong::MessageBrokerConfig::Type::rabbitmq);
+    const auto& r = c.message_broker.rabbitmq;
+    CHECK(r.host == "mq.internal");
+    CHECK(r.port == 5671);
+    CHECK(r.vhost == "shop");
+    CHECK(r.username == "orders");
+    CHECK(r.password_file == "/run/secrets/mq");
+    CHECK(r.connect_timeout == 2000ms);
+    CHECK(r.publish_timeout == 15000ms);
+    CHECK(r.heartbeat == std::chrono::seconds(10));
+    CHECK(r.max_unconfirmed == 256);
+    CHECK(r.delivery_limit == 12);
+    CHECK(r.max_json_depth == 64);
+    CHECK(r.tls);
+    CHECK(r.ca_file == "/etc/ssl/mq-ca.pem");
+    CHECK(r.cert_file == "c.pem");
+    CHECK(r.key_file == "k.pem");
+    CHECK_FALSE(r.verify_hostname);
+    using Groups = std::vector<std::pair<std::string, std::vector<std::string>>>;
+    CHECK(r.groups == Groups{{"OrderCreated", {"payment", "inventory"}}, {"PaymentFailed", {"inventory"}}});
+}
+
 TEST_CASE("config: edge values that are accepted", "[config]") {
     SECTION("an integer where a number is expected") {
         CHECK(parse(R"({"retryBackoffMultiplier": 3, "retryJitter": 1})").saga.defaults.retry.multiplier == 3.0);
@@ -277,10 +311,20 @@ TEST_CASE("config: each mistake names the file, the key path and what was wrong"
         REQUIRE_CONFIG_ERROR(parse(R"({"steps": {"": {}}})"),
                              Contains(R"(config.json: steps[""]: expected a non-empty step name)"));
     }
-    SECTION("rabbitmq is not supported yet") {
-        REQUIRE_CONFIG_ERROR(parse(R"({"messageBroker": {"type": "rabbitmq"}})"),
-                             Contains("config.json: messageBroker.type: RabbitMQ is not supported yet") &&
-                                 Contains("redis-streams"));
+    SECTION("rabbitmq options are checked") {
+        REQUIRE_CONFIG_ERROR(parse(R"({"messageBroker": {"type": "rabbitmq", "options": {"database": 1}}})"),
+                             Contains("config.json: messageBroker.options.database: unknown key"));
+        REQUIRE_CONFIG_ERROR(parse(R"({"messageBroker": {"type": "rabbitmq", "options": {"publishTimeout": 0}}})"),
+                             Contains("config.json: messageBroker.options.publishTimeout"));
+        REQUIRE_CONFIG_ERROR(
+            parse(R"({"messageBroker": {"type": "rabbitmq", "options": {"groups": {"OrderCreated": ["dlq"]}}}})"),
+            Contains("config.json: messageBroker.options.groups: expected non-empty group names other than"));
+        REQUIRE_CONFIG_ERROR(
+            parse(R"({"messageBroker": {"type": "rabbitmq", "options": {"groups": {"OrderCreated": "payment"}}}})"),
+            Contains("expected a list of group names for \"OrderCreated\""));
+        REQUIRE_CONFIG_ERROR(
+            parse(R"({"messageBroker": {"type": "rabbitmq", "options": {"certFile": "c.pem"}}})"),
+            Contains("config.json: messageBroker.options.keyFile: expected a key file with certFile"));
     }
     SECTION("unknown types") {
         REQUIRE_CONFIG_ERROR(parse(R"({"eventStore": {"type": "mysql"}})"),
@@ -288,7 +332,7 @@ TEST_CASE("config: each mistake names the file, the key path and what was wrong"
                                       R"(got "mysql")"));
         REQUIRE_CONFIG_ERROR(parse(R"({"messageBroker": {"type": "kafka"}})"),
                              Contains(R"(config.json: messageBroker.type: expected one of "memory", )"
-                                      R"("redis-streams", got "kafka")"));
+                                      R"("redis-streams", "rabbitmq", got "kafka")"));
     }
     SECTION("postgres without a connection") {
         REQUIRE_CONFIG_ERROR(parse(R"({"eventStore": {"type": "postgres"}})"),

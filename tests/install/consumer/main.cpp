@@ -12,6 +12,12 @@
 #include <boost/asio/io_context.hpp>
 #endif
 
+#ifdef BOONG_CONSUMER_RABBITMQ
+#include <boong/rabbitmq/broker.hpp>
+
+#include <boost/asio/io_context.hpp>
+#endif
+
 #include <iostream>
 #include <string>
 
@@ -56,6 +62,23 @@ int main() {
         if (e.code() != boong::errc::invalid_config) return 1;
     }
     std::cout << "consumer: Boong::redis broker made for " << broker.endpoint() << "\n";
+#endif
+#ifdef BOONG_CONSUMER_RABBITMQ
+    // Boong::rabbitmq links: a broker is made (it connects on first use) and
+    // a config it cannot use is refused.
+    boost::asio::io_context rabbit_ioc;
+    boong::RabbitMqBrokerConfig rabbit_config;
+    rabbit_config.host = "mq.invalid";
+    boong::RabbitMqBroker rabbit(rabbit_ioc.get_executor(), rabbit_config);
+    rabbit_config.publish_timeout = std::chrono::milliseconds(0);
+    try {
+        boong::RabbitMqBroker refused(rabbit_ioc.get_executor(), rabbit_config);
+        std::cerr << "consumer: a rabbitmq publish_timeout of 0 was accepted\n";
+        return 1;
+    } catch (const boong::Error& e) {
+        if (e.code() != boong::errc::invalid_config) return 1;
+    }
+    std::cout << "consumer: Boong::rabbitmq broker made for " << rabbit.endpoint() << "\n";
 #endif
     return 0;
 }
