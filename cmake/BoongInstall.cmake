@@ -47,3 +47,10 @@ if(TARGET boong_rabbitmq)
           RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}" COMPONENT Boong_Runtime
           INCLUDES DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
 endif()
+
+# Boong::backends (make_broker): always built, linking the brokers above.
+install(TARGETS boong_backends EXPORT BoongTargets
+        ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT Boong_Development
+        LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT Boong_Runtime
+        RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}" COMPONENT Boong_Runtime
+        INCLUDES DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")

@@ -8,12 +8,14 @@
 #   restart_rabbitmq.sh DIR restart    stop, then start (the default)
 #   restart_rabbitmq.sh DIR stop       rabbitmqctl stop; SIGKILL if it hangs
 #   restart_rabbitmq.sh DIR start      start detached, wait until booted
+#   restart_rabbitmq.sh DIR alarm      raise a memory alarm (watermark 0): RabbitMQ blocks publishers
+#   restart_rabbitmq.sh DIR clear      back to the configured watermark (0.6): the alarm clears
 #   restart_rabbitmq.sh DIR teardown   stop, then kill whatever still names DIR
 #                                      on its command line, and the private epmd
 # Only processes whose command line names DIR (or the private epmd's port) are
 # ever signalled: a system RabbitMQ node, or the shared epmd on 4369, is left alone.
 set -uo pipefail
-dir=${1:?usage: restart_rabbitmq.sh DIR [restart|stop|start|teardown]}
+dir=${1:?usage: restart_rabbitmq.sh DIR [restart|stop|start|alarm|clear|teardown]}
 action=${2:-restart}
 wait_s=${BOONG_RABBITMQ_WAIT_S:-90}
 
@@ -157,6 +159,8 @@ case $action in
     stop) stop_node ;;
     start) start_node ;;
     restart) stop_node && start_node ;;
+    alarm) "${ctl[@]}" set_vm_memory_high_watermark 0 ;;
+    clear) "${ctl[@]}" set_vm_memory_high_watermark 0.6 ;;
     teardown)
         stop_node
         mapfile -t leftovers < <(node_pids all)
@@ -167,7 +171,7 @@ case $action in
         [[ -z $(node_pids all) && -z $(epmd_pids) ]]
         ;;
     *)
-        say "unknown action: $action (restart, stop, start or teardown)"
+        say "unknown action: $action (restart, stop, start, alarm, clear or teardown)"
         exit 2
         ;;
 esac

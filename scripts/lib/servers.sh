@@ -15,7 +15,8 @@
 #   boong_start_rabbitmq [parent] [port]  exports BOONG_TEST_RABBITMQ_HOST, _PORT, _USER, _PASSWORD
 #                                         (boong/boong, administrator, all permissions on vhost /),
 #                                         BOONG_TEST_RABBITMQ_RESTART (a command restarting the node,
-#                                         data kept), and BOONG_TEST_RABBITMQ_STOP / _START (an outage)
+#                                         data kept), BOONG_TEST_RABBITMQ_STOP / _START (an outage)
+#                                         and _ALARM / _CLEAR (a memory alarm raised and cleared)
 #   boong_stop_rabbitmq
 #   boong_stop_servers                    all stops; safe to call twice or when nothing runs
 #
@@ -424,6 +425,8 @@ boong_start_rabbitmq() {
     # For outage tests: down for as long as the test likes, then up again.
     export BOONG_TEST_RABBITMQ_STOP="'$BOONG_SRV_LIB/restart_rabbitmq.sh' '$dir' stop"
     export BOONG_TEST_RABBITMQ_START="'$BOONG_SRV_LIB/restart_rabbitmq.sh' '$dir' start"
+    export BOONG_TEST_RABBITMQ_ALARM="'$BOONG_SRV_LIB/restart_rabbitmq.sh' '$dir' alarm"
+    export BOONG_TEST_RABBITMQ_CLEAR="'$BOONG_SRV_LIB/restart_rabbitmq.sh' '$dir' clear"
     _boong_srv_log "RabbitMQ ready on 127.0.0.1:$port (node $node, dir $dir)"
 }
 
@@ -440,7 +443,8 @@ boong_stop_rabbitmq() {
     fi
     unset BOONG_RABBITMQ_DIR BOONG_RABBITMQ_PORT BOONG_RABBITMQ_NODE BOONG_TEST_RABBITMQ_HOST \
         BOONG_TEST_RABBITMQ_PORT BOONG_TEST_RABBITMQ_USER BOONG_TEST_RABBITMQ_PASSWORD \
-        BOONG_TEST_RABBITMQ_RESTART BOONG_TEST_RABBITMQ_STOP BOONG_TEST_RABBITMQ_START
+        BOONG_TEST_RABBITMQ_RESTART BOONG_TEST_RABBITMQ_STOP BOONG_TEST_RABBITMQ_START \
+        BOONG_TEST_RABBITMQ_ALARM BOONG_TEST_RABBITMQ_CLEAR
     return 0
 }
 

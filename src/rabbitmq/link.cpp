@@ -595,9 +595,15 @@ void Link::expire(Clock::time_point now) {
             }
         }
     }
+    std::optional<std::string> blocked;
+    {
+        std::lock_guard lock(mutex_);
+        blocked = blocked_;
+    }
     for (auto it = unconfirmed_.begin(); it != unconfirmed_.end();) {
         if (it->second.deadline <= now) {
-            it->second.return_reason = "sent, not confirmed in time";
+            it->second.return_reason = blocked ? "sent, not confirmed: RabbitMQ blocks publishing (" + *blocked + ")"
+                                               : "sent, not confirmed in time";
             expired.push_back(std::move(it->second));
             it = unconfirmed_.erase(it);
         } else {

@@ -6,7 +6,10 @@
 //
 // scripts/test.sh starts a private node and exports BOONG_TEST_RABBITMQ_HOST,
 // _PORT, _USER and _PASSWORD; without them the tests fail (never skipped).
+#include <boong/backends.hpp>
 #include <boong/rabbitmq/broker.hpp>
+
+#include "rabbitmq/link.hpp"  // a raw connection, for mischief
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -16,6 +19,8 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <set>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -53,10 +58,11 @@ struct RabbitMqBrokerFixture {
 
     boost::asio::io_context& ioc() { return ioc_; }
     boong::RabbitMqBroker& broker() { return broker_; }
+    // Counted across fixtures: two fixture types share the server and the prefix.
     std::string unique(std::string_view base) {
-        return run_prefix() + ":" + std::string(base) + "-" + std::to_string(++names_);
+        static int names = 0;
+        return run_prefix() + ":" + std::string(base) + "-" + std::to_string(++names);
     }
-    int names_ = 0;
     std::chrono::milliseconds short_timeout() { return std::chrono::milliseconds(250); }
 
     // RabbitMQ routes at publish time: a group sees what is published after
@@ -70,9 +76,22 @@ struct RabbitMqBrokerFixture {
     static constexpr bool abandoned_returns_at_once = true;
 };
 
+// The same backend made from configuration, behind AnyBroker (declarations
+// still go to a RabbitMqBroker: the fixture's own, on the same server).
+struct AnyRabbitMqBrokerFixture : RabbitMqBrokerFixture {
+    boong::AnyBroker any_ = make_any();
+    boong::AnyBroker& broker() { return any_; }
+    boong::AnyBroker make_any() {
+        boong::MessageBrokerConfig c;
+        c.type = boong::MessageBrokerConfig::Type::rabbitmq;
+        c.rabbitmq = test_config();
+        return boong::make_broker(ioc_.get_executor(), c);
+    }
+};
+
 }  // namespace
 
-#define BOONG_BROKER_FIXTURES RabbitMqBrokerFixture
+#define BOONG_BROKER_FIXTURES RabbitMqBrokerFixture, AnyRabbitMqBrokerFixture
 #include "conformance/broker_conformance.hpp"
 
 namespace {
@@ -197,4 +216,194 @@ TEST_CASE("rabbitmq broker: bad configuration is refused at construction", "[rab
     CHECK(bad([](auto& c) { c.delivery_limit = 0; }));
     CHECK(bad([](auto& c) { c.password_env = "BOONG_TEST_NO_SUCH_VARIABLE"; }));
     CHECK(bad([](auto& c) { c.groups = {{"orders", {"dlq"}}}; }));
+}
+
+// ---- what only a RabbitMQ broker shows: raw messages, conflicts, alarms, restarts
+
+namespace {
+
+// A raw AMQP connection of the broker's own kind, for mischief: messages that
+// are not envelopes, queues declared by hand.
+std::shared_ptr<const boong::rabbitmq::Endpoint> raw_endpoint() {
+    auto e = std::make_shared<boong::rabbitmq::Endpoint>();
+    e->config = test_config();
+    e->password = env("BOONG_TEST_RABBITMQ_PASSWORD");
+    return e;
+}
+
+void run_script(const char* variable) {
+    const auto command = env(variable);
+    if (std::system(command.c_str()) != 0) throw std::runtime_error(std::string(variable) + " failed: " + command);
+}
+
+}  // namespace
+
+TEST_CASE("rabbitmq broker: a body that is not an envelope is dead-lettered as it arrived, never handled",
+          "[rabbitmq]") {
+    RabbitMqBrokerFixture fx;
+    const auto topic = fx.unique("raw");
+    const auto group = fx.unique("g");
+    boong::rabbitmq::Link link(raw_endpoint(), "test mischief");
+    int handled = 0;
+    std::vector<boong::DeadLetter> dead;
+    std::exception_ptr sent_error;
+    bool sent = false;
+    boong::test::run(
+        fx.ioc(),
+        [&]() -> asio::awaitable<void> {
+            const std::vector<std::string> groups{group};
+            co_await bc::declare(fx, topic, groups);
+            auto c = bc::start_consumer(fx, bc::consumer_options(topic, group, "c"),
+                                        [&](const boong::Delivery&) -> asio::awaitable<void> {
+                                            ++handled;
+                                            co_return;
+                                        });
+            boong::rabbitmq::Outgoing o;
+            o.exchange = topic;
+            o.body = "{\"event_id\": \"not json";
+            // Completed on the link's thread: hop onto the test's.
+            link.publish(std::move(o), [&](std::exception_ptr e, std::string) {
+                asio::post(fx.ioc(), [&, e] {
+                    sent_error = e;
+                    sent = true;
+                });
+            });
+            co_await bc::until([&] { return sent; });
+            for (int i = 0; i < 300 && dead.empty(); ++i) {
+                dead = co_await fx.broker().async_dead_letters(topic, "", 10, asio::use_awaitable);
+                co_await boong::test::sleep_for(std::chrono::milliseconds(10));
+            }
+            co_await c->stop();
+        },
+        std::chrono::seconds(20));
+    CHECK_FALSE(sent_error);
+    CHECK(handled == 0);
+    REQUIRE(dead.size() == 1);
+    CHECK_THAT(dead[0].reason, Catch::StartsWith("undecodable message: the message body is not valid JSON"));
+    CHECK(dead[0].group == group);
+    CHECK_FALSE(dead[0].event.has_value());
+    CHECK(dead[0].raw == "{\"event_id\": \"not json");
+}
+
+TEST_CASE("rabbitmq broker: a group queue declared by hand with other arguments ends its consumer with the reason",
+          "[rabbitmq]") {
+    RabbitMqBrokerFixture fx;
+    const auto topic = fx.unique("conflict");
+    const auto group = fx.unique("g");
+    boong::rabbitmq::Link link(raw_endpoint(), "test mischief");
+    std::optional<boong::error_code> error;
+    bool done = false;
+    std::string what;
+    boong::test::run(
+        fx.ioc(),
+        [&]() -> asio::awaitable<void> {
+            // A quorum queue without the delivery limit and dead-letter exchange the broker declares.
+            bool declared = false;
+            link.run(
+                [&](boong::rabbitmq::Session& s) {
+                    const auto ch = s.open_channel(nullptr);
+                    s.declare_exchange(ch, topic);
+                    s.declare_dead_letter_queue(ch, topic + "." + group, topic);
+                    s.close_channel(ch);
+                    asio::post(fx.ioc(), [&] { declared = true; });  // from the link's thread
+                },
+                [](std::exception_ptr) {});
+            co_await bc::until([&] { return declared; });
+            auto c = bc::start_consumer(fx, bc::consumer_options(topic, group, "c"),
+                                        [](const boong::Delivery&) -> asio::awaitable<void> { co_return; });
+            co_await bc::until([&] { return c->done(); }, std::chrono::seconds(10));
+            done = c->done();
+            error = c->error();
+        },
+        std::chrono::seconds(20));
+    REQUIRE(done);
+    REQUIRE(error.has_value());
+    CHECK(*error == boong::errc::protocol_error);
+}
+
+TEST_CASE("rabbitmq broker: a resource alarm slows publishers with a reason instead of hanging them", "[rabbitmq]") {
+    asio::io_context ioc;
+    auto config = test_config();
+    config.publish_timeout = std::chrono::milliseconds(1500);
+    boong::RabbitMqBroker broker(ioc.get_executor(), config);
+    boong::IdGenerator ids;
+    const auto topic = "t" + ids.next() + ":alarm";
+    std::string blocked_error, after_id;
+    std::chrono::steady_clock::duration blocked_for{};
+    struct ClearAlarm {  // whatever happens, the node is left without the alarm
+        ~ClearAlarm() { std::system(env("BOONG_TEST_RABBITMQ_CLEAR").c_str()); }
+    } clear_at_exit;
+    boong::test::run(
+        ioc,
+        [&]() -> asio::awaitable<void> {
+            const std::vector<std::string> groups{"keeper"};
+            co_await broker.async_declare(topic, groups, asio::use_awaitable);
+            co_await broker.async_publish(topic, bc::numbered_event(ids, "Before", 0), asio::use_awaitable);
+            run_script("BOONG_TEST_RABBITMQ_ALARM");
+            const auto t0 = std::chrono::steady_clock::now();
+            try {
+                co_await broker.async_publish(topic, bc::numbered_event(ids, "During", 1), asio::use_awaitable);
+            } catch (const boong::Error& e) {
+                blocked_error = e.what();
+            }
+            blocked_for = std::chrono::steady_clock::now() - t0;
+            run_script("BOONG_TEST_RABBITMQ_CLEAR");
+            after_id = co_await broker.async_publish(topic, bc::numbered_event(ids, "After", 2), asio::use_awaitable);
+        },
+        std::chrono::seconds(60));
+    INFO(blocked_error);
+    CHECK_THAT(blocked_error, Catch::Contains("failed within 1500 ms") && Catch::Contains("RabbitMQ blocks publishing"));
+    CHECK(blocked_for < std::chrono::seconds(5));
+    CHECK_FALSE(after_id.empty());
+}
+
+TEST_CASE("rabbitmq broker: a server restart while messages flow loses none of them", "[rabbitmq][restart]") {
+    RabbitMqBrokerFixture fx;
+    boong::IdGenerator ids;
+    const auto topic = fx.unique("restart");
+    const auto group = fx.unique("g");
+    constexpr int count = 200;
+    std::set<int> handled;
+    int deliveries = 0, publish_retries = 0;
+    boong::test::run(
+        fx.ioc(),
+        [&]() -> asio::awaitable<void> {
+            const std::vector<std::string> groups{group};
+            co_await bc::declare(fx, topic, groups);
+            auto o = bc::consumer_options(topic, group, "c");
+            o.settings.concurrency = 4;
+            o.settings.visibility_timeout = std::chrono::milliseconds(500);
+            auto c = bc::start_consumer(fx, o, [&](const boong::Delivery& d) -> asio::awaitable<void> {
+                ++deliveries;
+                handled.insert(d.event.payload.at("n").get<int>());
+                co_return;
+            });
+            for (int i = 0; i < count; ++i) {
+                if (i == count / 4) {
+                    // In another thread, so that publishing goes on while the node goes down.
+                    std::thread([] { run_script("BOONG_TEST_RABBITMQ_RESTART"); }).detach();
+                }
+                // As the outbox relay does: a publish that failed is tried again.
+                for (;;) {
+                    std::string failed;
+                    try {
+                        co_await bc::publish(fx.broker(), topic, bc::numbered_event(ids, "Flow", i));
+                    } catch (const boong::Error& e) {
+                        if (e.code() != boong::errc::broker_unavailable) throw;
+                        failed = e.what();
+                    }
+                    if (failed.empty()) break;
+                    ++publish_retries;
+                    co_await boong::test::sleep_for(std::chrono::milliseconds(200));
+                }
+                co_await boong::test::sleep_for(std::chrono::milliseconds(5));
+            }
+            co_await bc::until([&] { return handled.size() == count; }, std::chrono::seconds(60));
+            co_await c->stop();
+        },
+        std::chrono::seconds(150));
+    CHECK(handled.size() == count);  // every message, at least once
+    CHECK(deliveries >= count);
+    INFO("publish retries " << publish_retries << ", deliveries " << deliveries);
+    CHECK(publish_retries > 0);  // the restart was in the middle of the flow
 }

@@ -5,6 +5,7 @@
 // scripts/test.sh starts a private server and exports BOONG_TEST_REDIS_HOST
 // and BOONG_TEST_REDIS_PORT; without them the tests fail (they are never
 // skipped silently).
+#include <boong/backends.hpp>
 #include <boong/redis/broker.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -45,18 +46,32 @@ struct RedisBrokerFixture {
 
     boost::asio::io_context& ioc() { return ioc_; }
     boong::RedisBroker& broker() { return broker_; }
+    // Counted across fixtures: two fixture types share the server and the prefix.
     std::string unique(std::string_view base) {
-        return run_prefix() + ":" + std::string(base) + "-" + std::to_string(++names_);
+        static int names = 0;
+        return run_prefix() + ":" + std::string(base) + "-" + std::to_string(++names);
     }
-    int names_ = 0;
     // Redelivery is found by XAUTOCLAIM every quarter of this: room for a
     // loaded machine, short enough for the suite's 5 s waits.
     std::chrono::milliseconds short_timeout() { return std::chrono::milliseconds(250); }
 };
 
+// The same backend made from configuration, behind AnyBroker: the erasure
+// passes the suite too.
+struct AnyRedisBrokerFixture : RedisBrokerFixture {
+    boong::AnyBroker any_ = make_any();
+    boong::AnyBroker& broker() { return any_; }
+    boong::AnyBroker make_any() {
+        boong::MessageBrokerConfig c;
+        c.type = boong::MessageBrokerConfig::Type::redis_streams;
+        c.redis = test_config();
+        return boong::make_broker(ioc_.get_executor(), c);
+    }
+};
+
 }  // namespace
 
-#define BOONG_BROKER_FIXTURES RedisBrokerFixture
+#define BOONG_BROKER_FIXTURES RedisBrokerFixture, AnyRedisBrokerFixture
 #include "conformance/broker_conformance.hpp"
 
 #include <boost/asio/co_spawn.hpp>

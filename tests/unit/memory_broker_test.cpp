@@ -1,5 +1,6 @@
 // MemoryBroker: the Broker conformance suite, plus what only the in-memory
 // backend can show (its id format, its inspection functions, thread-safety).
+#include <boong/any_broker.hpp>
 #include <boong/memory/broker.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -29,9 +30,15 @@ struct MemoryBrokerFixture {
     std::chrono::milliseconds short_timeout() { return std::chrono::milliseconds(50); }
 };
 
+// The same broker behind AnyBroker: the erasure passes the suite too.
+struct AnyMemoryBrokerFixture : MemoryBrokerFixture {
+    boong::AnyBroker any_{std::make_unique<boong::MemoryBroker>(ioc_.get_executor())};
+    boong::AnyBroker& broker() { return any_; }
+};
+
 }  // namespace
 
-#define BOONG_BROKER_FIXTURES MemoryBrokerFixture
+#define BOONG_BROKER_FIXTURES MemoryBrokerFixture, AnyMemoryBrokerFixture
 #include "conformance/broker_conformance.hpp"
 
 namespace {
