@@ -335,6 +335,14 @@ SagaOptions read_saga(FieldReader& root) {
     return saga;
 }
 
+// A password's source: the variable passwordEnv names, or the file passwordFile names, not both.
+void read_password(FieldReader& r, std::string& env, std::string& file) {
+    r.read("passwordEnv", env, kEnvNameExpected, is_env_name_or_empty);
+    r.read("passwordFile", file, "a file name", is_anything);
+    if (!env.empty() && !file.empty()) r.fail("passwordFile", "expected only one of passwordEnv and passwordFile, got both");
+}
+
+
 EventStoreConfig read_event_store(FieldReader r) {
     EventStoreConfig c;
     if (const auto type = r.read_choice("type", {"memory", "postgres"})) {
@@ -350,12 +358,8 @@ EventStoreConfig read_event_store(FieldReader r) {
     r.read("commandTimeout", pg.command_timeout, kTimeout);
     r.read("groupCommitMaxEvents", pg.group_commit_max_events, {1, 100'000});
     r.read("groupCommitDelay", pg.group_commit_delay, {0, 1'000'000});
-    r.read("passwordEnv", pg.password_env, kEnvNameExpected, is_env_name_or_empty);
-    r.read("passwordFile", pg.password_file, "a file name", is_anything);
+    read_password(r, pg.password_env, pg.password_file);
     r.check_no_unknown_keys();
-    if (!pg.password_env.empty() && !pg.password_file.empty()) {
-        r.fail("passwordFile", "expected only one of passwordEnv and passwordFile, got both");
-    }
 
     if (c.type == EventStoreConfig::Type::postgres && pg.connection.empty()) {
         r.fail("connection", "expected a non-empty libpq connection string or URI when type is \"postgres\", got none");
@@ -372,11 +376,7 @@ RedisBrokerConfig read_redis(FieldReader r) {
     r.read("port", c.port, {1, 65535});
     r.read("database", c.database, {0, 15});
     r.read("username", c.username, "a string", is_anything);
-    r.read("passwordEnv", c.password_env, kEnvNameExpected, is_env_name_or_empty);
-    r.read("passwordFile", c.password_file, "a file name", is_anything);
-    if (!c.password_env.empty() && !c.password_file.empty()) {
-        r.fail("passwordFile", "expected only one of passwordEnv and passwordFile, got both");
-    }
+    read_password(r, c.password_env, c.password_file);
     r.read("connectTimeout", c.connect_timeout, kTimeout);
     r.read("commandTimeout", c.command_timeout, kTimeout);
     // To Redis, BLOCK 0 means "forever", which would stall a consumer's shutdown.
@@ -412,11 +412,7 @@ RabbitMqBrokerConfig read_rabbitmq(FieldReader r) {
     r.read("port", c.port, {1, 65535});
     r.read("vhost", c.vhost, "a non-empty virtual host", is_non_empty);
     r.read("username", c.username, "a non-empty user name", is_non_empty);
-    r.read("passwordEnv", c.password_env, kEnvNameExpected, is_env_name_or_empty);
-    r.read("passwordFile", c.password_file, "a file name", is_anything);
-    if (!c.password_env.empty() && !c.password_file.empty()) {
-        r.fail("passwordFile", "expected only one of passwordEnv and passwordFile, got both");
-    }
+    read_password(r, c.password_env, c.password_file);
     r.read("connectTimeout", c.connect_timeout, kPositiveTimeout);
     r.read("publishTimeout", c.publish_timeout, kPositiveTimeout);
     int heartbeat = static_cast<int>(c.heartbeat.count());  // seconds, as AMQP negotiates it

@@ -141,4 +141,16 @@ private:
 // a second one cuts the shutdown grace short.
 void run_consumer_loop(std::shared_ptr<ConsumerLoop> loop, ErasedHandler<void> completion);
 
+// What every broker's async_consume does: a new strand of `ex`, the backend's
+// Source made with (state, strand, options), and the loop run on them.
+template <class Source, class State>
+void start_consumer(const asio::any_io_executor& ex, std::shared_ptr<State> state, ConsumerOptions options,
+                    MessageHandler handler, ErasedHandler<void> completion) {
+    auto strand = asio::make_strand(ex);
+    auto source = std::make_shared<Source>(std::move(state), strand, options);
+    run_consumer_loop(
+        std::make_shared<ConsumerLoop>(strand, std::move(options), std::move(handler), std::move(source)),
+        std::move(completion));
+}
+
 }  // namespace boong::detail

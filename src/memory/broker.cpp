@@ -376,11 +376,7 @@ std::string MemoryBroker::publish(const std::string& topic, EventData event) {
 
 void MemoryBroker::consume_impl(ConsumerOptions options, MessageHandler handler,
                                 detail::ErasedHandler<void> completion) {
-    auto strand = asio::make_strand(ex_);
-    auto source = std::make_shared<Source>(state_, strand, options);
-    detail::run_consumer_loop(
-        std::make_shared<detail::ConsumerLoop>(strand, std::move(options), std::move(handler), std::move(source)),
-        std::move(completion));
+    detail::start_consumer<Source>(ex_, state_, std::move(options), std::move(handler), std::move(completion));
 }
 
 std::vector<DeadLetter> MemoryBroker::dead_letters(const std::string& topic, const std::string& after,

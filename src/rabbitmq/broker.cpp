@@ -583,11 +583,7 @@ void RabbitMqBroker::publish_impl(PreparedPublish publish, detail::ErasedHandler
 
 void RabbitMqBroker::consume_impl(ConsumerOptions options, MessageHandler handler,
                                   detail::ErasedHandler<void> completion) {
-    auto strand = asio::make_strand(ex_);
-    auto source = std::make_shared<Source>(shared_, strand, options);
-    detail::run_consumer_loop(
-        std::make_shared<detail::ConsumerLoop>(strand, std::move(options), std::move(handler), std::move(source)),
-        std::move(completion));
+    detail::start_consumer<Source>(ex_, shared_, std::move(options), std::move(handler), std::move(completion));
 }
 
 asio::awaitable<std::vector<ConsumerGroupStatus>> RabbitMqBroker::consumer_groups(std::shared_ptr<Shared> shared,

@@ -212,6 +212,16 @@ void Session::declare_exchange(std::uint16_t channel, const std::string& name) {
     check(&reply, "declaring exchange '" + name + "'", channel);
 }
 
+void Session::declare_bound_queue(std::uint16_t channel, const std::string& queue, const std::string& exchange,
+                                  const amqp_table_t& arguments) {
+    amqp_queue_declare(conn_, channel, bytes(queue), 0, 1, 0, 0, arguments);
+    const auto reply = amqp_get_rpc_reply(conn_);
+    check(&reply, "declaring queue '" + queue + "'", channel);
+    amqp_queue_bind(conn_, channel, bytes(queue), bytes(exchange), amqp_empty_bytes, amqp_empty_table);
+    const auto bound = amqp_get_rpc_reply(conn_);
+    check(&bound, "binding queue '" + queue + "' to '" + exchange + "'", channel);
+}
+
 void Session::declare_group_queue(std::uint16_t channel, const std::string& queue, const std::string& exchange,
                                   const std::string& dead_letter_exchange, int delivery_limit) {
     amqp_table_entry_t args[] = {
@@ -223,24 +233,12 @@ void Session::declare_group_queue(std::uint16_t channel, const std::string& queu
         entry("x-dead-letter-strategy", utf8("at-least-once")),
         entry("x-overflow", utf8("reject-publish")),
     };
-    const amqp_table_t table{static_cast<int>(std::size(args)), args};
-    amqp_queue_declare(conn_, channel, bytes(queue), 0, 1, 0, 0, table);
-    const auto reply = amqp_get_rpc_reply(conn_);
-    check(&reply, "declaring queue '" + queue + "'", channel);
-    amqp_queue_bind(conn_, channel, bytes(queue), bytes(exchange), amqp_empty_bytes, amqp_empty_table);
-    const auto bound = amqp_get_rpc_reply(conn_);
-    check(&bound, "binding queue '" + queue + "' to '" + exchange + "'", channel);
+    declare_bound_queue(channel, queue, exchange, amqp_table_t{static_cast<int>(std::size(args)), args});
 }
 
 void Session::declare_dead_letter_queue(std::uint16_t channel, const std::string& queue, const std::string& exchange) {
     amqp_table_entry_t args[] = {entry("x-queue-type", utf8("quorum"))};
-    const amqp_table_t table{static_cast<int>(std::size(args)), args};
-    amqp_queue_declare(conn_, channel, bytes(queue), 0, 1, 0, 0, table);
-    const auto reply = amqp_get_rpc_reply(conn_);
-    check(&reply, "declaring queue '" + queue + "'", channel);
-    amqp_queue_bind(conn_, channel, bytes(queue), bytes(exchange), amqp_empty_bytes, amqp_empty_table);
-    const auto bound = amqp_get_rpc_reply(conn_);
-    check(&bound, "binding queue '" + queue + "' to '" + exchange + "'", channel);
+    declare_bound_queue(channel, queue, exchange, amqp_table_t{static_cast<int>(std::size(args)), args});
 }
 
 std::optional<Session::QueueStatus> Session::inspect_queue(std::uint16_t& channel, const std::string& queue) {

@@ -27,6 +27,7 @@
 #include <vector>
 
 struct amqp_connection_state_t_;
+struct amqp_table_t_;
 
 namespace boong::rabbitmq {
 
@@ -123,6 +124,9 @@ public:
 
 private:
     friend class Link;
+    // A durable queue with `arguments` (an amqp_table_t), bound to `exchange`.
+    void declare_bound_queue(std::uint16_t channel, const std::string& queue, const std::string& exchange,
+                             const ::amqp_table_t_& arguments);
     Session(Link& link, amqp_connection_state_t_* conn, std::uint64_t epoch) : link_(link), conn_(conn), epoch_(epoch) {}
     Link& link_;
     amqp_connection_state_t_* conn_;
