@@ -422,6 +422,8 @@ RabbitMqBrokerConfig read_rabbitmq(FieldReader r) {
     r.read("maxUnconfirmed", window, {1, 1'000'000});
     c.max_unconfirmed = static_cast<std::size_t>(window);
     r.read("deliveryLimit", c.delivery_limit, {1, 1'000'000});
+    r.read("unroutedQueue", c.unrouted_queue, "a queue name", is_anything);
+    r.read("unroutedTtl", c.unrouted_ttl, kTtl);
     r.read("maxJsonDepth", c.max_json_depth, {1, 10000});
     r.read("tls", c.tls);
     r.read("caFile", c.ca_file, "a file name", is_anything);

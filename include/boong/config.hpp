@@ -85,6 +85,14 @@ struct RabbitMqBrokerConfig {
     // itself (into "<topic>.dlq"). Consumers dead-letter failing messages at
     // their own max_deliveries first, so keep it >= the largest of those.
     int delivery_limit = 20;
+    // Where a message goes that no group's queue takes (a topic nobody
+    // consumes yet): with a name, every topic's exchange gets this alternate
+    // exchange and the message is kept in the quorum queue of that name for
+    // unrouted_ttl; empty (the default), such a publish is refused
+    // (invalid_argument), never dropped. Exchanges keep the arguments they
+    // were first declared with: set it before the first deployment.
+    std::string unrouted_queue;
+    milliseconds unrouted_ttl{7LL * 24 * 3600 * 1000};
     // How deeply an event's JSON may nest, written or read (1..10000).
     int max_json_depth = default_max_json_depth;
     // TLS (amqps): with tls, the server's certificate is checked against

@@ -492,6 +492,8 @@ RabbitMqBroker::RabbitMqBroker(executor_type ex, RabbitMqBrokerConfig config) : 
     if (config.delivery_limit < 1) throw invalid("delivery_limit must be >= 1");
     if (config.max_json_depth < 1 || config.max_json_depth > 10000) throw invalid("max_json_depth must be 1..10000");
     if (!config.cert_file.empty() && config.key_file.empty()) throw invalid("cert_file needs key_file");
+    if (config.unrouted_queue.size() > 255) throw invalid("unrouted_queue has more than 255 bytes");
+    if (config.unrouted_ttl.count() <= 0) throw invalid("unrouted_ttl must be > 0");
     for (const auto& [topic, groups] : config.groups) {
         try {
             validate_declaration(topic, groups);

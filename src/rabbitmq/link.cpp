@@ -207,9 +207,33 @@ void Session::check_status(int status, const std::string& what) {
 }
 
 void Session::declare_exchange(std::uint16_t channel, const std::string& name) {
-    amqp_exchange_declare(conn_, channel, bytes(name), amqp_cstring_bytes("fanout"), 0, 1, 0, 0, amqp_empty_table);
+    const auto& unrouted = link_.endpoint_->config.unrouted_queue;
+    if (unrouted.empty()) {
+        amqp_exchange_declare(conn_, channel, bytes(name), amqp_cstring_bytes("fanout"), 0, 1, 0, 0, amqp_empty_table);
+        const auto reply = amqp_get_rpc_reply(conn_);
+        check(&reply, "declaring exchange '" + name + "'", channel);
+        return;
+    }
+    // What no queue of the topic takes goes to the unrouted queue (kept, not
+    // refused), through an alternate exchange declared first.
+    if (link_.unrouted_epoch_ != epoch_) {
+        amqp_exchange_declare(conn_, channel, bytes(unrouted), amqp_cstring_bytes("fanout"), 0, 1, 0, 0,
+                              amqp_empty_table);
+        const auto reply = amqp_get_rpc_reply(conn_);
+        check(&reply, "declaring exchange '" + unrouted + "'", channel);
+        amqp_table_entry_t args[] = {
+            entry("x-queue-type", utf8("quorum")),
+            entry("x-message-ttl", i64(link_.endpoint_->config.unrouted_ttl.count())),
+        };
+        declare_bound_queue(channel, unrouted, unrouted, amqp_table_t{static_cast<int>(std::size(args)), args});
+        link_.unrouted_epoch_ = epoch_;
+    }
+    if (name == unrouted) return;
+    amqp_table_entry_t args[] = {entry("alternate-exchange", utf8(unrouted))};
+    amqp_exchange_declare(conn_, channel, bytes(name), amqp_cstring_bytes("fanout"), 0, 1, 0, 0,
+                          amqp_table_t{static_cast<int>(std::size(args)), args});
     const auto reply = amqp_get_rpc_reply(conn_);
-    check(&reply, "declaring exchange '" + name + "'", channel);
+    check(&reply, "declaring exchange '" + name + "' (alternate exchange '" + unrouted + "')", channel);
 }
 
 void Session::declare_bound_queue(std::uint16_t channel, const std::string& queue, const std::string& exchange,
@@ -559,7 +583,7 @@ void Link::confirm(std::uint64_t tag, bool multiple, bool ack) {
                 errc::invalid_argument, endpoint_->describe() + ": message " + p.message.message_id + " to '" +
                                             p.message.exchange + "' is unroutable (" + p.return_reason +
                                             "): no queue is bound to the exchange; declare the topic's consumer "
-                                            "groups first"));
+                                            "groups first, or set unrouted_queue to keep such messages"));
         } else if (!ack) {
             error = std::make_exception_ptr(unavailable(
                 *endpoint_, "message " + p.message.message_id + " to '" + p.message.exchange +

@@ -213,6 +213,7 @@ private:
     std::uint16_t next_channel_ = 2;  // 1 is the confirm channel
     bool confirm_ready_ = false;
     std::uint64_t next_tag_ = 1;
+    std::uint64_t unrouted_epoch_ = 0;  // the connection on which the unrouted queue was declared
     std::uint16_t admin_channel_ = 0;  // declarations for publishes; 0: none open
     std::set<std::string> declared_;   // exchanges declared on this connection
     IdGenerator ids_;

@@ -421,3 +421,41 @@ TEST_CASE("rabbitmq broker: a server restart while messages flow loses none of t
     // The outage was in the middle of the flow: a publish waited it out, or failed and was tried again.
     CHECK((publish_retries > 0 || slowest >= std::chrono::seconds(1)));
 }
+
+TEST_CASE("rabbitmq broker: with an unrouted queue, a publish no group takes is kept there", "[rabbitmq]") {
+    asio::io_context ioc;
+    boong::IdGenerator ids;
+    auto config = test_config();
+    config.unrouted_queue = "t" + ids.next() + ":unrouted";
+    boong::RabbitMqBroker broker(ioc.get_executor(), config);
+    const auto topic = "t" + ids.next() + ":nobody-yet";
+    std::string id;
+    boong::test::run(ioc, [&]() -> asio::awaitable<void> {
+        id = co_await broker.async_publish(topic, bc::numbered_event(ids, "Kept", 1), asio::use_awaitable);
+    });
+    REQUIRE_FALSE(id.empty());
+    // It is in the unrouted queue, as it was published.
+    auto endpoint = raw_endpoint();
+    boong::rabbitmq::Link link(endpoint, "test reader");
+    std::optional<boong::rabbitmq::Message> kept;
+    std::exception_ptr error;
+    std::atomic<bool> done{false};
+    link.run(
+        [&](boong::rabbitmq::Session& s) {
+            const auto ch = s.open_channel(nullptr);
+            kept = s.get(ch, config.unrouted_queue);
+            if (kept) s.ack(ch, kept->delivery_tag);
+            s.close_channel(ch);
+            done = true;
+        },
+        [&](std::exception_ptr e) {
+            error = e;
+            done = true;
+        });
+    for (int i = 0; i < 500 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    REQUIRE(done);
+    REQUIRE_FALSE(error);
+    REQUIRE(kept.has_value());
+    CHECK(kept->message_id == id);
+    CHECK_THAT(kept->body, Catch::Contains("\"type\":\"Kept\""));
+}
