@@ -5,7 +5,7 @@
 
 #include "handlers.hpp"
 
-#include <boong/redis/broker.hpp>
+#include <boong/backends.hpp>
 #include <boong/detail/outage_log.hpp>
 #include <boong/event_bus.hpp>
 #include <boong/outbox_relay.hpp>
@@ -43,10 +43,14 @@ using namespace std::chrono_literals;
 // or a file: a command line is visible to every user of the machine in `ps`):
 //   --dsn DSN                   (BOONG_DSN)              PostgreSQL, required; on the command line without a password
 //   --pg-password-file FILE     (BOONG_PG_PASSWORD_FILE) or the password in BOONG_PG_PASSWORD
+//   --broker redis|rabbitmq     (BOONG_BROKER)           default redis
 //   --redis HOST:PORT           (BOONG_REDIS)            default 127.0.0.1:6379
 //   --redis-db N                (BOONG_REDIS_DB)         0..15, default 0
 //   --redis-user USER           (BOONG_REDIS_USER)       Redis ACL user, optional
 //   --redis-password-file FILE  (BOONG_REDIS_PASSWORD_FILE) or the password in BOONG_REDIS_PASSWORD
+//   --rabbitmq HOST:PORT        (BOONG_RABBITMQ)         default 127.0.0.1:5672
+//   --rabbitmq-user USER        (BOONG_RABBITMQ_USER)    default guest
+//   --rabbitmq-password-file FILE (BOONG_RABBITMQ_PASSWORD_FILE) or the password in BOONG_RABBITMQ_PASSWORD
 //   --table NAME                (BOONG_TABLE)            events table, default event_store (lower case)
 //   --max-deliveries N          (BOONG_MAX_DELIVERIES)   a message's own failures before it is dead-lettered, default 10
 //   --redelivery-ms MS          (BOONG_REDELIVERY_MS)    redelivery after a failure or a lost consumer, default 2000
@@ -67,6 +71,12 @@ struct Options {
     std::string redis_user;
     std::string redis_password_env;
     std::string redis_password_file;
+    std::string broker = "redis";
+    std::string rabbitmq_host = "127.0.0.1";
+    int rabbitmq_port = 5672;
+    std::string rabbitmq_user = "guest";
+    std::string rabbitmq_password_env;
+    std::string rabbitmq_password_file;
     std::string table = "event_store";
     int max_deliveries = 10;
     std::chrono::milliseconds redelivery{2000};
@@ -114,6 +124,10 @@ inline Options parse_options(std::string service, int argc, char** argv) {
                                              {"--redis-db", "BOONG_REDIS_DB"},
                                              {"--redis-user", "BOONG_REDIS_USER"},
                                              {"--redis-password-file", "BOONG_REDIS_PASSWORD_FILE"},
+                                             {"--broker", "BOONG_BROKER"},
+                                             {"--rabbitmq", "BOONG_RABBITMQ"},
+                                             {"--rabbitmq-user", "BOONG_RABBITMQ_USER"},
+                                             {"--rabbitmq-password-file", "BOONG_RABBITMQ_PASSWORD_FILE"},
                                              {"--table", "BOONG_TABLE"},
                                              {"--max-deliveries", "BOONG_MAX_DELIVERIES"},
                                              {"--redelivery-ms", "BOONG_REDELIVERY_MS"},
@@ -133,11 +147,13 @@ inline Options parse_options(std::string service, int argc, char** argv) {
         if (a == "--help" || a == "-h") {
             std::cout << "usage: " << service
                       << "_service --dsn DSN [--pg-password-file FILE] [--redis HOST:PORT] [--redis-db N]"
-                         " [--redis-user USER] [--redis-password-file FILE] [--table NAME] [--max-deliveries N]"
+                         " [--redis-user USER] [--redis-password-file FILE] [--broker redis|rabbitmq]"
+                         " [--rabbitmq HOST:PORT] [--rabbitmq-user USER] [--rabbitmq-password-file FILE]"
+                         " [--table NAME] [--max-deliveries N]"
                          " [--redelivery-ms MS] [--log-level LEVEL]"
                       << (order ? " [--http PORT] [--mode events|saga] [--max-backlog N] [--max-body BYTES]" : "")
-                      << "\n(see examples/order_services/common.hpp; passwords from BOONG_PG_PASSWORD and "
-                         "BOONG_REDIS_PASSWORD, or the files)\n";
+                      << "\n(see examples/order_services/common.hpp; passwords from BOONG_PG_PASSWORD, "
+                         "BOONG_REDIS_PASSWORD and BOONG_RABBITMQ_PASSWORD, or the files)\n";
             std::exit(0);
         }
         if (!flags.count(a)) throw std::runtime_error("unknown argument '" + a + "' (try --help)");
@@ -162,6 +178,19 @@ inline Options parse_options(std::string service, int argc, char** argv) {
         o.redis_host = r.substr(0, colon);
         o.redis_port = static_cast<int>(parse_integer("--redis port", r.substr(colon + 1), 1, 65535));
     }
+    if (v.count("--broker")) o.broker = v["--broker"];
+    if (o.broker != "redis" && o.broker != "rabbitmq") throw std::runtime_error("--broker must be redis or rabbitmq");
+    if (v.count("--rabbitmq")) {
+        const auto& r = v["--rabbitmq"];
+        const auto colon = r.rfind(':');
+        if (colon == std::string::npos || colon == 0)
+            throw std::runtime_error("--rabbitmq must be HOST:PORT, not '" + r + "'");
+        o.rabbitmq_host = r.substr(0, colon);
+        o.rabbitmq_port = static_cast<int>(parse_integer("--rabbitmq port", r.substr(colon + 1), 1, 65535));
+    }
+    if (v.count("--rabbitmq-user")) o.rabbitmq_user = v["--rabbitmq-user"];
+    if (const char* p = std::getenv("BOONG_RABBITMQ_PASSWORD"); p && *p) o.rabbitmq_password_env = "BOONG_RABBITMQ_PASSWORD";
+    if (v.count("--rabbitmq-password-file")) o.rabbitmq_password_file = v["--rabbitmq-password-file"];
     if (v.count("--redis-db")) o.redis_db = static_cast<int>(parse_integer("--redis-db", v["--redis-db"], 0, 15));
     if (v.count("--redis-user")) o.redis_user = v["--redis-user"];
     if (const char* p = std::getenv("BOONG_REDIS_PASSWORD"); p && *p) o.redis_password_env = "BOONG_REDIS_PASSWORD";
@@ -257,10 +286,10 @@ private:
     std::string table_;
 };
 
-using Bus = boong::EventBus<boong::PostgresEventStore, boong::RedisBroker>;
+using Bus = boong::EventBus<boong::PostgresEventStore, boong::AnyBroker>;
 using Context = Bus::context_type;
 using Reaction = boong::Reaction<pqxx::transaction_base>;
-using Relay = boong::OutboxRelay<boong::PostgresEventStore, boong::PostgresOutbox, boong::RedisBroker>;
+using Relay = boong::OutboxRelay<boong::PostgresEventStore, boong::PostgresOutbox, boong::AnyBroker>;
 
 // One service process: the store, the broker, the relay that publishes every
 // stored event to Redis (topic = its type; relays of all three services share
@@ -282,15 +311,37 @@ public:
         store_->open();  // before the io_context runs: creates the schema on first use
         outbox_ = std::make_unique<boong::PostgresOutbox>(*store_);
 
-        boong::RedisBrokerConfig rc;
-        rc.host = options_.redis_host;
-        rc.port = options_.redis_port;
-        rc.database = options_.redis_db;
-        rc.username = options_.redis_user;
-        rc.password_env = options_.redis_password_env;
-        rc.password_file = options_.redis_password_file;
-        rc.command_timeout = 10s;
-        broker_ = std::make_unique<boong::RedisBroker>(ioc_.get_executor(), rc);
+        boong::MessageBrokerConfig bc;
+        if (options_.broker == "rabbitmq") {
+            bc.type = boong::MessageBrokerConfig::Type::rabbitmq;
+            auto& rc = bc.rabbitmq;
+            rc.host = options_.rabbitmq_host;
+            rc.port = options_.rabbitmq_port;
+            rc.username = options_.rabbitmq_user;
+            rc.password_env = options_.rabbitmq_password_env;
+            rc.password_file = options_.rabbitmq_password_file;
+            // RabbitMQ routes when a message is published: every process
+            // declares every group of the flow at start, so an event is kept
+            // for each group whichever process starts first; what no service
+            // takes (OrderConfirmed, ...) is kept an hour for operators.
+            rc.groups = flow_groups(options_.mode == "saga");
+            // One name for every deployment on the vhost: the topics'
+            // exchanges are shared, and keep the alternate exchange they
+            // were first declared with.
+            rc.unrouted_queue = "shop.unrouted";
+            rc.unrouted_ttl = std::chrono::hours(1);
+        } else {
+            bc.type = boong::MessageBrokerConfig::Type::redis_streams;
+            auto& rc = bc.redis;
+            rc.host = options_.redis_host;
+            rc.port = options_.redis_port;
+            rc.database = options_.redis_db;
+            rc.username = options_.redis_user;
+            rc.password_env = options_.redis_password_env;
+            rc.password_file = options_.redis_password_file;
+            rc.command_timeout = 10s;
+        }
+        broker_ = std::make_unique<boong::AnyBroker>(boong::make_broker(ioc_.get_executor(), bc));
 
         boong::OutboxRelayOptions ro;
         ro.relay = "bus";
@@ -315,7 +366,7 @@ public:
     const Options& options() const { return options_; }
     boong::PostgresEventStore& store() { return *store_; }
     boong::PostgresOutbox& outbox() { return *outbox_; }
-    boong::RedisBroker& broker() { return *broker_; }
+    boong::AnyBroker& broker() { return *broker_; }
     const boong::EventRegistry& registry() const { return registry_; }
     Bus& bus() { return *bus_; }
 
@@ -330,28 +381,41 @@ public:
         if (error) std::rethrow_exception(error);
     }
 
-    // Runs until SIGINT or SIGTERM: starts the relay (once Redis answers) and
-    // the bus, then stops them gracefully, `stop_extra` first.
-    void run(std::function<asio::awaitable<void>()> stop_extra = {}) {
+    // Runs until SIGINT or SIGTERM: starts the relay (once the broker answers)
+    // and the bus, then stops them gracefully, `stop_extra` first. Returns the
+    // process's exit status: 0, or 2 when the broker refused us (a
+    // configuration to fix, not an outage to wait out).
+    int run(std::function<asio::awaitable<void>()> stop_extra = {}) {
         auto start = [this]() -> asio::awaitable<void> {
             boong::detail::OutageLog waiting;
-            for (;;) {
+            while (!stopping_) {
                 std::string why;
                 try {
                     co_await broker_->async_open(asio::use_awaitable);
-                } catch (const std::exception& e) {
+                } catch (const boong::Error& e) {
+                    // A server that does not answer is waited for; one that
+                    // refuses (a declaration, a login) is a configuration to fix.
+                    if (!boong::is_unavailable(e.code())) {
+                        spdlog::critical("{}", e.what());  // it names the server
+                        exit_code_ = 2;
+                        ioc_.stop();
+                        co_return;
+                    }
                     why = e.what();
                 }
                 if (why.empty()) break;
                 const auto now = std::chrono::steady_clock::now();
-                spdlog::log(waiting.failure(now), "redis not reachable yet ({} s): {}", waiting.seconds(now), why);
+                spdlog::log(waiting.failure(now), "{} not reachable yet ({} s): {}", broker_->describe(),
+                            waiting.seconds(now), why);
                 asio::steady_timer t(ioc_, 500ms);
                 co_await t.async_wait(asio::use_awaitable);
             }
+            if (stopping_) co_return;
             relay_->start();
             bus_->start();
-            spdlog::info("{} running (events table {}, redis {}:{} db {})", options_.service, options_.table,
-                         options_.redis_host, options_.redis_port, options_.redis_db);
+            started_ = true;
+            spdlog::info("{} running (events table {}, broker {})", options_.service, options_.table,
+                         broker_->describe());
         };
         asio::co_spawn(ioc_, start, asio::detached);
 
@@ -359,22 +423,29 @@ public:
         signals.async_wait([&](const boost::system::error_code&, int) {
             auto stop = [this, stop_extra]() -> asio::awaitable<void> {
                 spdlog::info("{} stopping", options_.service);
+                stopping_ = true;
                 if (stop_extra) co_await stop_extra();
-                co_await bus_->stop();
-                co_await relay_->stop();
+                if (started_) {
+                    co_await bus_->stop();
+                    co_await relay_->stop();
+                }
             };
             asio::co_spawn(ioc_, stop, [this](std::exception_ptr) { ioc_.stop(); });
         });
         ioc_.run();
+        return exit_code_;
     }
 
 private:
+    bool stopping_ = false;
+    bool started_ = false;
+    int exit_code_ = 0;
     Options options_;
     boong::EventRegistry registry_;
     asio::io_context ioc_;
     std::unique_ptr<boong::PostgresEventStore> store_;
     std::unique_ptr<boong::PostgresOutbox> outbox_;
-    std::unique_ptr<boong::RedisBroker> broker_;
+    std::unique_ptr<boong::AnyBroker> broker_;
     std::unique_ptr<Relay> relay_;
     std::unique_ptr<Bus> bus_;
 };

@@ -213,6 +213,19 @@ inline std::string order_id_for_key(std::string_view key) { return boong::name_b
 inline std::string order_created_id_for_key(std::string_view key, const boong::json& order) {
     return boong::name_based_id(kOrderKeyNamespace, std::string(key) + "\n" + order.dump());
 }
+// Which consumer groups (services) take which events: what handlers.hpp
+// subscribes, for brokers that route when a message is published (RabbitMQ
+// declares these queues up front). In saga mode only the order service runs,
+// and takes OrderCreated.
+inline std::vector<std::pair<std::string, std::vector<std::string>>> flow_groups(bool saga_mode) {
+    if (saga_mode) return {{"OrderCreated", {"order"}}};
+    return {{"OrderCreated", {"payment", "inventory"}},
+            {"PaymentProcessed", {"order"}},
+            {"PaymentFailed", {"order", "inventory"}},
+            {"ItemsReserved", {"order"}},
+            {"ItemsNotAvailable", {"order", "payment"}}};
+}
+
 inline std::string payment_stream(const std::string& id) { return "payment-" + id; }
 inline std::string inventory_stream(const std::string& id) { return "inventory-" + id; }
 

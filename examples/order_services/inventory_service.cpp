@@ -34,8 +34,7 @@ int main(int argc, char** argv) try {
     shop::InventoryService service(process);
     service.create_tables();
     service.subscribe();
-    process.run();
-    return 0;
+    return process.run();
 } catch (const std::exception& e) {
     std::cerr << "inventory_service: " << e.what() << "\n";
     return 2;

@@ -423,8 +423,7 @@ int main(int argc, char** argv) try {
     service.subscribe();
     const auto port = static_cast<unsigned short>(process.options().http_port);
     service.start(shop::tcp::endpoint(shop::asio::ip::make_address("127.0.0.1"), port));
-    process.run([&service]() { return service.stop(); });
-    return 0;
+    return process.run([&service]() { return service.stop(); });
 } catch (const std::exception& e) {
     std::cerr << "order_service: " << e.what() << "\n";
     return 2;

@@ -35,6 +35,9 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#if ORDER_SERVICES_RABBITMQ
+#include <boong/rabbitmq/broker.hpp>
+#endif
 #include <boong/redis/broker.hpp>
 
 #include <libpq-fe.h>
@@ -246,6 +249,7 @@ struct Driver {
     int http_port = 0;
     std::vector<std::string> tuning;  // flags every service gets
     std::string redis_user, redis_password;  // an ACL user of their own, when set
+    std::string broker = "redis";            // the services' --broker
     std::vector<Service> services{{"order", ORDER_SERVICE_PATH}, {"payment", PAYMENT_SERVICE_PATH},
                                   {"inventory", INVENTORY_SERVICE_PATH}};
 
@@ -280,10 +284,18 @@ struct Driver {
             args.push_back("--redis-user");
             args.push_back(redis_user);
         }
+        if (broker == "rabbitmq") {
+            for (const auto& a : {std::string("--broker"), std::string("rabbitmq"), std::string("--rabbitmq"),
+                                  env("BOONG_TEST_RABBITMQ_HOST") + ":" + env("BOONG_TEST_RABBITMQ_PORT"),
+                                  std::string("--rabbitmq-user"), env("BOONG_TEST_RABBITMQ_USER")})
+                args.push_back(a);
+        }
+        const std::string rabbitmq_password = broker == "rabbitmq" ? env("BOONG_TEST_RABBITMQ_PASSWORD") : "";
         const pid_t pid = fork();
         if (pid == 0) {
             if (!password.empty()) ::setenv("BOONG_PG_PASSWORD", password.c_str(), 1);
             if (!redis_password.empty()) ::setenv("BOONG_REDIS_PASSWORD", redis_password.c_str(), 1);
+            if (!rabbitmq_password.empty()) ::setenv("BOONG_RABBITMQ_PASSWORD", rabbitmq_password.c_str(), 1);
             if (max_files > 0) {
                 const rlimit limit{max_files, max_files};
                 ::setrlimit(RLIMIT_NOFILE, &limit);
@@ -608,7 +620,7 @@ struct Driver {
     }
 
     bool start_services(const std::vector<std::string>& names) {
-        redis({"FLUSHDB"});
+        if (broker == "redis") redis({"FLUSHDB"});
         for (auto& s : services)
             if (std::find(names.begin(), names.end(), s.name) != names.end()) spawn(s);
         if (!wait_ready()) {
@@ -663,6 +675,36 @@ struct Driver {
         std::copy(load.begin(), load.end(), orders.begin());
         check(restarted, "the payment service was restarted");
         say("placed " + std::to_string(placed_from) + " orders in " + std::to_string(seconds_since(t_place)) + " s");
+        settle(orders);
+        verify(orders);
+        check_no_dead_letters();
+        check_alive("at the end");
+        return finish(t0);
+    }
+
+    // The same flow on RabbitMQ: the standard orders, the payment service
+    // killed (SIGKILL) halfway and started again; every order final and right,
+    // effects matching events, nothing dead-lettered.
+    int run_rabbitmq() {
+        const auto t0 = Clock::now();
+        broker = "rabbitmq";
+        say("rabbitmq: table " + table + ", rabbitmq at " + env("BOONG_TEST_RABBITMQ_HOST") + ":" +
+            env("BOONG_TEST_RABBITMQ_PORT") + ", http port " + std::to_string(http_port));
+        if (!start_services({"order", "payment", "inventory"})) return 1;
+        auto orders = standard_orders();
+        bool restarted = false;
+        std::mutex restart_mutex;
+        const auto t_place = Clock::now();
+        place(orders, 0, [&](int placed) {
+            std::lock_guard lock(restart_mutex);
+            if (restarted || placed < static_cast<int>(orders.size()) / 2) return;
+            restarted = true;
+            kill_service(service("payment"), SIGKILL);
+            say("killed the payment service after " + std::to_string(placed) + " orders; starting it again");
+            spawn(service("payment"));
+        });
+        check(restarted, "the payment service was restarted");
+        say("placed " + std::to_string(orders.size()) + " orders in " + std::to_string(seconds_since(t_place)) + " s");
         settle(orders);
         verify(orders);
         check_no_dead_letters();
@@ -899,6 +941,32 @@ struct Driver {
     // No message of the run went to the dead letters.
     void check_no_dead_letters() {
         std::size_t total = 0;
+#if ORDER_SERVICES_RABBITMQ
+        if (broker == "rabbitmq") {
+            boong::RabbitMqBrokerConfig c;
+            c.host = env("BOONG_TEST_RABBITMQ_HOST");
+            c.port = std::stoi(env("BOONG_TEST_RABBITMQ_PORT"));
+            c.username = env("BOONG_TEST_RABBITMQ_USER");
+            c.password_env = "BOONG_TEST_RABBITMQ_PASSWORD";
+            asio::io_context ioc;
+            boong::RabbitMqBroker rabbit(ioc.get_executor(), c);
+            for (const auto& [topic, groups] : shop::flow_groups(false)) {
+                std::vector<boong::DeadLetter> dead;
+                asio::co_spawn(ioc, rabbit.async_dead_letters(topic, "", 1000, asio::use_awaitable),
+                               [&](std::exception_ptr e, std::vector<boong::DeadLetter> d) {
+                                   if (e) std::rethrow_exception(e);
+                                   dead = std::move(d);
+                               });
+                ioc.run();
+                ioc.restart();
+                total += dead.size();
+                check(dead.empty(), topic + ".dlq holds " + std::to_string(dead.size()) + " dead letters" +
+                                        (dead.empty() ? "" : ": " + dead.front().reason));
+            }
+            say(std::to_string(total) + " dead letters");
+            return;
+        }
+#endif
         const auto keys = redis({"KEYS", "*.dlq"});
         for (const auto& k : keys) {
             const auto length = redis({"XLEN", k.get<std::string>()});
@@ -1022,7 +1090,8 @@ int main(int argc, char** argv) try {
     if (scenario == "main") rc = d.run_main();
     else if (scenario == "outage") rc = d.run_outage();
     else if (scenario == "backpressure") rc = d.run_backpressure();
-    else std::cerr << "usage: order_services_test [main|outage|backpressure]\n";
+    else if (scenario == "rabbitmq") rc = d.run_rabbitmq();
+    else std::cerr << "usage: order_services_test [main|outage|backpressure|rabbitmq]\n";
     if (rc != 0) {
         // Leave nothing running.
         for (auto& s : d.services) d.kill_service(s, SIGKILL);
