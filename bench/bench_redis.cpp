@@ -3,12 +3,14 @@
 // the same run (XADD of a 200-byte field, 50 clients, pipeline 16).
 //
 //   redis_publish    pipelined publishes of ~200-byte events from many coroutines
+//   any_redis_publish  the same through AnyBroker (make_broker): the erasure's cost
 //   redis_roundtrip  publish -> handler -> XACK through a consumer group:
 //                    messages/s, and p50/p99 from publish to handler start
 //
 // Environment: BOONG_BENCH_REDIS_HOST, BOONG_BENCH_REDIS_PORT (required);
 // BOONG_BENCH_REDIS_XADD_BASELINE (XADD/s from redis-benchmark, optional).
 // Everything runs on one io_context thread: the client's cost is what shows.
+#include <boong/backends.hpp>
 #include <boong/redis/broker.hpp>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -67,22 +69,17 @@ std::string unique_topic(const char* base) {
     return std::string("bench:") + base + ":" + boong::IdGenerator().next().substr(24);
 }
 
-void redis_publish(benchmark::State& state) {
-    spdlog::set_level(spdlog::level::warn);
-    auto c = config();
-    if (!c) {
-        state.SkipWithError("BOONG_BENCH_REDIS_HOST / BOONG_BENCH_REDIS_PORT not set (run scripts/bench.sh)");
-        return;
-    }
+// Publishes from 256 coroutines on one thread through `broker`, on `ioc`:
+// publishes per second (failed: how many coroutines saw an error).
+template <class Broker>
+double publish_rate(benchmark::State& state, asio::io_context& ioc, Broker& broker, const std::string& topic,
+                    std::size_t& failed) {
     constexpr int coroutines = 256;
     constexpr int per_coroutine = 800;
-    asio::io_context ioc(1);  // one thread: no locking in the scheduler
-    boong::RedisBroker broker(ioc.get_executor(), *c);
     boong::IdGenerator ids;
     const auto event = bench_event(ids);
-    const auto topic = unique_topic("publish");
     double seconds = 0;
-    std::size_t published = 0, failed = 0;
+    std::size_t published = 0;
     for (auto _ : state) {
         asio::co_spawn(ioc, broker.async_open(asio::use_awaitable), asio::detached);
         ioc.run();
@@ -103,11 +100,54 @@ void redis_publish(benchmark::State& state) {
         seconds += std::chrono::duration<double>(steady::now() - start).count();
         ioc.restart();
     }
+    return static_cast<double>(published) / seconds;
+}
+
+void delete_topic(asio::io_context& ioc, boong::RedisBroker& broker, const std::string& topic) {
     std::vector<std::string> del{"DEL", topic};
     asio::co_spawn(ioc, broker.async_command(del, asio::use_awaitable), asio::detached);
     ioc.run();
+    ioc.restart();
+}
+
+void redis_publish(benchmark::State& state) {
+    spdlog::set_level(spdlog::level::warn);
+    auto c = config();
+    if (!c) {
+        state.SkipWithError("BOONG_BENCH_REDIS_HOST / BOONG_BENCH_REDIS_PORT not set (run scripts/bench.sh)");
+        return;
+    }
+    asio::io_context ioc(1);  // one thread: no locking in the scheduler
+    boong::RedisBroker broker(ioc.get_executor(), *c);
+    const auto topic = unique_topic("publish");
+    std::size_t failed = 0;
+    const double rate = publish_rate(state, ioc, broker, topic, failed);
+    delete_topic(ioc, broker, topic);
     if (failed) state.SkipWithError("some publishes failed");
-    report(state, "publishes_per_s", static_cast<double>(published) / seconds, "BOONG_BENCH_REDIS_XADD_BASELINE");
+    report(state, "publishes_per_s", rate, "BOONG_BENCH_REDIS_XADD_BASELINE");
+}
+
+// The same, through AnyBroker made by make_broker: what the erasure costs
+// (compare with redis_publish of the same run).
+void any_redis_publish(benchmark::State& state) {
+    spdlog::set_level(spdlog::level::warn);
+    auto c = config();
+    if (!c) {
+        state.SkipWithError("BOONG_BENCH_REDIS_HOST / BOONG_BENCH_REDIS_PORT not set (run scripts/bench.sh)");
+        return;
+    }
+    asio::io_context ioc(1);
+    boong::MessageBrokerConfig mc;
+    mc.type = boong::MessageBrokerConfig::Type::redis_streams;
+    mc.redis = *c;
+    boong::AnyBroker broker = boong::make_broker(ioc.get_executor(), mc);
+    const auto topic = unique_topic("any-publish");
+    std::size_t failed = 0;
+    const double rate = publish_rate(state, ioc, broker, topic, failed);
+    boong::RedisBroker cleaner(ioc.get_executor(), *c);
+    delete_topic(ioc, cleaner, topic);
+    if (failed) state.SkipWithError("some publishes failed");
+    report(state, "publishes_per_s", rate, "BOONG_BENCH_REDIS_XADD_BASELINE");
 }
 
 void redis_roundtrip(benchmark::State& state) {
@@ -178,6 +218,7 @@ void redis_roundtrip(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(redis_publish)->Name("redis_publish")->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(any_redis_publish)->Name("any_redis_publish")->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(redis_roundtrip)->Name("redis_roundtrip")->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();
