@@ -32,6 +32,8 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 namespace shop {
@@ -96,6 +98,14 @@ inline std::int64_t parse_integer(const std::string& flag, const std::string& te
                                  ", not '" + text + "'");
     }
     return v;
+}
+
+// `text` as HOST:PORT, or a clear error naming `flag`.
+inline std::pair<std::string, int> parse_host_port(const std::string& flag, const std::string& text) {
+    const auto colon = text.rfind(':');
+    if (colon == std::string::npos || colon == 0)
+        throw std::runtime_error(flag + " must be HOST:PORT, not '" + text + "'");
+    return {text.substr(0, colon), static_cast<int>(parse_integer(flag + " port", text.substr(colon + 1), 1, 65535))};
 }
 
 // Whether a libpq connection string (key=value or URI) carries a password.
@@ -171,23 +181,10 @@ inline Options parse_options(std::string service, int argc, char** argv) {
     }
     if (const char* p = std::getenv("BOONG_PG_PASSWORD"); p && *p) o.pg_password_env = "BOONG_PG_PASSWORD";
     if (v.count("--pg-password-file")) o.pg_password_file = v["--pg-password-file"];
-    if (v.count("--redis")) {
-        const auto& r = v["--redis"];
-        const auto colon = r.rfind(':');
-        if (colon == std::string::npos || colon == 0) throw std::runtime_error("--redis must be HOST:PORT, not '" + r + "'");
-        o.redis_host = r.substr(0, colon);
-        o.redis_port = static_cast<int>(parse_integer("--redis port", r.substr(colon + 1), 1, 65535));
-    }
+    if (v.count("--redis")) std::tie(o.redis_host, o.redis_port) = parse_host_port("--redis", v["--redis"]);
     if (v.count("--broker")) o.broker = v["--broker"];
     if (o.broker != "redis" && o.broker != "rabbitmq") throw std::runtime_error("--broker must be redis or rabbitmq");
-    if (v.count("--rabbitmq")) {
-        const auto& r = v["--rabbitmq"];
-        const auto colon = r.rfind(':');
-        if (colon == std::string::npos || colon == 0)
-            throw std::runtime_error("--rabbitmq must be HOST:PORT, not '" + r + "'");
-        o.rabbitmq_host = r.substr(0, colon);
-        o.rabbitmq_port = static_cast<int>(parse_integer("--rabbitmq port", r.substr(colon + 1), 1, 65535));
-    }
+    if (v.count("--rabbitmq")) std::tie(o.rabbitmq_host, o.rabbitmq_port) = parse_host_port("--rabbitmq", v["--rabbitmq"]);
     if (v.count("--rabbitmq-user")) o.rabbitmq_user = v["--rabbitmq-user"];
     if (const char* p = std::getenv("BOONG_RABBITMQ_PASSWORD"); p && *p) o.rabbitmq_password_env = "BOONG_RABBITMQ_PASSWORD";
     if (v.count("--rabbitmq-password-file")) o.rabbitmq_password_file = v["--rabbitmq-password-file"];

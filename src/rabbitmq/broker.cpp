@@ -6,6 +6,7 @@
 #include "broker/envelope.hpp"
 #include "rabbitmq/link.hpp"
 
+#include <boong/detail/post.hpp>
 #include <boong/detail/validate.hpp>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -35,24 +36,20 @@ using rabbitmq::Session;
 
 namespace {
 
+// A delivery's id: its message_id, or (a message published without one, by
+// hand) its delivery tag.
+std::string delivery_id(const Message& m) {
+    return m.message_id.empty() ? "tag-" + std::to_string(m.delivery_tag) : m.message_id;
+}
+
 std::string group_queue(std::string_view topic, std::string_view group) {
     return std::string(topic) + "." + std::string(group);
 }
 
 // Runs `job(session)` on `link`'s thread and completes with what it returns.
-template <class T>
-struct completion_of {
-    using type = void(std::exception_ptr, T);
-};
-template <>
-struct completion_of<void> {
-    using type = void(std::exception_ptr);
-};
-
 template <class T, class Job>
 asio::awaitable<T> run_on(Link& link, Job job_in) {
-    using Signature = typename completion_of<T>::type;
-    return asio::async_initiate<const asio::use_awaitable_t<>, Signature>(
+    return asio::async_initiate<const asio::use_awaitable_t<>, typename detail::completion<T>::signature>(
         [&link](auto handler, Job job) {
             auto ex = asio::get_associated_executor(handler);
             auto done = std::make_shared<detail::ErasedHandler<T>>(std::move(handler), ex);
@@ -68,11 +65,6 @@ asio::awaitable<T> run_on(Link& link, Job job_in) {
                 [done](std::exception_ptr e) { done->complete(std::move(e)); });
         },
         asio::use_awaitable, std::move(job_in));
-}
-
-template <class Job>
-asio::awaitable<void> run_void(Link& link, Job job) {
-    co_await run_on<void>(link, std::move(job));
 }
 
 // Declares a topic's exchange, its dead letters and the queues of `groups`.
@@ -231,10 +223,10 @@ public:
                     extra["dead_letter"] = detail::with_utf8_replaced(m.dead_letter);
                 }
             }
-            const auto id = m.message_id.empty() ? "tag-" + std::to_string(m.delivery_tag) : m.message_id;
+            auto id = delivery_id(m);
             out.push_back(Delivery{options_.topic, options_.group, options_.consumer, id, before + 1,
                                    std::move(*decoded.event)});
-            unsettled_[id] = Unsettled{subscription_, m.delivery_tag, std::move(m)};
+            unsettled_[std::move(id)] = Unsettled{subscription_, std::move(m)};
         }
         co_return out;
     }
@@ -244,7 +236,7 @@ public:
     asio::awaitable<void> ack(const Delivery& d) override {
         auto u = take(d.message_id);
         if (!u) co_return;  // its channel is gone: RabbitMQ delivers it again
-        co_await settle_on_channel(u->tag, Settlement::ack);
+        co_await settle_on_channel(u->message.delivery_tag, Settlement::ack);
     }
 
     // Kept unacked for the visibility timeout, then returned to the queue
@@ -253,7 +245,7 @@ public:
     asio::awaitable<void> redeliver(const Delivery& d, const std::string&) override {
         auto it = unsettled_.find(d.message_id);
         if (it == unsettled_.end() || it->second.subscription != subscription_) co_return;
-        const auto tag = it->second.tag;
+        const auto tag = it->second.message.delivery_tag;
         ++delayed_;
         co_await apply_qos();
         auto self = shared_from_this();
@@ -278,7 +270,7 @@ public:
     asio::awaitable<void> dead_letter(const Delivery& d, const std::string& reason) override {
         auto u = take(d.message_id);
         if (!u) co_return;  // its channel is gone: it comes again, and its count with it
-        co_await dead_letter_message(u->message, d.delivery_count, reason, u->tag);
+        co_await dead_letter_message(u->message, d.delivery_count, reason);
     }
 
     asio::awaitable<std::vector<std::string>> hold(std::vector<std::string> ids) override {
@@ -345,8 +337,7 @@ public:
 private:
     struct Unsettled {
         std::uint64_t subscription = 0;
-        std::uint64_t tag = 0;
-        Message message;
+        Message message;  // as delivered: its tag, and its body for a dead letter
     };
     enum class Settlement { ack, requeue };
 
@@ -430,7 +421,7 @@ private:
         auto job = [ch, epoch, pf](Session& s) {
             if (s.epoch() == epoch && s.channel_open(ch)) s.qos(ch, pf);
         };
-        co_await run_void(*shared_->consumers, std::move(job));
+        co_await run_on<void>(*shared_->consumers, std::move(job));
     }
 
     asio::awaitable<void> settle_on_channel(std::uint64_t tag, Settlement how) {
@@ -444,20 +435,19 @@ private:
                 s.nack(ch, tag, true);
             }
         };
-        co_await run_void(*shared_->consumers, std::move(job));
+        co_await run_on<void>(*shared_->consumers, std::move(job));
     }
 
     // Publishes `m` as it arrived to "<topic>.dlq" with the record, waits for
     // the confirm, then acks it (at least once: a crash in between leaves it
     // both dead and pending).
-    asio::awaitable<void> dead_letter_message(const Message& m, int count, const std::string& reason,
-                                              std::optional<std::uint64_t> tag = std::nullopt) {
-        const auto source_id = m.message_id.empty() ? "tag-" + std::to_string(m.delivery_tag) : m.message_id;
+    asio::awaitable<void> dead_letter_message(const Message& m, int count, const std::string& reason) {
+        const auto source_id = delivery_id(m);
         const auto info = detail::dead_letter_info(options_.topic, source_id, options_.group,
                                                    detail::with_utf8_replaced(reason), count, Clock::now());
         auto id = co_await shared_->publish(dead_letter_topic(options_.topic), m.body,
                                             info.dump(-1, ' ', false, json::error_handler_t::replace));
-        co_await settle_on_channel(tag.value_or(m.delivery_tag), Settlement::ack);
+        co_await settle_on_channel(m.delivery_tag, Settlement::ack);
         spdlog::error("rabbitmq broker: message {} of topic '{}' (group '{}') dead-lettered to '{}' as {} after {} "
                       "deliveries: {}",
                       source_id, options_.topic, options_.group, dead_letter_topic(options_.topic), id, count, reason);
@@ -520,19 +510,7 @@ const RabbitMqBrokerConfig& RabbitMqBroker::config() const { return shared_->con
 std::string RabbitMqBroker::endpoint() const { return shared_->endpoint->describe(); }
 
 void RabbitMqBroker::open_impl(detail::ErasedHandler<void> completion) {
-    auto done = std::make_shared<detail::ErasedHandler<void>>(std::move(completion));
-    auto groups = shared_->config().groups;
-    const int limit = shared_->config().delivery_limit;
-    shared_->publisher->run(
-        [done, groups, limit](Session& s) {
-            if (!groups.empty()) {
-                const auto ch = s.open_channel(nullptr);
-                for (const auto& [topic, gs] : groups) declare_topology(s, ch, topic, gs, limit);
-                s.close_channel(ch);
-            }
-            done->complete(nullptr);
-        },
-        [done](std::exception_ptr e) { done->complete(std::move(e)); });
+    declare_groups(shared_->config().groups, std::move(completion));  // connects even with none
 }
 
 void RabbitMqBroker::declare_impl(std::string topic, std::vector<std::string> groups,
@@ -544,13 +522,20 @@ void RabbitMqBroker::declare_impl(std::string topic, std::vector<std::string> gr
         return;
     }
     shared_->remember(topic, groups);
+    declare_groups({{std::move(topic), std::move(groups)}}, std::move(completion));
+}
+
+void RabbitMqBroker::declare_groups(std::vector<std::pair<std::string, std::vector<std::string>>> groups,
+                                    detail::ErasedHandler<void> completion) {
     auto done = std::make_shared<detail::ErasedHandler<void>>(std::move(completion));
     const int limit = shared_->config().delivery_limit;
     shared_->publisher->run(
-        [done, topic, groups, limit](Session& s) {
-            const auto ch = s.open_channel(nullptr);
-            declare_topology(s, ch, topic, groups, limit);
-            s.close_channel(ch);
+        [done, groups = std::move(groups), limit](Session& s) {
+            if (!groups.empty()) {
+                const auto ch = s.open_channel(nullptr);
+                for (const auto& [topic, gs] : groups) declare_topology(s, ch, topic, gs, limit);
+                s.close_channel(ch);
+            }
             done->complete(nullptr);
         },
         [done](std::exception_ptr e) { done->complete(std::move(e)); });

@@ -288,14 +288,12 @@ std::optional<Message> Session::get(std::uint16_t channel, const std::string& qu
     if (reply.reply.id == AMQP_BASIC_GET_EMPTY_METHOD) return std::nullopt;
     const auto* ok = static_cast<const amqp_basic_get_ok_t*>(reply.reply.decoded);
     const std::uint64_t tag = ok->delivery_tag;
-    const bool redelivered = ok->redelivered != 0;
     amqp_message_t m{};
     const auto read = amqp_read_message(conn_, channel, &m, 0);
     check(&read, "reading a message of '" + queue + "'", channel);
     auto out = to_message(m);
     amqp_destroy_message(&m);
     out.delivery_tag = tag;
-    out.redelivered = redelivered;
     return out;
 }
 
@@ -363,11 +361,6 @@ void Link::publish(Outgoing message, Confirmed done) {
         to_send_.push_back(std::move(p));
     }
     wake();
-}
-
-std::optional<std::string> Link::blocked() const {
-    std::lock_guard lock(mutex_);
-    return blocked_;
 }
 
 void Link::wake() {
@@ -465,7 +458,6 @@ void Link::disconnect(std::exception_ptr why) {
     // once: the lost one may have been stored), oldest first.
     std::lock_guard lock(mutex_);
     for (auto it = unconfirmed_.rbegin(); it != unconfirmed_.rend(); ++it) {
-        it->second.tag = 0;
         it->second.returned = false;
         to_send_.push_front(std::move(it->second));
     }
@@ -536,8 +528,8 @@ void Link::send_publishes() {
             props._flags |= AMQP_BASIC_HEADERS_FLAG;
             props.headers = amqp_table_t{1, headers};
         }
-        const int status = amqp_basic_publish(conn_, 1, bytes(p.message.exchange), bytes(p.message.routing_key),
-                                              p.message.mandatory ? 1 : 0, 0, &props, bytes(p.message.body));
+        const int status = amqp_basic_publish(conn_, 1, bytes(p.message.exchange), amqp_empty_bytes, /*mandatory*/ 1,
+                                              0, &props, bytes(p.message.body));
         if (status != AMQP_STATUS_OK) {
             {
                 std::lock_guard lock(mutex_);
@@ -547,8 +539,7 @@ void Link::send_publishes() {
             disconnect(std::make_exception_ptr(unavailable(*endpoint_, last_failure_)));
             return;
         }
-        p.tag = next_tag_++;
-        unconfirmed_.emplace(p.tag, std::move(p));
+        unconfirmed_.emplace(next_tag_++, std::move(p));
     }
 }
 
@@ -644,7 +635,6 @@ void Link::dispatch_method(std::uint16_t channel, std::uint32_t method, void* de
         case AMQP_BASIC_DELIVER_METHOD: {
             const auto* d = static_cast<const amqp_basic_deliver_t*>(decoded);
             const std::uint64_t tag = d->delivery_tag;
-            const bool redelivered = d->redelivered != 0;
             amqp_message_t m{};
             const auto r = amqp_read_message(conn_, channel, &m, 0);
             Session s(*this, conn_, epoch_);
@@ -652,7 +642,6 @@ void Link::dispatch_method(std::uint16_t channel, std::uint32_t method, void* de
             auto msg = to_message(m);
             amqp_destroy_message(&m);
             msg.delivery_tag = tag;
-            msg.redelivered = redelivered;
             if (auto it = channels_.find(channel); it != channels_.end() && it->second) {
                 it->second->on_deliver(std::move(msg));
             }

@@ -43,9 +43,6 @@ struct Endpoint {
 // A message as RabbitMQ delivered it (basic.deliver, basic.get, basic.return).
 struct Message {
     std::uint64_t delivery_tag = 0;
-    bool redelivered = false;
-    std::string exchange;
-    std::string routing_key;
     std::string message_id;        // the message_id property ("" when absent)
     std::string body;
     std::int64_t delivery_count = 0;  // the quorum queue's x-delivery-count header: earlier deliveries
@@ -56,13 +53,12 @@ struct Message {
 };
 
 // A message to publish.
+// Always mandatory: unroutable is an error (basic.return), never silently dropped.
 struct Outgoing {
     std::string exchange;  // declared (fanout, durable) before the first publish to it
-    std::string routing_key;
     std::string message_id;  // set by the link: a new one for each attempt
     std::string body;
     std::string dead_letter;  // the x-boong-dead-letter header, when not empty
-    bool mandatory = true;    // unroutable: an error (basic.return), never silently dropped
 };
 
 // What a channel's owner hears, on the link's thread.
@@ -160,10 +156,6 @@ public:
     // then (so it may be stored twice: at least once).
     void publish(Outgoing message, Confirmed done);
 
-    // Whether RabbitMQ currently blocks this connection (a resource alarm),
-    // and why.
-    std::optional<std::string> blocked() const;
-
     const Endpoint& endpoint() const noexcept { return *endpoint_; }
 
 private:
@@ -172,7 +164,6 @@ private:
         Outgoing message;
         Confirmed done;
         Clock::time_point deadline;
-        std::uint64_t tag = 0;  // delivery tag on the confirm channel, 0 while not sent
         bool returned = false;
         std::string return_reason;
     };

@@ -952,13 +952,15 @@ struct Driver {
             boong::RabbitMqBroker rabbit(ioc.get_executor(), c);
             for (const auto& [topic, groups] : shop::flow_groups(false)) {
                 std::vector<boong::DeadLetter> dead;
+                std::exception_ptr error;
                 asio::co_spawn(ioc, rabbit.async_dead_letters(topic, "", 1000, asio::use_awaitable),
                                [&](std::exception_ptr e, std::vector<boong::DeadLetter> d) {
-                                   if (e) std::rethrow_exception(e);
+                                   error = e;
                                    dead = std::move(d);
                                });
                 ioc.run();
                 ioc.restart();
+                check(!error, "listing " + topic + ".dlq: " + boong::describe(error));
                 total += dead.size();
                 check(dead.empty(), topic + ".dlq holds " + std::to_string(dead.size()) + " dead letters" +
                                         (dead.empty() ? "" : ": " + dead.front().reason));

@@ -153,6 +153,9 @@ private:
 
     void open_impl(detail::ErasedHandler<void> completion);
     void declare_impl(std::string topic, std::vector<std::string> groups, detail::ErasedHandler<void> completion);
+    // Declares each topic with its groups' queues on the publishing connection.
+    void declare_groups(std::vector<std::pair<std::string, std::vector<std::string>>> groups,
+                        detail::ErasedHandler<void> completion);
     void publish_impl(PreparedPublish publish, detail::ErasedHandler<std::string> completion);
     void consume_impl(ConsumerOptions options, MessageHandler handler, detail::ErasedHandler<void> completion);
 
