@@ -48,7 +48,7 @@ if(TARGET boong_rabbitmq)
           INCLUDES DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
 endif()
 
-# Boong::backends (make_broker): always built, linking the brokers above.
+# Boong::backends (make_broker, make_store): always built, linking the backends above.
 install(TARGETS boong_backends EXPORT BoongTargets
         ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT Boong_Development
         LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT Boong_Runtime

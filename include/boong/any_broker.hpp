@@ -32,8 +32,8 @@ public:
     // async_consumer_groups (every Boong broker is); async_open is forwarded
     // when B has one, and completes at once otherwise.
     template <class B>
-        requires DeadLetterQueue<B> && (!std::same_as<B, AnyBroker>)
-    explicit AnyBroker(std::unique_ptr<B> broker) : model_(std::make_unique<Model<B>>(std::move(broker))) {}
+    requires DeadLetterQueue<B> &&(!std::same_as<B, AnyBroker>)explicit AnyBroker(std::unique_ptr<B> broker)
+        : model_(std::make_unique<Model<B>>(std::move(broker))) {}
 
     AnyBroker(AnyBroker&&) noexcept = default;
     AnyBroker& operator=(AnyBroker&&) noexcept = default;
@@ -63,7 +63,8 @@ public:
     auto async_consume(ConsumerOptions options, MessageHandler handler, Token&& token) {
         return boost::asio::async_initiate<Token, void(std::exception_ptr)>(
             [this](auto h, ConsumerOptions o, MessageHandler mh) {
-                model_->consume(std::move(o), std::move(mh), detail::ErasedHandler<void>(std::move(h), model_->executor()));
+                model_->consume(std::move(o), std::move(mh),
+                                detail::ErasedHandler<void>(std::move(h), model_->executor()));
             },
             token, std::move(options), std::move(handler));
     }
@@ -89,8 +90,8 @@ public:
     auto async_consumer_groups(std::string topic, Token&& token) {
         return boost::asio::async_initiate<Token, void(std::exception_ptr, std::vector<ConsumerGroupStatus>)>(
             [this](auto h, std::string t) {
-                model_->consumer_groups(
-                    std::move(t), detail::ErasedHandler<std::vector<ConsumerGroupStatus>>(std::move(h), model_->executor()));
+                model_->consumer_groups(std::move(t), detail::ErasedHandler<std::vector<ConsumerGroupStatus>>(
+                                                          std::move(h), model_->executor()));
             },
             token, std::move(topic));
     }
@@ -111,24 +112,15 @@ private:
         virtual executor_type executor() const = 0;
         virtual std::string describe() const = 0;
         virtual void open(detail::ErasedHandler<void> done) = 0;
-        virtual void publish(std::string_view topic, const EventData& event, detail::ErasedHandler<std::string> done) = 0;
+        virtual void publish(std::string_view topic, const EventData& event,
+                             detail::ErasedHandler<std::string> done) = 0;
         virtual void consume(ConsumerOptions options, MessageHandler handler, detail::ErasedHandler<void> done) = 0;
         virtual void dead_letters(std::string topic, std::string after, std::size_t max_count,
                                   detail::ErasedHandler<std::vector<DeadLetter>> done) = 0;
         virtual void settle(std::string topic, DeadLetterSelection selection, bool redrive,
                             detail::ErasedHandler<std::size_t> done) = 0;
-        virtual void consumer_groups(std::string topic, detail::ErasedHandler<std::vector<ConsumerGroupStatus>> done) = 0;
-    };
-
-    // Completes an ErasedHandler from the held broker's completion.
-    template <class T>
-    struct Forward {
-        detail::ErasedHandler<T> done;
-        void operator()(std::exception_ptr e, detail::value_or_nothing<T> v) { done.complete(std::move(e), std::move(v)); }
-    };
-    struct ForwardVoid {
-        detail::ErasedHandler<void> done;
-        void operator()(std::exception_ptr e) { done.complete(std::move(e)); }
+        virtual void consumer_groups(std::string topic,
+                                     detail::ErasedHandler<std::vector<ConsumerGroupStatus>> done) = 0;
     };
 
     template <class B>
@@ -145,22 +137,21 @@ private:
             }
         }
         void open(detail::ErasedHandler<void> done) override {
-            if constexpr (requires { broker->async_open(ForwardVoid{std::move(done)}); }) {
-                broker->async_open(ForwardVoid{std::move(done)});
+            if constexpr (requires { broker->async_open(detail::CompleteErased<void>{std::move(done)}); }) {
+                broker->async_open(detail::CompleteErased<void>{std::move(done)});
             } else {
                 done.complete(nullptr);
             }
         }
         void publish(std::string_view topic, const EventData& event, detail::ErasedHandler<std::string> done) override {
-            broker->async_publish(std::string(topic), event, Forward<std::string>{std::move(done)});
+            broker->async_publish(std::string(topic), event, detail::CompleteErased<std::string>{std::move(done)});
         }
         void consume(ConsumerOptions options, MessageHandler handler, detail::ErasedHandler<void> done) override {
             // The caller's cancellation, relayed to the held consumer's slot.
             auto signal = std::make_shared<boost::asio::cancellation_signal>();
             done.on_cancel([signal](boost::asio::cancellation_type type) { signal->emit(type); });
-            broker->async_consume(
-                std::move(options), std::move(handler),
-                boost::asio::bind_cancellation_slot(signal->slot(), Relay{signal, std::move(done)}));
+            broker->async_consume(std::move(options), std::move(handler),
+                                  boost::asio::bind_cancellation_slot(signal->slot(), Relay{signal, std::move(done)}));
         }
         // Keeps the signal alive as long as the held consumer may emit through its slot.
         struct Relay {
@@ -171,18 +162,21 @@ private:
         void dead_letters(std::string topic, std::string after, std::size_t max_count,
                           detail::ErasedHandler<std::vector<DeadLetter>> done) override {
             broker->async_dead_letters(std::move(topic), std::move(after), max_count,
-                                       Forward<std::vector<DeadLetter>>{std::move(done)});
+                                       detail::CompleteErased<std::vector<DeadLetter>>{std::move(done)});
         }
         void settle(std::string topic, DeadLetterSelection selection, bool redrive,
                     detail::ErasedHandler<std::size_t> done) override {
             if (redrive) {
-                broker->async_redrive(std::move(topic), std::move(selection), Forward<std::size_t>{std::move(done)});
+                broker->async_redrive(std::move(topic), std::move(selection),
+                                      detail::CompleteErased<std::size_t>{std::move(done)});
             } else {
-                broker->async_drop(std::move(topic), std::move(selection), Forward<std::size_t>{std::move(done)});
+                broker->async_drop(std::move(topic), std::move(selection),
+                                   detail::CompleteErased<std::size_t>{std::move(done)});
             }
         }
         void consumer_groups(std::string topic, detail::ErasedHandler<std::vector<ConsumerGroupStatus>> done) override {
-            broker->async_consumer_groups(std::move(topic), Forward<std::vector<ConsumerGroupStatus>>{std::move(done)});
+            broker->async_consumer_groups(std::move(topic),
+                                          detail::CompleteErased<std::vector<ConsumerGroupStatus>>{std::move(done)});
         }
     };
 

@@ -1,11 +1,13 @@
 // The PostgreSQL event store against a real PostgreSQL 15 (scripts/test.sh
 // starts one and exports BOONG_TEST_PG_DSN): the conformance suite, then what
 // only a durable, concurrent, networked store has to get right.
+#include <boong/backends.hpp>
 #include <boong/postgres/outbox.hpp>
 #include <boong/postgres/sagas.hpp>
 #include <boong/postgres/store.hpp>
 
 #include "postgres/schema.hpp"  // the migrations (src/)
+#include "support/async.hpp"
 #include <boong/postgres/transaction.hpp>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -102,6 +104,29 @@ struct PostgresStoreFixture {
     }
 };
 
+// The same store made from configuration, behind AnyEventStore: the erasure
+// passes the suite too.
+struct AnyPostgresStoreFixture {
+    asio::io_context context;
+    boong::AnyEventStore any = make_any(context);
+    int counter = 0;
+
+    static boong::AnyEventStore make_any(asio::io_context& ioc) {
+        boong::EventStoreConfig config;
+        config.type = boong::EventStoreConfig::Type::postgres;
+        config.postgres = test_config();
+        auto store = boong::make_store(ioc.get_executor(), config);
+        boong::test::run(ioc, [&] { return store.async_open(asio::use_awaitable); });
+        return store;
+    }
+    asio::io_context& ioc() { return context; }
+    boong::AnyEventStore& store() { return any; }
+    std::string unique(std::string_view base) {
+        return std::string(base) + "-any-" + run_id() + "-" + std::to_string(++counter) + "-" +
+               std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
+    }
+};
+
 // A store on a table of its own: an index answers for the whole table.
 struct PostgresSagaFixture {
     asio::io_context context;
@@ -142,8 +167,10 @@ std::string message_of(F&& f) {
 // exactly that: about 2 KiB per connection lost mid-statement.
 extern "C" const char* __lsan_default_suppressions() { return "leak:pqxx::connection_base::exec_prepared\n"; }
 
-#define BOONG_STORE_FIXTURES PostgresStoreFixture
+#define BOONG_STORE_FIXTURES PostgresStoreFixture, AnyPostgresStoreFixture
 #include "conformance/event_store_conformance.hpp"
+#undef BOONG_STORE_FIXTURES
+#define BOONG_STORE_FIXTURES PostgresStoreFixture
 #include "conformance/transactional_store_conformance.hpp"
 #define BOONG_CURSOR_FIXTURES PostgresStoreFixture
 #include "conformance/outbox_cursor_conformance.hpp"
@@ -1514,4 +1541,52 @@ TEST_CASE("postgres: an exception thrown by a transaction's body reaches the cal
     auto c = admin();
     pqxx::nontransaction tx(c);
     tx.exec("DROP TABLE " + table);
+}
+
+TEST_CASE("postgres: make_store picks the store from configuration, and refuses what it cannot use",
+          "[postgres][backends]") {
+    asio::io_context ioc;
+    boong::EventStoreConfig config;
+    config.type = boong::EventStoreConfig::Type::postgres;
+    config.postgres = test_config();
+    {
+        auto store = boong::make_store(ioc.get_executor(), config);
+        CHECK_THAT(store.describe(), Catch::StartsWith("postgres at ") && !Catch::Contains("password"));
+        // Not open yet: nothing is read or written.
+        CHECK(code_of([&] { run(ioc, [&] { return store.async_read_all(1, 1, asio::use_awaitable); }); }) ==
+              boong::errc::store_unavailable);
+        run(ioc, [&] { return store.async_open(asio::use_awaitable); });
+        boong::IdGenerator ids;
+        const auto stream = "made-" + run_id();
+        auto r = run(ioc, [&] {
+            return store.async_append(stream, boong::ExpectedVersion::no_stream(), {make_event(ids, "Made")},
+                                      asio::use_awaitable);
+        });
+        CHECK(r.next_expected_version == 1);
+        // What the erased store wrote, the typed one reads.
+        boong::PostgresEventStore typed(ioc.get_executor(), test_config());
+        typed.open();
+        auto events = run(ioc, [&] { return typed.async_read_stream(stream, 1, 10, asio::use_awaitable); });
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].event.type == "Made");
+    }
+    // Options the PostgreSQL store refuses are refused by make_store, at once.
+    auto bad = config;
+    bad.postgres.table_name = "events; DROP TABLE users";
+    CHECK(code_of([&] { (void)boong::make_store(ioc.get_executor(), bad); }) == boong::errc::invalid_config);
+    // An unreachable server: opening fails, naming where it tried.
+    auto nowhere = config;
+    nowhere.postgres.connection = "host=127.0.0.1 port=1 dbname=x user=x connect_timeout=2";
+    auto store = boong::make_store(ioc.get_executor(), nowhere);
+    std::string message;
+    const auto code = code_of([&] {
+        try {
+            run(ioc, [&] { return store.async_open(asio::use_awaitable); });
+        } catch (const std::exception& e) {
+            message = e.what();
+            throw;
+        }
+    });
+    CHECK(code == boong::errc::store_unavailable);
+    CHECK_THAT(message, Catch::Contains("127.0.0.1:1"));
 }

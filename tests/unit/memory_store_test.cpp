@@ -1,3 +1,4 @@
+#include <boong/backends.hpp>
 #include <boong/memory/store.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -17,10 +18,22 @@ struct MemoryStoreFixture {
     std::string unique(std::string_view base) { return std::string(base); }
 };
 
+// The memory store made from configuration (eventStore.type "memory"),
+// behind AnyEventStore: the erasure passes the suite too.
+struct AnyMemoryStoreFixture {
+    boost::asio::io_context context;
+    boong::AnyEventStore any = boong::make_store(context.get_executor(), boong::EventStoreConfig{});
+    boost::asio::io_context& ioc() { return context; }
+    boong::AnyEventStore& store() { return any; }
+    std::string unique(std::string_view base) { return std::string(base); }
+};
+
 }  // namespace
 
-#define BOONG_STORE_FIXTURES MemoryStoreFixture
+#define BOONG_STORE_FIXTURES MemoryStoreFixture, AnyMemoryStoreFixture
 #include "conformance/event_store_conformance.hpp"
+#undef BOONG_STORE_FIXTURES
+#define BOONG_STORE_FIXTURES MemoryStoreFixture
 #include "conformance/transactional_store_conformance.hpp"
 
 TEST_CASE("the memory store completes through the io_context, never inline", "[store][memory]") {
@@ -138,4 +151,15 @@ TEST_CASE("the memory store's transactions undo streams, ids and inbox records, 
     CHECK(appended);
     CHECK(store.read_stream("u", 1, 1).at(0).position == 3);
     CHECK(store.read_stream("t", 1, 1).at(0).position == 4);
+}
+
+TEST_CASE("make_store: memory by default, and it says what it holds", "[store][backends]") {
+    boost::asio::io_context ioc;
+    auto store = boong::make_store(ioc.get_executor(), boong::EventStoreConfig{});
+    CHECK(store.describe() == "memory");
+    // Opening a store that needs no connection completes at once.
+    bool opened = false;
+    store.async_open([&](std::exception_ptr e) { opened = !e; });
+    ioc.run();
+    CHECK(opened);
 }

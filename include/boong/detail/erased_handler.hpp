@@ -148,4 +148,16 @@ private:
     std::unique_ptr<Base> impl_;
 };
 
+// A completion handler that completes an ErasedHandler: what the type-erased
+// fronts (AnyBroker, AnyEventStore) hand to the backend they hold.
+template <class T>
+struct CompleteErased {
+    ErasedHandler<T> done;
+    void operator()(std::exception_ptr e) requires std::is_void_v<T> { done.complete(std::move(e)); }
+    template <class V>
+    requires(!std::is_void_v<T>) void operator()(std::exception_ptr e, V&& value) {
+        done.complete(std::move(e), std::forward<V>(value));
+    }
+};
+
 }  // namespace boong::detail
