@@ -1,11 +1,14 @@
 // One orchestrator process of the chaos test: runs its share of the order
 // sagas, takes over the sagas of dead processes, and relays the outbox to
-// Redis, until SIGTERM (graceful) or SIGKILL (the point of the test).
+// Redis or RabbitMQ, until SIGTERM (graceful) or SIGKILL (the point of the test).
 //
-//   chaos_node --dsn DSN --redis HOST:PORT --table T --run RUN --name NAME --first N --count N
+//   chaos_node --dsn DSN --broker redis|rabbitmq --at HOST:PORT --table T --run RUN --name NAME
+//              --first N --count N
+// For RabbitMQ, the user and password are BOONG_TEST_RABBITMQ_USER and
+// BOONG_TEST_RABBITMQ_PASSWORD; the topic `saga` has the group `chaos`.
 #include "chaos_saga.hpp"
 
-#include <boong/redis/broker.hpp>
+#include <boong/backends.hpp>
 #include <boong/outbox_relay.hpp>
 #include <boong/saga_orchestrator.hpp>
 #include <boong/postgres/outbox.hpp>
@@ -33,14 +36,14 @@ namespace {
 std::map<std::string, std::string> parse(int argc, char** argv) {
     std::map<std::string, std::string> a;
     for (int i = 1; i + 1 < argc; i += 2) a[argv[i]] = argv[i + 1];
-    for (const char* k : {"--dsn", "--redis", "--table", "--run", "--name", "--first", "--count"}) {
+    for (const char* k : {"--dsn", "--broker", "--at", "--table", "--run", "--name", "--first", "--count"}) {
         if (!a.count(k)) throw std::runtime_error(std::string("missing ") + k);
     }
     return a;
 }
 
 using Orchestrator = boong::SagaOrchestrator<chaos::OrderSaga, boong::PostgresEventStore, boong::PostgresSagaIndex>;
-using Relay = boong::OutboxRelay<boong::PostgresEventStore, boong::PostgresOutbox, boong::RedisBroker>;
+using Relay = boong::OutboxRelay<boong::PostgresEventStore, boong::PostgresOutbox, boong::AnyBroker>;
 
 // Starts sagas first..first+count-1 (those not started by an earlier life of
 // this node), at most `width` at once.
@@ -118,12 +121,7 @@ int main(int argc, char** argv) try {
     boong::PostgresSagaIndex index(store);
     boong::PostgresOutbox outbox(store);
 
-    boong::RedisBrokerConfig rc;
-    const auto colon = a["--redis"].rfind(':');
-    rc.host = a["--redis"].substr(0, colon);
-    rc.port = std::stoi(a["--redis"].substr(colon + 1));
-    rc.command_timeout = 10s;
-    boong::RedisBroker broker(ioc.get_executor(), rc);
+    boong::AnyBroker broker = boong::make_broker(ioc.get_executor(), chaos::broker_config(a["--broker"], a["--at"]));
 
     chaos::Services services(store, chaos::Tables(a["--table"]));
     boong::OrchestratorOptions oo;
@@ -142,13 +140,13 @@ int main(int argc, char** argv) try {
     asio::co_spawn(
         ioc,
         [&]() -> asio::awaitable<void> {
-            // Redis may be restarting: the relay starts once it answers.
+            // The broker may be restarting: the relay starts once it answers.
             for (;;) {
                 try {
                     co_await broker.async_open(asio::use_awaitable);
                     break;
                 } catch (const std::exception& e) {
-                    spdlog::warn("redis not reachable yet: {}", e.what());
+                    spdlog::warn("{} not reachable yet: {}", broker.describe(), e.what());
                 }
                 asio::steady_timer t(ioc, 200ms);
                 co_await t.async_wait(asio::use_awaitable);

@@ -4,6 +4,7 @@
 // ran where, and that each effect happened once.
 #pragma once
 
+#include <boong/config.hpp>
 #include <boong/saga.hpp>
 #include <boong/postgres/transaction.hpp>
 
@@ -36,6 +37,33 @@ inline bool unconfirmable(int n) { return n % 10 == 7; }    // confirm is refuse
 inline bool flaky_reserve(int n) { return n % 5 == 1; }     // reserve fails once, then succeeds
 inline bool flaky_charge(int n) { return n % 7 == 2; }      // charge fails once, then succeeds
 inline bool completes(int n) { return !declined(n) && !unconfirmable(n); }
+
+// The broker the relay publishes to: "redis" or "rabbitmq" at host:port.
+// RabbitMQ's credentials come from the test script's environment, and the
+// topic the relay publishes to (`saga`, the streams' category) has the group
+// `chaos` declared, so that every event is kept until the checker reads it.
+inline boong::MessageBrokerConfig broker_config(const std::string& type, const std::string& at) {
+    const auto colon = at.rfind(':');
+    if (colon == std::string::npos) throw std::runtime_error("expected HOST:PORT, got " + at);
+    boong::MessageBrokerConfig c;
+    if (type == "redis") {
+        c.type = boong::MessageBrokerConfig::Type::redis_streams;
+        c.redis.host = at.substr(0, colon);
+        c.redis.port = std::stoi(at.substr(colon + 1));
+        c.redis.command_timeout = std::chrono::seconds(10);
+    } else if (type == "rabbitmq") {
+        c.type = boong::MessageBrokerConfig::Type::rabbitmq;
+        c.rabbitmq.host = at.substr(0, colon);
+        c.rabbitmq.port = std::stoi(at.substr(colon + 1));
+        const char* user = std::getenv("BOONG_TEST_RABBITMQ_USER");
+        c.rabbitmq.username = user ? user : "guest";
+        c.rabbitmq.password_env = "BOONG_TEST_RABBITMQ_PASSWORD";
+        c.rabbitmq.groups = {{"saga", {"chaos"}}};
+    } else {
+        throw std::runtime_error("unknown broker " + type + " (redis or rabbitmq)");
+    }
+    return c;
+}
 
 struct Tables {
     std::string effects;   // one row per applied effect: (key UNIQUE, saga, step, kind, pid, seq)

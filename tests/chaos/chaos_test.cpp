@@ -1,23 +1,28 @@
 // The chaos proof of durable execution (CTest label `chaos`): 1,000 order
 // sagas across two orchestrator processes (chaos_node) while a killer sends
 // SIGKILL to a random one at random moments and restarts it; optionally
-// PostgreSQL or Redis restarts mid-run, or PostgreSQL is down for 20 s
+// PostgreSQL, Redis or RabbitMQ restarts mid-run (`rabbitmq`: the relay
+// publishes to RabbitMQ instead of Redis), or PostgreSQL is down for 20 s
 // (`outage`: far longer than the leases, the retry delays and the steps'
 // attempts add up to). Then it checks, and fails loudly:
 //   - every saga is terminal, with the outcome its failures imply;
 //   - each completed saga's effects applied exactly once; each compensated
 //     saga's completed steps compensated exactly once, in reverse order;
 //   - no step of one saga ran in two processes at once;
-//   - the outbox is drained and every stored event reached Redis;
+//   - the outbox is drained and every stored event reached the broker;
 //   - no event is duplicated in the store (one completion per step, one end).
 //
-//   chaos_test kill|postgres|redis|outage  (env: BOONG_TEST_PG_DSN, BOONG_TEST_REDIS_HOST/PORT,
-//                                            BOONG_TEST_PG_RESTART, BOONG_TEST_REDIS_RESTART,
-//                                            BOONG_TEST_PG_STOP, BOONG_TEST_PG_START)
+//   chaos_test kill|postgres|redis|rabbitmq|outage
+//     (env: BOONG_TEST_PG_DSN, BOONG_TEST_REDIS_HOST/PORT, BOONG_TEST_PG_RESTART,
+//      BOONG_TEST_REDIS_RESTART, BOONG_TEST_PG_STOP, BOONG_TEST_PG_START; for
+//      rabbitmq BOONG_TEST_RABBITMQ_HOST/PORT/USER/PASSWORD/RESTART instead of Redis's)
 #include "chaos_saga.hpp"
 
+#include <boong/backends.hpp>
 #include <boong/redis/broker.hpp>
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -28,11 +33,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -95,8 +103,11 @@ struct Node {
 
 struct Driver {
     std::string dsn = env("BOONG_TEST_PG_DSN");
-    std::string redis = env("BOONG_TEST_REDIS_HOST") + ":" + env("BOONG_TEST_REDIS_PORT");
     std::string scenario;
+    std::string broker = scenario == "rabbitmq" ? "rabbitmq" : "redis";
+    std::string broker_at = broker == "rabbitmq"
+                                ? env("BOONG_TEST_RABBITMQ_HOST") + ":" + env("BOONG_TEST_RABBITMQ_PORT")
+                                : env("BOONG_TEST_REDIS_HOST") + ":" + env("BOONG_TEST_REDIS_PORT");
     std::string run_id;
     std::string table;
     chaos::Tables tables;
@@ -117,8 +128,9 @@ struct Driver {
 
     void spawn(Node& n) {
         const std::string count = std::to_string(kSagas / 2), first = std::to_string(n.first);
-        std::vector<std::string> args{CHAOS_NODE_PATH, "--dsn", dsn,    "--redis", redis,      "--table", table,
-                                      "--run",         run_id,  "--name", n.name,  "--first", first, "--count", count};
+        std::vector<std::string> args{CHAOS_NODE_PATH, "--dsn",   dsn,   "--broker", broker, "--at",
+                                      broker_at,       "--table", table, "--run",    run_id, "--name",
+                                      n.name,          "--first", first, "--count",  count};
         const pid_t pid = fork();
         if (pid == 0) {
             std::vector<char*> argv;
@@ -156,6 +168,25 @@ struct Driver {
         check(rc == 0, std::string(var) + " failed: " + cmd);
     }
 
+    // A RabbitMQ restart takes seconds (~8 s here): it runs beside the loop,
+    // so that nodes keep being killed and restarted, and relaying, meanwhile.
+    std::thread restarting;
+    std::atomic<int> restart_rc{0};
+    std::atomic<bool> restart_done{false};
+    void restart_server_in_background(const char* var) {
+        const std::string cmd = env(var);
+        std::cout << "chaos: " << var << " (in the background)\n";
+        restarting = std::thread([this, cmd] {
+            restart_rc = std::system(cmd.c_str());
+            restart_done = true;
+        });
+    }
+    void restart_finished(const char* var) {
+        if (!restarting.joinable()) return;
+        restarting.join();
+        check(restart_rc == 0, std::string(var) + " failed: " + env(var));
+    }
+
     long long terminal() {
         return scalar("SELECT count(*) FROM " + table + "_sagas WHERE phase IN ('completed', 'compensated', 'failed')");
     }
@@ -176,7 +207,8 @@ struct Driver {
         const auto start = Clock::now();
         auto next_kill = start + 1500ms;
         bool server_restarted = scenario == "kill";
-        std::optional<Clock::time_point> outage_until;
+        // The `outage` scenario: when PostgreSQL comes back (max: not down).
+        Clock::time_point outage_until = Clock::time_point::max();
         for (;;) {
             std::this_thread::sleep_for(100ms);
             const auto now = Clock::now();
@@ -190,18 +222,21 @@ struct Driver {
                     n.restart_at = now;
                 }
             }
-            if (!server_restarted && now - start > 4s) {
+            const bool some_node_up = std::any_of(nodes.begin(), nodes.end(), [](const Node& n) { return n.pid > 0; });
+            if (!server_restarted && now - start > 4s && some_node_up) {
                 if (scenario == "outage") {
                     restart_server("BOONG_TEST_PG_STOP");
                     outage_until = Clock::now() + kOutage;
+                } else if (scenario == "rabbitmq") {
+                    restart_server_in_background("BOONG_TEST_RABBITMQ_RESTART");
                 } else {
                     restart_server(scenario == "postgres" ? "BOONG_TEST_PG_RESTART" : "BOONG_TEST_REDIS_RESTART");
                 }
                 server_restarted = true;
             }
-            if (outage_until && now >= *outage_until) {
+            if (now >= outage_until) {
                 restart_server("BOONG_TEST_PG_START");
-                outage_until.reset();
+                outage_until = Clock::time_point::max();
             }
             long long done = -1, left = -1;
             try {
@@ -216,9 +251,10 @@ struct Driver {
                 continue;
             }
             const bool finished = done == kSagas && left == 0;
-            if (finished && kills >= kMinKills) break;
+            const bool restart_over = !restarting.joinable() || restart_done;
+            if (finished && kills >= kMinKills && restart_over) break;
             // The outage must hit running orchestrators, not ones restarting.
-            const bool quiet = scenario == "outage" && (now - start > 2500ms) && (!server_restarted || outage_until);
+            const bool quiet = scenario == "outage" && (now - start > 2500ms) && (!server_restarted || outage_until != Clock::time_point::max());
             if (now >= next_kill && !quiet && (!finished || kills < kMinKills)) {
                 kill_one();
                 next_kill = now + std::chrono::milliseconds(std::uniform_int_distribution<int>(700, 2000)(rng));
@@ -229,6 +265,7 @@ struct Driver {
                 break;
             }
         }
+        restart_finished("BOONG_TEST_RABBITMQ_RESTART");
         const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
         for (auto& n : nodes) {
             if (n.pid > 0) {
@@ -338,19 +375,66 @@ struct Driver {
                                       " WHERE type IN ('SagaCompleted', 'SagaCompensated', 'SagaFailed')");
         check(ends == kSagas, std::to_string(ends) + " saga ends stored, expected " + std::to_string(kSagas));
 
-        // 5. The outbox is drained and every stored event reached Redis.
+        // 5. The outbox is drained and every stored event reached the broker.
         check(pending() == 0, "the outbox is not drained");
         std::set<std::string> stored;
         for (const auto& r : sql("SELECT event_id::text FROM " + table)) stored.insert(r[0].as<std::string>());
-        const auto in_redis = redis_event_ids();
+        const auto in_broker = broker == "rabbitmq" ? rabbitmq_event_ids() : redis_event_ids();
         std::size_t missing = 0;
-        for (const auto& id : stored) missing += in_redis.count(id) == 0;
+        for (const auto& id : stored) missing += in_broker.count(id) == 0;
         check(missing == 0, std::to_string(missing) + " of " + std::to_string(stored.size()) +
-                                " stored events never reached Redis");
+                                " stored events never reached " + broker);
 
         std::cout << "chaos: " << completed << " completed, " << compensated << " compensated; " << attempts
                   << " step attempts for " << forward << " effects; " << takeovers << " sagas resumed; "
-                  << stored.size() << " events stored, " << stored.size() - missing << " of them in Redis; " << kills << " kills\n";
+                  << stored.size() << " events stored, " << stored.size() - missing << " of them in " << broker << "; "
+                  << kills << " kills\n";
+    }
+
+    // The event ids the relay published to RabbitMQ: what the group `chaos`
+    // holds, read (and acknowledged) until nothing more arrives for 3 s.
+    std::set<std::string> rabbitmq_event_ids() {
+        asio::io_context ioc;
+        auto rabbit = boong::make_broker(ioc.get_executor(), chaos::broker_config("rabbitmq", broker_at));
+        std::set<std::string> ids;
+        auto last = Clock::now();
+        asio::cancellation_signal stop;
+        asio::steady_timer idle(ioc);
+        std::function<void()> watch = [&] {
+            idle.expires_after(500ms);
+            idle.async_wait([&](boost::system::error_code) {
+                if (Clock::now() - last > 3s) {
+                    stop.emit(asio::cancellation_type::terminal);
+                } else {
+                    watch();
+                }
+            });
+        };
+        auto failed = [](const char* what, std::exception_ptr e) {
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+                check(false, std::string(what) + ex.what());
+            }
+        };
+        boong::ConsumerOptions options{"saga", "chaos", "checker", {}};
+        options.settings.concurrency = 16;
+        boong::MessageHandler handler = [&](const boong::Delivery& d) -> asio::awaitable<void> {
+            ids.insert(d.event.event_id);
+            last = Clock::now();
+            co_return;
+        };
+        rabbit.async_open([&](std::exception_ptr opened) {
+            if (opened) return failed("opening RabbitMQ: ", opened);
+            last = Clock::now();
+            watch();
+            rabbit.async_consume(options, handler, asio::bind_cancellation_slot(stop.slot(), [&](std::exception_ptr e) {
+                                     idle.cancel();
+                                     if (e) failed("reading RabbitMQ: ", e);
+                                 }));
+        });
+        ioc.run();
+        return ids;
     }
 
     std::set<std::string> redis_event_ids() {
@@ -358,16 +442,16 @@ struct Driver {
         boong::RedisBrokerConfig rc;
         rc.host = env("BOONG_TEST_REDIS_HOST");
         rc.port = std::stoi(env("BOONG_TEST_REDIS_PORT"));
-        boong::RedisBroker broker(ioc.get_executor(), rc);
+        boong::RedisBroker redis(ioc.get_executor(), rc);
         std::set<std::string> ids;
         asio::co_spawn(
             ioc,
             [&]() -> asio::awaitable<void> {
-                co_await broker.async_open(asio::use_awaitable);
+                co_await redis.async_open(asio::use_awaitable);
                 std::string from = "-";
                 for (;;) {
                     std::vector<std::string> argv{"XRANGE", "saga", from, "+", "COUNT", "5000"};
-                    auto reply = co_await broker.async_command(std::move(argv), asio::use_awaitable);
+                    auto reply = co_await redis.async_command(std::move(argv), asio::use_awaitable);
                     if (!reply.is_array() || reply.empty()) break;
                     for (const auto& entry : reply) {
                         const auto& fields = entry[1];
@@ -400,8 +484,9 @@ struct Driver {
 
 int main(int argc, char** argv) try {
     const std::string scenario = argc > 1 ? argv[1] : "kill";
-    if (scenario != "kill" && scenario != "postgres" && scenario != "redis" && scenario != "outage") {
-        std::cerr << "usage: chaos_test kill|postgres|redis|outage\n";
+    if (scenario != "kill" && scenario != "postgres" && scenario != "redis" && scenario != "rabbitmq" &&
+        scenario != "outage") {
+        std::cerr << "usage: chaos_test kill|postgres|redis|rabbitmq|outage\n";
         return 2;
     }
     Driver d(scenario, boong::IdGenerator().next().substr(24, 8));
