@@ -11,6 +11,7 @@
 // `bench_postgres --boong-prepare` creates the tables (through the store, so
 // they have its exact shape) and fills bench_read with 1,000,000 events, then
 // exits: bench.sh runs it before the baselines, which use the same tables.
+#include <boong/backends.hpp>
 #include <boong/postgres/store.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -111,7 +112,8 @@ Memory memory_now() {
 
 // Appenders that each append `per_call` events at a time to their own stream
 // (with the version check) until `end`, recording each call's latency.
-void run_appenders(boong::PostgresEventStore& store, asio::io_context& ioc, int appenders, std::size_t per_call,
+template <class Store>
+void run_appenders(Store& store, asio::io_context& ioc, int appenders, std::size_t per_call,
                    steady::time_point end, const std::string& tag, std::vector<double>* latencies_us,
                    std::uint64_t& events, std::uint64_t& failures) {
     boong::IdGenerator ids;
@@ -206,6 +208,45 @@ void pg_append_concurrent(benchmark::State& state) {
     // from before the store was made to the end of the measurement.
     state.counters["store_rss_bytes"] = static_cast<double>(during.rss - before.rss);
     state.counters["store_heap_bytes"] = static_cast<double>(during.heap - before.heap);
+}
+
+// any_pg_append_concurrent: pg_append_concurrent's load through AnyEventStore
+// made by make_store, to show what the erasure costs (compare the two
+// events_per_s of the same run).
+void any_pg_append_concurrent(benchmark::State& state) {
+    if (!pg_usable(state)) return;
+    spdlog::set_level(spdlog::level::warn);
+    std::vector<double> latencies;
+    latencies.reserve(1 << 21);
+    asio::io_context ioc(1);
+    boong::EventStoreConfig sc;
+    sc.type = boong::EventStoreConfig::Type::postgres;
+    sc.postgres = config(kAppendTable);
+    boong::AnyEventStore store = boong::make_store(ioc.get_executor(), sc);
+    std::exception_ptr open_failed;
+    store.async_open([&](std::exception_ptr e) { open_failed = e; });
+    ioc.run();
+    ioc.restart();
+    if (open_failed) {
+        state.SkipWithError("cannot open the store");
+        return;
+    }
+    std::uint64_t events = 0, failures = 0;
+    {
+        std::uint64_t warm = 0;
+        run_appenders(store, ioc, kConcurrentAppenders, 1, steady::now() + 1s, "awarm-" + unique_tag(), nullptr, warm,
+                      failures);
+    }
+    double seconds = 0;
+    for (auto _ : state) {
+        const auto start = steady::now();
+        run_appenders(store, ioc, kConcurrentAppenders, 1, start + kMeasure, "a" + unique_tag(), &latencies, events,
+                      failures);
+        seconds += std::chrono::duration<double>(steady::now() - start).count();
+    }
+    if (failures) state.SkipWithError("appends failed");
+    report(state, "events_per_s", static_cast<double>(events) / seconds, "BOONG_BENCH_BASELINE_APPEND_CONCURRENT");
+    report(state, "append_p50_us", percentile(latencies, 0.50), "BOONG_BENCH_BASELINE_APPEND_P50_US");
 }
 
 // pg_append_batch: appends of 100 events per call, from 4 appenders.
@@ -318,6 +359,7 @@ int prepare() {
 }  // namespace
 
 BENCHMARK(pg_append_concurrent)->Name("pg_append_concurrent")->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(any_pg_append_concurrent)->Name("any_pg_append_concurrent")->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(pg_append_batch)->Name("pg_append_batch")->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(pg_read_all)->Name("pg_read_all")->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 

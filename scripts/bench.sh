@@ -3,6 +3,8 @@
 # executable, and merges their user counters into build/bench-results.json
 # (see scripts/lib/merge_bench.py for the format). Arguments are passed to
 # every benchmark, e.g.  scripts/bench.sh --benchmark_filter=Saga
+# Servers (Redis, RabbitMQ, PostgreSQL) are private to the run, on free
+# loopback ports in temporary directories, and stopped on exit.
 # Environment: BENCH_BUILD_DIR (default build-bench),
 #              BENCH_OUT (default build/bench-results.json).
 set -euo pipefail
@@ -31,15 +33,22 @@ if ((${#benches[@]} == 0)); then
 fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/boong-bench.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+# One cleanup for everything: the servers started below (each stop is a no-op
+# for a server that is not running) and the temporary directory.
+_cleanup() {
+    if declare -F boong_stop_servers >/dev/null; then boong_stop_servers; fi
+    rm -rf "$tmp"
+}
+trap _cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+# shellcheck source=SCRIPTDIR/lib/servers.sh
+source "$root/scripts/lib/servers.sh"
 
 # bench_redis: a private redis-server for this run, and its baseline measured
 # against it here with redis-benchmark (XADD MAXLEN ~ of one 200-byte field,
 # 50 clients, pipeline 16), passed on as BOONG_BENCH_REDIS_XADD_BASELINE.
 if [[ -x $build_dir/bench/bench_redis ]]; then
-    # shellcheck source=SCRIPTDIR/lib/servers.sh
-    source "$root/scripts/lib/servers.sh"
-    trap 'rm -rf "$tmp"; boong_stop_redis' EXIT
     boong_start_redis "" "" || { echo "bench.sh: cannot start redis-server" >&2; exit 1; }
     export BOONG_BENCH_REDIS_HOST=127.0.0.1 BOONG_BENCH_REDIS_PORT=$BOONG_REDIS_PORT
     field=$(printf '%0200d' 0)
@@ -74,23 +83,32 @@ _bench_wanted() { # benchmark names... -> true unless a --benchmark_filter exclu
 bench_args=("$@")
 pg_bench=""
 durable_bench=""
-if [[ -x $build_dir/bench/bench_postgres ]] && _bench_wanted pg_append_concurrent pg_append_batch pg_read_all; then
+if [[ -x $build_dir/bench/bench_postgres ]] && _bench_wanted pg_append_concurrent any_pg_append_concurrent pg_append_batch pg_read_all; then
     pg_bench=$build_dir/bench/bench_postgres
 fi
 if [[ -x $build_dir/bench/bench_durable ]] && _bench_wanted saga_durable_throughput recovery_time; then
     durable_bench=$build_dir/bench/bench_durable
 fi
 if [[ -n $pg_bench || -n $durable_bench ]]; then
-    # shellcheck source=SCRIPTDIR/lib/servers.sh
-    source "$root/scripts/lib/servers.sh"
     # shellcheck source=SCRIPTDIR/lib/pg_baselines.sh
     source "$root/scripts/lib/pg_baselines.sh"
-    trap 'rm -rf "$tmp"; boong_stop_servers' EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
     boong_start_postgres "" "" || { echo "bench.sh: cannot start PostgreSQL" >&2; exit 1; }
     export BOONG_BENCH_PG_DSN=$BOONG_TEST_PG_DSN
 fi
+
+# bench_rabbitmq: a private RabbitMQ node (scripts/lib/servers.sh), started
+# right before it and stopped right after it, so that the node's Erlang VM
+# takes no CPU from the other benchmarks. Its baseline is a raw rabbitmq-c
+# publisher that bench_rabbitmq itself runs against the same node.
+_start_rabbitmq() {
+    boong_start_rabbitmq "" "" || return 1
+    export BOONG_BENCH_RABBITMQ_HOST=$BOONG_TEST_RABBITMQ_HOST BOONG_BENCH_RABBITMQ_PORT=$BOONG_TEST_RABBITMQ_PORT \
+        BOONG_BENCH_RABBITMQ_USER=$BOONG_TEST_RABBITMQ_USER BOONG_BENCH_RABBITMQ_PASSWORD=$BOONG_TEST_RABBITMQ_PASSWORD
+}
+_stop_rabbitmq() {
+    boong_stop_rabbitmq
+    unset BOONG_BENCH_RABBITMQ_HOST BOONG_BENCH_RABBITMQ_PORT BOONG_BENCH_RABBITMQ_USER BOONG_BENCH_RABBITMQ_PASSWORD
+}
 
 results=()
 failed=()
@@ -99,6 +117,15 @@ for bench in "${benches[@]}"; do
     # bench_postgres and bench_durable: below, next to their baselines (and
     # not at all when the filter excludes them).
     [[ $name == bench_postgres || $name == bench_durable ]] && continue
+    rabbitmq=0
+    if [[ $name == bench_rabbitmq ]] && _bench_wanted rabbitmq_publish rabbitmq_roundtrip; then
+        if ! _start_rabbitmq; then
+            echo "bench.sh: cannot start RabbitMQ for $name" >&2
+            failed+=("$name")
+            continue
+        fi
+        rabbitmq=1
+    fi
     echo "bench.sh: running $name"
     # Console output is JSON too; keep it out of the way, next to nothing.
     if "$bench" --benchmark_format=json --benchmark_out="$tmp/$name.json" "$@" >"$tmp/$name.stdout"; then
@@ -109,6 +136,7 @@ for bench in "${benches[@]}"; do
         failed+=("$name")
         [[ -s $tmp/$name.json ]] && results+=("$tmp/$name.json")
     fi
+    ((rabbitmq == 0)) || _stop_rabbitmq
 done
 
 # Runs one of the PostgreSQL benchmark executables through its baseline
@@ -130,6 +158,25 @@ mkdir -p "$(dirname "$out")"
 merge_rc=0
 if ((${#results[@]})); then
     "$python" "$root/scripts/lib/merge_bench.py" -o "$out" "${results[@]}" || merge_rc=$?
+    # The brokers' round trips (the same load: 32 publishers, one consumer
+    # with concurrency 64) side by side, those that ran.
+    "$python" - "$out" <<'PY' || true
+import json, sys
+rows = {}
+for r in json.load(open(sys.argv[1], encoding="utf-8")):
+    # "<benchmark>[/iterations:1/real_time]/<counter>"
+    bench, counter = r["name"].split("/")[0], r["name"].rsplit("/", 1)[-1]
+    if bench in ("redis_roundtrip", "rabbitmq_roundtrip"):
+        rows.setdefault(bench, {})[counter] = r["value"]
+if rows:
+    print("\nbroker round trip: publish -> handler -> ack")
+    print(f"{'benchmark':<20}{'messages/s':>12}{'p50 us':>10}{'p99 us':>10}")
+    for bench in ("redis_roundtrip", "rabbitmq_roundtrip"):
+        c = rows.get(bench)
+        if c:
+            print(f"{bench:<20}{c.get('messages_per_s', 0):>12,.0f}"
+                  f"{c.get('p50_latency_us', 0):>10,.0f}{c.get('p99_latency_us', 0):>10,.0f}")
+PY
 fi
 
 if ((${#results[@]} == 0)); then

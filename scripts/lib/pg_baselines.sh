@@ -191,7 +191,7 @@ boong_pg_bench() {
     local exe=$1 work=$2
     shift 2
     _boong_pg_run "$exe" "$work" "bench_postgres (1,000,000 events for pg_read_all)" \
-        "pg_append_concurrent:append_concurrent pg_append_batch:append_batch pg_read_all:read_all" "$@"
+        "pg_append_concurrent:append_concurrent any_pg_append_concurrent: pg_append_batch:append_batch pg_read_all:read_all" "$@"
 }
 
 # bench_durable: the same, for durable execution. recovery_time has no
