@@ -20,7 +20,7 @@ BOONG_DEPS_PACKAGES=(
     libboost1.81-dev nlohmann-json3-dev libspdlog-dev libfmt-dev catch2 libbenchmark-dev
     libpqxx-dev libhiredis-dev libssl-dev librabbitmq-dev
     postgresql postgresql-contrib redis-server redis-tools rabbitmq-server
-    uuid-runtime procps python3
+    uuid-runtime procps python3 openssl
     clang libclang-rt-14-dev
 )
 
