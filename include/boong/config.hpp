@@ -60,12 +60,22 @@ struct RedisBrokerConfig {
     int max_json_depth = default_max_json_depth;
 };
 
+// A node of a RabbitMQ cluster.
+struct RabbitMqNode {
+    std::string host;
+    int port = 5672;
+};
+
 // The RabbitMQ broker (Boong::rabbitmq). Topology: an exchange per topic
 // (fanout, durable), a quorum queue "<topic>.<group>" per consumer group
 // bound to it, dead letters in "<topic>.dlq". See docs/rabbitmq.md.
 struct RabbitMqBrokerConfig {
     std::string host = "127.0.0.1";
     int port = 5672;
+    // The nodes of a cluster, in place of host and port when not empty:
+    // each connection tries them in turn, from the first, and after losing
+    // its node goes on with the next one (docs/rabbitmq.md#a-cluster).
+    std::vector<RabbitMqNode> nodes;
     std::string vhost = "/";
     std::string username = "guest";
     std::string password_env;   // name of an env var holding the password, optional

@@ -473,8 +473,15 @@ private:
 
 RabbitMqBroker::RabbitMqBroker(executor_type ex, RabbitMqBrokerConfig config) : ex_(std::move(ex)) {
     auto invalid = [](const std::string& what) { return Error(errc::invalid_config, "rabbitmq broker: " + what); };
-    if (config.host.empty()) throw invalid("host is empty");
-    if (config.port < 1 || config.port > 65535) throw invalid("port must be in 1..65535");
+    if (config.nodes.empty()) {
+        if (config.host.empty()) throw invalid("host is empty");
+        if (config.port < 1 || config.port > 65535) throw invalid("port must be in 1..65535");
+    }
+    for (const auto& node : config.nodes) {
+        if (node.host.empty()) throw invalid("a node's host is empty");
+        if (node.port < 1 || node.port > 65535)
+            throw invalid("node " + node.host + ": port must be in 1..65535, not " + std::to_string(node.port));
+    }
     if (config.connect_timeout.count() <= 0) throw invalid("connect_timeout must be > 0");
     if (config.publish_timeout.count() <= 0) throw invalid("publish_timeout must be > 0");
     if (config.heartbeat.count() < 0 || config.heartbeat.count() > 65535) throw invalid("heartbeat must be 0..65535 s");

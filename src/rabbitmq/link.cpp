@@ -112,8 +112,8 @@ Message to_message(const amqp_message_t& m) {
     return out;
 }
 
-Error unavailable(const Endpoint& e, const std::string& what) {
-    return Error(errc::broker_unavailable, e.describe() + ": " + what);
+Error unavailable(const std::string& where, const std::string& what) {
+    return Error(errc::broker_unavailable, where + ": " + what);
 }
 
 // "code text" of a server's close.
@@ -138,7 +138,21 @@ struct ConnectionLost : Error {
 
 }  // namespace
 
-std::string Endpoint::describe() const { return "rabbitmq at " + config.host + ":" + std::to_string(config.port); }
+std::string describe(const RabbitMqNode& node) {
+    const bool ipv6 = node.host.find(':') != std::string::npos;
+    return (ipv6 ? "[" + node.host + "]" : node.host) + ":" + std::to_string(node.port);
+}
+
+RabbitMqNode Endpoint::node(std::size_t i) const {
+    if (config.nodes.empty()) return RabbitMqNode{config.host, config.port};
+    return config.nodes[i % config.nodes.size()];
+}
+
+std::string Endpoint::describe() const {
+    std::string out = "rabbitmq at ";
+    for (std::size_t i = 0; i < node_count(); ++i) out += (i ? ", " : "") + rabbitmq::describe(node(i));
+    return out;
+}
 
 // ---- Session ------------------------------------------------------------------
 
@@ -151,7 +165,7 @@ std::uint16_t Session::open_channel(std::shared_ptr<ChannelListener> listener) {
         l.next_channel_ = static_cast<std::uint16_t>(l.next_channel_ >= 65000 ? 2 : l.next_channel_ + 1);
         if (!l.channels_.count(candidate)) ch = candidate;
     }
-    if (ch == 0) throw Error(errc::protocol_error, l.endpoint_->describe() + ": no free channel");
+    if (ch == 0) throw Error(errc::protocol_error, l.where() + ": no free channel");
     amqp_channel_open(conn_, ch);
     const auto reply = amqp_get_rpc_reply(conn_);
     check(&reply, "opening a channel", ch);
@@ -170,13 +184,14 @@ bool Session::channel_open(std::uint16_t channel) const { return link_.channels_
 
 void Session::check(const void* reply_ptr, const std::string& what, std::uint16_t channel) {
     const auto& r = *static_cast<const amqp_rpc_reply_t*>(reply_ptr);
-    const auto& e = *link_.endpoint_;
+    if (r.reply_type == AMQP_RESPONSE_NORMAL) return;
+    const auto here = link_.where();
     switch (r.reply_type) {
         case AMQP_RESPONSE_NORMAL: return;
-        case AMQP_RESPONSE_NONE: throw ConnectionLost(errc::broker_unavailable, e.describe() + ": " + what + ": no reply");
+        case AMQP_RESPONSE_NONE: throw ConnectionLost(errc::broker_unavailable, here + ": " + what + ": no reply");
         case AMQP_RESPONSE_LIBRARY_EXCEPTION:
             throw ConnectionLost(errc::broker_unavailable,
-                                 e.describe() + ": " + what + ": " + amqp_error_string2(r.library_error));
+                                 here + ": " + what + ": " + amqp_error_string2(r.library_error));
         case AMQP_RESPONSE_SERVER_EXCEPTION: break;
     }
     const auto reason = close_reason(r);
@@ -184,7 +199,7 @@ void Session::check(const void* reply_ptr, const std::string& what, std::uint16_
         // The channel is gone; the connection lives on.
         amqp_channel_close_ok_t ok{};
         amqp_send_method(conn_, channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
-        Error error(errc::protocol_error, e.describe() + ": " + what + " refused: " + reason);
+        Error error(errc::protocol_error, here + ": " + what + " refused: " + reason);
         if (auto it = link_.channels_.find(channel); it != link_.channels_.end()) {
             auto listener = std::move(it->second);
             link_.channels_.erase(it);
@@ -197,13 +212,13 @@ void Session::check(const void* reply_ptr, const std::string& what, std::uint16_
         amqp_connection_close_ok_t ok{};
         amqp_send_method(conn_, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
     }
-    throw ConnectionLost(errc::broker_unavailable, e.describe() + ": " + what + ": " + reason);
+    throw ConnectionLost(errc::broker_unavailable, here + ": " + what + ": " + reason);
 }
 
 void Session::check_status(int status, const std::string& what) {
     if (status == AMQP_STATUS_OK) return;
     throw ConnectionLost(errc::broker_unavailable,
-                         link_.endpoint_->describe() + ": " + what + ": " + amqp_error_string2(status));
+                         link_.where() + ": " + what + ": " + amqp_error_string2(status));
 }
 
 void Session::declare_exchange(std::uint16_t channel, const std::string& name) {
@@ -368,15 +383,19 @@ void Link::wake() {
     [[maybe_unused]] const auto n = ::write(wake_fd_, &one, sizeof one);
 }
 
+std::string Link::where() const { return "rabbitmq at " + describe(endpoint_->node(node_)); }
+
 std::chrono::milliseconds Link::connect_backoff() const {
-    // 100 ms doubling to 2 s: a restarting server is found soon, a dead one
-    // is not hammered.
-    const int shift = std::min(connect_failures_, 5);
+    // 100 ms doubling to 2 s per round of failures over every node: a
+    // restarting server is found soon, a dead one is not hammered.
+    const int rounds = connect_failures_ / static_cast<int>(endpoint_->node_count());
+    const int shift = std::min(rounds, 5);
     return std::min(milliseconds(2000), milliseconds(100) * (1 << shift));
 }
 
 bool Link::connect(std::string& why) {
     const auto& c = endpoint_->config;
+    const auto node = endpoint_->node(node_);
     amqp_connection_state_t conn = amqp_new_connection();
     if (!conn) {
         why = "out of memory";
@@ -401,7 +420,7 @@ bool Link::connect(std::string& why) {
     auto timeout = to_timeval(c.connect_timeout);
     amqp_set_handshake_timeout(conn, &timeout);
     amqp_set_rpc_timeout(conn, &timeout);
-    if (const int s = amqp_socket_open_noblock(socket, c.host.c_str(), c.port, &timeout); s != AMQP_STATUS_OK)
+    if (const int s = amqp_socket_open_noblock(socket, node.host.c_str(), node.port, &timeout); s != AMQP_STATUS_OK)
         return fail(std::string("cannot connect: ") + amqp_error_string2(s));
     // Ask to be told when a resource alarm blocks us, and when a queue we
     // consume is deleted.
@@ -435,6 +454,7 @@ bool Link::connect(std::string& why) {
     conn_ = conn;
     ++epoch_;
     confirm_ready_ = true;
+    reopen_confirm_ = false;
     next_tag_ = 1;
     {
         std::lock_guard lock(mutex_);
@@ -447,6 +467,9 @@ void Link::disconnect(std::exception_ptr why) {
     if (!conn_) return;
     amqp_destroy_connection(conn_);  // closes the socket; no goodbye to a server that may be gone
     conn_ = nullptr;
+    // In a cluster, the next connection starts with the next node: the one
+    // lost is the likeliest to be down (it is tried last).
+    node_ = (node_ + 1) % endpoint_->node_count();
     confirm_ready_ = false;
     admin_channel_ = 0;
     declared_.clear();
@@ -477,7 +500,7 @@ void Link::run_tasks() {
             // Not connected (and not connecting in time): keep it until its deadline.
             if (Clock::now() >= task.deadline) {
                 task.failed(std::make_exception_ptr(
-                    unavailable(*endpoint_, "not reachable within " +
+                    unavailable(endpoint_->describe(), "not reachable within " +
                                                 std::to_string(endpoint_->config.connect_timeout.count()) +
                                                 " ms: " + last_failure_)));
             } else {
@@ -501,6 +524,10 @@ void Link::run_tasks() {
 
 void Link::send_publishes() {
     if (!conn_ || !confirm_ready_) return;
+    if (reopen_confirm_) {
+        if (!unconfirmed_.empty()) return;  // their confirms come on the present channel
+        reopen_confirm_channel();
+    }
     for (;;) {
         Pending p;
         {
@@ -536,7 +563,7 @@ void Link::send_publishes() {
                 to_send_.push_front(std::move(p));
             }
             last_failure_ = std::string("publishing failed: ") + amqp_error_string2(status);
-            disconnect(std::make_exception_ptr(unavailable(*endpoint_, last_failure_)));
+            disconnect(std::make_exception_ptr(unavailable(where(), last_failure_)));
             return;
         }
         unconfirmed_.emplace(next_tag_++, std::move(p));
@@ -566,18 +593,42 @@ bool Link::ensure_exchange(Pending& p) {
     }
 }
 
+// RabbitMQ (3.10) keeps a client of each quorum queue a channel publishes
+// to, made at the channel's first publish to it: when that publish finds the
+// queue's leader on a node that is down (a crash, before the others elected
+// another), it is nacked and so is every later one on that channel, as long
+// as that node stays down. A nack therefore retires the confirm channel
+// (once nothing sent on it awaits its confirm): the next publishes go on a
+// fresh channel, which finds the queue's present leader.
+void Link::reopen_confirm_channel() {
+    spdlog::debug("rabbitmq broker: {}: a publish was refused (nack): opening a fresh publishing channel", name_);
+    reopen_confirm_ = false;
+    confirm_ready_ = false;
+    auto fail = [&](const char* what) {
+        return ConnectionLost(errc::broker_unavailable, where() + ": " + what + " the publishing channel failed");
+    };
+    if (amqp_channel_close(conn_, 1, AMQP_REPLY_SUCCESS).reply_type != AMQP_RESPONSE_NORMAL) throw fail("closing");
+    amqp_channel_open(conn_, 1);
+    if (amqp_get_rpc_reply(conn_).reply_type != AMQP_RESPONSE_NORMAL) throw fail("reopening");
+    amqp_confirm_select(conn_, 1);
+    if (amqp_get_rpc_reply(conn_).reply_type != AMQP_RESPONSE_NORMAL) throw fail("confirm mode on");
+    next_tag_ = 1;
+    confirm_ready_ = true;
+}
+
 void Link::confirm(std::uint64_t tag, bool multiple, bool ack) {
+    if (!ack) reopen_confirm_ = true;
     auto settle = [&](Pending& p) {
         std::exception_ptr error;
         if (p.returned) {
             error = std::make_exception_ptr(Error(
-                errc::invalid_argument, endpoint_->describe() + ": message " + p.message.message_id + " to '" +
+                errc::invalid_argument, where() + ": message " + p.message.message_id + " to '" +
                                             p.message.exchange + "' is unroutable (" + p.return_reason +
                                             "): no queue is bound to the exchange; declare the topic's consumer "
                                             "groups first, or set unrouted_queue to keep such messages"));
         } else if (!ack) {
             error = std::make_exception_ptr(unavailable(
-                *endpoint_, "message " + p.message.message_id + " to '" + p.message.exchange +
+                where(), "message " + p.message.message_id + " to '" + p.message.exchange +
                                 "' was refused (nack): a queue is full or failed; try again"));
         }
         p.done(error, error ? std::string() : p.message.message_id);
@@ -625,7 +676,7 @@ void Link::expire(Clock::time_point now) {
     }
     for (auto& p : expired) {
         p.done(std::make_exception_ptr(unavailable(
-            *endpoint_, "publish to '" + p.message.exchange + "' failed within " +
+            conn_ ? where() : endpoint_->describe(), "publish to '" + p.message.exchange + "' failed within " +
                             std::to_string(endpoint_->config.publish_timeout.count()) + " ms: " + p.return_reason)), "");
     }
 }
@@ -685,7 +736,7 @@ void Link::dispatch_method(std::uint16_t channel, std::uint32_t method, void* de
             amqp_channel_close(conn_, channel, AMQP_REPLY_SUCCESS);
             if (listener)
                 listener->on_closed(std::make_exception_ptr(
-                    unavailable(*endpoint_, "the server cancelled the consumer (its queue was deleted)")));
+                    unavailable(where(), "the server cancelled the consumer (its queue was deleted)")));
             return;
         }
         case AMQP_CHANNEL_CLOSE_METHOD: {
@@ -697,14 +748,14 @@ void Link::dispatch_method(std::uint16_t channel, std::uint32_t method, void* de
             if (channel == 1) {
                 // The confirm channel: start afresh on a new connection.
                 throw ConnectionLost(errc::broker_unavailable,
-                                     endpoint_->describe() + ": the publishing channel was closed: " + reason);
+                                     where() + ": the publishing channel was closed: " + reason);
             }
             if (auto it = channels_.find(channel); it != channels_.end()) {
                 auto listener = std::move(it->second);
                 channels_.erase(it);
                 if (listener)
                     listener->on_closed(std::make_exception_ptr(
-                        Error(errc::protocol_error, endpoint_->describe() + ": channel closed: " + reason)));
+                        Error(errc::protocol_error, where() + ": channel closed: " + reason)));
             }
             return;
         }
@@ -713,7 +764,7 @@ void Link::dispatch_method(std::uint16_t channel, std::uint32_t method, void* de
             const std::string reason = std::to_string(c->reply_code) + " " + text(c->reply_text);
             amqp_connection_close_ok_t ok{};
             amqp_send_method(conn_, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
-            throw ConnectionLost(errc::broker_unavailable, endpoint_->describe() + ": connection closed: " + reason);
+            throw ConnectionLost(errc::broker_unavailable, where() + ": connection closed: " + reason);
         }
         case AMQP_CONNECTION_BLOCKED_METHOD: {
             const auto* b = static_cast<const amqp_connection_blocked_t*>(decoded);
@@ -743,7 +794,7 @@ void Link::read_frames() {
         if (status == AMQP_STATUS_TIMEOUT) break;
         if (status != AMQP_STATUS_OK)
             throw ConnectionLost(errc::broker_unavailable,
-                                 endpoint_->describe() + ": connection lost: " + amqp_error_string2(status));
+                                 where() + ": connection lost: " + amqp_error_string2(status));
         if (frame.frame_type == AMQP_FRAME_METHOD)
             dispatch_method(frame.channel, frame.payload.method.id, frame.payload.method.decoded);
     }
@@ -779,16 +830,22 @@ void Link::main() {
         const auto now = Clock::now();
         if (!conn_ && need_connection && now >= next_connect_) {
             std::string why;
+            const auto count = endpoint_->node_count();
             if (connect(why)) {
-                if (connect_failures_ > 0)
-                    spdlog::info("rabbitmq broker: {}: connected to {} again", name_, endpoint_->describe());
+                if (connect_failures_ > 0 || epoch_ > 1)
+                    spdlog::info("rabbitmq broker: {}: connected to {} again", name_, where());
                 connect_failures_ = 0;
+                last_connect_error_.clear();
             } else {
-                if (connect_failures_ == 0 || why != last_failure_)
-                    spdlog::warn("rabbitmq broker: {}: {}: {}", name_, endpoint_->describe(), why);
-                last_failure_ = why;
+                // Once per node at first, then each new reason once (a long outage logs little).
+                if (connect_failures_ < static_cast<int>(count) || why != last_connect_error_)
+                    spdlog::warn("rabbitmq broker: {}: {}: {}", name_, where(), why);
+                last_connect_error_ = why;
+                last_failure_ = count > 1 ? describe(endpoint_->node(node_)) + ": " + why : why;
                 ++connect_failures_;
-                next_connect_ = now + connect_backoff();
+                // The next node at once; after a round over all of them, a pause.
+                node_ = (node_ + 1) % count;
+                next_connect_ = connect_failures_ % static_cast<int>(count) == 0 ? now + connect_backoff() : now;
             }
         }
         try {

@@ -37,8 +37,15 @@ using Clock = std::chrono::steady_clock;
 struct Endpoint {
     RabbitMqBrokerConfig config;
     std::string password;
-    std::string describe() const;  // "rabbitmq at host:port"
+    // The nodes a link tries in turn: config.nodes, or config.host and port.
+    std::size_t node_count() const noexcept { return config.nodes.empty() ? 1 : config.nodes.size(); }
+    RabbitMqNode node(std::size_t i) const;  // i modulo node_count()
+    // "rabbitmq at host:port"; with several nodes "rabbitmq at h1:p1, h2:p2, ...".
+    std::string describe() const;
 };
+
+// "host:port" ("[address]:port" for an IPv6 address).
+std::string describe(const RabbitMqNode& node);
 
 // A message as RabbitMQ delivered it (basic.deliver, basic.get, basic.return).
 struct Message {
@@ -130,7 +137,8 @@ private:
 };
 
 // One connection and its thread. Connects on first need and again after a
-// loss (jobs wait meanwhile, up to the connect timeout each).
+// loss (jobs wait meanwhile, up to the connect timeout each), to the
+// endpoint's nodes in turn: after a loss, the next node first.
 class Link {
 public:
     using Job = std::function<void(Session&)>;
@@ -157,6 +165,9 @@ public:
     void publish(Outgoing message, Confirmed done);
 
     const Endpoint& endpoint() const noexcept { return *endpoint_; }
+    // "rabbitmq at host:port" of the node connected to, or to be tried next
+    // (on the link's thread).
+    std::string where() const;
 
 private:
     friend class Session;
@@ -182,6 +193,8 @@ private:
     void read_frames();
     void dispatch_method(std::uint16_t channel, std::uint32_t method, void* decoded);
     void confirm(std::uint64_t tag, bool multiple, bool ack);
+    // Closes the confirm channel and opens it afresh (after a nack).
+    void reopen_confirm_channel();
     // Declares `exchange` once per connection; false (and `p` failed) when refused.
     bool ensure_exchange(Pending& p);
     void wait_for_io(std::chrono::milliseconds limit);
@@ -203,6 +216,7 @@ private:
     std::map<std::uint16_t, std::shared_ptr<ChannelListener>> channels_;
     std::uint16_t next_channel_ = 2;  // 1 is the confirm channel
     bool confirm_ready_ = false;
+    bool reopen_confirm_ = false;  // a nack came: a fresh confirm channel once its publishes are settled
     std::uint64_t next_tag_ = 1;
     std::uint64_t unrouted_epoch_ = 0;  // the connection on which the unrouted queue was declared
     std::uint16_t admin_channel_ = 0;  // declarations for publishes; 0: none open
@@ -210,7 +224,9 @@ private:
     IdGenerator ids_;
     std::map<std::uint64_t, Pending> unconfirmed_;
     std::string last_failure_;  // the last reason connecting failed, for jobs that time out
-    int connect_failures_ = 0;
+    std::string last_connect_error_;  // the last connect() error, for logging each new one once
+    int connect_failures_ = 0;  // in a row, over every node
+    std::size_t node_ = 0;      // the node connected to, or to try next: endpoint_->node(node_)
     Clock::time_point next_connect_{};
 
     int wake_fd_ = -1;  // an eventfd: written by any thread, polled by the link's

@@ -325,6 +325,33 @@ TEST_CASE("config: each mistake names the file, the key path and what was wrong"
         REQUIRE_CONFIG_ERROR(
             parse(R"({"messageBroker": {"type": "rabbitmq", "options": {"certFile": "c.pem"}}})"),
             Contains("config.json: messageBroker.options.keyFile: expected a key file with certFile"));
+        auto nodes = [&](const std::string& options) {
+            return parse(R"({"messageBroker": {"type": "rabbitmq", "options": )" + options + "}}");
+        };
+        REQUIRE_CONFIG_ERROR(nodes(R"({"nodes": ["a:1"], "host": "b"})"),
+                             Contains("messageBroker.options.nodes: expected either nodes or host and port, got both"));
+        REQUIRE_CONFIG_ERROR(nodes(R"({"nodes": []})"),
+                             Contains("messageBroker.options.nodes: expected a non-empty list"));
+        REQUIRE_CONFIG_ERROR(nodes(R"({"nodes": "a:1"})"),
+                             Contains("messageBroker.options.nodes: expected a non-empty list"));
+        for (const char* bad : {R"(["a:0"])", R"(["a:65536"])", R"(["::1"])", R"(["a b:1"])", R"([5672])",
+                                R"([":1"])"}) {
+            CAPTURE(bad);
+            REQUIRE_CONFIG_ERROR(nodes(std::string(R"({"nodes": )") + bad + "}"),
+                                 Contains("messageBroker.options.nodes: expected \"host:port\""));
+        }
+        REQUIRE_CONFIG_ERROR(nodes(R"({"nodes": ["a:1", "b", "a:1"]})"),
+                             Contains(R"(expected each node once, got "a:1" twice)"));
+    }
+    SECTION("rabbitmq nodes: a cluster, in the order given") {
+        const auto c = parse(R"({"messageBroker": {"type": "rabbitmq", "options": )"
+                             R"({"nodes": ["rabbit-1:5673", "rabbit-2", "[::1]:5674", "[fe80::1]"]}}})");
+        const auto& n = c.message_broker.rabbitmq.nodes;
+        REQUIRE(n.size() == 4);
+        CHECK((n[0].host == "rabbit-1" && n[0].port == 5673));
+        CHECK((n[1].host == "rabbit-2" && n[1].port == 5672));
+        CHECK((n[2].host == "::1" && n[2].port == 5674));
+        CHECK((n[3].host == "fe80::1" && n[3].port == 5672));
     }
     SECTION("unknown types") {
         REQUIRE_CONFIG_ERROR(parse(R"({"eventStore": {"type": "mysql"}})"),
