@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds Boong and runs its CTest suite against private PostgreSQL, Redis and
-# RabbitMQ servers (started here, stopped on any exit).
+# RabbitMQ servers (started here, stopped on any exit); with the chaos tests
+# (all tests, or --label chaos), a three-node RabbitMQ cluster too.
 #
 #   scripts/test.sh                         all tests, RelWithDebInfo build in build/
 #   scripts/test.sh --label unit            only tests labelled unit (also integration, chaos)
@@ -10,7 +11,7 @@
 # Environment: BUILD_DIR (default build), ASAN_BUILD_DIR (default build-asan).
 set -euo pipefail
 
-usage() { sed -n '2,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -48,6 +49,14 @@ config+=(-DBOONG_BUILD_TESTS=ON)
 
 label_args=()
 label_text=all
+# The cluster takes half a minute to start: only when the chaos tests run.
+cluster=1
+if ((${#labels[@]})); then
+    cluster=0
+    for label in "${labels[@]}"; do
+        if [[ $label == chaos ]]; then cluster=1; fi
+    done
+fi
 if ((${#labels[@]})); then
     label_regex=$(IFS='|'; echo "${labels[*]}")
     label_args=(-L "^($label_regex)\$")
@@ -95,6 +104,9 @@ step=servers
 boong_start_postgres "" ""
 boong_start_redis "" ""
 boong_start_rabbitmq "" ""
+if ((cluster)); then
+    boong_start_rabbitmq_cluster ""
+fi
 
 step=ctest
 ctest_log=$build_dir/ctest.log

@@ -12,10 +12,14 @@
 #   restart_rabbitmq.sh DIR clear      back to the configured watermark (0.6): the alarm clears
 #   restart_rabbitmq.sh DIR teardown   stop, then kill whatever still names DIR
 #                                      on its command line, and the private epmd
+#   restart_rabbitmq.sh DIR kill       SIGKILL the node, as in a crash (data kept)
+#   restart_rabbitmq.sh DIR join NODE  make it a member of NODE's cluster (stop_app,
+#                                      join_cluster, start_app): boong_start_rabbitmq_cluster
+#   restart_rabbitmq.sh DIR ctl ARG... rabbitmqctl ARG... against the node
 # Only processes whose command line names DIR (or the private epmd's port) are
 # ever signalled: a system RabbitMQ node, or the shared epmd on 4369, is left alone.
 set -uo pipefail
-dir=${1:?usage: restart_rabbitmq.sh DIR [restart|stop|start|alarm|clear|teardown]}
+dir=${1:?usage: restart_rabbitmq.sh DIR [restart|stop|start|alarm|clear|teardown|kill|join NODE|ctl ARG...]}
 action=${2:-restart}
 wait_s=${BOONG_RABBITMQ_WAIT_S:-90}
 
@@ -161,6 +165,22 @@ case $action in
     restart) stop_node && start_node ;;
     alarm) "${ctl[@]}" set_vm_memory_high_watermark 0 ;;
     clear) "${ctl[@]}" set_vm_memory_high_watermark 0.6 ;;
+    kill)
+        mapfile -t pids < <(node_pids server)
+        kill_and_wait "${pids[@]}" || { say "pid ${pids[*]} survived SIGKILL"; exit 1; }
+        ;;
+    join)
+        target=${3:?usage: restart_rabbitmq.sh DIR join NODE}
+        # The CLI talks to the node; the node itself contacts $target (same cookie and epmd).
+        if ! { "${ctl[@]}" stop_app && "${ctl[@]}" join_cluster "$target" && "${ctl[@]}" start_app &&
+            timeout 60 "${ctl[@]}" await_startup --timeout 55; } >>"$dir/restart.log" 2>&1; then
+            say "node $RABBITMQ_NODENAME could not join $target"
+            tail -n 20 -- "$dir/restart.log" >&2
+            show_log
+            exit 1
+        fi
+        ;;
+    ctl) "${ctl[@]}" "${@:3}" ;;
     teardown)
         stop_node
         mapfile -t leftovers < <(node_pids all)
@@ -171,7 +191,7 @@ case $action in
         [[ -z $(node_pids all) && -z $(epmd_pids) ]]
         ;;
     *)
-        say "unknown action: $action (restart, stop, start, alarm, clear or teardown)"
+        say "unknown action: $action (restart, stop, start, alarm, clear, teardown, kill, join or ctl)"
         exit 2
         ;;
 esac

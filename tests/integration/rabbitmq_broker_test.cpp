@@ -2,10 +2,13 @@
 // with what RabbitMQ does differently declared by the fixture (and tested
 // below), plus what only this backend can show (unroutable publishes, groups
 // declared late, an unreachable server, a wrong password, a body that is not
-// an envelope).
+// an envelope), and TLS: the suite again through the node's TLS listener, and
+// certificates that must be refused.
 //
 // scripts/test.sh starts a private node and exports BOONG_TEST_RABBITMQ_HOST,
-// _PORT, _USER and _PASSWORD; without them the tests fail (never skipped).
+// _PORT, _USER and _PASSWORD, and for TLS _TLS_PORT, _CA_FILE,
+// _CLIENT_CERT_FILE, _CLIENT_KEY_FILE, _OTHER_CA_FILE, _OTHER_CLIENT_CERT_FILE
+// and _OTHER_CLIENT_KEY_FILE; without them the tests fail (never skipped).
 #include <boong/backends.hpp>
 #include <boong/rabbitmq/broker.hpp>
 
@@ -47,6 +50,19 @@ boong::RabbitMqBrokerConfig test_config() {
     return c;
 }
 
+// The node's TLS listener, by the name its certificate carries (localhost;
+// the certificate also names 127.0.0.1, but rabbitmq-c 0.11 compares host
+// with DNS names only), trusting the CA scripts/lib/servers.sh made.
+boong::RabbitMqBrokerConfig tls_config() {
+    auto c = test_config();
+    c.host = "localhost";
+    c.port = std::stoi(env("BOONG_TEST_RABBITMQ_TLS_PORT"));
+    c.tls = true;
+    c.ca_file = env("BOONG_TEST_RABBITMQ_CA_FILE");
+    c.verify_hostname = true;
+    return c;
+}
+
 // Names unique per process run too: the server outlives the test binary.
 std::string run_prefix() {
     static const std::string prefix = "t" + boong::IdGenerator().next().substr(24);
@@ -55,7 +71,10 @@ std::string run_prefix() {
 
 struct RabbitMqBrokerFixture {
     boost::asio::io_context ioc_;
-    boong::RabbitMqBroker broker_{ioc_.get_executor(), test_config()};
+    boong::RabbitMqBroker broker_;
+
+    explicit RabbitMqBrokerFixture(boong::RabbitMqBrokerConfig config = test_config())
+        : broker_(ioc_.get_executor(), std::move(config)) {}
 
     boost::asio::io_context& ioc() { return ioc_; }
     boong::RabbitMqBroker& broker() { return broker_; }
@@ -77,6 +96,18 @@ struct RabbitMqBrokerFixture {
     static constexpr bool abandoned_returns_at_once = true;
 };
 
+// The same through the node's TLS listener, with a client certificate its CA
+// signed as well as the password: the whole suite over rabbitmq-c's SSL socket.
+struct TlsRabbitMqBrokerFixture : RabbitMqBrokerFixture {
+    TlsRabbitMqBrokerFixture() : RabbitMqBrokerFixture(config()) {}
+    static boong::RabbitMqBrokerConfig config() {
+        auto c = tls_config();
+        c.cert_file = env("BOONG_TEST_RABBITMQ_CLIENT_CERT_FILE");
+        c.key_file = env("BOONG_TEST_RABBITMQ_CLIENT_KEY_FILE");
+        return c;
+    }
+};
+
 // The same backend made from configuration, behind AnyBroker (declarations
 // still go to a RabbitMqBroker: the fixture's own, on the same server).
 struct AnyRabbitMqBrokerFixture : RabbitMqBrokerFixture {
@@ -92,7 +123,7 @@ struct AnyRabbitMqBrokerFixture : RabbitMqBrokerFixture {
 
 }  // namespace
 
-#define BOONG_BROKER_FIXTURES RabbitMqBrokerFixture, AnyRabbitMqBrokerFixture
+#define BOONG_BROKER_FIXTURES RabbitMqBrokerFixture, AnyRabbitMqBrokerFixture, TlsRabbitMqBrokerFixture
 #include "conformance/broker_conformance.hpp"
 
 namespace {
@@ -458,4 +489,197 @@ TEST_CASE("rabbitmq broker: with an unrouted queue, a publish no group takes is 
     REQUIRE(kept.has_value());
     CHECK(kept->message_id == id);
     CHECK_THAT(kept->body, Catch::Contains("\"type\":\"Kept\""));
+}
+
+// ---- TLS: the node's TLS listener (scripts/lib/servers.sh made its CA and certificates)
+
+namespace {
+
+struct Opened {
+    std::optional<boong::error_code> code;  // empty: it opened
+    std::string what;
+    std::chrono::steady_clock::duration took{};
+};
+
+// async_open with this configuration: connects (the publishing link) and logs in.
+Opened try_open(const boong::RabbitMqBrokerConfig& config) {
+    asio::io_context ioc;
+    boong::RabbitMqBroker broker(ioc.get_executor(), config);
+    Opened r;
+    const auto start = std::chrono::steady_clock::now();
+    boong::test::run(ioc, [&]() -> asio::awaitable<void> {
+        try {
+            co_await broker.async_open(asio::use_awaitable);
+        } catch (const boong::Error& e) {
+            r.code = e.code();
+            r.what = e.what();
+        }
+    });
+    r.took = std::chrono::steady_clock::now() - start;
+    return r;
+}
+
+// A configuration that must be refused: quickly, so each refusal costs a second.
+boong::RabbitMqBrokerConfig refused_config(boong::RabbitMqBrokerConfig c) {
+    c.connect_timeout = std::chrono::milliseconds(1000);
+    c.publish_timeout = std::chrono::milliseconds(1000);
+    return c;
+}
+
+std::string at(const boong::RabbitMqBrokerConfig& c) { return "rabbitmq at " + c.host + ":" + std::to_string(c.port); }
+
+}  // namespace
+
+TEST_CASE("rabbitmq broker over TLS: events published and consumed through the TLS listener arrive intact",
+          "[rabbitmq][tls]") {
+    // Password only (no client certificate): the node asks for one but does not require it.
+    RabbitMqBrokerFixture fx(tls_config());
+    boong::IdGenerator ids;
+    const auto topic = fx.unique("tls");
+    const auto group = fx.unique("g");
+    std::vector<boong::EventData> sent;
+    for (int i = 0; i < 5; ++i) sent.push_back(bc::numbered_event(ids, "OverTls", i));
+    std::vector<std::string> published;
+    std::vector<boong::Delivery> got;
+    bool stopped = false;
+    boong::test::run(
+        fx.ioc(),
+        [&]() -> asio::awaitable<void> {
+            const std::vector<std::string> groups{group};
+            co_await bc::declare(fx, topic, groups);
+            for (const auto& e : sent) published.push_back(co_await bc::publish(fx.broker(), topic, e));
+            auto c = bc::start_consumer(fx, bc::consumer_options(topic, group, "c"),
+                                        [&](const boong::Delivery& d) -> asio::awaitable<void> {
+                                            got.push_back(d);
+                                            co_return;
+                                        });
+            co_await bc::until([&] { return got.size() >= sent.size(); }, std::chrono::seconds(10));
+            stopped = co_await c->stop();
+        },
+        std::chrono::seconds(30));
+    CHECK(fx.broker().endpoint() == at(tls_config()));
+    REQUIRE(stopped);
+    REQUIRE(got.size() == sent.size());
+    for (std::size_t i = 0; i < sent.size(); ++i) {
+        INFO("message " << i);
+        CHECK(got[i].message_id == published[i]);
+        CHECK(got[i].event == sent[i]);
+    }
+    // That port speaks TLS only: the same without TLS does not even log in.
+    auto plain = refused_config(tls_config());
+    plain.tls = false;
+    const auto r = try_open(plain);
+    INFO(r.what);
+    REQUIRE(r.code.has_value());
+    CHECK(*r.code == boong::errc::broker_unavailable);
+    CHECK_THAT(r.what, Catch::Contains(at(plain)) && Catch::Contains("login as 'boong'"));
+}
+
+TEST_CASE("rabbitmq broker over TLS: a server certificate the CA file did not sign is refused, naming the TLS check",
+          "[rabbitmq][tls]") {
+    // Another CA with the same name (another key): trusting it alone must not do.
+    auto other = refused_config(tls_config());
+    other.ca_file = env("BOONG_TEST_RABBITMQ_OTHER_CA_FILE");
+    // No CA file: nothing to check the certificate against, so nothing is trusted
+    // (never "not checked"; the system's store does not know this CA either).
+    auto none = refused_config(tls_config());
+    none.ca_file.clear();
+    // Hostname checks off do not turn the certificate check off.
+    auto other_any_name = other;
+    other_any_name.host = "127.0.0.1";
+    other_any_name.verify_hostname = false;
+    for (const auto* config : {&other, &none, &other_any_name}) {
+        const auto r = try_open(*config);
+        INFO("ca_file '" << config->ca_file << "', host " << config->host << ": " << r.what);
+        REQUIRE(r.code.has_value());
+        CHECK(*r.code == boong::errc::broker_unavailable);
+        CHECK_THAT(r.what, Catch::Contains(at(*config)) && Catch::Contains("SSL peer cert verification failed"));
+        CHECK(r.took < std::chrono::seconds(5));
+    }
+    // A publish is not sent anywhere else either: it fails with the same reason.
+    asio::io_context ioc;
+    boong::RabbitMqBroker broker(ioc.get_executor(), other);
+    boong::IdGenerator ids;
+    std::string published, what;
+    boong::test::run(ioc, [&]() -> asio::awaitable<void> {
+        try {
+            const auto topic = "t" + ids.next() + ":tls-nowhere";
+            published = co_await broker.async_publish(topic, bc::numbered_event(ids, "Nowhere", 1), asio::use_awaitable);
+        } catch (const boong::Error& e) {
+            what = e.what();
+        }
+    });
+    CHECK(published.empty());
+    CHECK_THAT(what, Catch::Contains("failed within 1000 ms") && Catch::Contains("SSL peer cert verification failed"));
+}
+
+TEST_CASE("rabbitmq broker over TLS: TLS to the plaintext AMQP port fails the handshake, saying so",
+          "[rabbitmq][tls]") {
+    auto c = refused_config(tls_config());
+    c.port = std::stoi(env("BOONG_TEST_RABBITMQ_PORT"));
+    const auto r = try_open(c);
+    INFO(r.what);
+    REQUIRE(r.code.has_value());
+    CHECK(*r.code == boong::errc::broker_unavailable);
+    CHECK_THAT(r.what, Catch::Contains(at(c)) && Catch::Contains("SSL handshake failed"));
+    CHECK(r.took < std::chrono::seconds(5));
+}
+
+TEST_CASE("rabbitmq broker over TLS: the certificate must name host, unless verify_hostname is false",
+          "[rabbitmq][tls]") {
+    // localhost: the certificate's DNS name.
+    const auto by_name = try_open(tls_config());
+    INFO(by_name.what);
+    CHECK_FALSE(by_name.code.has_value());
+    // 127.0.0.1: the certificate names it as an IP address, which rabbitmq-c 0.11
+    // does not compare (DNS names only), so for it this is another name.
+    auto by_address = refused_config(tls_config());
+    by_address.host = "127.0.0.1";
+    const auto refused = try_open(by_address);
+    INFO(refused.what);
+    REQUIRE(refused.code.has_value());
+    CHECK(*refused.code == boong::errc::broker_unavailable);
+    CHECK_THAT(refused.what, Catch::Contains(at(by_address)) && Catch::Contains("SSL hostname verification failed"));
+    // Without the name check the same connection opens (the CA still vouches for it).
+    by_address.verify_hostname = false;
+    const auto unchecked = try_open(by_address);
+    INFO(unchecked.what);
+    CHECK_FALSE(unchecked.code.has_value());
+}
+
+TEST_CASE("rabbitmq broker over TLS: a client certificate from another CA is refused by the node", "[rabbitmq][tls]") {
+    auto ours = tls_config();
+    ours.cert_file = env("BOONG_TEST_RABBITMQ_CLIENT_CERT_FILE");
+    ours.key_file = env("BOONG_TEST_RABBITMQ_CLIENT_KEY_FILE");
+    const auto accepted = try_open(ours);
+    INFO(accepted.what);
+    CHECK_FALSE(accepted.code.has_value());
+    auto theirs = refused_config(ours);
+    theirs.cert_file = env("BOONG_TEST_RABBITMQ_OTHER_CLIENT_CERT_FILE");
+    theirs.key_file = env("BOONG_TEST_RABBITMQ_OTHER_CLIENT_KEY_FILE");
+    const auto r = try_open(theirs);
+    INFO(r.what);
+    REQUIRE(r.code.has_value());
+    CHECK(*r.code == boong::errc::broker_unavailable);
+    // The node's verdict (an alert) comes after the client's half of the handshake
+    // with TLS 1.3, so rabbitmq-c reports it at the login: "a SSL error occurred".
+    CHECK_THAT(r.what, Catch::Contains(at(theirs)) && Catch::Contains("SSL error"));
+}
+
+TEST_CASE("rabbitmq broker over TLS: a CA, certificate or key file that cannot be read is named in the error",
+          "[rabbitmq][tls]") {
+    auto no_ca = refused_config(tls_config());
+    no_ca.ca_file = "/nonexistent/boong-ca.pem";
+    auto no_cert = refused_config(tls_config());
+    no_cert.cert_file = "/nonexistent/boong-client.pem";
+    no_cert.key_file = env("BOONG_TEST_RABBITMQ_CLIENT_KEY_FILE");
+    auto wrong_key = refused_config(tls_config());  // a key that is not the certificate's
+    wrong_key.cert_file = env("BOONG_TEST_RABBITMQ_CLIENT_CERT_FILE");
+    wrong_key.key_file = env("BOONG_TEST_RABBITMQ_OTHER_CLIENT_KEY_FILE");
+    const auto ca = try_open(no_ca);
+    CHECK_THAT(ca.what, Catch::Contains(at(no_ca)) && Catch::Contains("cannot read the CA file '/nonexistent/boong-ca.pem'"));
+    const auto cert = try_open(no_cert);
+    CHECK_THAT(cert.what, Catch::Contains("cannot read the client certificate '/nonexistent/boong-client.pem'"));
+    const auto key = try_open(wrong_key);
+    CHECK_THAT(key.what, Catch::Contains("cannot read the client certificate '" + wrong_key.cert_file + "' or its key"));
 }
