@@ -1,16 +1,26 @@
 #!/usr/bin/env bash
-# Runs the order services on private PostgreSQL and Redis servers until Ctrl-C.
+# Runs the order services on private PostgreSQL and Redis (or RabbitMQ)
+# servers until Ctrl-C.
 #
 #   examples/order_services/run.sh            choreography: order, payment and inventory services
 #   examples/order_services/run.sh --saga     the same flow as an orchestrated saga (order service only)
+#   examples/order_services/run.sh --rabbitmq the events through RabbitMQ instead of Redis
+#                                             (with --saga too)
 #
 # Environment: BUILD_DIR (default build), HTTP_PORT (default: a free port).
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$root"
+cd "$root" || exit 1
 mode=events
-[[ ${1:-} == --saga ]] && mode=saga
+broker=redis
+for arg in "$@"; do
+    case $arg in
+        --saga) mode=saga ;;
+        --rabbitmq) broker=rabbitmq ;;
+        *) echo "usage: $0 [--saga] [--rabbitmq]" >&2; exit 2 ;;
+    esac
+done
 build_dir=${BUILD_DIR:-build}
 bin=$build_dir/examples/order_services
 
@@ -39,11 +49,20 @@ if [[ ! -x $bin/order_service || ! -x $bin/payment_service || ! -x $bin/inventor
 fi
 
 boong_start_postgres "" "" || exit 1
-boong_start_redis "" "" || exit 1
 port=${HTTP_PORT:-$(boong_free_port)} || exit 1
 # The DSN (with its password) in the environment: a command line shows in `ps`.
 export BOONG_DSN=$BOONG_TEST_PG_DSN
-common=(--redis "$BOONG_TEST_REDIS_HOST:$BOONG_TEST_REDIS_PORT" --table event_store)
+if [[ $broker == rabbitmq ]]; then
+    boong_start_rabbitmq "" "" || exit 1
+    export BOONG_RABBITMQ_PASSWORD=$BOONG_TEST_RABBITMQ_PASSWORD  # the environment, for the same reason
+    common=(--broker rabbitmq --rabbitmq "$BOONG_TEST_RABBITMQ_HOST:$BOONG_TEST_RABBITMQ_PORT"
+        --rabbitmq-user "$BOONG_TEST_RABBITMQ_USER" --table event_store)
+    where="RabbitMQ: $BOONG_TEST_RABBITMQ_HOST:$BOONG_TEST_RABBITMQ_PORT"
+else
+    boong_start_redis "" "" || exit 1
+    common=(--redis "$BOONG_TEST_REDIS_HOST:$BOONG_TEST_REDIS_PORT" --table event_store)
+    where="Redis: $BOONG_TEST_REDIS_HOST:$BOONG_TEST_REDIS_PORT"
+fi
 
 "$bin/order_service" "${common[@]}" --http "$port" --mode "$mode" &
 pids+=($!)
@@ -63,7 +82,7 @@ url=http://127.0.0.1:$port/api/orders
 cat <<TEXT
 
 Order services ($mode mode) on $url
-PostgreSQL: $BOONG_TEST_PG_DSN   Redis: $BOONG_TEST_REDIS_HOST:$BOONG_TEST_REDIS_PORT
+PostgreSQL: $BOONG_TEST_PG_DSN   $where
 Payment limit 1000.00; stock: widget 1000000, gadget 1000000, rare 3.
 
 Place orders (each answers {"order_id": ...}):
