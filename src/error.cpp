@@ -25,6 +25,7 @@ public:
             case errc::saga_not_resumable: return "saga not resumable";
             case errc::unknown_event: return "unknown event";
             case errc::dependency_unavailable: return "dependency unavailable";
+            case errc::definition_mismatch: return "saga definition mismatch";
         }
         return "unknown boong error " + std::to_string(ev);
     }

@@ -3,17 +3,19 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdint>
 #include <utility>
 
 namespace boong {
 namespace {
 
-constexpr std::array<std::pair<SagaPhase, std::string_view>, 5> kPhases{{
+constexpr std::array<std::pair<SagaPhase, std::string_view>, 6> kPhases{{
     {SagaPhase::running, "running"},
     {SagaPhase::compensating, "compensating"},
     {SagaPhase::completed, "completed"},
     {SagaPhase::compensated, "compensated"},
     {SagaPhase::failed, "failed"},
+    {SagaPhase::blocked, "blocked"},
 }};
 
 constexpr std::array<std::pair<FailureKind, std::string_view>, 7> kKinds{{
@@ -61,6 +63,39 @@ std::optional<FailureKind> failure_kind_from_string(std::string_view s) noexcept
     return value_of<FailureKind>(kKinds, s);
 }
 
+namespace detail {
+
+std::string saga_fingerprint(std::string_view shape) {
+    std::uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a, 64 bits: stable across builds and platforms
+    for (const unsigned char c : shape) h = (h ^ c) * 0x100000001b3ULL;
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string out(16, '0');
+    for (int i = 15; i >= 0; --i, h >>= 4) out[static_cast<std::size_t>(i)] = digits[h & 0xf];
+    return out;
+}
+
+}  // namespace detail
+
+json SagaDefinition::to_json() const {
+    return json{{"version", version}, {"fingerprint", fingerprint}, {"steps", shape}};
+}
+
+std::optional<std::string> definition_mismatch(const SagaDefinition& recorded, const SagaDefinition& served) {
+    if (recorded.version != served.version) {
+        return "it started on version " + std::to_string(recorded.version) + ", not version " +
+               std::to_string(served.version);
+    }
+    if (!recorded.fingerprint.empty() && !served.fingerprint.empty() && recorded.fingerprint != served.fingerprint) {
+        std::string why = "it started on version " + std::to_string(recorded.version) + " with steps '" +
+                          (recorded.shape.empty() ? recorded.fingerprint : recorded.shape) +
+                          "', but this build's version " + std::to_string(served.version) + " has steps '" +
+                          (served.shape.empty() ? served.fingerprint : served.shape) +
+                          "' (the definition changed without a new version)";
+        return why;
+    }
+    return std::nullopt;
+}
+
 bool SagaState::step_completed(std::string_view step) const noexcept {
     return std::find(completed.begin(), completed.end(), step) != completed.end();
 }
@@ -85,6 +120,12 @@ void SagaState::apply(const RecordedEvent& e) {
             constexpr std::string_view prefix = "saga-";
             saga_id = e.stream_id.starts_with(prefix) ? e.stream_id.substr(prefix.size()) : e.stream_id;
             saga_type = p.at("saga_type").get<std::string>();
+            if (auto d = p.find("definition"); d != p.end() && !d->is_null()) {
+                definition.version = d->at("version").get<std::int64_t>();
+                definition.fingerprint = d->value("fingerprint", "");
+                definition.shape = d->value("steps", "");
+                if (definition.version < 1) throw fail("definition version must be >= 1");
+            }
             data = p.at("data");
             correlation_id = e.event.metadata.correlation_id;
             if (auto it = p.find("deadline"); it != p.end() && !it->is_null()) {
@@ -117,6 +158,14 @@ void SagaState::apply(const RecordedEvent& e) {
         } else if (type == saga_event::resumed) {
             failed_compensation.clear();
             compensation_error.clear();
+            blocked_reason.clear();
+        } else if (type == saga_event::blocked) {
+            if (phase == SagaPhase::running || phase == SagaPhase::compensating) {
+                blocked_from = phase;
+            } else if (phase != SagaPhase::blocked) {
+                throw fail("a " + std::string(to_string(phase)) + " saga cannot be blocked");
+            }
+            blocked_reason = p.value("reason", "");
         }
         // StepStarted, StepCompensating and CompensationFailed describe
         // attempts; they have no rule and leave the phase as it was.

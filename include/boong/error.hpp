@@ -29,6 +29,7 @@ enum class errc : int {
     saga_not_resumable,        // the saga is terminal or unknown to this runner
     unknown_event,             // an event whose name or version this service cannot decode
     dependency_unavailable,    // something a handler or step needs (a service, an API) cannot be reached
+    definition_mismatch,       // the saga started on another definition (version or steps) than this runner's
 };
 
 }  // namespace boong

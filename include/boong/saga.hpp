@@ -5,6 +5,7 @@
 //   class OrderSaga {
 //   public:
 //       static constexpr std::string_view name = "order_processing";
+//       static constexpr std::int64_t version = 1;  // optional (1); see docs/versioning.md
 //       boost::asio::awaitable<void> create_order(boong::StepContext<OrderData>& ctx);
 //       boost::asio::awaitable<void> cancel_order(boong::StepContext<OrderData>& ctx);
 //       ...
@@ -28,6 +29,7 @@
 #include <chrono>
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -210,6 +212,19 @@ constexpr std::string_view saga_class_name() {
     }
 }
 
+// The saga class's definition version: its `version` member, 1 without one.
+template <class C>
+constexpr std::int64_t saga_class_version() {
+    if constexpr (requires { { C::version } -> std::convertible_to<std::int64_t>; }) {
+        return C::version;
+    } else {
+        return 1;
+    }
+}
+
+// The text a definition's fingerprint is taken of (see SagaType::shape).
+std::string saga_fingerprint(std::string_view shape);
+
 // What boong::Saga<...> names (see there).
 template <class... Stages>
 struct SagaType {
@@ -264,6 +279,8 @@ private:
     static_assert(!checked || requires { { definition_type::name } -> std::convertible_to<std::string_view>; },
                   "boong::Saga: the saga class must declare `static constexpr std::string_view name = \"...\";` "
                   "(its stable type name, recorded in events)");
+    static_assert(!checked || saga_class_version<definition_type>() >= 1,
+                  "boong::Saga: the saga class's `static constexpr std::int64_t version` must be >= 1");
 
     template <class S>
     static boost::asio::awaitable<void> call_action(definition_type& d, StepContext<data_type>& c) {
@@ -281,6 +298,21 @@ private:
         out.push_back({S::name, &call_action<S>, comp, stage});
     }
     template <class Stage>
+    static void shape_stage(std::string& out) {
+        if (!out.empty()) out += ", ";
+        constexpr bool group = std::tuple_size_v<typename detail::stage_traits<Stage>::steps> > 1;
+        if (group) out += '[';
+        bool first = true;
+        auto add = [&]<class S>(S) {
+            if (!first) out += " | ";
+            first = false;
+            out += S::name;
+            if constexpr (S::has_compensation) out += '+';
+        };
+        std::apply([&](auto... s) { (add(s), ...); }, typename detail::stage_traits<Stage>::steps{});
+        if (group) out += ']';
+    }
+    template <class Stage>
     static void describe_stage(std::vector<StepDescriptor<definition_type, data_type>>& out, std::size_t stage) {
         std::apply([&](auto... s) { (describe<decltype(s)>(out, stage), ...); },
                    typename detail::stage_traits<Stage>::steps{});
@@ -288,6 +320,28 @@ private:
 
 public:
     static constexpr std::string_view name = saga_class_name<definition_type>();
+    // The definition's version, as its class declares it (1 when it does not).
+    // Bump it whenever a change would make a saga started on the old
+    // definition end wrongly on the new one (docs/versioning.md).
+    static constexpr std::int64_t version = saga_class_version<definition_type>();
+
+    // The ordered steps as text: stages separated by ", ", a parallel group in
+    // brackets with " | " between its steps, "+" after a step that has a
+    // compensation: "create_order+, [process_payment+ | reserve_items+], confirm_order".
+    static const std::string& shape() {
+        static const std::string text = [] {
+            std::string out;
+            if constexpr (checked) (shape_stage<Stages>(out), ...);
+            return out;
+        }();
+        return text;
+    }
+    // 16 hex digits of a 64-bit hash of shape(): recorded in SagaStarted with
+    // the version, so that a saga resumes only on the definition it started on.
+    static const std::string& fingerprint() {
+        static const std::string text = saga_fingerprint(shape());
+        return text;
+    }
 
     // The steps in declaration order, each with the index of its stage.
     static std::vector<StepDescriptor<definition_type, data_type>> steps() {

@@ -24,8 +24,11 @@ namespace boong {
 struct SagaRecord {
     std::string saga_id;
     std::string saga_type;
+    std::int64_t definition_version = 1;  // the definition it started on (SagaDefinition)
+    std::string fingerprint;              // empty: not recorded
     SagaPhase phase = SagaPhase::running;
     std::int64_t version = 0;  // of its latest phase event
+    std::string blocked_reason;  // phase blocked: why
     std::string failed_step;   // the step whose failure started compensation
     FailureKind failure_kind = FailureKind::none;
     std::string error;
@@ -38,6 +41,15 @@ struct SagaRecord {
     std::optional<Clock::time_point> lease_until;
 };
 
+// How many sagas of one definition are in one phase.
+struct DefinitionCount {
+    std::string saga_type;
+    std::int64_t definition_version = 1;
+    std::string fingerprint;
+    SagaPhase phase = SagaPhase::running;
+    std::int64_t count = 0;
+};
+
 struct SagaQuery {
     std::optional<SagaPhase> phase;  // none: every phase
     std::string saga_type;           // empty: every type
@@ -48,12 +60,16 @@ struct SagaQuery {
 // Besides SagaLeases:
 //  - async_list(query) -> vector<SagaRecord>: the sagas matching it, by id.
 //  - async_stuck(idle, limit) -> vector<SagaRecord>: sagas that need
-//      attention, oldest change first: failed ones (a compensation gave up)
-//      and in-flight ones nobody runs (lease expired, or never owned and
-//      unchanged for `idle`).
+//      attention, oldest change first: failed ones (a compensation gave up),
+//      blocked ones, and in-flight ones nobody runs (lease expired, or never
+//      owned and unchanged for `idle`).
 //  - async_find(saga_id) -> optional<SagaRecord>
 //  - async_count_by_phase() -> vector<pair<SagaPhase, count>>: the phases
 //      that have sagas, in SagaPhase order (for metrics).
+//  - async_count_definitions(saga_type) -> vector<DefinitionCount>: the
+//      sagas not completed nor compensated (in flight, blocked, failed) of
+//      the type (empty: every type), by type, version, fingerprint and
+//      phase: whether a definition still has sagas, before it is retired.
 // A limit outside 1..10000 is errc::invalid_argument.
 template <class I>
 concept SagaIndex = SagaLeases<I> && requires(I& i, SagaQuery q, milliseconds d, std::size_t n, std::string s) {
@@ -64,6 +80,8 @@ concept SagaIndex = SagaLeases<I> && requires(I& i, SagaQuery q, milliseconds d,
         -> std::same_as<boost::asio::awaitable<std::optional<SagaRecord>>>;
     { i.async_count_by_phase(boost::asio::use_awaitable) }
         -> std::same_as<boost::asio::awaitable<std::vector<std::pair<SagaPhase, std::int64_t>>>>;
+    { i.async_count_definitions(s, boost::asio::use_awaitable) }
+        -> std::same_as<boost::asio::awaitable<std::vector<DefinitionCount>>>;
 };
 
 }  // namespace boong

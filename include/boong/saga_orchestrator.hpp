@@ -10,6 +10,12 @@
 //   ...
 //   co_await orchestrator.stop();                 // interrupts (resumable) and releases the leases
 //
+// An orchestrator serves one saga type: new sagas start on the newest
+// definition (SagaT); earlier versions registered with serve<OlderSagaT>()
+// finish the sagas that started on them (docs/versioning.md). A saga whose
+// definition nobody here serves is moved to the `blocked` phase, with the
+// reason, never left looking attended.
+//
 // Guarantees (docs/durability.md): a saga runs in one orchestrator at a time
 // while leases are honoured (each renews its leases every lease/3 and stops
 // its sagas when it could not for most of a lease); a stale owner that still
@@ -20,6 +26,7 @@
 #include <boong/detail/background.hpp>
 #include <boong/detail/outage_log.hpp>
 #include <boong/owner.hpp>
+#include <boong/saga_index.hpp>
 #include <boong/saga_leases.hpp>
 #include <boong/saga_runner.hpp>
 
@@ -30,6 +37,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +52,11 @@ struct OrchestratorOptions {
     milliseconds scan_interval{2000};   // how often to look for sagas to take over
     std::size_t claim_batch = 256;      // sagas claimed per query
     std::size_t max_running = 10000;    // no claims while this many sagas run here
+    // In-flight sagas of any type that nobody has held this long (their
+    // type's orchestrators would have taken them) are taken here and, when
+    // this orchestrator cannot run them, blocked with the reason. 0: never.
+    // Otherwise >= lease.
+    milliseconds orphan_after{std::chrono::minutes(5)};
     std::shared_ptr<spdlog::logger> logger{};  // null: spdlog's default logger
 };
 
@@ -53,7 +66,48 @@ struct OrchestratorStats {
     std::uint64_t lost = 0;       // sagas stopped here because another owner holds them
     std::uint64_t renew_failures = 0;
     std::uint64_t fenced = 0;     // times every saga here was stopped for want of renewal
+    std::uint64_t blocked = 0;    // sagas moved to `blocked` here (no definition served here fits them)
 };
+
+namespace detail {
+
+// An earlier version of a saga type, served beside the newest: only resumes.
+template <class Data>
+class ServedVersion {
+public:
+    using Callback = std::function<void(std::exception_ptr, SagaOutcome<Data>)>;
+    virtual ~ServedVersion() = default;
+    virtual const SagaDefinition& definition() const noexcept = 0;
+    // Completes `done` through `executor`.
+    virtual void resume(SagaState state, boost::asio::any_io_executor executor, Callback done) = 0;
+    virtual std::size_t running() const = 0;
+    virtual std::vector<std::string> running_ids() const = 0;
+    virtual void shutdown() = 0;
+    virtual bool interrupt(const std::string& saga_id, std::string reason) = 0;
+    virtual bool cancel(const std::string& saga_id, std::string reason) = 0;
+};
+
+template <class SagaT, class Store>
+class ServedVersionOf final : public ServedVersion<typename SagaT::data_type> {
+public:
+    using Callback = typename ServedVersion<typename SagaT::data_type>::Callback;
+    ServedVersionOf(typename SagaT::definition_type& definition, Store& store, SagaOptions saga, RunnerOptions runner)
+        : runner_(definition, store, std::move(saga), std::move(runner)) {}
+    const SagaDefinition& definition() const noexcept override { return runner_.definition(); }
+    void resume(SagaState state, boost::asio::any_io_executor executor, Callback done) override {
+        runner_.async_resume(std::move(state), boost::asio::bind_executor(std::move(executor), std::move(done)));
+    }
+    std::size_t running() const override { return runner_.running(); }
+    std::vector<std::string> running_ids() const override { return runner_.running_ids(); }
+    void shutdown() override { runner_.shutdown(); }
+    bool interrupt(const std::string& id, std::string reason) override { return runner_.interrupt(id, std::move(reason)); }
+    bool cancel(const std::string& id, std::string reason) override { return runner_.cancel(id, std::move(reason)); }
+
+private:
+    SagaRunner<SagaT, Store> runner_;
+};
+
+}  // namespace detail
 
 template <class SagaT, class Store, class Leases>
 class SagaOrchestrator {
@@ -85,15 +139,51 @@ public:
     // loops and the sagas it took over refer to it).
     SagaOrchestrator(Definition& definition, Store& store, Leases& leases, SagaOptions saga = {},
                      OrchestratorOptions options = {})
-        : leases_(leases),
+        : store_(store),
+          leases_(leases),
           options_(checked(std::move(options))),
           owner_(make_owner(options_.name)),
-          runner_(definition, store, std::move(saga), RunnerOptions{options_.logger, owner_, options_.lease}),
+          runner_(definition, store, std::move(saga), runner_options()),
           background_(std::make_shared<detail::Background>(store.get_executor(), options_.logger)) {}
 
     // "name/incarnation", as recorded in the sagas it runs.
     const std::string& owner() const noexcept { return owner_; }
+    // The newest definition's runner: new sagas start there.
     Runner& runner() noexcept { return runner_; }
+
+    // Also serves an earlier version of the saga type (same name and data
+    // type, a lower version): the sagas that started on it resume on it.
+    // Call before start(); the definition must outlive the orchestrator.
+    template <class OlderSagaT>
+    void serve(typename OlderSagaT::definition_type& definition, SagaOptions saga = {}) {
+        static_assert(is_saga<OlderSagaT>::value,
+                      "boong::SagaOrchestrator::serve<OlderSagaT>: OlderSagaT must be a boong::Saga<...> type");
+        static_assert(OlderSagaT::name == SagaT::name,
+                      "boong::SagaOrchestrator::serve<OlderSagaT>: an earlier version of the same saga type (its "
+                      "class declares the same `name`)");
+        static_assert(std::is_same_v<typename OlderSagaT::data_type, Data>,
+                      "boong::SagaOrchestrator::serve<OlderSagaT>: the versions of a saga type share its data type "
+                      "(evolve the data with fields that have defaults)");
+        static_assert(OlderSagaT::version < SagaT::version,
+                      "boong::SagaOrchestrator::serve<OlderSagaT>: only versions older than the newest (the "
+                      "orchestrator's SagaT) are served beside it");
+        if (started_) throw Error(errc::invalid_config, "saga orchestrator: serve() must come before start()");
+        for (const auto& v : older_) {
+            if (v->definition().version == OlderSagaT::version) {
+                throw Error(errc::invalid_config, "saga orchestrator: version " + std::to_string(OlderSagaT::version) +
+                                                      " of " + std::string(SagaT::name) + " is served already");
+            }
+        }
+        older_.push_back(std::make_unique<detail::ServedVersionOf<OlderSagaT, Store>>(definition, store_, std::move(saga),
+                                                                                     runner_options()));
+    }
+
+    // The definitions served here, newest first.
+    std::vector<SagaDefinition> definitions() const {
+        std::vector<SagaDefinition> out{runner_.definition()};
+        for (const auto& v : older_) out.push_back(v->definition());
+        return out;
+    }
 
     // What to do with the outcomes of sagas taken over (default: log them).
     // Set before start().
@@ -102,6 +192,11 @@ public:
     // Starts claiming in-flight sagas (at once, then every scan_interval) and
     // renewing leases.
     void start() {
+        started_ = true;
+        std::string served;
+        for (const auto& d : definitions()) served += (served.empty() ? "" : ", ") + std::to_string(d.version);
+        options_.logger->info("saga orchestrator {}: serving {} version{} {} (new sagas start on {})", owner_,
+                              SagaT::name, older_.empty() ? "" : "s", served, SagaT::version);
         background_->spawn("saga orchestrator " + owner_ + ": claims", claim_loop());
         background_->spawn("saga orchestrator " + owner_ + ": leases", renew_loop());
     }
@@ -112,7 +207,11 @@ public:
         return runner_.run(std::move(data), std::move(options));
     }
     bool cancel(const std::string& saga_id, std::string reason = "cancelled through the API") {
-        return runner_.cancel(saga_id, std::move(reason));
+        if (runner_.cancel(saga_id, reason)) return true;
+        for (auto& v : older_) {
+            if (v->cancel(saga_id, reason)) return true;
+        }
+        return false;
     }
 
     // Stops claiming and renewing, interrupts every saga here (each stays
@@ -120,7 +219,7 @@ public:
     // them over at once.
     boost::asio::awaitable<void> stop() {
         co_await background_->stop();
-        runner_.shutdown();
+        shutdown_all();
         co_await wait_idle(std::chrono::seconds(10));
         try {
             co_await leases_.async_release(owner_, boost::asio::use_awaitable);
@@ -131,7 +230,20 @@ public:
         }
     }
 
-    std::size_t running() const { return runner_.running(); }
+    // Sagas running here, on every version served.
+    std::size_t running() const {
+        std::size_t n = runner_.running();
+        for (const auto& v : older_) n += v->running();
+        return n;
+    }
+
+    // The sagas of this type not completed nor compensated, by definition
+    // version and phase: a version can be retired once it has none.
+    boost::asio::awaitable<std::vector<DefinitionCount>> count_definitions()
+        requires SagaIndex<Leases>
+    {
+        return leases_.async_count_definitions(std::string(SagaT::name), boost::asio::use_awaitable);
+    }
 
     OrchestratorStats stats() const {
         OrchestratorStats s;
@@ -140,6 +252,7 @@ public:
         s.lost = lost_.load();
         s.renew_failures = renew_failures_.load();
         s.fenced = fenced_.load();
+        s.blocked = blocked_.load();
         return s;
     }
 
@@ -154,22 +267,51 @@ private:
             throw Error(errc::invalid_config, "saga orchestrator: claim batch must be in 1..10000");
         }
         if (o.max_running < 1) throw Error(errc::invalid_config, "saga orchestrator: max running must be >= 1");
+        if (o.orphan_after.count() != 0 && o.orphan_after < o.lease) {
+            throw Error(errc::invalid_config, "saga orchestrator: orphan_after must be 0 (never) or >= the lease");
+        }
         return o;
+    }
+
+    RunnerOptions runner_options() const { return RunnerOptions{options_.logger, owner_, options_.lease}; }
+
+    void shutdown_all() {
+        runner_.shutdown();
+        for (auto& v : older_) v->shutdown();
+    }
+
+    std::vector<std::string> running_ids() const {
+        auto ids = runner_.running_ids();
+        for (const auto& v : older_) {
+            auto more = v->running_ids();
+            ids.insert(ids.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
+        }
+        return ids;
     }
 
     boost::asio::awaitable<void> claim_loop() {
         auto& log = *options_.logger;
+        SagaClaim claim{std::string(SagaT::name), definitions()};
         while (!background_->stopping()) {
             bool full_batch = false;
             try {
-                const std::size_t here = runner_.running();
+                const std::size_t here = running();
                 if (here < options_.max_running) {
                     const std::size_t want = std::min(options_.claim_batch, options_.max_running - here);
-                    auto ids = co_await leases_.async_claim(std::string(SagaT::name), owner_, options_.lease, want,
+                    auto ids = co_await leases_.async_claim(claim, owner_, options_.lease, want,
                                                             boost::asio::use_awaitable);
                     full_batch = ids.size() == want;
                     if (!ids.empty()) log.info("saga orchestrator {}: took over {} sagas", owner_, ids.size());
-                    for (auto& id : ids) resume(std::move(id));
+                    for (auto& id : ids) take(std::move(id));
+                    if (options_.orphan_after.count() > 0 && !full_batch) {
+                        auto orphans = co_await leases_.async_claim_orphans(
+                            owner_, options_.lease, options_.orphan_after, want - ids.size(), boost::asio::use_awaitable);
+                        if (!orphans.empty()) {
+                            log.warn("saga orchestrator {}: took {} sagas nobody ran for {} s", owner_, orphans.size(),
+                                     std::chrono::duration_cast<std::chrono::seconds>(options_.orphan_after).count());
+                        }
+                        for (auto& id : orphans) take(std::move(id));
+                    }
                 }
                 if (auto lasted = claim_outage_.success(std::chrono::steady_clock::now())) {
                     log.info("saga orchestrator {}: looking for sagas to take over works again after {} s", owner_,
@@ -184,38 +326,149 @@ private:
         }
     }
 
-    void resume(std::string id) {
-        ++claimed_;
-        runner_.async_resume(
-            id, boost::asio::bind_executor(background_->get_executor(), [this, id](std::exception_ptr e, Outcome o) {
-                ++finished_;
-                if (on_outcome_) {
-                    on_outcome_(id, e, o);
-                    return;
-                }
-                if (!e) {
-                    options_.logger->info("saga {} ({}): {} after being taken over", id, SagaT::name, to_string(o.status));
-                    return;
-                }
-                try {
-                    std::rethrow_exception(e);
-                } catch (const Error& err) {
-                    // Finished meanwhile, or another owner got it first: nothing to do.
-                    const bool benign = err.code() == make_error_code(errc::saga_not_resumable) ||
-                                        err.code() == make_error_code(errc::concurrency_conflict) ||
-                                        err.code() == boost::asio::error::operation_aborted;
-                    if (is_unavailable(err.code())) {
-                        // Resumable as it stood: taken over again once its lease ends and the store answers.
-                        options_.logger->info("saga {} ({}): interrupted, it resumes when the store answers: {}", id,
-                                              SagaT::name, err.what());
-                        return;
-                    }
-                    options_.logger->log(benign ? spdlog::level::debug : spdlog::level::err,
-                                         "saga {} ({}): resuming it stopped: {}", id, SagaT::name, err.what());
-                } catch (const std::exception& err) {
-                    options_.logger->error("saga {} ({}): resuming it failed: {}", id, SagaT::name, err.what());
-                }
-            }));
+    // A claimed saga: resumed on the definition it started on, or blocked.
+    void take(std::string id) {
+        background_->spawn("saga orchestrator " + owner_ + ": take over saga " + id, take_over(std::move(id)));
+    }
+
+    boost::asio::awaitable<void> take_over(std::string id) {
+        SagaState state;
+        std::string unreadable;
+        try {
+            state = co_await detail::read_saga(store_, id);
+        } catch (const Error& e) {
+            if (is_unavailable(e.code())) {
+                // Its lease ends and it is taken again once the store answers.
+                options_.logger->info("saga {} ({}): could not read it to take it over: {}", id, SagaT::name, e.what());
+                co_return;
+            }
+            if (e.code() == make_error_code(errc::not_found)) co_return;
+            unreadable = e.what();
+        }
+        if (!unreadable.empty()) {
+            co_await block(id, std::nullopt, "its events cannot be read: " + unreadable);
+            co_return;
+        }
+        if (state.phase != SagaPhase::running && state.phase != SagaPhase::compensating &&
+            state.phase != SagaPhase::blocked) {
+            co_return;  // finished meanwhile (or failed): nothing to run
+        }
+        if (state.saga_type != SagaT::name) {
+            co_await block(id, state,
+                           "no orchestrator serving saga type '" + state.saga_type + "' took it over for " +
+                               std::to_string(std::chrono::duration_cast<std::chrono::seconds>(options_.orphan_after).count()) +
+                               " s (" + owner_ + " serves '" + std::string(SagaT::name) + "')");
+            co_return;
+        }
+        auto done = [this, id](std::exception_ptr e, Outcome o) { resumed(id, e, std::move(o)); };
+        if (!definition_mismatch(state.definition, runner_.definition())) {
+            ++claimed_;
+            runner_.async_resume(std::move(state), boost::asio::bind_executor(background_->get_executor(), done));
+            co_return;
+        }
+        for (auto& v : older_) {
+            if (!definition_mismatch(state.definition, v->definition())) {
+                ++claimed_;
+                v->resume(std::move(state), background_->get_executor(), done);
+                co_return;
+            }
+        }
+        co_await block(id, state, unserved_reason(state.definition));
+    }
+
+    // Why no definition served here fits `recorded`.
+    std::string unserved_reason(const SagaDefinition& recorded) const {
+        const auto served = definitions();
+        for (const auto& d : served) {
+            if (d.version == recorded.version) return *definition_mismatch(recorded, d);
+        }
+        std::string versions;
+        for (const auto& d : served) versions += (versions.empty() ? "" : ", ") + std::to_string(d.version);
+        return "it started on version " + std::to_string(recorded.version) + " of " + std::string(SagaT::name) +
+               ", which " + owner_ + " does not serve (it serves " + versions + ")";
+    }
+
+    // Moves a saga this orchestrator holds to `blocked` (freeing it), with the
+    // reason. `state`: as read; none when its events do not fold (then the
+    // event goes on whatever version the stream is at).
+    boost::asio::awaitable<void> block(std::string id, std::optional<SagaState> state, std::string reason) {
+        EventData e;
+        e.event_id = ids_.next();
+        e.type = std::string(saga_event::blocked);
+        SagaPhase from = SagaPhase::running;
+        if (state) from = state->phase == SagaPhase::blocked ? state->blocked_from : state->phase;
+        e.payload = json{{"reason", reason}, {"phase", to_string(from)}, {"by", owner_}};
+        e.metadata.timestamp = Clock::now();
+        if (state) {
+            e.metadata.correlation_id = state->correlation_id;
+            e.metadata.causation_id = state->last_event_id;
+        }
+        const auto expected = state ? ExpectedVersion::exactly(state->version) : ExpectedVersion::any();
+        std::vector<EventData> events;
+        events.push_back(std::move(e));
+        try {
+            co_await store_.async_append(saga_stream(id), expected, std::move(events), boost::asio::use_awaitable);
+        } catch (const Error& err) {
+            // Moved meanwhile: whoever moved it runs it. Otherwise its lease ends and it is looked at again.
+            const bool moved = err.code() == make_error_code(errc::concurrency_conflict);
+            options_.logger->log(moved ? spdlog::level::debug : spdlog::level::warn,
+                                 "saga {}: could not block it ({}): {}", id, reason, err.what());
+            co_return;
+        }
+        ++blocked_;
+        options_.logger->warn("saga {} ({}): blocked: {}", id, state ? state->saga_type : std::string("?"), reason);
+    }
+
+    void resumed(const std::string& id, std::exception_ptr e, Outcome o) {
+        ++finished_;
+        if (on_outcome_) {
+            on_outcome_(id, e, o);
+        } else if (!e) {
+            options_.logger->info("saga {} ({}): {} after being taken over", id, SagaT::name, to_string(o.status));
+        }
+        if (!e) return;
+        try {
+            std::rethrow_exception(e);
+        } catch (const Error& err) {
+            // Finished meanwhile, or another owner got it first: nothing to do.
+            const bool benign = err.code() == make_error_code(errc::saga_not_resumable) ||
+                                err.code() == make_error_code(errc::concurrency_conflict) ||
+                                err.code() == boost::asio::error::operation_aborted;
+            if (is_unavailable(err.code())) {
+                // Resumable as it stood: taken over again once its lease ends and the store answers.
+                options_.logger->info("saga {} ({}): interrupted, it resumes when the store answers: {}", id,
+                                      SagaT::name, err.what());
+                return;
+            }
+            if (benign) {
+                options_.logger->debug("saga {} ({}): resuming it stopped: {}", id, SagaT::name, err.what());
+                return;
+            }
+            options_.logger->error("saga {} ({}): resuming it failed: {}", id, SagaT::name, err.what());
+            block_after_failure(id, err.what());
+        } catch (const std::exception& err) {
+            options_.logger->error("saga {} ({}): resuming it failed: {}", id, SagaT::name, err.what());
+            block_after_failure(id, err.what());
+        }
+    }
+
+    // A saga that cannot go on here (its recorded data does not decode, a
+    // step it recorded is unknown): blocked, not claimed again every lease.
+    void block_after_failure(std::string id, std::string error) {
+        if (background_->stopping()) return;
+        background_->spawn("saga orchestrator " + owner_ + ": block saga " + id,
+                           block_unresumable(std::move(id), std::move(error)));
+    }
+
+    boost::asio::awaitable<void> block_unresumable(std::string id, std::string error) {
+        std::optional<SagaState> state;
+        try {
+            state = co_await detail::read_saga(store_, id);
+        } catch (const std::exception&) {
+            co_return;  // unreadable now: looked at again when its lease ends
+        }
+        if (state->phase != SagaPhase::running && state->phase != SagaPhase::compensating) co_return;
+        co_await block(std::move(id), std::move(state), "resuming it failed: " + error);
     }
 
     boost::asio::awaitable<void> renew_loop() {
@@ -227,7 +480,7 @@ private:
             co_await background_->sleep(interval);
             if (background_->stopping()) break;
             try {
-                auto lost = co_await leases_.async_renew(owner_, options_.lease, runner_.running_ids(),
+                auto lost = co_await leases_.async_renew(owner_, options_.lease, running_ids(),
                                                          boost::asio::use_awaitable);
                 last_ok = std::chrono::steady_clock::now();
                 fenced = false;
@@ -238,7 +491,10 @@ private:
                 for (const auto& id : lost) {
                     ++lost_;
                     log.warn("saga orchestrator {}: saga {} is held by another owner now; stopping it here", owner_, id);
-                    runner_.interrupt(id, "its lease was taken over");
+                    if (runner_.interrupt(id, "its lease was taken over")) continue;
+                    for (auto& v : older_) {
+                        if (v->interrupt(id, "its lease was taken over")) break;
+                    }
                 }
             } catch (const std::exception& e) {
                 ++renew_failures_;
@@ -248,13 +504,13 @@ private:
                 // Before the leases can expire, stop: another process may take
                 // these sagas then, and one saga must not run in two places.
                 if (!fenced && std::chrono::steady_clock::now() - last_ok >= options_.lease - interval &&
-                    runner_.running() > 0) {
+                    running() > 0) {
                     fenced = true;  // once per outage; sagas still unwinding need no second stop
                     ++fenced_;
                     log.error("saga orchestrator {}: leases not renewed for {} ms; stopping its {} sagas (they resume "
                               "when the database is back)",
-                              owner_, options_.lease.count() - interval.count(), runner_.running());
-                    runner_.shutdown();
+                              owner_, options_.lease.count() - interval.count(), running());
+                    shutdown_all();
                 }
             }
         }
@@ -263,20 +519,24 @@ private:
     boost::asio::awaitable<void> wait_idle(std::chrono::steady_clock::duration limit) {
         const auto until = std::chrono::steady_clock::now() + limit;
         boost::asio::steady_timer t(background_->get_executor());
-        while (runner_.running() > 0 && std::chrono::steady_clock::now() < until) {
+        while (running() > 0 && std::chrono::steady_clock::now() < until) {
             t.expires_after(milliseconds(5));
             co_await t.async_wait(boost::asio::use_awaitable);
         }
     }
 
+    Store& store_;
     Leases& leases_;
     OrchestratorOptions options_;
     std::string owner_;
     Runner runner_;
+    std::vector<std::unique_ptr<detail::ServedVersion<Data>>> older_;
     std::shared_ptr<detail::Background> background_;
     OutcomeCallback on_outcome_;
+    bool started_ = false;
+    IdGenerator ids_;
     detail::OutageLog claim_outage_, renew_outage_;  // on the background strand
-    std::atomic<std::uint64_t> claimed_{0}, finished_{0}, lost_{0}, renew_failures_{0}, fenced_{0};
+    std::atomic<std::uint64_t> claimed_{0}, finished_{0}, lost_{0}, renew_failures_{0}, fenced_{0}, blocked_{0};
 };
 
 }  // namespace boong

@@ -36,7 +36,7 @@ struct RunOptions {
 };
 
 struct RunnerOptions {
-    std::shared_ptr<spdlog::logger> logger;  // null: spdlog's default logger
+    std::shared_ptr<spdlog::logger> logger{};  // null: spdlog's default logger
     // Set by SagaOrchestrator: the name recorded as the owner of the sagas
     // this runner starts or resumes, and the lease it holds on them.
     std::string owner{};
@@ -124,8 +124,10 @@ public:
     // Continues a saga from its stored events: one interrupted by a shutdown or
     // a crash goes on where it stood (a step whose completion was not recorded
     // runs again, with the same idempotency key); a `failed` saga retries its
-    // compensations, once an operator has fixed their cause. A completed or
-    // compensated saga is errc::saga_not_resumable; an unknown one errc::not_found.
+    // compensations, once an operator has fixed their cause; a blocked one goes
+    // on where it stood. A completed or compensated saga is
+    // errc::saga_not_resumable; an unknown one errc::not_found; one that
+    // started on another version of the definition errc::definition_mismatch.
     template <class Token>
     auto async_resume(std::string saga_id, Token&& token) {
         return boost::asio::async_initiate<Token, void(std::exception_ptr, Outcome)>(
@@ -154,6 +156,29 @@ public:
     boost::asio::awaitable<Outcome> resume(std::string saga_id) {
         return async_resume(std::move(saga_id), boost::asio::use_awaitable);
     }
+
+    // As async_resume(id), from a state the caller has read (detail::read_saga):
+    // how an orchestrator serving several versions picks the runner.
+    template <class Token>
+    auto async_resume(SagaState state, Token&& token) {
+        return boost::asio::async_initiate<Token, void(std::exception_ptr, Outcome)>(
+            [core = core_](auto handler, SagaState s) {
+                auto exec = core->make_execution();
+                try {
+                    check_resumable(*core, s);
+                    exec->prepare_resume(std::move(s));
+                } catch (...) {
+                    detail::post_completion(exec->get_executor(), std::move(handler), std::current_exception(),
+                                            Outcome{});
+                    return;
+                }
+                start(core, std::move(exec), std::move(handler));
+            },
+            token, std::move(state));
+    }
+
+    // The definition this runner runs (recorded in the sagas it starts).
+    const SagaDefinition& definition() const noexcept { return core_->shared->definition_id; }
 
     // Asks a saga running in this runner to stop and compensate what it
     // completed (FailureKind::cancelled). Thread-safe; the stop happens on the
@@ -248,18 +273,13 @@ private:
     };
 
     static boost::asio::awaitable<SagaState> load(std::shared_ptr<Core> core, std::string id) {
-        const std::string stream = saga_stream(id);
-        detail::validate_stream_id(stream);
-        SagaState state;
-        std::int64_t from = 1;
-        constexpr std::size_t page = 1000;
-        for (;;) {
-            auto events = co_await core->shared->store.async_read_stream(stream, from, page, boost::asio::use_awaitable);
-            for (const auto& e : events) state.apply(e);
-            if (events.size() < page) break;
-            from += static_cast<std::int64_t>(events.size());
-        }
-        if (state.version == 0) throw Error(errc::not_found, "no saga with id " + id);
+        SagaState state = co_await detail::read_saga(core->shared->store, std::move(id));
+        check_resumable(*core, state);
+        co_return state;
+    }
+
+    static void check_resumable(const Core& core, const SagaState& state) {
+        const std::string& id = state.saga_id;
         if (state.saga_type != SagaT::name) {
             throw Error(errc::saga_not_resumable, "saga " + id + " is of type " + state.saga_type + ", not " +
                                                       std::string(SagaT::name));
@@ -268,7 +288,9 @@ private:
             throw Error(errc::saga_not_resumable,
                         "saga " + id + " is already " + std::string(to_string(state.phase)));
         }
-        co_return state;
+        if (auto why = definition_mismatch(state.definition, core.shared->definition_id)) {
+            throw Error(errc::definition_mismatch, "saga " + id + " (" + state.saga_type + ") cannot resume here: " + *why);
+        }
     }
 
     template <class Handler>

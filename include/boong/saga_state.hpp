@@ -14,8 +14,11 @@
 namespace boong {
 
 // Where a saga is. running and compensating are in flight (or interrupted);
-// the other three are terminal — `failed` only until an operator resumes it.
-enum class SagaPhase { running, compensating, completed, compensated, failed };
+// completed, compensated and failed are terminal — `failed` only until an
+// operator resumes it. `blocked`: in flight, but no orchestrator that looked
+// at it serves the definition it started on (docs/versioning.md); it goes on
+// where it stood as soon as one that does takes it.
+enum class SagaPhase { running, compensating, completed, compensated, failed, blocked };
 
 // Why a step failed.
 enum class FailureKind {
@@ -50,27 +53,30 @@ inline constexpr std::string_view compensation_failed = "CompensationFailed";
 inline constexpr std::string_view completed = "SagaCompleted";
 inline constexpr std::string_view compensated = "SagaCompensated";
 inline constexpr std::string_view failed = "SagaFailed";
+inline constexpr std::string_view blocked = "SagaBlocked";
 }  // namespace saga_event
 
 inline std::string saga_stream(std::string_view saga_id) { return "saga-" + std::string(saga_id); }
 
 // How a saga's phase follows from its events. This table is the one
-// definition: the fold (SagaState::apply), the in-memory saga index and the
-// PostgreSQL trigger that keeps the saga table (generated from it) all read
-// it; events not listed leave the phase as it was.
+// definition: the fold (SagaState::apply) and the in-memory saga index read
+// it, and the PostgreSQL trigger that keeps the saga table follows it (each
+// schema migration writes it out; a test holds the latest to this table).
+// Events not listed leave the phase as it was.
 struct PhaseRule {
     std::string_view event;
     // The phase the event moves the saga into; none for SagaResumed, which
     // names it in its payload ("phase": running or compensating).
     std::optional<SagaPhase> phase;
 };
-inline constexpr std::array<PhaseRule, 6> phase_rules{{
+inline constexpr std::array<PhaseRule, 7> phase_rules{{
     {saga_event::started, SagaPhase::running},
     {saga_event::resumed, std::nullopt},
     {saga_event::compensation_started, SagaPhase::compensating},
     {saga_event::completed, SagaPhase::completed},
     {saga_event::compensated, SagaPhase::compensated},
     {saga_event::failed, SagaPhase::failed},
+    {saga_event::blocked, SagaPhase::blocked},
 }};
 
 // The rule for an event type, or null when the event does not move the phase.
@@ -85,11 +91,33 @@ constexpr bool is_terminal(SagaPhase p) noexcept {
     return p == SagaPhase::completed || p == SagaPhase::compensated || p == SagaPhase::failed;
 }
 
+// Which definition of a saga type a saga runs on: the version its class
+// declares and the fingerprint of its ordered steps (SagaType::fingerprint).
+// Sagas recorded before definitions had versions read as version 1 with no
+// fingerprint.
+struct SagaDefinition {
+    std::int64_t version = 1;
+    std::string fingerprint;  // empty: not recorded
+    std::string shape;        // the steps as text (SagaType::shape); empty: not recorded
+
+    json to_json() const;
+};
+
+// Why `served` cannot run a saga recorded on `recorded` (nullopt: it can).
+// The versions must be equal; the fingerprints too when both are known (the
+// same version with other steps means the definition was changed without
+// a new version).
+std::optional<std::string> definition_mismatch(const SagaDefinition& recorded, const SagaDefinition& served);
+
 // A saga as its events describe it.
 struct SagaState {
     std::string saga_id;
     std::string saga_type;
+    SagaDefinition definition;                // what it started on (SagaStarted)
     SagaPhase phase = SagaPhase::running;
+    // phase == blocked: why, and the in-flight phase it goes on in.
+    std::string blocked_reason;
+    SagaPhase blocked_from = SagaPhase::running;
     json data;                                // the saga data as last recorded
     std::string correlation_id;
     std::optional<Clock::time_point> deadline;

@@ -13,12 +13,15 @@
 
 #include <algorithm>
 #include <memory>
+#include <tuple>
 #include <utility>
 
 namespace boong {
 namespace {
 
 constexpr const char* kInFlight = "phase IN ('running', 'compensating')";
+// What an owner may hold: in flight, or blocked and claimed to be unblocked.
+constexpr const char* kHoldable = "phase IN ('running', 'compensating', 'blocked')";
 
 const std::string& sagas_table(PostgresEventStore& store) { return store.tables().sagas; }
 
@@ -26,7 +29,8 @@ std::string record_columns() {
     return "saga_id, saga_type, phase, version, failed_step, failure_kind, error, failed_compensation, "
            "compensation_error, (extract(epoch FROM deadline) * 1000000)::bigint, "
            "(extract(epoch FROM started_at) * 1000000)::bigint, (extract(epoch FROM updated_at) * 1000000)::bigint, "
-           "owner, (extract(epoch FROM lease_until) * 1000000)::bigint";
+           "owner, (extract(epoch FROM lease_until) * 1000000)::bigint, definition_version, fingerprint, "
+           "blocked_reason";
 }
 
 std::string text(const pqxx::field& f) { return f.is_null() ? std::string() : std::string(f.c_str(), f.size()); }
@@ -52,6 +56,9 @@ SagaRecord to_record(const pqxx::row& row) {
     r.updated_at = pg::from_micros(pg::to_int64(row[11]));
     r.owner = text(row[12]);
     r.lease_until = maybe_time(row[13]);
+    r.definition_version = pg::to_int64(row[14]);
+    r.fingerprint = text(row[15]);
+    r.blocked_reason = text(row[16]);
     return r;
 }
 
@@ -84,19 +91,42 @@ std::string text_array(const std::vector<std::string>& items) {
     return out + '}';
 }
 
+// The served definitions as the claim compares them (definition_mismatch's
+// rule): `keys` holds "version/fingerprint" for each one with a fingerprint
+// and "version/" for each (a saga recorded without one); `any_of` the
+// versions served without a fingerprint, which match whatever was recorded.
+struct DefinitionKeys {
+    std::string keys;
+    std::string any_of;
+};
+
+DefinitionKeys definition_keys(const std::vector<SagaDefinition>& served) {
+    std::vector<std::string> keys, any_of;
+    for (const auto& d : served) {
+        const auto version = std::to_string(d.version);
+        keys.push_back(version + "/");
+        if (d.fingerprint.empty()) {
+            any_of.push_back(version);
+        } else {
+            keys.push_back(version + "/" + d.fingerprint);
+        }
+    }
+    return {text_array(keys), text_array(any_of)};
+}
+
 std::int64_t clamp_limit(std::size_t n) {
     return static_cast<std::int64_t>(std::min<std::size_t>(n, 10000));
 }
 
 }  // namespace
 
-void PostgresSagaIndex::claim_impl(std::string saga_type, std::string owner, milliseconds lease, std::size_t max_count,
+void PostgresSagaIndex::claim_impl(SagaClaim claim, std::string owner, milliseconds lease, std::size_t max_count,
                                    detail::ErasedHandler<std::vector<std::string>> handler) {
     std::string table;
     try {
         detail::validate_owner(owner, "saga");
         detail::validate_lease(lease, "a saga");
-        if (saga_type.empty()) throw Error(errc::invalid_argument, "claim: the saga type is empty");
+        if (claim.saga_type.empty()) throw Error(errc::invalid_argument, "claim: the saga type is empty");
         table = sagas_table(store_);
     } catch (...) {
         handler.complete(std::current_exception());
@@ -110,18 +140,64 @@ void PostgresSagaIndex::claim_impl(std::string saga_type, std::string owner, mil
     // left to it. An earlier incarnation's sagas are free at once: the name
     // is unique among live processes, so that process is gone. Sagas nobody
     // ever owned (plain SagaRunners) are taken only after a lease of quiet.
-    std::string sql = "WITH c AS (SELECT saga_id FROM " + table + " WHERE saga_type = $1 AND " + kInFlight +
+    // A blocked saga is free at once (SagaBlocked let it go) to a claimant
+    // that serves its definition, unless another took it since: it stays
+    // blocked until that one's SagaResumed.
+    std::string sql = "WITH c AS (SELECT saga_id FROM " + table + " WHERE saga_type = $1 AND ((" + kInFlight +
                       " AND (lease_until < now()"
                       " OR (owner IS NULL AND lease_until IS NULL AND updated_at < now() - $4 * interval '1 millisecond')"
-                      " OR (split_part(owner, '/', 1) = split_part($2, '/', 1) AND owner <> $2))"
+                      " OR (split_part(owner, '/', 1) = split_part($2, '/', 1) AND owner <> $2)))"
+                      " OR (phase = 'blocked'"
+                      " AND ((definition_version || '/' || coalesce(fingerprint, '')) = ANY($5::text[])"
+                      " OR definition_version::text = ANY($6::text[]))"
+                      " AND (lease_until IS NULL OR lease_until < now()"
+                      " OR (split_part(owner, '/', 1) = split_part($2, '/', 1) AND owner <> $2))))"
                       " ORDER BY lease_until NULLS FIRST, saga_id LIMIT $3 FOR UPDATE SKIP LOCKED) "
                       "UPDATE " + table + " s SET owner = $2, lease_until = now() + $4 * interval '1 millisecond' "
                       "FROM c WHERE s.saga_id = c.saga_id RETURNING s.saga_id";
+    auto served = definition_keys(claim.definitions);
     pg::run_transaction<std::vector<std::string>>(
-        store_, "claim sagas of type " + saga_type, Durability::relaxed,
-        [sql = std::move(sql), saga_type = std::move(saga_type), owner = std::move(owner),
-         n = clamp_limit(max_count), ms = static_cast<std::int64_t>(lease.count())](pqxx::transaction_base& tx) {
-            return to_ids(tx.exec_params(sql, saga_type, owner, n, ms));
+        store_, "claim sagas of type " + claim.saga_type, Durability::relaxed,
+        [sql = std::move(sql), saga_type = std::move(claim.saga_type), owner = std::move(owner),
+         n = clamp_limit(max_count), ms = static_cast<std::int64_t>(lease.count()),
+         served = std::move(served)](pqxx::transaction_base& tx) {
+            return to_ids(tx.exec_params(sql, saga_type, owner, n, ms, served.keys, served.any_of));
+        },
+        std::move(handler));
+}
+
+void PostgresSagaIndex::claim_orphans_impl(std::string owner, milliseconds lease, milliseconds idle,
+                                           std::size_t max_count,
+                                           detail::ErasedHandler<std::vector<std::string>> handler) {
+    std::string table;
+    try {
+        detail::validate_owner(owner, "saga");
+        detail::validate_lease(lease, "a saga");
+        if (idle.count() < 0) throw Error(errc::invalid_argument, "claim_orphans: idle must not be negative");
+        table = sagas_table(store_);
+    } catch (...) {
+        handler.complete(std::current_exception());
+        return;
+    }
+    if (max_count == 0) {
+        handler.complete(nullptr, {});
+        return;
+    }
+    // Any type: left this long, no orchestrator of its type is there to take
+    // it (those claim at every round). Blocked ones are not orphans: they
+    // wait for a claimant that serves their definition.
+    std::string sql = "WITH c AS (SELECT saga_id FROM " + table + " WHERE " + kInFlight +
+                      " AND (lease_until < now() - $3 * interval '1 millisecond'"
+                      " OR (owner IS NULL AND lease_until IS NULL"
+                      " AND updated_at < now() - $3 * interval '1 millisecond'))"
+                      " ORDER BY lease_until NULLS FIRST, saga_id LIMIT $4 FOR UPDATE SKIP LOCKED) "
+                      "UPDATE " + table + " s SET owner = $1, lease_until = now() + $2 * interval '1 millisecond' "
+                      "FROM c WHERE s.saga_id = c.saga_id RETURNING s.saga_id";
+    pg::run_transaction<std::vector<std::string>>(
+        store_, "claim orphaned sagas", Durability::relaxed,
+        [sql = std::move(sql), owner = std::move(owner), ms = static_cast<std::int64_t>(lease.count()),
+         idle_ms = static_cast<std::int64_t>(idle.count()), n = clamp_limit(max_count)](pqxx::transaction_base& tx) {
+            return to_ids(tx.exec_params(sql, owner, ms, idle_ms, n));
         },
         std::move(handler));
 }
@@ -137,22 +213,27 @@ void PostgresSagaIndex::renew_impl(std::string owner, milliseconds lease, std::v
         handler.complete(std::current_exception());
         return;
     }
-    // Rows locked right now (a saga's own append, a claim) are skipped rather
-    // than waited for: waiting could deadlock with an append that holds one
-    // and wants another. They are renewed on the next round.
-    std::string renew = "WITH mine AS (SELECT saga_id FROM " + table + " WHERE owner = $1 AND " + kInFlight +
-                        " FOR UPDATE SKIP LOCKED) UPDATE " + table +
+    if (running.empty()) {  // runs nothing: holds nothing worth renewing
+        handler.complete(nullptr, {});
+        return;
+    }
+    // Only the sagas it runs: one it holds but does not run must expire, or
+    // it would look attended forever. Rows locked right now (a saga's own
+    // append, a claim) are skipped rather than waited for: waiting could
+    // deadlock with an append that holds one and wants another. They are
+    // renewed on the next round.
+    std::string renew = "WITH mine AS (SELECT saga_id FROM " + table + " WHERE owner = $1 AND " + kHoldable +
+                        " AND saga_id = ANY($3::text[]) FOR UPDATE SKIP LOCKED) UPDATE " + table +
                         " s SET lease_until = now() + $2 * interval '1 millisecond' FROM mine WHERE s.saga_id = "
                         "mine.saga_id";
-    std::string lost = "SELECT saga_id FROM " + table + " WHERE saga_id = ANY($1::text[]) AND " + kInFlight +
-                       " AND owner IS DISTINCT FROM $2";
+    // A blocked saga nobody holds is not lost: its runner blocked it.
+    std::string lost = "SELECT saga_id FROM " + table + " WHERE saga_id = ANY($1::text[]) AND (" + kInFlight +
+                       " OR (phase = 'blocked' AND owner IS NOT NULL)) AND owner IS DISTINCT FROM $2";
     pg::run_transaction<std::vector<std::string>>(
         store_, "renew the leases of " + owner, Durability::relaxed,
         [renew = std::move(renew), lost = std::move(lost), owner = std::move(owner),
-         ms = static_cast<std::int64_t>(lease.count()), ids = text_array(running),
-         any = !running.empty()](pqxx::transaction_base& tx) {
-            tx.exec_params(renew, owner, ms);
-            if (!any) return std::vector<std::string>{};
+         ms = static_cast<std::int64_t>(lease.count()), ids = text_array(running)](pqxx::transaction_base& tx) {
+            tx.exec_params(renew, owner, ms, ids);
             return to_ids(tx.exec_params(lost, ids, owner));
         },
         std::move(handler));
@@ -167,7 +248,7 @@ void PostgresSagaIndex::release_impl(std::string owner, detail::ErasedHandler<vo
         handler.complete(std::current_exception());
         return;
     }
-    std::string sql = "UPDATE " + table + " SET lease_until = now() WHERE owner = $1 AND " + kInFlight;
+    std::string sql = "UPDATE " + table + " SET lease_until = now() WHERE owner = $1 AND " + kHoldable;
     pg::run_transaction<void>(
         store_, "release the leases of " + owner, Durability::durable,
         [sql = std::move(sql), owner = std::move(owner)](pqxx::transaction_base& tx) { tx.exec_params(sql, owner); },
@@ -208,7 +289,7 @@ void PostgresSagaIndex::stuck_impl(milliseconds idle, std::size_t limit,
         }
         if (idle.count() < 0) throw Error(errc::invalid_argument, "idle must not be negative");
         sql = "SELECT " + record_columns() + " FROM " + sagas_table(store_) +
-              " WHERE phase = 'failed' OR (" + kInFlight +
+              " WHERE phase IN ('failed', 'blocked') OR (" + kInFlight +
               " AND (lease_until < now() OR (lease_until IS NULL AND updated_at < now() - $1 * interval '1 "
               "millisecond'))) ORDER BY updated_at LIMIT $2";
     } catch (...) {
@@ -258,6 +339,37 @@ void PostgresSagaIndex::count_impl(detail::ErasedHandler<std::vector<std::pair<S
                 if (auto p = saga_phase_from_string(text(row[0]))) out.emplace_back(*p, pg::to_int64(row[1]));
             }
             std::sort(out.begin(), out.end());  // SagaPhase order
+            return out;
+        },
+        std::move(handler));
+}
+
+void PostgresSagaIndex::count_definitions_impl(std::string saga_type,
+                                               detail::ErasedHandler<std::vector<DefinitionCount>> handler) {
+    std::string sql;
+    try {
+        sql = "SELECT saga_type, definition_version, coalesce(fingerprint, ''), phase, count(*) FROM " +
+              sagas_table(store_) +
+              " WHERE phase NOT IN ('completed', 'compensated') AND ($1 = '' OR saga_type = $1)"
+              " GROUP BY 1, 2, 3, 4";
+    } catch (...) {
+        handler.complete(std::current_exception());
+        return;
+    }
+    pg::run_transaction<std::vector<DefinitionCount>>(
+        store_, "count sagas by definition", Durability::durable,
+        [sql = std::move(sql), t = std::move(saga_type)](pqxx::transaction_base& tx) {
+            std::vector<DefinitionCount> out;
+            for (const auto& row : tx.exec_params(sql, t)) {
+                const auto phase = saga_phase_from_string(text(row[3]));
+                if (!phase) continue;
+                out.push_back({text(row[0]), pg::to_int64(row[1]), text(row[2]), *phase, pg::to_int64(row[4])});
+            }
+            // By type, version, fingerprint, then SagaPhase order (not the phases' text).
+            std::sort(out.begin(), out.end(), [](const DefinitionCount& a, const DefinitionCount& b) {
+                return std::tie(a.saga_type, a.definition_version, a.fingerprint, a.phase) <
+                       std::tie(b.saga_type, b.definition_version, b.fingerprint, b.phase);
+            });
             return out;
         },
         std::move(handler));

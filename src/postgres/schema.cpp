@@ -57,28 +57,6 @@ std::string derived_name(const std::string& table, std::string_view suffix) {
     return table.substr(0, kMaxIdentifier - suffix.size() - 9) + hash + std::string(suffix);
 }
 
-// The events that move a saga from one phase to another: the phase rules of
-// saga_state.hpp, which the fold and the memory index follow too.
-std::string saga_phase_types() {
-    std::string out;
-    for (const auto& rule : phase_rules) {
-        if (!out.empty()) out += ", ";
-        out += quote_literal(rule.event);
-    }
-    return out;
-}
-
-// The terminal phase of NEW.type, from the same rules (a CASE expression).
-std::string terminal_phase_case() {
-    std::string out = "CASE NEW.type";
-    for (const auto& rule : phase_rules) {
-        if (rule.phase && is_terminal(*rule.phase)) {
-            out += " WHEN " + quote_literal(rule.event) + " THEN " + quote_literal(to_string(*rule.phase));
-        }
-    }
-    return out + " END";
-}
-
 struct Column {
     std::string_view name;
     std::string_view type;  // as format_type() prints it
@@ -410,7 +388,14 @@ $boong$)";
 // its trigger, the outbox cursors and the inbox. A later change is a
 // migration of its own, written out, so that this text never changes.
 std::vector<std::string> migration_1(const Names& n) {
-    const std::string phases = saga_phase_types();
+    // The phase events and terminal phases as the phase rules of
+    // saga_state.hpp had them when it was released (it once generated these
+    // from them; a new rule is a new migration, see migration_2).
+    const std::string phases =
+        "'SagaStarted', 'SagaResumed', 'CompensationStarted', 'SagaCompleted', 'SagaCompensated', 'SagaFailed'";
+    const std::string terminal_phase_case =
+        "CASE NEW.type WHEN 'SagaCompleted' THEN 'completed' WHEN 'SagaCompensated' THEN 'compensated' "
+        "WHEN 'SagaFailed' THEN 'failed' END";
     using namespace saga_event;
     const std::string q_started = quote_literal(started), q_resumed = quote_literal(resumed),
                       q_comp = quote_literal(compensation_started), q_failed = quote_literal(failed);
@@ -508,7 +493,7 @@ BEGIN
                error = NEW.payload ->> 'error'
         WHERE saga_id = v_id;
     ELSE
-        UPDATE )" + n.sagas + R"( SET phase = )" + terminal_phase_case() + R"(,
+        UPDATE )" + n.sagas + R"( SET phase = )" + terminal_phase_case + R"(,
                version = NEW.version, updated_at = NEW.stored_at,
                failed_compensation = CASE WHEN NEW.type = )" + q_failed + R"( THEN NEW.payload ->> 'step' END,
                compensation_error = CASE WHEN NEW.type = )" + q_failed + R"( THEN NEW.payload ->> 'error' END,
@@ -538,14 +523,124 @@ $boong$)");
     return sql;
 }
 
+// Migration 2, versioned saga definitions (docs/versioning.md): each saga
+// row records the definition it started on (SagaStarted's "definition"), and
+// the phase `blocked` (SagaBlocked) holds a saga no orchestrator that looked
+// at it could run, until one that serves its definition claims it. Written
+// out in full, not generated from the phase rules, so that its text never
+// changes: a later change is migration 3.
+std::vector<std::string> migration_2(const Names& n) {
+    std::vector<std::string> sql;
+    // Rows of sagas started before: version 1 without a fingerprint.
+    sql.push_back("ALTER TABLE " + n.sagas +
+                  " ADD COLUMN IF NOT EXISTS definition_version bigint NOT NULL DEFAULT 1,"
+                  " ADD COLUMN IF NOT EXISTS fingerprint text,"
+                  " ADD COLUMN IF NOT EXISTS blocked_reason text");
+    // Migration 1's CHECK on phase was named by the server (and cut short for
+    // a long table name): found by the one column it checks, and replaced by
+    // one named here.
+    sql.push_back(R"(DO $boong$
+DECLARE
+    v_name name;
+BEGIN
+    FOR v_name IN
+        SELECT c.conname FROM pg_catalog.pg_constraint c
+        JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attname = 'phase'
+        WHERE c.conrelid = )" + quote_literal(n.sagas) + R"(::regclass AND c.contype = 'c'
+          AND c.conkey = ARRAY[a.attnum]
+    LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT %I', )" + quote_literal(n.sagas) + R"(, v_name);
+    END LOOP;
+END
+$boong$)");
+    sql.push_back("ALTER TABLE " + n.sagas + " ADD CONSTRAINT " + n.saga_phase_check +
+                  " CHECK (phase IN ('running', 'compensating', 'completed', 'compensated', 'failed', 'blocked'))");
+    // Orchestrators look for the blocked sagas of their type to unblock.
+    sql.push_back("CREATE INDEX IF NOT EXISTS " + n.saga_blocked_index + " ON " + n.sagas +
+                  " (saga_type) WHERE phase = 'blocked'");
+    // Migration 1's function, and: SagaStarted records the definition (a
+    // version that is not 1 to 18 digits reads as 1, as an absent one);
+    // SagaBlocked moves an in-flight saga to `blocked` and frees it;
+    // SagaResumed forgets why it was blocked; a deadline out of range (a
+    // February 30th) is left out like any unreadable one, instead of failing
+    // the append; an event without a branch changes nothing.
+    sql.push_back("CREATE OR REPLACE FUNCTION " + n.saga_function + R"(() RETURNS trigger
+LANGUAGE plpgsql AS $boong$
+DECLARE
+    v_id text := substr(NEW.stream_id, 6);
+    v_owner text := NEW.metadata ->> 'owner';
+    v_lease timestamptz := NEW.stored_at + (CASE WHEN NEW.metadata ->> 'lease_ms' ~ '^[0-9]{1,10}$'
+                                                 THEN (NEW.metadata ->> 'lease_ms')::bigint ELSE 0 END
+                                            * interval '1 millisecond');
+    v_text text := NEW.payload ->> 'deadline';
+    v_deadline timestamptz;
+BEGIN
+    IF NEW.type = 'SagaStarted' THEN
+        -- Checked field by field, the day against its month's length (nested
+        -- IFs: SQL does not promise to evaluate AND left to right), rather
+        -- than by catching the cast's error: an EXCEPTION block would open a
+        -- subtransaction for every saga started.
+        IF v_text ~ '^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?Z$' THEN
+            IF substr(v_text, 9, 2)::int <= extract(day FROM make_date(substr(v_text, 1, 4)::int, substr(v_text, 6, 2)::int, 1)
+                                                            + interval '1 month - 1 day') THEN
+                v_deadline := v_text::timestamptz;
+            END IF;
+        END IF;
+        INSERT INTO )" + n.sagas + R"( (saga_id, saga_type, definition_version, fingerprint, phase, version,
+                                     deadline, started_at, updated_at, owner, lease_until)
+        VALUES (v_id, coalesce(NEW.payload ->> 'saga_type', ''),
+                CASE WHEN NEW.payload -> 'definition' ->> 'version' ~ '^[0-9]{1,18}$'
+                     THEN (NEW.payload -> 'definition' ->> 'version')::bigint ELSE 1 END,
+                nullif(NEW.payload -> 'definition' ->> 'fingerprint', ''),
+                'running', NEW.version, v_deadline, NEW.stored_at, NEW.stored_at,
+                v_owner, CASE WHEN v_owner IS NOT NULL THEN v_lease END)
+        ON CONFLICT (saga_id) DO NOTHING;
+    ELSIF NEW.type = 'SagaResumed' THEN
+        UPDATE )" + n.sagas + R"( SET phase = CASE WHEN NEW.payload ->> 'phase' IN ('running', 'compensating')
+                                           THEN NEW.payload ->> 'phase' ELSE phase END,
+               version = NEW.version, updated_at = NEW.stored_at,
+               failed_compensation = NULL, compensation_error = NULL, blocked_reason = NULL,
+               owner = v_owner, lease_until = CASE WHEN v_owner IS NOT NULL THEN v_lease END
+        WHERE saga_id = v_id;
+    ELSIF NEW.type = 'CompensationStarted' THEN
+        UPDATE )" + n.sagas + R"( SET phase = 'compensating', version = NEW.version, updated_at = NEW.stored_at,
+               failed_step = NEW.payload ->> 'failed_step', failure_kind = NEW.payload ->> 'kind',
+               error = NEW.payload ->> 'error'
+        WHERE saga_id = v_id;
+    ELSIF NEW.type = 'SagaBlocked' THEN
+        -- Only an in-flight saga can be blocked (the fold refuses the rest).
+        UPDATE )" + n.sagas + R"( SET phase = 'blocked', version = NEW.version, updated_at = NEW.stored_at,
+               blocked_reason = NEW.payload ->> 'reason', owner = NULL, lease_until = NULL
+        WHERE saga_id = v_id AND phase IN ('running', 'compensating', 'blocked');
+    ELSIF NEW.type IN ('SagaCompleted', 'SagaCompensated', 'SagaFailed') THEN
+        UPDATE )" + n.sagas + R"( SET phase = CASE NEW.type WHEN 'SagaCompleted' THEN 'completed'
+                                                 WHEN 'SagaCompensated' THEN 'compensated' ELSE 'failed' END,
+               version = NEW.version, updated_at = NEW.stored_at,
+               failed_compensation = CASE WHEN NEW.type = 'SagaFailed' THEN NEW.payload ->> 'step' END,
+               compensation_error = CASE WHEN NEW.type = 'SagaFailed' THEN NEW.payload ->> 'error' END,
+               blocked_reason = NULL, owner = NULL, lease_until = NULL
+        WHERE saga_id = v_id;
+    END IF;
+    RETURN NULL;
+END
+$boong$)");
+    sql.push_back("DROP TRIGGER IF EXISTS " + n.saga_trigger + " ON " + n.events);
+    sql.push_back("CREATE TRIGGER " + n.saga_trigger + " AFTER INSERT ON " + n.events +
+                  " FOR EACH ROW WHEN (NEW.type IN ('SagaStarted', 'SagaResumed', 'CompensationStarted',"
+                  " 'SagaCompleted', 'SagaCompensated', 'SagaFailed', 'SagaBlocked')"
+                  " AND NEW.stream_id LIKE 'saga-%') EXECUTE FUNCTION " + n.saga_function + "()");
+    return sql;
+}
+
 struct Migration {
     int version;
     const char* description;
     std::vector<std::string> (*statements)(const Names&);
 };
 
-constexpr std::array<Migration, 1> kMigrations{{
+constexpr std::array<Migration, 2> kMigrations{{
     {1, "events, snapshots, append functions, saga table, outbox cursors, inbox", &migration_1},
+    {2, "saga definitions: version and fingerprint per saga, the blocked phase", &migration_2},
 }};
 static_assert(kMigrations.back().version == kSchemaVersion);
 
@@ -583,6 +678,8 @@ Names names_in(const std::string& schema_name, const PostgresStoreConfig& config
     n.append_known_function = schema + quote_identifier(derived_name(config.table_name, "_append_known"));
     n.sagas = schema + quote_identifier(derived_name(config.table_name, "_sagas"));
     n.saga_claim_index = quote_identifier(derived_name(config.table_name, "_sagas_claim_idx"));
+    n.saga_blocked_index = quote_identifier(derived_name(config.table_name, "_sagas_blocked_idx"));
+    n.saga_phase_check = quote_identifier(derived_name(config.table_name, "_sagas_phase_check"));
     n.saga_function = schema + quote_identifier(derived_name(config.table_name, "_track_saga"));
     n.saga_trigger = quote_identifier(derived_name(config.table_name, "_track_saga"));
     n.outbox = schema + quote_identifier(derived_name(config.table_name, "_outbox"));

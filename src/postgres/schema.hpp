@@ -13,7 +13,7 @@ namespace boong::pg {
 
 // The schema version this library writes and understands. A database at a
 // higher version was upgraded by a newer library: this one refuses to open it.
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
 
 // Names of the prepared statements (see statements()).
 inline constexpr const char* kAppendStatement = "boong_append";
@@ -35,6 +35,8 @@ struct Names {
     std::string append_known_function;  // "public"."event_store_append_known": appends to streams at known versions
     std::string sagas;            // "public"."event_store_sagas": one row per saga (phase, owner, lease)
     std::string saga_claim_index; // "event_store_sagas_claim_idx"
+    std::string saga_blocked_index;  // "event_store_sagas_blocked_idx" (schema version 2)
+    std::string saga_phase_check;    // "event_store_sagas_phase_check": the saga table's CHECK on phase (version 2)
     std::string saga_function;    // "public"."event_store_track_saga": keeps `sagas` in step with the events
     std::string saga_trigger;     // "event_store_track_saga" (a trigger takes its table's schema)
     std::string outbox;           // "public"."event_store_outbox": one row per relay (cursor and lease)

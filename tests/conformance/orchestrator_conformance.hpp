@@ -104,8 +104,9 @@ TEMPLATE_TEST_CASE("orchestrator conformance: renewing reports the sagas another
     Runner first(def, d.store, slow_step_options(), opts);
     const std::string id = start_and_abandon(d, first, def);
     d.until([] { return false; }, 300ms);
+    const boong::SagaClaim scripted{"scripted", {}};
     auto claimed = boong::test::run_until_done(
-        d.ioc, [&] { return d.index.async_claim("scripted", "second/1", 10s, 10, boost::asio::use_awaitable); });
+        d.ioc, [&] { return d.index.async_claim(scripted, "second/1", 10s, 10, boost::asio::use_awaitable); });
     CHECK(claimed == std::vector<std::string>{id});
     auto lost = boong::test::run_until_done(d.ioc, [&] {
         return d.index.async_renew("first/1", 10s, std::vector<std::string>{id}, boost::asio::use_awaitable);
@@ -113,17 +114,17 @@ TEMPLATE_TEST_CASE("orchestrator conformance: renewing reports the sagas another
     CHECK(lost == std::vector<std::string>{id});
     // A second claim finds nothing: the lease is live.
     CHECK(boong::test::run_until_done(d.ioc, [&] {
-              return d.index.async_claim("scripted", "third/1", 10s, 10, boost::asio::use_awaitable);
+              return d.index.async_claim(scripted, "third/1", 10s, 10, boost::asio::use_awaitable);
           }).empty());
     // Bad owners and leases are refused with a clear error.
     CHECK(boong::test::code_of([&] {
               boong::test::run_until_done(d.ioc, [&] {
-                  return d.index.async_claim("scripted", "no-slash", 10s, 10, boost::asio::use_awaitable);
+                  return d.index.async_claim(scripted, "no-slash", 10s, 10, boost::asio::use_awaitable);
               });
           }) == boong::errc::invalid_argument);
     CHECK(boong::test::code_of([&] {
               boong::test::run_until_done(
-                  d.ioc, [&] { return d.index.async_claim("scripted", "a/1", 0ms, 10, boost::asio::use_awaitable); });
+                  d.ioc, [&] { return d.index.async_claim(scripted, "a/1", 0ms, 10, boost::asio::use_awaitable); });
           }) == boong::errc::invalid_argument);
 }
 

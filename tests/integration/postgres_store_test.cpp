@@ -436,9 +436,10 @@ TEST_CASE("postgres: the schema is created once, idempotently, by stores that st
     auto c = admin();
     pqxx::nontransaction tx(c);
     const auto versions = tx.exec("SELECT version, library_version FROM " + table + "_schema ORDER BY version");
-    // One schema, one migration (nothing was released before it).
-    REQUIRE(versions.size() == 1);
+    // The schema, then versioned saga definitions, each once.
+    REQUIRE(versions.size() == 2);
     CHECK(versions[0][0].as<int>() == 1);
+    CHECK(versions[1][0].as<int>() == 2);
     // What the issue asks the table to hold, and the indexes that serve reads.
     const auto columns = tx.exec_params(
         "SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum) "
@@ -466,7 +467,7 @@ TEST_CASE("postgres: the schema is created once, idempotently, by stores that st
 // from one that runs the edited text): its statements are held to a digest.
 // A change to the schema is a new migration; only then does this list grow.
 TEST_CASE("postgres: the migrations' text is frozen", "[postgres][schema]") {
-    const std::vector<std::uint64_t> frozen{14906505760644758845ULL};
+    const std::vector<std::uint64_t> frozen{14906505760644758845ULL, 15193468933668707360ULL};
     REQUIRE(frozen.size() == static_cast<std::size_t>(boong::pg::kSchemaVersion));
     const auto names = boong::pg::names_in("public", boong::PostgresStoreConfig{});
     for (int version = 1; version <= boong::pg::kSchemaVersion; ++version) {
@@ -477,6 +478,134 @@ TEST_CASE("postgres: the migrations' text is frozen", "[postgres][schema]") {
         INFO("migration " << version << " digest " << digest);
         CHECK(digest == frozen[static_cast<std::size_t>(version - 1)]);
     }
+}
+
+// The saga table's trigger is written out in each migration, not generated
+// from the phase rules (that would change a released migration's text): a
+// new rule needs a migration that recreates the trigger, or this fails.
+TEST_CASE("postgres: the latest saga trigger fires on exactly the events of the phase rules", "[postgres][schema]") {
+    const auto names = boong::pg::names_in("public", boong::PostgresStoreConfig{});
+    std::string trigger, function;
+    for (int version = 1; version <= boong::pg::kSchemaVersion; ++version) {
+        for (const auto& statement : boong::pg::migration_statements(version, names)) {
+            if (statement.starts_with("CREATE TRIGGER " + names.saga_trigger + " ")) trigger = statement;
+            if (statement.starts_with("CREATE OR REPLACE FUNCTION " + names.saga_function + "(")) function = statement;
+        }
+    }
+    const std::string in = "NEW.type IN (";
+    const auto from = trigger.find(in);
+    REQUIRE(from != std::string::npos);
+    const auto to = trigger.find(')', from);
+    REQUIRE(to != std::string::npos);
+    std::set<std::string> listed;
+    const std::string list = trigger.substr(from + in.size(), to - from - in.size());
+    for (std::size_t at = 0; at < list.size();) {
+        const auto comma = std::min(list.find(',', at), list.size());
+        auto item = list.substr(at, comma - at);
+        item.erase(0, item.find_first_not_of(' '));
+        item.erase(item.find_last_not_of(' ') + 1);
+        listed.insert(item);
+        at = comma + 1;
+    }
+    std::set<std::string> rules;
+    for (const auto& rule : boong::phase_rules) {
+        const std::string quoted = "'" + std::string(rule.event) + "'";
+        rules.insert(quoted);
+        INFO(rule.event);
+        CHECK_THAT(function, Catch::Contains(quoted));  // and the function has a branch for it
+    }
+    CHECK(listed == rules);
+}
+
+namespace {
+
+// What the store creates for `config` (quoted, qualified names), dropped:
+// drop_tables() only knows names short enough to need no hash.
+void drop_named(const boong::pg::Names& n) {
+    auto c = admin();
+    pqxx::nontransaction tx(c);
+    tx.exec("DROP TABLE IF EXISTS " + n.sagas + ", " + n.events + ", " + n.snapshots + ", " + n.versions + ", " +
+            n.outbox + ", " + n.inbox);
+    tx.exec("DROP FUNCTION IF EXISTS " + n.saga_function + "()");
+    tx.exec("DROP FUNCTION IF EXISTS " + n.append_function + "(jsonb, boolean)");
+    tx.exec("DROP FUNCTION IF EXISTS " + n.append_known_function);
+    tx.exec("DROP SEQUENCE IF EXISTS " + n.position_sequence);
+}
+
+}  // namespace
+
+TEST_CASE("postgres: a saga table made by migration 1 is upgraded and keeps its sagas", "[postgres][schema]") {
+    // Long enough that the saga table's name is shortened with a hash, and
+    // the server cut the name of migration 1's CHECK on phase.
+    std::string table = fresh_table("it_upgrade");
+    table += "_" + std::string(62 - table.size(), 'x');
+    auto config = test_config(table);
+    config.snapshot_table_name = fresh_table("it_upgrade_snap");
+    auto c = admin();
+    const auto names = boong::pg::resolve_names(c, config);
+    drop_named(names);
+    {
+        // As a library that knew only migration 1 left it.
+        pqxx::work tx(c);
+        tx.exec("CREATE TABLE " + names.versions +
+                " (version integer PRIMARY KEY, description text NOT NULL, library_version text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())");
+        for (const auto& statement : boong::pg::migration_statements(1, names)) tx.exec(statement);
+        tx.exec("INSERT INTO " + names.versions + " (version, description, library_version) VALUES (1, 'one', '0.1')");
+        tx.exec("INSERT INTO " + names.events +
+                " (position, stream_id, version, event_id, type, schema_version, payload, metadata) VALUES"
+                " (1, 'saga-old', 1, gen_random_uuid(), 'SagaStarted', 1, '{\"saga_type\": \"order\"}',"
+                "  '{\"owner\": \"a/1\", \"lease_ms\": 60000}'),"
+                " (2, 'saga-done', 1, gen_random_uuid(), 'SagaStarted', 1, '{\"saga_type\": \"order\"}', '{}'),"
+                " (3, 'saga-done', 2, gen_random_uuid(), 'SagaCompleted', 1, '{}', '{}')");
+        tx.exec("SELECT setval(" + names.position_sequence_literal + "::regclass, 3)");
+        tx.commit();
+    }
+    asio::io_context ioc;
+    boong::PostgresEventStore store(ioc.get_executor(), config);
+    store.open();  // migration 2
+    boong::PostgresSagaIndex index(store);
+    {
+        pqxx::nontransaction tx(c);
+        const auto versions = tx.exec("SELECT version FROM " + names.versions + " ORDER BY version");
+        REQUIRE(versions.size() == 2);
+        CHECK(versions[1][0].as<int>() == 2);
+        // One CHECK on phase, the one migration 2 named.
+        const auto checks = tx.exec("SELECT conname FROM pg_constraint WHERE contype = 'c' AND conrelid = '" +
+                                    names.sagas + "'::regclass");
+        REQUIRE(checks.size() == 1);
+        const std::string quoted = "\"" + checks[0][0].as<std::string>() + "\"";
+        CHECK(quoted == names.saga_phase_check);
+    }
+    auto old = run(ioc, [&] { return index.async_find("old", asio::use_awaitable); });
+    REQUIRE(old);
+    CHECK(old->phase == boong::SagaPhase::running);
+    CHECK(old->definition_version == 1);
+    CHECK(old->fingerprint.empty());
+    CHECK(old->owner == "a/1");
+    auto done = run(ioc, [&] { return index.async_find("done", asio::use_awaitable); });
+    REQUIRE(done);
+    CHECK(done->phase == boong::SagaPhase::completed);
+    CHECK(done->version == 2);
+    // The new trigger: an old saga can be blocked, and unblocked by a
+    // claimant serving version 1.
+    boong::IdGenerator ids;
+    run(ioc, [&] {
+        return store.async_append("saga-old", boong::ExpectedVersion::exactly(1),
+                                  std::vector<boong::EventData>{make_event(ids, "SagaBlocked", {{"reason", "r"}})},
+                                  asio::use_awaitable);
+    });
+    old = run(ioc, [&] { return index.async_find("old", asio::use_awaitable); });
+    CHECK(old->phase == boong::SagaPhase::blocked);
+    CHECK(old->blocked_reason == "r");
+    CHECK(old->owner.empty());
+    const auto taken = run(ioc, [&] {
+        return index.async_claim(boong::SagaClaim{"order", {{1, "0123456789abcdef", ""}}}, "b/1", 30s, 10,
+                                 asio::use_awaitable);
+    });
+    CHECK(taken == std::vector<std::string>{"old"});
+    require_idle(ioc);
+    drop_named(names);
 }
 
 TEST_CASE("postgres: a database upgraded by a newer library is refused, not misused", "[postgres]") {

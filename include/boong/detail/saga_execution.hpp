@@ -68,6 +68,8 @@ struct SagaShared {
     std::string owner;
     milliseconds lease{0};
     std::vector<StepDescriptor<Definition, Data>> steps = SagaT::steps();
+    // What SagaStarted records, and what a resumed saga must have started on.
+    SagaDefinition definition_id{SagaT::version, SagaT::fingerprint(), SagaT::shape()};
     IdGenerator ids;
 
     const StepDescriptor<Definition, Data>* find_step(std::string_view name) const {
@@ -77,6 +79,24 @@ struct SagaShared {
         return nullptr;
     }
 };
+
+// A saga's stream, folded. errc::not_found when it has no events.
+template <class Store>
+asio::awaitable<SagaState> read_saga(Store& store, std::string id) {
+    const std::string stream = saga_stream(id);
+    validate_stream_id(stream);
+    SagaState state;
+    std::int64_t from = 1;
+    constexpr std::size_t page = 1000;
+    for (;;) {
+        auto events = co_await store.async_read_stream(stream, from, page, asio::use_awaitable);
+        for (const auto& e : events) state.apply(e);
+        if (events.size() < page) break;
+        from += static_cast<std::int64_t>(events.size());
+    }
+    if (state.version == 0) throw Error(errc::not_found, "no saga with id " + id);
+    co_return state;
+}
 
 // Why a running saga is being stopped from outside its steps.
 enum class StopReason { none, cancel, deadline, shutdown };
@@ -112,6 +132,7 @@ public:
                      std::optional<Clock::time_point> deadline) {
         state_.saga_id = std::move(saga_id);
         state_.saga_type = std::string(SagaT::name);
+        state_.definition = shared_->definition_id;
         state_.correlation_id = correlation_id.empty() ? state_.saga_id : std::move(correlation_id);
         state_.deadline = deadline;
         stream_ = saga_stream(state_.saga_id);
@@ -121,9 +142,12 @@ public:
         resuming_ = false;
     }
 
-    // An existing saga, from its folded stream.
+    // An existing saga, from its folded stream (the runner has checked that it
+    // started on this definition). A blocked one goes on in the phase it was
+    // blocked in.
     void prepare_resume(SagaState state) {
         state_ = std::move(state);
+        if (state_.phase == SagaPhase::blocked) state_.phase = state_.blocked_from;
         reserve();
         stream_ = saga_stream(state_.saga_id);
         causation_ = state_.last_event_id;
@@ -165,7 +189,8 @@ public:
         // out), it is finished before the caller resumes.
         const Finisher finisher{*this};
         if (!resuming_) {
-            json started = object("data", json(data_), "saga_type", SagaT::name);
+            json started = object("data", json(data_), "definition", shared_->definition_id.to_json(), "saga_type",
+                                  SagaT::name);
             if (state_.deadline) started["deadline"] = format_timestamp(*state_.deadline);
             record(saga_event::started, std::move(started));
             stamp_owner();

@@ -34,13 +34,20 @@ public:
     executor_type get_executor() const { return store_.get_executor(); }
 
     template <class Token>
-    auto async_claim(std::string saga_type, std::string owner, milliseconds lease, std::size_t max_count,
-                     Token&& token) {
+    auto async_claim(SagaClaim request, std::string owner, milliseconds lease, std::size_t max_count, Token&& token) {
         return detail::async_immediate<std::vector<std::string>>(
             get_executor(), std::forward<Token>(token),
-            [this, t = std::move(saga_type), o = std::move(owner), lease, max_count] {
-                return claim(t, o, lease, max_count);
+            [this, c = std::move(request), o = std::move(owner), lease, max_count] {
+                return claim(c, o, lease, max_count);
             });
+    }
+
+    template <class Token>
+    auto async_claim_orphans(std::string owner, milliseconds lease, milliseconds idle, std::size_t max_count,
+                             Token&& token) {
+        return detail::async_immediate<std::vector<std::string>>(
+            get_executor(), std::forward<Token>(token),
+            [this, o = std::move(owner), lease, idle, max_count] { return claim_orphans(o, lease, idle, max_count); });
     }
 
     template <class Token>
@@ -80,15 +87,25 @@ public:
             get_executor(), std::forward<Token>(token), [this] { return count_by_phase(); });
     }
 
+    template <class Token>
+    auto async_count_definitions(std::string saga_type, Token&& token) {
+        return detail::async_immediate<std::vector<DefinitionCount>>(
+            get_executor(), std::forward<Token>(token),
+            [this, t = std::move(saga_type)] { return count_definitions(t); });
+    }
+
     // Synchronous forms (thread-safe).
-    std::vector<std::string> claim(const std::string& saga_type, const std::string& owner, milliseconds lease,
+    std::vector<std::string> claim(const SagaClaim& request, const std::string& owner, milliseconds lease,
                                    std::size_t max_count);
+    std::vector<std::string> claim_orphans(const std::string& owner, milliseconds lease, milliseconds idle,
+                                           std::size_t max_count);
     std::vector<std::string> renew(const std::string& owner, milliseconds lease, const std::vector<std::string>& running);
     void release(const std::string& owner);
     std::vector<SagaRecord> list(const SagaQuery& query);
     std::vector<SagaRecord> stuck(milliseconds idle, std::size_t limit);
     std::optional<SagaRecord> find(const std::string& saga_id);
     std::vector<std::pair<SagaPhase, std::int64_t>> count_by_phase();
+    std::vector<DefinitionCount> count_definitions(const std::string& saga_type);
 
 private:
     struct State;

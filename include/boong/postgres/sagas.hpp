@@ -31,14 +31,24 @@ public:
 
     // ---- SagaLeases: see saga_leases.hpp for what each one promises.
     template <class Token>
-    auto async_claim(std::string saga_type, std::string owner, milliseconds lease, std::size_t max_count,
-                     Token&& token) {
+    auto async_claim(SagaClaim claim, std::string owner, milliseconds lease, std::size_t max_count, Token&& token) {
         return boost::asio::async_initiate<Token, void(std::exception_ptr, std::vector<std::string>)>(
-            [this](auto handler, std::string t, std::string o, milliseconds l, std::size_t n) {
-                claim_impl(std::move(t), std::move(o), l, n,
+            [this](auto handler, SagaClaim c, std::string o, milliseconds l, std::size_t n) {
+                claim_impl(std::move(c), std::move(o), l, n,
                            detail::ErasedHandler<std::vector<std::string>>(std::move(handler), get_executor()));
             },
-            token, std::move(saga_type), std::move(owner), lease, max_count);
+            token, std::move(claim), std::move(owner), lease, max_count);
+    }
+
+    template <class Token>
+    auto async_claim_orphans(std::string owner, milliseconds lease, milliseconds idle, std::size_t max_count,
+                             Token&& token) {
+        return boost::asio::async_initiate<Token, void(std::exception_ptr, std::vector<std::string>)>(
+            [this](auto handler, std::string o, milliseconds l, milliseconds i, std::size_t n) {
+                claim_orphans_impl(std::move(o), l, i, n,
+                                   detail::ErasedHandler<std::vector<std::string>>(std::move(handler), get_executor()));
+            },
+            token, std::move(owner), lease, idle, max_count);
     }
 
     template <class Token>
@@ -99,9 +109,21 @@ public:
             token);
     }
 
+    template <class Token>
+    auto async_count_definitions(std::string saga_type, Token&& token) {
+        return boost::asio::async_initiate<Token, void(std::exception_ptr, std::vector<DefinitionCount>)>(
+            [this](auto handler, std::string t) {
+                count_definitions_impl(std::move(t), detail::ErasedHandler<std::vector<DefinitionCount>>(
+                                                         std::move(handler), get_executor()));
+            },
+            token, std::move(saga_type));
+    }
+
 private:
-    void claim_impl(std::string saga_type, std::string owner, milliseconds lease, std::size_t max_count,
+    void claim_impl(SagaClaim claim, std::string owner, milliseconds lease, std::size_t max_count,
                     detail::ErasedHandler<std::vector<std::string>> handler);
+    void claim_orphans_impl(std::string owner, milliseconds lease, milliseconds idle, std::size_t max_count,
+                            detail::ErasedHandler<std::vector<std::string>> handler);
     void renew_impl(std::string owner, milliseconds lease, std::vector<std::string> running,
                     detail::ErasedHandler<std::vector<std::string>> handler);
     void release_impl(std::string owner, detail::ErasedHandler<void> handler);
@@ -109,6 +131,7 @@ private:
     void stuck_impl(milliseconds idle, std::size_t limit, detail::ErasedHandler<std::vector<SagaRecord>> handler);
     void find_impl(std::string saga_id, detail::ErasedHandler<std::optional<SagaRecord>> handler);
     void count_impl(detail::ErasedHandler<std::vector<std::pair<SagaPhase, std::int64_t>>> handler);
+    void count_definitions_impl(std::string saga_type, detail::ErasedHandler<std::vector<DefinitionCount>> handler);
 
     PostgresEventStore& store_;
 };
