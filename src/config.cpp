@@ -406,42 +406,6 @@ ConsumerSettings read_consumer(FieldReader r) {
     return c;
 }
 
-// A "nodes" entry: "host:port", "host" (port 5672), "[IPv6 address]:port" or
-// "[IPv6 address]"; nullopt when it is none of these.
-std::optional<RabbitMqNode> parse_rabbitmq_node(std::string_view s) {
-    RabbitMqNode node;
-    std::string_view host = s, port;
-    if (!s.empty() && s.front() == '[') {
-        const auto close = s.find(']');
-        if (close == std::string_view::npos) return std::nullopt;
-        host = s.substr(1, close - 1);
-        const auto rest = s.substr(close + 1);
-        if (!rest.empty()) {
-            if (rest.front() != ':') return std::nullopt;
-            port = rest.substr(1);
-            if (port.empty()) return std::nullopt;
-        }
-    } else if (const auto colon = s.find(':'); colon != std::string_view::npos) {
-        host = s.substr(0, colon);
-        port = s.substr(colon + 1);
-        // A bare IPv6 address has several colons: it must be written in brackets.
-        if (port.empty() || port.find(':') != std::string_view::npos) return std::nullopt;
-    }
-    const bool host_ok = !host.empty() && std::none_of(host.begin(), host.end(), [](char c) {
-        return static_cast<unsigned char>(c) <= ' ' || c == '[' || c == ']' || c == '/';
-    });
-    if (!host_ok) return std::nullopt;
-    node.host = std::string(host);
-    if (!port.empty()) {
-        if (port.size() > 5 || !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }))
-            return std::nullopt;
-        const int n = std::stoi(std::string(port));
-        if (n < 1 || n > 65535) return std::nullopt;
-        node.port = n;
-    }
-    return node;
-}
-
 RabbitMqBrokerConfig read_rabbitmq(FieldReader r) {
     RabbitMqBrokerConfig c;
     const bool host_set = r.read("host", c.host, "a non-empty host name or address", is_non_empty);
@@ -454,7 +418,9 @@ RabbitMqBrokerConfig read_rabbitmq(FieldReader r) {
             r.fail("nodes", "expected a non-empty list of \"host:port\" strings, got " + show(*nodes));
         for (const auto& entry : *nodes) {
             std::optional<RabbitMqNode> node;
-            if (entry.is_string()) node = parse_rabbitmq_node(entry.get_ref<const std::string&>());
+            if (entry.is_string()) {
+                if (auto e = parse_endpoint(entry.get_ref<const std::string&>(), 5672)) node = RabbitMqNode{e->host, e->port};
+            }
             if (!node)
                 r.fail("nodes", "expected \"host:port\", \"host\" (port 5672) or \"[IPv6 address]:port\" with a port "
                                 "in 1..65535, got " + show(entry));
@@ -662,6 +628,38 @@ ConsumerOptions consumer_options(const MessageBrokerConfig& broker, std::string 
     o.consumer = std::move(consumer);
     o.settings = broker.consumer;
     return o;
+}
+
+std::optional<Endpoint> parse_endpoint(std::string_view s, int default_port) {
+    std::string_view host = s, port;
+    if (!s.empty() && s.front() == '[') {
+        const auto close = s.find(']');
+        if (close == std::string_view::npos) return std::nullopt;
+        host = s.substr(1, close - 1);
+        const auto rest = s.substr(close + 1);
+        if (!rest.empty()) {
+            if (rest.front() != ':') return std::nullopt;
+            port = rest.substr(1);
+            if (port.empty()) return std::nullopt;
+        }
+    } else if (const auto colon = s.find(':'); colon != std::string_view::npos) {
+        host = s.substr(0, colon);
+        port = s.substr(colon + 1);
+        // A bare IPv6 address has several colons: it must be written in brackets.
+        if (port.empty() || port.find(':') != std::string_view::npos) return std::nullopt;
+    }
+    const bool host_ok = !host.empty() && std::none_of(host.begin(), host.end(), [](char c) {
+        return static_cast<unsigned char>(c) <= ' ' || c == '[' || c == ']' || c == '/';
+    });
+    if (!host_ok) return std::nullopt;
+    Endpoint e{std::string(host), default_port};
+    if (!port.empty()) {
+        if (port.size() > 5 || !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }))
+            return std::nullopt;
+        e.port = std::stoi(std::string(port));
+    }
+    if (e.port < 1 || e.port > 65535) return std::nullopt;
+    return e;
 }
 
 std::optional<std::string> read_secret(const std::string& env_name, const std::string& file, std::string_view what) {

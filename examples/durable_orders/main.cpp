@@ -106,9 +106,14 @@ int main(int argc, char** argv) try {
     boong::PostgresSagaIndex index(store);
     boong::PostgresOutbox outbox(store);
 
+    const auto redis_at = boong::parse_endpoint(args["--redis"]);
+    if (!redis_at) {
+        std::cerr << "durable_orders: --redis must be HOST:PORT, not '" << args["--redis"] << "'\n";
+        return 2;
+    }
     boong::RedisBrokerConfig redis;
-    redis.host = args["--redis"].substr(0, args["--redis"].rfind(':'));
-    redis.port = std::stoi(args["--redis"].substr(args["--redis"].rfind(':') + 1));
+    redis.host = redis_at->host;
+    redis.port = redis_at->port;
     boong::RedisBroker broker(ioc.get_executor(), redis);
 
     OrderSaga saga;

@@ -100,12 +100,11 @@ inline std::int64_t parse_integer(const std::string& flag, const std::string& te
     return v;
 }
 
-// `text` as HOST:PORT, or a clear error naming `flag`.
+// `text` as HOST:PORT (or [IPv6]:PORT), or a clear error naming `flag`.
 inline std::pair<std::string, int> parse_host_port(const std::string& flag, const std::string& text) {
-    const auto colon = text.rfind(':');
-    if (colon == std::string::npos || colon == 0)
-        throw std::runtime_error(flag + " must be HOST:PORT, not '" + text + "'");
-    return {text.substr(0, colon), static_cast<int>(parse_integer(flag + " port", text.substr(colon + 1), 1, 65535))};
+    auto endpoint = boong::parse_endpoint(text);
+    if (!endpoint) throw std::runtime_error(flag + " must be HOST:PORT with a port in 1..65535, not '" + text + "'");
+    return {std::move(endpoint->host), endpoint->port};
 }
 
 // Whether a libpq connection string (key=value or URI) carries a password.

@@ -156,6 +156,16 @@ bool is_sql_identifier(std::string_view s) noexcept;
 ConsumerOptions consumer_options(const MessageBrokerConfig& broker, std::string topic, std::string group,
                                  std::string consumer);
 
+// A server's address: "host:port", "host", "[IPv6 address]:port" or
+// "[IPv6 address]", the port 1..65535. Without a port, `default_port` (0: a
+// port is required). nullopt for anything else, including a bare IPv6
+// address (it must be in brackets) and a host with spaces or slashes.
+struct Endpoint {
+    std::string host;
+    int port = 0;
+};
+std::optional<Endpoint> parse_endpoint(std::string_view text, int default_port = 0);
+
 // The secret a config names, so that it is never in a config file or on a
 // command line: the value of the environment variable `env_name`, or the
 // content of `file` (one trailing newline dropped); nullopt when both are

@@ -43,18 +43,18 @@ inline bool completes(int n) { return !declined(n) && !unconfirmable(n); }
 // topic the relay publishes to (`saga`, the streams' category) has the group
 // `chaos` declared, so that every event is kept until the checker reads it.
 inline boong::MessageBrokerConfig broker_config(const std::string& type, const std::string& at) {
-    const auto colon = at.rfind(':');
-    if (colon == std::string::npos) throw std::runtime_error("expected HOST:PORT, got " + at);
+    const auto endpoint = boong::parse_endpoint(at);
+    if (!endpoint) throw std::runtime_error("expected HOST:PORT, got " + at);
     boong::MessageBrokerConfig c;
     if (type == "redis") {
         c.type = boong::MessageBrokerConfig::Type::redis_streams;
-        c.redis.host = at.substr(0, colon);
-        c.redis.port = std::stoi(at.substr(colon + 1));
+        c.redis.host = endpoint->host;
+        c.redis.port = endpoint->port;
         c.redis.command_timeout = std::chrono::seconds(10);
     } else if (type == "rabbitmq") {
         c.type = boong::MessageBrokerConfig::Type::rabbitmq;
-        c.rabbitmq.host = at.substr(0, colon);
-        c.rabbitmq.port = std::stoi(at.substr(colon + 1));
+        c.rabbitmq.host = endpoint->host;
+        c.rabbitmq.port = endpoint->port;
         const char* user = std::getenv("BOONG_TEST_RABBITMQ_USER");
         c.rabbitmq.username = user ? user : "guest";
         c.rabbitmq.password_env = "BOONG_TEST_RABBITMQ_PASSWORD";

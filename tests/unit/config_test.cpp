@@ -589,3 +589,20 @@ TEST_CASE("config: read_secret takes a variable or a file, and never shows the s
                       Catch::Contains("cannot open the password file") && !Catch::Contains("from-file"));
     std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("parse_endpoint reads host:port, [IPv6]:port and, given a default, a bare host", "[config]") {
+    const auto a = boong::parse_endpoint("redis-1:6380");
+    REQUIRE(a);
+    CHECK((a->host == "redis-1" && a->port == 6380));
+    const auto b = boong::parse_endpoint("[::1]:5672");
+    REQUIRE(b);
+    CHECK((b->host == "::1" && b->port == 5672));
+    const auto c = boong::parse_endpoint("rabbit", 5672);
+    REQUIRE(c);
+    CHECK((c->host == "rabbit" && c->port == 5672));
+    // Without a default, the port is required; a bad one is refused, never guessed.
+    for (const char* bad : {"rabbit", "rabbit:", ":1", "a:0", "a:65536", "a:12x", "::1", "[::1", "[::1]x", "a b:1", ""}) {
+        CAPTURE(bad);
+        CHECK_FALSE(boong::parse_endpoint(bad));
+    }
+}
