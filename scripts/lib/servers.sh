@@ -328,6 +328,52 @@ _boong_free_port_except() { # port...
     return 1
 }
 
+# Writes a node's configuration into $1: rabbitmq.conf (a plain listener
+# on $3, the boong/boong administrator, the memory watermark $6, then any
+# further lines given), no plugins, and its environment (env.sh, as
+# restart_rabbitmq.sh and _boong_as_rmq read it).
+_boong_rabbitmq_node_files() { # dir node port dist_port epmd_port watermark [conf line...]
+    local dir=$1 node=$2 port=$3 dist_port=$4 epmd_port=$5 watermark=$6
+    shift 6
+    printf '%s\n' \
+        "listeners.tcp.1 = 127.0.0.1:$port" \
+        "default_vhost = /" \
+        "default_user = boong" \
+        "default_pass = boong" \
+        "default_user_tags.administrator = true" \
+        "default_permissions.configure = .*" \
+        "default_permissions.read = .*" \
+        "default_permissions.write = .*" \
+        "disk_free_limit.absolute = 50MB" \
+        "vm_memory_high_watermark.relative = $watermark" \
+        "$@" >"$dir/rabbitmq.conf" || return 1
+    printf '[].\n' >"$dir/enabled_plugins" || return 1 # no plugins: no management UI
+    : >"$dir/rabbitmq-env.conf" || return 1            # read instead of /etc/rabbitmq/rabbitmq-env.conf
+    local -a env=(
+        "HOME=$dir/home"
+        "RABBITMQ_CONF_ENV_FILE=$dir/rabbitmq-env.conf"
+        "RABBITMQ_CONFIG_FILE=$dir/rabbitmq.conf"
+        "RABBITMQ_ADVANCED_CONFIG_FILE=$dir/advanced.config" # absent, and not /etc's
+        "RABBITMQ_ENABLED_PLUGINS_FILE=$dir/enabled_plugins"
+        "RABBITMQ_MNESIA_BASE=$dir/mnesia"
+        "RABBITMQ_LOG_BASE=$dir/log"
+        "RABBITMQ_PID_FILE=$dir/rabbitmq.pid"
+        "RABBITMQ_NODENAME=$node"
+        "RABBITMQ_NODE_IP_ADDRESS=127.0.0.1"
+        "RABBITMQ_NODE_PORT=$port"
+        "RABBITMQ_DIST_PORT=$dist_port"
+        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}"
+        "ERL_EPMD_PORT=$epmd_port"
+        "ERL_CRASH_DUMP=$dir/erl_crash.dump"
+        "BOONG_RABBITMQ_BIN=$BOONG_RABBITMQ_BIN"
+        "BOONG_RABBITMQ_WAIT_S=$BOONG_RABBITMQ_WAIT_S"
+    )
+    local var
+    for var in "${env[@]}"; do
+        printf 'export %s=%q\n' "${var%%=*}" "${var#*=}"
+    done >"$dir/env.sh"
+}
+
 boong_start_rabbitmq() {
     local parent=${1:-${TMPDIR:-/tmp}} port=${2:-}
     if [[ -n ${BOONG_RABBITMQ_DIR:-} ]]; then
@@ -387,48 +433,17 @@ boong_start_rabbitmq() {
         return 1
     fi
     # The default user is created at the first boot only, and kept by restarts.
-    printf '%s\n' \
-        "listeners.tcp.1 = 127.0.0.1:$port" \
-        "default_vhost = /" \
-        "default_user = boong" \
-        "default_pass = boong" \
-        "default_user_tags.administrator = true" \
-        "default_permissions.configure = .*" \
-        "default_permissions.read = .*" \
-        "default_permissions.write = .*" \
+    _boong_rabbitmq_node_files "$dir" "$node" "$port" "$dist_port" "$epmd_port" 0.6 \
         "listeners.ssl.default = 127.0.0.1:$tls_port" \
         "ssl_options.cacertfile = $tls/ca.pem" \
         "ssl_options.certfile = $tls/server.pem" \
         "ssl_options.keyfile = $tls/server.key" \
         "ssl_options.verify = verify_peer" \
-        "ssl_options.fail_if_no_peer_cert = false" \
-        "disk_free_limit.absolute = 50MB" \
-        "vm_memory_high_watermark.relative = 0.6" >"$dir/rabbitmq.conf"
-    printf '[].\n' >"$dir/enabled_plugins" # no plugins: no management UI
-    : >"$dir/rabbitmq-env.conf"            # read instead of /etc/rabbitmq/rabbitmq-env.conf
-    local -a env=(
-        "HOME=$dir/home"
-        "RABBITMQ_CONF_ENV_FILE=$dir/rabbitmq-env.conf"
-        "RABBITMQ_CONFIG_FILE=$dir/rabbitmq.conf"
-        "RABBITMQ_ADVANCED_CONFIG_FILE=$dir/advanced.config" # absent, and not /etc's
-        "RABBITMQ_ENABLED_PLUGINS_FILE=$dir/enabled_plugins"
-        "RABBITMQ_MNESIA_BASE=$dir/mnesia"
-        "RABBITMQ_LOG_BASE=$dir/log"
-        "RABBITMQ_PID_FILE=$dir/rabbitmq.pid"
-        "RABBITMQ_NODENAME=$node"
-        "RABBITMQ_NODE_IP_ADDRESS=127.0.0.1"
-        "RABBITMQ_NODE_PORT=$port"
-        "RABBITMQ_DIST_PORT=$dist_port"
-        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}"
-        "ERL_EPMD_PORT=$epmd_port"
-        "ERL_CRASH_DUMP=$dir/erl_crash.dump"
-        "BOONG_RABBITMQ_BIN=$BOONG_RABBITMQ_BIN"
-        "BOONG_RABBITMQ_WAIT_S=$BOONG_RABBITMQ_WAIT_S"
-    )
-    local var
-    for var in "${env[@]}"; do
-        printf 'export %s=%q\n' "${var%%=*}" "${var#*=}"
-    done >"$dir/env.sh"
+        "ssl_options.fail_if_no_peer_cert = false" || {
+        _boong_srv_log "cannot write the RabbitMQ node's files in $dir"
+        boong_stop_rabbitmq
+        return 1
+    }
 
     # Starts it detached and waits for the boot (printing the log tail on failure).
     if ! "$BOONG_SRV_LIB/restart_rabbitmq.sh" "$dir" start; then
@@ -601,44 +616,9 @@ _boong_rabbitmq_cluster_node() { # dir node port dist_port epmd_port cookie
     (umask 077 && printf '%s' "$cookie" >"$dir/home/.erlang.cookie") && chmod 400 "$dir/home/.erlang.cookie" ||
         return 1
     # As boong_start_rabbitmq's node (no TLS listener), with a lower memory
-    # watermark: three share the machine. Nodes 2 and 3 make this user too at
+    # watermark: three share the machine. Nodes 2 and 3 make the user too at
     # their first boot, and take the cluster's when they join.
-    printf '%s\n' \
-        "listeners.tcp.1 = 127.0.0.1:$port" \
-        "default_vhost = /" \
-        "default_user = boong" \
-        "default_pass = boong" \
-        "default_user_tags.administrator = true" \
-        "default_permissions.configure = .*" \
-        "default_permissions.read = .*" \
-        "default_permissions.write = .*" \
-        "disk_free_limit.absolute = 50MB" \
-        "vm_memory_high_watermark.relative = 0.4" >"$dir/rabbitmq.conf" || return 1
-    printf '[].\n' >"$dir/enabled_plugins" || return 1
-    : >"$dir/rabbitmq-env.conf" || return 1
-    local -a env=(
-        "HOME=$dir/home"
-        "RABBITMQ_CONF_ENV_FILE=$dir/rabbitmq-env.conf"
-        "RABBITMQ_CONFIG_FILE=$dir/rabbitmq.conf"
-        "RABBITMQ_ADVANCED_CONFIG_FILE=$dir/advanced.config"
-        "RABBITMQ_ENABLED_PLUGINS_FILE=$dir/enabled_plugins"
-        "RABBITMQ_MNESIA_BASE=$dir/mnesia"
-        "RABBITMQ_LOG_BASE=$dir/log"
-        "RABBITMQ_PID_FILE=$dir/rabbitmq.pid"
-        "RABBITMQ_NODENAME=$node"
-        "RABBITMQ_NODE_IP_ADDRESS=127.0.0.1"
-        "RABBITMQ_NODE_PORT=$port"
-        "RABBITMQ_DIST_PORT=$dist_port"
-        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}"
-        "ERL_EPMD_PORT=$epmd_port"
-        "ERL_CRASH_DUMP=$dir/erl_crash.dump"
-        "BOONG_RABBITMQ_BIN=$BOONG_RABBITMQ_BIN"
-        "BOONG_RABBITMQ_WAIT_S=$BOONG_RABBITMQ_WAIT_S"
-    )
-    local var
-    for var in "${env[@]}"; do
-        printf 'export %s=%q\n' "${var%%=*}" "${var#*=}"
-    done >"$dir/env.sh"
+    _boong_rabbitmq_node_files "$dir" "$node" "$port" "$dist_port" "$epmd_port" 0.4
 }
 
 boong_start_rabbitmq_cluster() {
