@@ -214,6 +214,23 @@ public:
         return false;
     }
 
+    // Resumes a saga here, on the definition it started on among those served
+    // (an operator's retry of a failed saga, say): see SagaRunner::async_resume.
+    // errc::definition_mismatch, the saga left as it is, when none fits it.
+    boost::asio::awaitable<Outcome> resume(std::string saga_id) {
+        SagaState state = co_await detail::read_saga(store_, std::move(saga_id));
+        if (!definition_mismatch(state.definition, runner_.definition())) {
+            co_return co_await runner_.async_resume(std::move(state), boost::asio::use_awaitable);
+        }
+        for (auto& v : older_) {
+            if (!definition_mismatch(state.definition, v->definition())) {
+                co_return co_await resume_on(*v, std::move(state));
+            }
+        }
+        throw Error(errc::definition_mismatch, "saga " + state.saga_id + " (" + state.saga_type +
+                                                   ") cannot resume here: " + unserved_reason(state.definition));
+    }
+
     // Stops claiming and renewing, interrupts every saga here (each stays
     // resumable where it stood) and releases the leases so that others take
     // them over at once.
@@ -374,6 +391,22 @@ private:
             }
         }
         co_await block(id, state, unserved_reason(state.definition));
+    }
+
+    // An earlier version's resume, awaited (its completion is a std::function,
+    // which must be copyable: the handler is shared).
+    static boost::asio::awaitable<Outcome> resume_on(detail::ServedVersion<Data>& version, SagaState state) {
+        auto executor = co_await boost::asio::this_coro::executor;
+        // A named operation, not a lambda inside the co_await expression: g++ 12
+        // destroys such a closure temporary twice.
+        auto op = boost::asio::async_initiate<decltype(boost::asio::use_awaitable), void(std::exception_ptr, Outcome)>(
+            [&version, executor](auto handler, SagaState s) {
+                auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+                version.resume(std::move(s), executor,
+                               [shared](std::exception_ptr e, Outcome o) { std::move(*shared)(e, std::move(o)); });
+            },
+            boost::asio::use_awaitable, std::move(state));
+        co_return co_await std::move(op);
     }
 
     // Why no definition served here fits `recorded`.

@@ -431,3 +431,33 @@ TEMPLATE_TEST_CASE("versioning conformance: a rolling deploy, versions 1 and 2 a
     });
     (void)ended;
 }
+
+TEMPLATE_TEST_CASE("versioning conformance: an operator's resume runs a saga on the served version it started on, "
+                   "and refuses one no version served fits",
+                   "[durable][versioning][conformance]", BOONG_ORCHESTRATOR_WORLDS) {
+    BOONG_VERSIONING_PRELUDE
+    const auto ids = start_and_cut_off(d, ledger, refuse, 10);
+    std::string id;
+    for (const auto& candidate : ids) {
+        if (d.record(candidate)->phase == boong::SagaPhase::running && !refuse.at(candidate)) id = candidate;
+    }
+    REQUIRE_FALSE(id.empty());
+    // Not started: nothing claims; only the operator's call runs the saga.
+    boong::SagaOrchestrator<V2Swapped, Store, Index> only_v2(v2, d.store, d.index, boong::test::fast_options(),
+                                                            boong::test::orchestrator("only-v2"));
+    const auto version_before = d.record(id)->version;
+    try {
+        boong::test::run_until_done(d.ioc, [&] { return only_v2.resume(id); });
+        FAIL("resumed on a definition it did not start on");
+    } catch (const boong::Error& e) {
+        CHECK(e.code() == boong::errc::definition_mismatch);
+        CHECK_THAT(e.what(), Catch::Contains("it started on version 1 of flow"));
+    }
+    CHECK(d.record(id)->version == version_before);  // nothing appended
+    boong::SagaOrchestrator<V2Swapped, Store, Index> both(v2, d.store, d.index, boong::test::fast_options(),
+                                                         boong::test::orchestrator("both"));
+    both.template serve<V1>(v1, boong::test::fast_options());
+    const auto outcome = boong::test::run_until_done(d.ioc, [&] { return both.resume(id); });
+    CHECK(outcome.status == boong::SagaStatus::completed);
+    CHECK(ledger.log[id] == v1_effects(false));  // a, b, c: version 1's order, not version 2's a, c, b
+}
