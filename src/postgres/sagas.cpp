@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <string_view>
 #include <tuple>
 #include <utility>
 
@@ -114,6 +115,19 @@ DefinitionKeys definition_keys(const std::vector<SagaDefinition>& served) {
     return {text_array(keys), text_array(any_of)};
 }
 
+// A claim: gives the owner (the placeholder `owner`) up to `limit` of the
+// sagas `condition` selects, with a lease of `lease_ms`. Rows another
+// transaction holds are skipped, never waited for; never-leased first, then
+// the longest expired.
+std::string take_sql(const std::string& table, const std::string& condition, std::string_view owner,
+                     std::string_view lease_ms, std::string_view limit) {
+    return "WITH c AS (SELECT saga_id FROM " + table + " WHERE " + condition +
+           " ORDER BY lease_until NULLS FIRST, saga_id LIMIT " + std::string(limit) +
+           " FOR UPDATE SKIP LOCKED) UPDATE " + table + " s SET owner = " + std::string(owner) +
+           ", lease_until = now() + " + std::string(lease_ms) +
+           " * interval '1 millisecond' FROM c WHERE s.saga_id = c.saga_id RETURNING s.saga_id";
+}
+
 std::int64_t clamp_limit(std::size_t n) {
     return static_cast<std::int64_t>(std::min<std::size_t>(n, 10000));
 }
@@ -143,18 +157,18 @@ void PostgresSagaIndex::claim_impl(SagaClaim claim, std::string owner, milliseco
     // A blocked saga is free at once (SagaBlocked let it go) to a claimant
     // that serves its definition, unless another took it since: it stays
     // blocked until that one's SagaResumed.
-    std::string sql = "WITH c AS (SELECT saga_id FROM " + table + " WHERE saga_type = $1 AND ((" + kInFlight +
-                      " AND (lease_until < now()"
-                      " OR (owner IS NULL AND lease_until IS NULL AND updated_at < now() - $4 * interval '1 millisecond')"
-                      " OR (split_part(owner, '/', 1) = split_part($2, '/', 1) AND owner <> $2)))"
-                      " OR (phase = 'blocked'"
-                      " AND ((definition_version || '/' || coalesce(fingerprint, '')) = ANY($5::text[])"
-                      " OR definition_version::text = ANY($6::text[]))"
-                      " AND (lease_until IS NULL OR lease_until < now()"
-                      " OR (split_part(owner, '/', 1) = split_part($2, '/', 1) AND owner <> $2))))"
-                      " ORDER BY lease_until NULLS FIRST, saga_id LIMIT $3 FOR UPDATE SKIP LOCKED) "
-                      "UPDATE " + table + " s SET owner = $2, lease_until = now() + $4 * interval '1 millisecond' "
-                      "FROM c WHERE s.saga_id = c.saga_id RETURNING s.saga_id";
+    std::string sql = take_sql(table,
+                               "saga_type = $1 AND ((" + std::string(kInFlight) +
+                                   " AND (lease_until < now()"
+                                   " OR (owner IS NULL AND lease_until IS NULL"
+                                   " AND updated_at < now() - $4 * interval '1 millisecond')"
+                                   " OR (split_part(owner, '/', 1) = split_part($2, '/', 1) AND owner <> $2)))"
+                                   " OR (phase = 'blocked'"
+                                   " AND ((definition_version || '/' || coalesce(fingerprint, '')) = ANY($5::text[])"
+                                   " OR definition_version::text = ANY($6::text[]))"
+                                   " AND (lease_until IS NULL OR lease_until < now()"
+                                   " OR (split_part(owner, '/', 1) = split_part($2, '/', 1) AND owner <> $2))))",
+                               "$2", "$4", "$3");
     auto served = definition_keys(claim.definitions);
     pg::run_transaction<std::vector<std::string>>(
         store_, "claim sagas of type " + claim.saga_type, Durability::relaxed,
@@ -186,13 +200,11 @@ void PostgresSagaIndex::claim_orphans_impl(std::string owner, milliseconds lease
     // Any type: left this long, no orchestrator of its type is there to take
     // it (those claim at every round). Blocked ones are not orphans: they
     // wait for a claimant that serves their definition.
-    std::string sql = "WITH c AS (SELECT saga_id FROM " + table + " WHERE " + kInFlight +
-                      " AND (lease_until < now() - $3 * interval '1 millisecond'"
-                      " OR (owner IS NULL AND lease_until IS NULL"
-                      " AND updated_at < now() - $3 * interval '1 millisecond'))"
-                      " ORDER BY lease_until NULLS FIRST, saga_id LIMIT $4 FOR UPDATE SKIP LOCKED) "
-                      "UPDATE " + table + " s SET owner = $1, lease_until = now() + $2 * interval '1 millisecond' "
-                      "FROM c WHERE s.saga_id = c.saga_id RETURNING s.saga_id";
+    std::string sql = take_sql(table,
+                               std::string(kInFlight) + " AND (lease_until < now() - $3 * interval '1 millisecond'"
+                                                        " OR (owner IS NULL AND lease_until IS NULL"
+                                                        " AND updated_at < now() - $3 * interval '1 millisecond'))",
+                               "$1", "$2", "$4");
     pg::run_transaction<std::vector<std::string>>(
         store_, "claim orphaned sagas", Durability::relaxed,
         [sql = std::move(sql), owner = std::move(owner), ms = static_cast<std::int64_t>(lease.count()),
