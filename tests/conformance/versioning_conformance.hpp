@@ -301,6 +301,9 @@ void deploy_without_version_1(World& d, boong::test::versioning::Ledger& ledger,
     for (const auto& p : t.problems) UNSCOPED_INFO(p);
     CHECK(t.wrong == 0);
     CHECK(t.blocked == cut);
+    // (counted once the append has returned to the orchestrator, which may
+    // be just after the index shows it)
+    CHECK(d.until([&] { return orch.stats().blocked == static_cast<std::uint64_t>(cut); }, std::chrono::seconds(5)));
     CHECK(orch.stats().blocked == static_cast<std::uint64_t>(cut));
     for (const auto& id : ids) {
         const auto r = d.record(id);
@@ -407,7 +410,7 @@ TEMPLATE_TEST_CASE("versioning conformance: a rolling deploy, versions 1 and 2 a
         const auto bpos = std::find(effects.begin(), effects.end(), "b+1");
         if (bpos != effects.end()) CHECK(std::find(effects.begin(), bpos, "x+1") != bpos);
     }
-    CHECK(a.stats().blocked == static_cast<std::uint64_t>(blocked));
+    CHECK(d.until([&] { return a.stats().blocked == static_cast<std::uint64_t>(blocked); }, std::chrono::seconds(5)));
     for (const auto& id : old_ids) CHECK(d.record(id)->phase == boong::SagaPhase::completed);
     // Node b comes back with the new build: it takes its blocked sagas back.
     b = std::make_unique<boong::SagaOrchestrator<V2Inserted, Store, Index>>(
