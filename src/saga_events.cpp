@@ -159,6 +159,7 @@ void SagaState::apply(const RecordedEvent& e) {
             failed_compensation.clear();
             compensation_error.clear();
             blocked_reason.clear();
+            blocked_for_operator = false;
         } else if (type == saga_event::blocked) {
             if (phase == SagaPhase::running || phase == SagaPhase::compensating) {
                 blocked_from = phase;
@@ -166,6 +167,7 @@ void SagaState::apply(const RecordedEvent& e) {
                 throw fail("a " + std::string(to_string(phase)) + " saga cannot be blocked");
             }
             blocked_reason = p.value("reason", "");
+            blocked_for_operator = p.value("needs_operator", false);
         }
         // StepStarted, StepCompensating and CompensationFailed describe
         // attempts; they have no rule and leave the phase as it was.

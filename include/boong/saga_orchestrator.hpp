@@ -363,12 +363,21 @@ private:
             unreadable = e.what();
         }
         if (!unreadable.empty()) {
-            co_await block(id, std::nullopt, "its events cannot be read: " + unreadable);
+            // Blocked once: claimed again later, it is left as it is.
+            if (co_await last_event_type(id) != saga_event::blocked) {
+                co_await block(id, std::nullopt, "its events cannot be read: " + unreadable, true);
+            }
             co_return;
         }
         if (state.phase != SagaPhase::running && state.phase != SagaPhase::compensating &&
             state.phase != SagaPhase::blocked) {
             co_return;  // finished meanwhile (or failed): nothing to run
+        }
+        if (state.phase == SagaPhase::blocked && state.blocked_for_operator) {
+            // Resuming it failed for good; only an operator's resume() retries it.
+            options_.logger->debug("saga {} ({}): blocked until an operator resumes it: {}", id, state.saga_type,
+                                   state.blocked_reason);
+            co_return;
         }
         if (state.saga_type != SagaT::name) {
             co_await block(id, state,
@@ -421,16 +430,37 @@ private:
                ", which " + owner_ + " does not serve (it serves " + versions + ")";
     }
 
+    // The type of a saga stream's last event ("" for none).
+    boost::asio::awaitable<std::string> last_event_type(const std::string& id) {
+        std::string type;
+        try {
+            std::int64_t from = 1;
+            constexpr std::size_t page = 1000;
+            for (;;) {
+                auto events = co_await store_.async_read_stream(saga_stream(id), from, page, boost::asio::use_awaitable);
+                if (!events.empty()) type = events.back().event.type;
+                if (events.size() < page) break;
+                from += static_cast<std::int64_t>(events.size());
+            }
+        } catch (const std::exception&) {
+            // unreadable: treated as not blocked yet
+        }
+        co_return type;
+    }
+
     // Moves a saga this orchestrator holds to `blocked` (freeing it), with the
     // reason. `state`: as read; none when its events do not fold (then the
-    // event goes on whatever version the stream is at).
-    boost::asio::awaitable<void> block(std::string id, std::optional<SagaState> state, std::string reason) {
+    // event goes on whatever version the stream is at). `for_operator`: its
+    // own definition cannot run it; only an operator's resume() retries it.
+    boost::asio::awaitable<void> block(std::string id, std::optional<SagaState> state, std::string reason,
+                                       bool for_operator = false) {
         EventData e;
         e.event_id = ids_.next();
         e.type = std::string(saga_event::blocked);
         SagaPhase from = SagaPhase::running;
         if (state) from = state->phase == SagaPhase::blocked ? state->blocked_from : state->phase;
         e.payload = json{{"reason", reason}, {"phase", to_string(from)}, {"by", owner_}};
+        if (for_operator) e.payload["needs_operator"] = true;
         e.metadata.timestamp = Clock::now();
         if (state) {
             e.metadata.correlation_id = state->correlation_id;
@@ -500,8 +530,9 @@ private:
         } catch (const std::exception&) {
             co_return;  // unreadable now: looked at again when its lease ends
         }
-        if (state->phase != SagaPhase::running && state->phase != SagaPhase::compensating) co_return;
-        co_await block(std::move(id), std::move(state), "resuming it failed: " + error);
+        const bool in_flight = state->phase == SagaPhase::running || state->phase == SagaPhase::compensating;
+        if (!in_flight && !(state->phase == SagaPhase::blocked && !state->blocked_for_operator)) co_return;
+        co_await block(std::move(id), std::move(state), "resuming it failed: " + error, true);
     }
 
     boost::asio::awaitable<void> renew_loop() {

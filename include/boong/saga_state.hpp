@@ -118,6 +118,10 @@ struct SagaState {
     // phase == blocked: why, and the in-flight phase it goes on in.
     std::string blocked_reason;
     SagaPhase blocked_from = SagaPhase::running;
+    // Blocked because resuming it failed on its own definition (not for want
+    // of one): an orchestrator does not take it back by itself; an
+    // operator's resume does, once the cause is fixed.
+    bool blocked_for_operator = false;
     json data;                                // the saga data as last recorded
     std::string correlation_id;
     std::optional<Clock::time_point> deadline;

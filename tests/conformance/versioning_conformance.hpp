@@ -464,3 +464,43 @@ TEMPLATE_TEST_CASE("versioning conformance: an operator's resume runs a saga on 
     CHECK(outcome.status == boong::SagaStatus::completed);
     CHECK(ledger.log[id] == v1_effects(false));  // a, b, c: version 1's order, not version 2's a, c, b
 }
+
+TEMPLATE_TEST_CASE("versioning conformance: a saga its own definition cannot resume is blocked once, for an operator",
+                   "[durable][versioning][conformance]", BOONG_ORCHESTRATOR_WORLDS) {
+    BOONG_VERSIONING_PRELUDE
+    // Recorded on version 1, with data version 1 cannot read (no refuse_c).
+    const std::string id = boong::IdGenerator().next();
+    boong::IdGenerator ids;
+    boong::EventData started;
+    started.event_id = ids.next();
+    started.type = std::string(boong::saga_event::started);
+    started.payload = boong::json{{"saga_type", "flow"},
+                                  {"data", boong::json::object()},
+                                  {"definition", boong::SagaDefinition{1, V1::fingerprint(), V1::shape()}.to_json()}};
+    started.metadata.timestamp = boong::Clock::now();
+    std::vector<boong::EventData> events{started};
+    boong::test::run_until_done(d.ioc, [&] {
+        return d.store.async_append(boong::saga_stream(id), boong::ExpectedVersion::no_stream(), events,
+                                    boost::asio::use_awaitable);
+    });
+    boong::SagaOrchestrator<V1, Store, Index> orch(v1, d.store, d.index, boong::test::fast_options(),
+                                                  boong::test::orchestrator("broken", 600ms));
+    orch.start();
+    REQUIRE(d.until([&] { return d.record(id)->phase == boong::SagaPhase::blocked; }));
+    CHECK_THAT(d.record(id)->blocked_reason, Catch::Contains("resuming it failed") && Catch::Contains("does not decode"));
+    // Not taken back, resumed and blocked again every round: it waits.
+    const auto version = d.record(id)->version;
+    d.until([] { return false; }, 2500ms);
+    CHECK(d.record(id)->version == version);
+    CHECK(d.record(id)->phase == boong::SagaPhase::blocked);
+    CHECK(orch.stats().blocked == 1);
+    // An operator's resume tries it (and here fails the same way, appending nothing).
+    try {
+        boong::test::run_until_done(d.ioc, [&] { return orch.resume(id); });
+        FAIL("resumed data that does not decode");
+    } catch (const boong::Error& e) {
+        CHECK(e.code() == boong::errc::protocol_error);
+    }
+    CHECK(d.record(id)->version == version);
+    boong::test::run_until_done(d.ioc, [&] { return orch.stop(); });
+}
