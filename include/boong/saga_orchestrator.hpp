@@ -430,18 +430,12 @@ private:
                ", which " + owner_ + " does not serve (it serves " + versions + ")";
     }
 
-    // The type of a saga stream's last event ("" for none).
+    // The type of a saga stream's last event ("" for none, or unreadable).
     boost::asio::awaitable<std::string> last_event_type(const std::string& id) {
         std::string type;
         try {
-            std::int64_t from = 1;
-            constexpr std::size_t page = 1000;
-            for (;;) {
-                auto events = co_await store_.async_read_stream(saga_stream(id), from, page, boost::asio::use_awaitable);
-                if (!events.empty()) type = events.back().event.type;
-                if (events.size() < page) break;
-                from += static_cast<std::int64_t>(events.size());
-            }
+            const auto events = co_await detail::read_saga_events(store_, id);
+            if (!events.empty()) type = events.back().event.type;
         } catch (const std::exception&) {
             // unreadable: treated as not blocked yet
         }

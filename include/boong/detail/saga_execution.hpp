@@ -80,22 +80,29 @@ struct SagaShared {
     }
 };
 
+// A saga's whole stream, read page by page (empty for an unknown saga).
+template <class Store>
+asio::awaitable<std::vector<RecordedEvent>> read_saga_events(Store& store, const std::string& id) {
+    const std::string stream = saga_stream(id);
+    validate_stream_id(stream);
+    std::vector<RecordedEvent> all;
+    constexpr std::size_t page = 1000;
+    for (;;) {
+        auto events = co_await store.async_read_stream(stream, static_cast<std::int64_t>(all.size()) + 1, page,
+                                                       asio::use_awaitable);
+        const bool last = events.size() < page;
+        std::move(events.begin(), events.end(), std::back_inserter(all));
+        if (last) break;
+    }
+    co_return all;
+}
+
 // A saga's stream, folded. errc::not_found when it has no events.
 template <class Store>
 asio::awaitable<SagaState> read_saga(Store& store, std::string id) {
-    const std::string stream = saga_stream(id);
-    validate_stream_id(stream);
-    SagaState state;
-    std::int64_t from = 1;
-    constexpr std::size_t page = 1000;
-    for (;;) {
-        auto events = co_await store.async_read_stream(stream, from, page, asio::use_awaitable);
-        for (const auto& e : events) state.apply(e);
-        if (events.size() < page) break;
-        from += static_cast<std::int64_t>(events.size());
-    }
-    if (state.version == 0) throw Error(errc::not_found, "no saga with id " + id);
-    co_return state;
+    const auto events = co_await read_saga_events(store, id);
+    if (events.empty()) throw Error(errc::not_found, "no saga with id " + id);
+    co_return fold_saga(events);
 }
 
 // Why a running saga is being stopped from outside its steps.
