@@ -69,8 +69,9 @@ struct Tables {
     std::string effects;   // one row per applied effect: (key UNIQUE, saga, step, kind, pid, seq)
     std::string attempts;  // one row per attempt: (saga, step, kind, pid, started_at, finished_at)
     std::string kills;     // one row per SIGKILL: (pid, killed_at)
-    // Attempt ends the database could not take (it was down): "id timestamp"
-    // lines in <ends_dir>/<pid>, which the driver applies before it checks.
+    // Every attempt's end, written before the database is asked (it may be
+    // down, or the process killed while it waits): "id timestamp" lines in
+    // <ends_dir>/<pid>, which the driver applies before it checks.
     std::string ends_dir;
 
     explicit Tables(const std::string& base)
@@ -149,26 +150,25 @@ private:
         } catch (...) {
             failure = std::current_exception();
         }
-        // The attempt is over (done, failed or interrupted): say when. With the
-        // database down, the end goes to a file of this process (the driver
-        // applies it): a step that waited for the database here would go on
-        // running past its saga's lease, in two processes at once.
+        // The attempt is over (done, failed or interrupted): say when, first in
+        // a file of this process (the driver applies it), then in the
+        // database. The file comes first: recording in the database may wait
+        // for a restarting server (a step that waited for it here would go on
+        // running past its saga's lease), and a kill meanwhile must not lose
+        // the end, or the attempt would look as if it ran until the kill.
         const std::string finished = boong::format_timestamp(boong::Clock::now());
+        std::filesystem::create_directories(tables_.ends_dir);
+        std::ofstream(tables_.ends_dir + "/" + std::to_string(pid), std::ios::app)
+            << attempt_id << " " << finished << "\n" << std::flush;
         co_await asio::this_coro::reset_cancellation_state();
         const std::string end = "UPDATE " + tables_.attempts + " SET finished_at = $2::timestamptz WHERE id = $1";
-        bool recorded = true;
         auto record_end = [end, attempt_id, finished](pqxx::transaction_base& tx) {
             tx.exec_params(end, attempt_id, finished);
         };
         try {
             co_await boong::async_transact(store_, std::move(record_end), asio::use_awaitable);
         } catch (...) {
-            recorded = false;
-        }
-        if (!recorded) {
-            std::filesystem::create_directories(tables_.ends_dir);
-            std::ofstream(tables_.ends_dir + "/" + std::to_string(pid), std::ios::app)
-                << attempt_id << " " << finished << "\n" << std::flush;
+            // the file has it
         }
         if (failure) std::rethrow_exception(failure);
     }
