@@ -104,6 +104,41 @@ bool SagaState::step_compensated(std::string_view step) const noexcept {
     return std::find(compensated.begin(), compensated.end(), step) != compensated.end();
 }
 
+std::string_view SagaState::key_step(std::string_view step) const noexcept {
+    for (const auto& [name, key] : key_steps) {
+        if (name == step) return key;
+    }
+    return step;
+}
+
+namespace {
+
+// A migration's renames, applied at once (so that a swap of two names works).
+void rename_steps(SagaState& s, const std::vector<std::pair<std::string, std::string>>& renamed) {
+    const auto renamed_to = [&](const std::string& step) -> const std::string& {
+        for (const auto& [from, to] : renamed) {
+            if (from == step) return to;
+        }
+        return step;
+    };
+    for (auto* list : {&s.completed, &s.compensable, &s.compensated, &s.begun}) {
+        for (auto& step : *list) step = renamed_to(step);
+    }
+    s.failed_step = renamed_to(s.failed_step);
+    s.failed_compensation = renamed_to(s.failed_compensation);
+    std::vector<std::pair<std::string, std::string>> keys;
+    for (const auto& [from, to] : renamed) keys.emplace_back(to, std::string(s.key_step(from)));
+    for (auto& [step, key] : s.key_steps) {
+        const bool moved = std::any_of(renamed.begin(), renamed.end(), [&](const auto& r) { return r.first == step; });
+        const bool taken = std::any_of(keys.begin(), keys.end(), [&](const auto& k) { return k.first == step; });
+        if (!moved && !taken) keys.emplace_back(step, key);
+    }
+    std::erase_if(keys, [](const auto& k) { return k.first == k.second; });
+    s.key_steps = std::move(keys);
+}
+
+}  // namespace
+
 void SagaState::apply(const RecordedEvent& e) {
     const auto& type = e.event.type;
     const auto& p = e.event.payload;
@@ -134,8 +169,14 @@ void SagaState::apply(const RecordedEvent& e) {
             started_at = e.event.metadata.timestamp;
         } else if (version == 0) {
             throw fail("a saga stream must start with " + std::string(saga_event::started));
+        } else if (type == saga_event::step_started) {
+            auto step = p.at("step").get<std::string>();
+            if (!step_completed(step) && std::find(begun.begin(), begun.end(), step) == begun.end()) {
+                begun.push_back(std::move(step));
+            }
         } else if (type == saga_event::step_completed) {
             auto step = p.at("step").get<std::string>();
+            std::erase(begun, step);
             if (!step_completed(step)) {
                 completed.push_back(step);
                 compensable.push_back(std::move(step));
@@ -168,6 +209,25 @@ void SagaState::apply(const RecordedEvent& e) {
             }
             blocked_reason = p.value("reason", "");
             blocked_for_operator = p.value("needs_operator", false);
+        } else if (type == saga_event::migrated) {
+            if (phase != SagaPhase::blocked && phase != SagaPhase::failed) {
+                throw fail("a " + std::string(to_string(phase)) + " saga cannot be migrated");
+            }
+            const auto& to = p.at("to");
+            SagaDefinition next{to.at("version").get<std::int64_t>(), to.value("fingerprint", ""), to.value("steps", "")};
+            if (next.version <= definition.version) throw fail("a migration must move to a later version");
+            std::vector<std::pair<std::string, std::string>> renamed;
+            for (const auto& r : p.value("renamed", json::array())) {
+                renamed.emplace_back(r.at(0).get<std::string>(), r.at(1).get<std::string>());
+            }
+            rename_steps(*this, renamed);
+            for (const auto& step : p.value("skipped", json::array())) {
+                auto name = step.get<std::string>();
+                if (!step_completed(name)) completed.push_back(std::move(name));  // passed, never compensated
+            }
+            definition = std::move(next);
+            // An operator moved it on purpose: whoever serves the new version takes it.
+            blocked_for_operator = false;
         }
         // StepStarted, StepCompensating and CompensationFailed describe
         // attempts; they have no rule and leave the phase as it was.

@@ -15,6 +15,7 @@
 #include <boong/saga.hpp>
 #include <boong/saga_index.hpp>
 #include <boong/saga_leases.hpp>
+#include <boong/saga_migration.hpp>
 #include <boong/saga_orchestrator.hpp>
 #include <boong/saga_runner.hpp>
 #include <boong/saga_state.hpp>

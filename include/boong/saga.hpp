@@ -32,7 +32,9 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace boong {
@@ -45,7 +47,7 @@ class StepContext {
 public:
     StepContext(const std::string& saga_id, std::string_view saga_type, std::string_view step, int attempt,
                 bool compensating, Data& data, const std::string& correlation_id,
-                std::chrono::steady_clock::time_point deadline, SagaLogger log)
+                std::chrono::steady_clock::time_point deadline, SagaLogger log, std::string_view key_step = {})
         : saga_id_(saga_id),
           saga_type_(saga_type),
           step_(step),
@@ -54,7 +56,8 @@ public:
           data_(data),
           correlation_id_(correlation_id),
           deadline_(deadline),
-          log_(std::move(log)) {}
+          log_(std::move(log)),
+          key_step_(key_step.empty() ? step : key_step) {}
 
     const std::string& saga_id() const noexcept { return saga_id_; }
     std::string_view saga_type() const noexcept { return saga_type_; }
@@ -64,11 +67,12 @@ public:
     bool compensating() const noexcept { return compensating_; }
     // "<saga id>:<step>" for the action and "<saga id>:<step>:compensate" for the
     // compensation: the same on every attempt and after a restart, so a service
-    // that records it can refuse to apply an effect twice.
+    // that records it can refuse to apply an effect twice. A step renamed by a
+    // migration keeps its former name here (saga_migration.hpp).
     const std::string& idempotency_key() const {
         if (key_.empty()) {  // built on first use: most steps never ask
-            key_.reserve(saga_id_.size() + step_.size() + 12);
-            key_.append(saga_id_).append(":").append(step_);
+            key_.reserve(saga_id_.size() + key_step_.size() + 12);
+            key_.append(saga_id_).append(":").append(key_step_);
             if (compensating_) key_.append(":compensate");
         }
         return key_;
@@ -91,6 +95,7 @@ private:
     const std::string& correlation_id_;
     std::chrono::steady_clock::time_point deadline_;
     SagaLogger log_;
+    std::string_view key_step_;
     mutable std::string key_;
 };
 
@@ -200,6 +205,14 @@ struct StepDescriptor {
     std::size_t stage;
 };
 
+// A step's place in a definition: its name, whether it has a compensation,
+// and the index of its stage (the steps of a parallel group share one).
+struct StepPlace {
+    std::string_view name;
+    bool has_compensation = false;
+    std::size_t stage = 0;
+};
+
 namespace detail {
 
 // The saga class's stable name, or "" when it has none (Saga's static_assert says so).
@@ -297,6 +310,22 @@ private:
         if constexpr (S::has_compensation) comp = &call_compensation<S>;
         out.push_back({S::name, &call_action<S>, comp, stage});
     }
+    template <class Stage, class S>
+    static constexpr void place(std::array<StepPlace, step_count>& out, std::size_t& i, std::size_t stage) {
+        out[i++] = StepPlace{S::name, S::has_compensation, stage};
+    }
+    template <class Stage>
+    static constexpr void place_stage(std::array<StepPlace, step_count>& out, std::size_t& i, std::size_t stage) {
+        std::apply([&](auto... s) { (place<Stage, decltype(s)>(out, i, stage), ...); },
+                   typename detail::stage_traits<Stage>::steps{});
+    }
+    static constexpr std::array<StepPlace, step_count> make_places() {
+        std::array<StepPlace, step_count> out{};
+        std::size_t i = 0;
+        std::size_t stage = 0;
+        (place_stage<Stages>(out, i, stage++), ...);
+        return out;
+    }
     template <class Stage>
     static void shape_stage(std::string& out) {
         if (!out.empty()) out += ", ";
@@ -342,6 +371,10 @@ public:
         static const std::string text = saga_fingerprint(shape());
         return text;
     }
+
+    // The steps in declaration order, at compile time: what a migration
+    // between versions is checked against (saga_migration.hpp).
+    static constexpr std::array<StepPlace, step_count> places = make_places();
 
     // The steps in declaration order, each with the index of its stage.
     static std::vector<StepDescriptor<definition_type, data_type>> steps() {

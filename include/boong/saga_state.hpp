@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace boong {
@@ -54,6 +55,9 @@ inline constexpr std::string_view completed = "SagaCompleted";
 inline constexpr std::string_view compensated = "SagaCompensated";
 inline constexpr std::string_view failed = "SagaFailed";
 inline constexpr std::string_view blocked = "SagaBlocked";
+// An operator moved a blocked or failed saga to the next version of its
+// definition (saga_migration.hpp); it names who, why, and what changed.
+inline constexpr std::string_view migrated = "SagaMigrated";
 }  // namespace saga_event
 
 inline std::string saga_stream(std::string_view saga_id) { return "saga-" + std::string(saga_id); }
@@ -130,11 +134,18 @@ struct SagaState {
     // those that failed with an uncertain outcome under compensate_uncertain.
     std::vector<std::string> compensable;
     std::vector<std::string> compensated;     // steps, in the order they were compensated
+    // Steps begun (StepStarted) whose completion is not recorded: their
+    // effect may have happened, and the next attempt keeps their key.
+    std::vector<std::string> begun;
     std::string failed_step;                  // the step whose failure started compensation
     FailureKind failure_kind = FailureKind::none;
     std::string error;                        // its error
     std::string failed_compensation;          // set when phase == failed
     std::string compensation_error;
+    // Steps renamed by a migration, with the step name their idempotency
+    // keys keep using (so that an effect asked for before the rename is
+    // recognised after it).
+    std::vector<std::pair<std::string, std::string>> key_steps;
     std::int64_t version = 0;                 // the stream version folded so far
     std::string last_event_id;
     Clock::time_point started_at{};
@@ -143,6 +154,9 @@ struct SagaState {
     bool is_terminal() const noexcept { return boong::is_terminal(phase); }
     bool step_completed(std::string_view step) const noexcept;
     bool step_compensated(std::string_view step) const noexcept;
+    // The step name in `step`'s idempotency keys: its own, unless a
+    // migration renamed it.
+    std::string_view key_step(std::string_view step) const noexcept;
 
     // Folds one event of the saga's stream; events must come in version order.
     // Throws boong::Error(errc::protocol_error) on an event it cannot read.

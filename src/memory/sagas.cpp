@@ -142,6 +142,22 @@ struct MemorySagaIndex::State {
             r.lease_until.reset();
         }
     }
+
+    // SagaMigrated: a blocked or failed saga moves to the definition it names,
+    // as the PostgreSQL store's migration trigger does.
+    void migrate(const RecordedEvent& e) {
+        const auto it = sagas.find(e.stream_id.substr(5));
+        if (it == sagas.end()) return;
+        SagaRecord& r = it->second;
+        if (r.phase != SagaPhase::blocked && r.phase != SagaPhase::failed) return;
+        const auto& payload = e.event.payload;
+        const json to = payload.is_object() ? payload.value("to", json()) : json();
+        const std::string version = text(to, "version");
+        if (digits_or(version, 18, 0) < 1) return;  // unreadable: changes nothing, as in the table
+        r.definition_version = digits_or(version, 18, 0);
+        r.fingerprint = text(to, "fingerprint");
+        r.updated_at = e.stored_at;
+    }
 };
 
 MemorySagaIndex::MemorySagaIndex(MemoryEventStore& store) : store_(store), state_(std::make_unique<State>()) {}
@@ -155,7 +171,11 @@ std::unique_lock<std::mutex> MemorySagaIndex::catch_up() {
         for (const auto& e : batch) {
             state_->position = e.position;
             if (!e.stream_id.starts_with("saga-")) continue;
-            if (const auto* rule = phase_rule(e.event.type)) state_->apply(e, *rule);
+            if (const auto* rule = phase_rule(e.event.type)) {
+                state_->apply(e, *rule);
+            } else if (e.event.type == saga_event::migrated) {
+                state_->migrate(e);
+            }
         }
         if (batch.size() < page) break;
     }

@@ -632,15 +632,41 @@ $boong$)");
     return sql;
 }
 
+// Migration 3, saga migrations (docs/versioning.md): a SagaMigrated event
+// moves a blocked or failed saga's row to the definition it names, so that
+// the orchestrators serving that one claim it. A trigger of its own, so that
+// the phase function stays as migration 2 wrote it.
+std::vector<std::string> migration_3(const Names& n) {
+    std::vector<std::string> sql;
+    sql.push_back("CREATE OR REPLACE FUNCTION " + n.saga_migration_function + R"(() RETURNS trigger
+LANGUAGE plpgsql AS $boong$
+BEGIN
+    -- (a version that is not a positive number of up to 18 digits changes nothing)
+    IF NEW.payload -> 'to' ->> 'version' ~ '^[1-9][0-9]{0,17}$' THEN
+        UPDATE )" + n.sagas + R"( SET definition_version = (NEW.payload -> 'to' ->> 'version')::bigint,
+               fingerprint = nullif(NEW.payload -> 'to' ->> 'fingerprint', ''), updated_at = NEW.stored_at
+        WHERE saga_id = substr(NEW.stream_id, 6) AND phase IN ('blocked', 'failed');
+    END IF;
+    RETURN NULL;
+END
+$boong$)");
+    sql.push_back("DROP TRIGGER IF EXISTS " + n.saga_migration_trigger + " ON " + n.events);
+    sql.push_back("CREATE TRIGGER " + n.saga_migration_trigger + " AFTER INSERT ON " + n.events +
+                  " FOR EACH ROW WHEN (NEW.type = 'SagaMigrated' AND NEW.stream_id LIKE 'saga-%')"
+                  " EXECUTE FUNCTION " + n.saga_migration_function + "()");
+    return sql;
+}
+
 struct Migration {
     int version;
     const char* description;
     std::vector<std::string> (*statements)(const Names&);
 };
 
-constexpr std::array<Migration, 2> kMigrations{{
+constexpr std::array<Migration, 3> kMigrations{{
     {1, "events, snapshots, append functions, saga table, outbox cursors, inbox", &migration_1},
     {2, "saga definitions: version and fingerprint per saga, the blocked phase", &migration_2},
+    {3, "saga migrations: SagaMigrated moves a saga to the definition it names", &migration_3},
 }};
 static_assert(kMigrations.back().version == kSchemaVersion);
 
@@ -682,6 +708,8 @@ Names names_in(const std::string& schema_name, const PostgresStoreConfig& config
     n.saga_phase_check = quote_identifier(derived_name(config.table_name, "_sagas_phase_check"));
     n.saga_function = schema + quote_identifier(derived_name(config.table_name, "_track_saga"));
     n.saga_trigger = quote_identifier(derived_name(config.table_name, "_track_saga"));
+    n.saga_migration_function = schema + quote_identifier(derived_name(config.table_name, "_migrate_saga"));
+    n.saga_migration_trigger = quote_identifier(derived_name(config.table_name, "_migrate_saga"));
     n.outbox = schema + quote_identifier(derived_name(config.table_name, "_outbox"));
     n.inbox = schema + quote_identifier(derived_name(config.table_name, "_inbox"));
     n.position_sequence = schema + quote_identifier(derived_name(config.table_name, "_position_seq"));

@@ -10,6 +10,7 @@
 #include "support/async.hpp"
 #include "support/durable_world.hpp"
 
+#include <boong/saga_migration.hpp>
 #include <boong/saga_orchestrator.hpp>
 #include <boong/saga_runner.hpp>
 
@@ -18,6 +19,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -501,4 +503,156 @@ TEMPLATE_TEST_CASE("versioning conformance: a saga its own definition cannot res
     }
     CHECK(d.record(id)->version == version);
     boong::test::run_until_done(d.ioc, [&] { return orch.stop(); });
+}
+
+namespace boong::test::versioning {
+
+// What the services hold for a saga: the units of every effect applied for
+// it, undone ones counted negative (3 when a, b and c hold theirs; 0 when
+// everything was undone).
+inline int net_units(const Ledger& ledger, const std::string& id) {
+    int units = 0;
+    for (const auto& [key, n] : ledger.applied) {
+        if (key.starts_with(id + ":")) units += n;
+    }
+    return units;
+}
+
+// Stops serving version 1 (version 2 only: each cut-off saga is blocked),
+// then moves the blocked sagas to version 2 with Migration, a dry run
+// first. Returns the results of the migration proper; the orchestrator of
+// version 2 runs on until the caller stops it.
+template <class Migration, class World, class Orchestrator>
+std::vector<boong::SagaMigrationResult> block_then_migrate(World& d, Orchestrator& orch, const std::vector<std::string>& ids,
+                                                           int cut) {
+    orch.start();
+    REQUIRE(d.until(
+        [&] {
+            int blocked = 0;
+            for (const auto& id : ids) blocked += d.record(id)->phase == boong::SagaPhase::blocked ? 1 : 0;
+            return blocked == cut;
+        },
+        std::chrono::seconds(30)));
+    boong::MigrationRequest request;
+    request.by = "alice";
+    request.reason = "retire version 1";
+    request.dry_run = true;
+    std::map<std::string, std::int64_t> versions;
+    for (const auto& id : ids) versions[id] = d.record(id)->version;
+    const auto planned = boong::test::run_until_done(
+        d.ioc, [&] { return boong::migrate_sagas<Migration>(d.store, d.index, request); });
+    CHECK(planned.size() == static_cast<std::size_t>(cut));
+    for (const auto& r : planned) CHECK(r.outcome != boong::MigrationOutcome::migrated);
+    for (const auto& id : ids) CHECK(d.record(id)->version == versions[id]);  // the dry run appended nothing
+    request.dry_run = false;
+    auto results = boong::test::run_until_done(
+        d.ioc, [&] { return boong::migrate_sagas<Migration>(d.store, d.index, request); });
+    REQUIRE(results.size() == planned.size());
+    for (std::size_t i = 0; i < results.size(); ++i) {
+        // What the dry run said is what was done.
+        CHECK(results[i].saga_id == planned[i].saga_id);
+        CHECK((results[i].outcome == boong::MigrationOutcome::migrated) ==
+              (planned[i].outcome == boong::MigrationOutcome::would_migrate));
+    }
+    return results;
+}
+
+// Whether each of `ids` has ended (blocked is not an end here).
+template <class World>
+bool all_ended(World& d, const std::vector<std::string>& ids) {
+    for (const auto& id : ids) {
+        const auto r = d.record(id);
+        if (!r || !boong::is_terminal(r->phase)) return false;
+    }
+    return true;
+}
+
+// The audit trail of a migrated saga: its last SagaMigrated.
+template <class World>
+boong::json migrated_payload(World& d, const std::string& id) {
+    const auto events = boong::test::run_until_done(d.ioc, [&] {
+        return d.store.async_read_stream(boong::saga_stream(id), 1, 1000, boost::asio::use_awaitable);
+    });
+    for (auto it = events.rbegin(); it != events.rend(); ++it) {
+        if (it->event.type == boong::saga_event::migrated) return it->event.payload;
+    }
+    return boong::json();
+}
+
+}  // namespace boong::test::versioning
+
+TEMPLATE_TEST_CASE("versioning conformance: an explicit migration moves blocked sagas to version 2, refuses those "
+                   "whose progress does not fit it, and leaves no wrong effect",
+                   "[durable][versioning][conformance][migration]", BOONG_ORCHESTRATOR_WORLDS) {
+    BOONG_VERSIONING_PRELUDE
+    const auto ids = start_and_cut_off(d, ledger, refuse);
+    const int cut = in_flight_after_cut(d, ids);
+    CHECK(cut >= 25);
+    SECTION("a step renamed: every saga moves, and the renamed step keeps its idempotency key") {
+        using Move = boong::SagaMigration<V1, V2Renamed, boong::Rename<"b", "b2">>;
+        boong::SagaOrchestrator<V2Renamed, Store, Index> orch(v2, d.store, d.index, boong::test::fast_options(),
+                                                             boong::test::orchestrator("deploy"));
+        const auto results = block_then_migrate<Move>(d, orch, ids, cut);
+        for (const auto& r : results) {
+            CHECK(r.outcome == boong::MigrationOutcome::migrated);
+            const auto audit = migrated_payload(d, r.saga_id);
+            CHECK(audit.value("by", "") == "alice");
+            CHECK(audit.value("reason", "") == "retire version 1");
+            CHECK(audit.at("renamed") == boong::json::array({boong::json::array({"b", "b2"})}));
+        }
+        REQUIRE(d.until([&] { return all_ended(d, ids); }, std::chrono::seconds(30)));
+        for (const auto& id : ids) {
+            const auto r = d.record(id);
+            INFO(id);
+            // Version 1's ending, b's effect under its new name, never twice.
+            std::vector<std::string> effects;
+            for (const auto& e : ledger.log[id]) effects.push_back(e == "b2+1" ? "b+1" : e == "~b2-1" ? "~b-1" : e);
+            CHECK(effects == v1_effects(refuse.at(id)));
+            CHECK(r->phase == (refuse.at(id) ? boong::SagaPhase::compensated : boong::SagaPhase::completed));
+            CHECK(net_units(ledger, id) == (refuse.at(id) ? 0 : 3));
+        }
+        for (const auto& r : results) CHECK(d.record(r.saga_id)->definition_version == 2);
+        boong::test::run_until_done(d.ioc, [&] { return orch.stop(); });
+    }
+    SECTION("two steps swapped: a saga that completed b before c is refused and stays blocked") {
+        using Move = boong::SagaMigration<V1, V2Swapped>;
+        boong::SagaOrchestrator<V2Swapped, Store, Index> orch(v2, d.store, d.index, boong::test::fast_options(),
+                                                             boong::test::orchestrator("deploy"));
+        const auto results = block_then_migrate<Move>(d, orch, ids, cut);
+        std::vector<std::string> moved;
+        int refused = 0;
+        for (const auto& r : results) {
+            if (r.outcome == boong::MigrationOutcome::migrated) {
+                moved.push_back(r.saga_id);
+            } else {
+                ++refused;
+                CHECK(r.outcome == boong::MigrationOutcome::refused);
+                // Running with b done (or begun: its effect may have
+                // happened), or unwinding: only the first is refused.
+                CHECK_THAT(r.reason, Catch::Matches("it (completed|began) 'b' but not 'c', which version 2 runs before it"));
+            }
+        }
+        INFO(moved.size() << " moved, " << refused << " refused");
+        REQUIRE(d.until([&] { return all_ended(d, moved); }, std::chrono::seconds(30)));
+        for (const auto& id : ids) {
+            const auto r = d.record(id);
+            const bool was_moved = std::find(moved.begin(), moved.end(), id) != moved.end();
+            INFO(id << " " << to_string(r->phase));
+            if (!was_moved) {
+                // Refused (or never cut off): as version 1 left it.
+                if (r->phase == boong::SagaPhase::blocked) CHECK(r->definition_version == 1);
+                continue;
+            }
+            CHECK(r->definition_version == 2);
+            if (r->phase == boong::SagaPhase::completed) {
+                CHECK(net_units(ledger, id) == 3);
+                CHECK_FALSE(refuse.at(id));
+            } else {
+                CHECK(r->phase == boong::SagaPhase::compensated);
+                CHECK(net_units(ledger, id) == 0);
+            }
+        }
+        CHECK(refused + static_cast<int>(moved.size()) == cut);
+        boong::test::run_until_done(d.ioc, [&] { return orch.stop(); });
+    }
 }

@@ -436,10 +436,11 @@ TEST_CASE("postgres: the schema is created once, idempotently, by stores that st
     auto c = admin();
     pqxx::nontransaction tx(c);
     const auto versions = tx.exec("SELECT version, library_version FROM " + table + "_schema ORDER BY version");
-    // The schema, then versioned saga definitions, each once.
-    REQUIRE(versions.size() == 2);
+    // The schema, versioned saga definitions, saga migrations, each once.
+    REQUIRE(versions.size() == 3);
     CHECK(versions[0][0].as<int>() == 1);
     CHECK(versions[1][0].as<int>() == 2);
+    CHECK(versions[2][0].as<int>() == 3);
     // What the issue asks the table to hold, and the indexes that serve reads.
     const auto columns = tx.exec_params(
         "SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum) "
@@ -467,7 +468,7 @@ TEST_CASE("postgres: the schema is created once, idempotently, by stores that st
 // from one that runs the edited text): its statements are held to a digest.
 // A change to the schema is a new migration; only then does this list grow.
 TEST_CASE("postgres: the migrations' text is frozen", "[postgres][schema]") {
-    const std::vector<std::uint64_t> frozen{14906505760644758845ULL, 15193468933668707360ULL};
+    const std::vector<std::uint64_t> frozen{14906505760644758845ULL, 15193468933668707360ULL, 15581386884984035920ULL};
     REQUIRE(frozen.size() == static_cast<std::size_t>(boong::pg::kSchemaVersion));
     const auto names = boong::pg::names_in("public", boong::PostgresStoreConfig{});
     for (int version = 1; version <= boong::pg::kSchemaVersion; ++version) {
@@ -527,6 +528,7 @@ void drop_named(const boong::pg::Names& n) {
     tx.exec("DROP TABLE IF EXISTS " + n.sagas + ", " + n.events + ", " + n.snapshots + ", " + n.versions + ", " +
             n.outbox + ", " + n.inbox);
     tx.exec("DROP FUNCTION IF EXISTS " + n.saga_function + "()");
+    tx.exec("DROP FUNCTION IF EXISTS " + n.saga_migration_function + "()");
     tx.exec("DROP FUNCTION IF EXISTS " + n.append_function + "(jsonb, boolean)");
     tx.exec("DROP FUNCTION IF EXISTS " + n.append_known_function);
     tx.exec("DROP SEQUENCE IF EXISTS " + n.position_sequence);
@@ -563,13 +565,14 @@ TEST_CASE("postgres: a saga table made by migration 1 is upgraded and keeps its 
     }
     asio::io_context ioc;
     boong::PostgresEventStore store(ioc.get_executor(), config);
-    store.open();  // migration 2
+    store.open();  // migrations 2 and 3
     boong::PostgresSagaIndex index(store);
     {
         pqxx::nontransaction tx(c);
         const auto versions = tx.exec("SELECT version FROM " + names.versions + " ORDER BY version");
-        REQUIRE(versions.size() == 2);
+        REQUIRE(versions.size() == 3);
         CHECK(versions[1][0].as<int>() == 2);
+        CHECK(versions[2][0].as<int>() == 3);
         // One CHECK on phase, the one migration 2 named.
         const auto checks = tx.exec("SELECT conname FROM pg_constraint WHERE contype = 'c' AND conrelid = '" +
                                     names.sagas + "'::regclass");
@@ -599,8 +602,28 @@ TEST_CASE("postgres: a saga table made by migration 1 is upgraded and keeps its 
     CHECK(old->phase == boong::SagaPhase::blocked);
     CHECK(old->blocked_reason == "r");
     CHECK(old->owner.empty());
-    const auto taken = run(ioc, [&] {
+    // Migration 3's trigger: SagaMigrated moves the blocked saga to the
+    // definition it names; a version that is not a positive number changes nothing.
+    for (const auto& to : {boong::json{{"version", "x"}}, boong::json{{"version", 0}},
+                           boong::json{{"version", 2}, {"fingerprint", "00000000000000aa"}}}) {
+        run(ioc, [&] {
+            return store.async_append("saga-old", boong::ExpectedVersion::any(),
+                                      std::vector<boong::EventData>{make_event(ids, "SagaMigrated", {{"to", to}})},
+                                      asio::use_awaitable);
+        });
+        old = run(ioc, [&] { return index.async_find("old", asio::use_awaitable); });
+        CHECK(old->definition_version == (to.at("version") == 2 ? 2 : 1));
+    }
+    CHECK(old->fingerprint == "00000000000000aa");
+    CHECK(old->phase == boong::SagaPhase::blocked);
+    // Claimed by one that serves version 2, no longer by one that serves 1.
+    auto taken = run(ioc, [&] {
         return index.async_claim(boong::SagaClaim{"order", {{1, "0123456789abcdef", ""}}}, "b/1", 30s, 10,
+                                 asio::use_awaitable);
+    });
+    CHECK(taken.empty());
+    taken = run(ioc, [&] {
+        return index.async_claim(boong::SagaClaim{"order", {{2, "00000000000000aa", ""}}}, "b/1", 30s, 10,
                                  asio::use_awaitable);
     });
     CHECK(taken == std::vector<std::string>{"old"});

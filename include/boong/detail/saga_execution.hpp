@@ -372,7 +372,8 @@ private:
             }
             const auto deadline = attempt_deadline(policy.timeout);
             StepContext<Data> ctx(state_.saga_id, SagaT::name, step.name, attempt, false, data_, state_.correlation_id,
-                                  deadline, SagaLogger(shared_->logger, state_.saga_id, step.name));
+                                  deadline, SagaLogger(shared_->logger, state_.saga_id, step.name),
+                                  state_.key_step(step.name));
             // A failed attempt's changes to the data are undone, so that the
             // next attempt (or a resume, which only knows what was recorded)
             // starts from the same data. Steps of a parallel group share the
@@ -463,7 +464,8 @@ private:
             co_await flush();
             const auto deadline = attempt_deadline(policy.compensation_timeout);
             StepContext<Data> ctx(state_.saga_id, SagaT::name, step.name, attempt, true, data_, state_.correlation_id,
-                                  deadline, SagaLogger(shared_->logger, state_.saga_id, step.name));
+                                  deadline, SagaLogger(shared_->logger, state_.saga_id, step.name),
+                                  state_.key_step(step.name));
             asio::awaitable<void> work = step.compensation(shared_->definition, ctx);
             begin_attempt(main_lane_, deadline);
             std::exception_ptr error;
