@@ -54,3 +54,8 @@ install(TARGETS boong_backends EXPORT BoongTargets
         LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT Boong_Runtime
         RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}" COMPONENT Boong_Runtime
         INCLUDES DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
+
+# The boong command-line tool, when built: a program, not part of the export set.
+if(TARGET boong_cli)
+  install(TARGETS boong_cli RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}" COMPONENT Boong_Runtime)
+endif()

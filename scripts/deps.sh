@@ -18,7 +18,8 @@
 BOONG_DEPS_PACKAGES=(
     build-essential cmake ninja-build ccache pkg-config git
     libboost1.81-dev nlohmann-json3-dev libspdlog-dev libfmt-dev catch2 libbenchmark-dev
-    libpqxx-dev libhiredis-dev libssl-dev librabbitmq-dev
+    libpqxx-dev libhiredis-dev libssl-dev librabbitmq-dev libcli11-dev
+    prometheus-cpp-dev prometheus
     postgresql postgresql-contrib redis-server redis-tools rabbitmq-server
     uuid-runtime procps python3 openssl
     clang libclang-rt-14-dev

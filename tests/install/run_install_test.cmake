@@ -3,7 +3,7 @@
 # against it. Fails on the first step that fails.
 #
 # Inputs (-D): BOONG_BUILD_DIR CONSUMER_SOURCE_DIR WORK_DIR CONFIG GENERATOR
-#              CXX_COMPILER [CXX_COMPILER_LAUNCHER CXX_FLAGS EXE_LINKER_FLAGS]
+#              CXX_COMPILER [CXX_COMPILER_LAUNCHER CXX_FLAGS EXE_LINKER_FLAGS EXPECT_CLI]
 cmake_minimum_required(VERSION 3.25)
 
 foreach(var BOONG_BUILD_DIR CONSUMER_SOURCE_DIR WORK_DIR GENERATOR CXX_COMPILER)
@@ -33,6 +33,14 @@ endif()
 
 run("install into ${prefix}"
   COMMAND "${CMAKE_COMMAND}" --install "${BOONG_BUILD_DIR}" --prefix "${prefix}" ${config_args})
+
+# The boong tool, when it was built: installed in bin/, and it runs.
+if(EXPECT_CLI)
+  if(NOT EXISTS "${prefix}/bin/boong")
+    message(FATAL_ERROR "install_consumer: ${prefix}/bin/boong was not installed")
+  endif()
+  run("run ${prefix}/bin/boong --version" COMMAND "${prefix}/bin/boong" --version)
+endif()
 
 set(configure_args
   -S "${CONSUMER_SOURCE_DIR}" -B "${consumer_build}" -G "${GENERATOR}"

@@ -1,0 +1,88 @@
+// boong schema status|migrate: the PostgreSQL event store's schema version,
+// and its upgrade (the library's own migrations, as a service runs them at start).
+#include "commands.hpp"
+#include "exit_status.hpp"
+#include "output.hpp"
+
+#include <iostream>
+
+namespace boong::cli {
+
+namespace {
+
+json status_json(const SchemaStatus& s) {
+    json migrations = json::array();
+    for (const auto& m : s.applied) {
+        migrations.push_back({{"version", m.version},
+                              {"description", m.description},
+                              {"library_version", m.library_version},
+                              {"applied_at", m.applied_at}});
+    }
+    json pending = json::array();
+    for (int v = s.version + 1; v <= s.library_version; ++v) pending.push_back(v);
+    return {{"endpoint", s.endpoint},       {"schema", s.schema},
+            {"events_table", s.events_table}, {"version", s.version},
+            {"library_version", s.library_version}, {"up_to_date", s.version == s.library_version},
+            {"pending", pending},            {"migrations", migrations}};
+}
+
+void print_status(const SchemaStatus& s) {
+    const bool colour = stdout_wants_colour();
+    std::cout << paint("Event store", Colour::bold, colour) << "  " << s.events_table << " at " << s.endpoint << '\n';
+    std::string state;
+    if (s.version == s.library_version) {
+        state = paint("up to date", Colour::green, colour);
+    } else if (s.version < s.library_version) {
+        state = paint(std::to_string(s.library_version - s.version) + " migration(s) pending: run `boong schema migrate`",
+                      Colour::yellow, colour);
+    } else {
+        state = paint("newer than this boong: upgrade boong", Colour::red, colour);
+    }
+    std::cout << paint("Schema", Colour::bold, colour) << "       version " << s.version << " (this boong: "
+              << s.library_version << "), " << state << '\n';
+    if (s.applied.empty()) return;
+    std::cout << '\n';
+    Table t({"VERSION", "APPLIED", "BY BOONG", "DESCRIPTION"});
+    for (const auto& m : s.applied) t.add({std::to_string(m.version), m.applied_at, m.library_version, m.description});
+    t.print(std::cout, colour);
+}
+
+void status(const GlobalOptions& global) {
+    const SchemaStatus s = read_schema_status(effective_config(global));
+    if (global.json) {
+        print_json(std::cout, status_json(s));
+        return;
+    }
+    print_status(s);
+}
+
+void migrate(const GlobalOptions& global) {
+    const Config config = effective_config(global);
+    const int before = read_schema_status(config).version;
+    const SchemaStatus s = migrate_schema(config);
+    if (global.json) {
+        json j = status_json(s);
+        j["migrated_from"] = before;
+        print_json(std::cout, j);
+        return;
+    }
+    if (before == s.version) {
+        std::cout << "Already at schema version " << s.version << ": nothing to do.\n\n";
+    } else {
+        std::cout << "Migrated from schema version " << before << " to " << s.version << ".\n\n";
+    }
+    print_status(s);
+}
+
+}  // namespace
+
+void add_schema_commands(CLI::App& app, const GlobalOptions& global, CommandAction& action) {
+    auto* schema = app.add_subcommand("schema", "The PostgreSQL event store's schema");
+    schema->require_subcommand(1);
+    schema->add_subcommand("status", "The schema version, and the migrations applied")
+        ->callback([&action, &global] { action = [&global] { status(global); }; });
+    schema->add_subcommand("migrate", "Create or upgrade the schema (idempotent: what a service does when it opens the store)")
+        ->callback([&action, &global] { action = [&global] { migrate(global); }; });
+}
+
+}  // namespace boong::cli
