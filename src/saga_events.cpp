@@ -196,7 +196,10 @@ void SagaState::apply(const RecordedEvent& e) {
         } else if (type == saga_event::failed) {
             failed_compensation = p.at("step").get<std::string>();
             compensation_error = p.value("error", "");
-        } else if (type == saga_event::resumed) {
+        } else if (type == saga_event::resumed || type == saga_event::retry_requested) {
+            if (type == saga_event::retry_requested && phase != SagaPhase::failed && phase != SagaPhase::blocked) {
+                throw fail("only a failed or blocked saga can be retried, not a " + std::string(to_string(phase)) + " one");
+            }
             failed_compensation.clear();
             compensation_error.clear();
             blocked_reason.clear();

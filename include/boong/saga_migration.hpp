@@ -22,6 +22,7 @@
 
 #include <boong/detail/fixed_string.hpp>
 #include <boong/detail/saga_execution.hpp>
+#include <boong/detail/saga_requests.hpp>
 #include <boong/error.hpp>
 #include <boong/event_store.hpp>
 #include <boong/saga.hpp>
@@ -350,20 +351,10 @@ boost::asio::awaitable<std::vector<SagaMigrationResult>> migrate_sagas(Store& st
     const MigrationRules& rules = Migration::rules();
     std::vector<std::string> ids = std::move(request.saga_ids);
     if (ids.empty()) {
-        for (const SagaPhase phase : {SagaPhase::blocked, SagaPhase::failed}) {
-            SagaQuery query;
-            query.phase = phase;
-            query.saga_type = rules.saga_type;
-            query.limit = 1000;
-            while (ids.size() < request.limit) {
-                const auto page = co_await index.async_list(query, boost::asio::use_awaitable);
-                for (const auto& r : page) {
-                    if (r.definition_version == rules.from.version && ids.size() < request.limit) ids.push_back(r.saga_id);
-                }
-                if (page.size() < query.limit) break;
-                query.after_id = page.back().saga_id;
-            }
-        }
+        // (named, not written inside the co_await: see docs/durability.md, "Compilers")
+        std::vector<SagaPhase> phases{SagaPhase::blocked, SagaPhase::failed};
+        const auto from_version = [&](const SagaRecord& r) { return r.definition_version == rules.from.version; };
+        ids = co_await detail::select_sagas(index, std::move(phases), rules.saga_type, request.limit, from_version);
     }
     std::vector<SagaMigrationResult> results;
     results.reserve(ids.size());
@@ -371,33 +362,21 @@ boost::asio::awaitable<std::vector<SagaMigrationResult>> migrate_sagas(Store& st
     for (auto& id : ids) {
         SagaMigrationResult result;
         result.saga_id = std::move(id);
-        std::optional<SagaState> state;
-        try {
-            state = co_await detail::read_saga(store, result.saga_id);
-        } catch (const Error& e) {
-            if (is_unavailable(e.code())) throw;
-            result.reason = e.code() == make_error_code(errc::not_found) ? "no such saga"
-                                                                          : std::string("unreadable: ") + e.what();
-        }
-        if (state) {
-            result.plan = plan_migration(rules, *state);
+        const auto saga = co_await detail::read_requested(store, result.saga_id);
+        if (!saga.state) {
+            result.reason = saga.unreadable;
+        } else {
+            result.plan = plan_migration(rules, *saga.state);
             if (!result.plan.allowed) {
                 result.reason = result.plan.refusal;
             } else if (request.dry_run) {
                 result.outcome = MigrationOutcome::would_migrate;
             } else {
-                std::vector<EventData> events;
-                events.push_back(detail::migrated_event(rules, *state, result.plan, request, event_ids));
-                bool conflict = false;
-                try {
-                    co_await store.async_append(saga_stream(result.saga_id), ExpectedVersion::exactly(state->version),
-                                                std::move(events), boost::asio::use_awaitable);
-                } catch (const Error& e) {
-                    if (e.code() != make_error_code(errc::concurrency_conflict)) throw;
-                    conflict = true;
-                }
-                result.outcome = conflict ? MigrationOutcome::conflict : MigrationOutcome::migrated;
-                if (conflict) result.reason = "it changed meanwhile (resumed, blocked or migrated elsewhere)";
+                EventData event = detail::migrated_event(rules, *saga.state, result.plan, request, event_ids);
+                const bool appended =
+                    co_await detail::append_if_unchanged(store, result.saga_id, saga.state->version, std::move(event));
+                result.outcome = appended ? MigrationOutcome::migrated : MigrationOutcome::conflict;
+                if (!appended) result.reason = "it changed meanwhile (resumed, blocked or migrated elsewhere)";
             }
         }
         results.push_back(std::move(result));

@@ -55,6 +55,10 @@ inline constexpr std::string_view completed = "SagaCompleted";
 inline constexpr std::string_view compensated = "SagaCompensated";
 inline constexpr std::string_view failed = "SagaFailed";
 inline constexpr std::string_view blocked = "SagaBlocked";
+// An operator asked for a failed (or blocked) saga to be tried again: it is
+// free at once for any orchestrator of its type, which resumes it in the
+// phase named ("phase": compensating for a failed saga).
+inline constexpr std::string_view retry_requested = "SagaRetryRequested";
 // An operator moved a blocked or failed saga to the next version of its
 // definition (saga_migration.hpp); it names who, why, and what changed.
 inline constexpr std::string_view migrated = "SagaMigrated";
@@ -69,13 +73,15 @@ inline std::string saga_stream(std::string_view saga_id) { return "saga-" + std:
 // Events not listed leave the phase as it was.
 struct PhaseRule {
     std::string_view event;
-    // The phase the event moves the saga into; none for SagaResumed, which
-    // names it in its payload ("phase": running or compensating).
+    // The phase the event moves the saga into; none for SagaResumed and
+    // SagaRetryRequested, which name it in their payload ("phase": running
+    // or compensating).
     std::optional<SagaPhase> phase;
 };
-inline constexpr std::array<PhaseRule, 7> phase_rules{{
+inline constexpr std::array<PhaseRule, 8> phase_rules{{
     {saga_event::started, SagaPhase::running},
     {saga_event::resumed, std::nullopt},
+    {saga_event::retry_requested, std::nullopt},
     {saga_event::compensation_started, SagaPhase::compensating},
     {saga_event::completed, SagaPhase::completed},
     {saga_event::compensated, SagaPhase::compensated},

@@ -9,6 +9,7 @@
 
 #include <boong/postgres/sagas.hpp>
 #include <boong/postgres/transaction.hpp>
+#include <boong/saga_retry.hpp>
 
 #include <boost/asio/use_awaitable.hpp>
 
@@ -372,8 +373,70 @@ json saga_record_json(const SagaRecord& r) {
                 {"lease_until", json_time(r.lease_until)}};
 }
 
+// ---- sagas retry -----------------------------------------------------------
+
+struct RetryOptions {
+    std::vector<std::string> ids;
+    std::string phase;
+    std::string type;
+    std::size_t limit = 10000;
+    std::string reason;
+    std::string as;
+    bool dry_run = false;
+};
+
+// Recorded in each saga's stream (SagaRetryRequested), carried out by the
+// orchestrator that claims it: never a table edit.
+void retry(const GlobalOptions& global, const RetryOptions& o) {
+    RetryRequest request;
+    request.saga_ids = o.ids;
+    if (!o.phase.empty()) {
+        const auto phase = saga_phase_from_string(o.phase);
+        if (phase != SagaPhase::failed && phase != SagaPhase::blocked) {
+            throw CommandError(ExitStatus::usage, "--phase: expected failed or blocked, got '" + o.phase + "'");
+        }
+        request.phase = *phase;
+    }
+    request.saga_type = o.type;
+    request.limit = o.limit;
+    request.by = operator_name(o.as);
+    request.reason = o.reason;
+    request.dry_run = o.dry_run;
+    SagaIndexConnection c(global);
+    const auto results = c.run(request_retry(c.store.store(), c.index, std::move(request)));
+    std::size_t done = 0;
+    for (const auto& r : results) {
+        done += r.outcome == RequestOutcome::requested || r.outcome == RequestOutcome::would_request ? 1 : 0;
+    }
+    if (global.json) {
+        json out = json::array();
+        for (const auto& r : results) {
+            out.push_back(json{{"saga_id", r.saga_id},
+                               {"outcome", to_string(r.outcome)},
+                               {"reason", r.reason.empty() ? json(nullptr) : json(r.reason)}});
+        }
+        print_json(std::cout, json{{"dry_run", o.dry_run}, {"by", operator_name(o.as)}, {"results", out}});
+    } else if (results.empty()) {
+        std::cout << "No saga to retry.\n";
+    } else {
+        Table table({"SAGA", "OUTCOME", "WHY"});
+        for (const auto& r : results) {
+            const bool ok = r.outcome == RequestOutcome::requested || r.outcome == RequestOutcome::would_request;
+            table.add({r.saga_id, Cell(std::string(to_string(r.outcome)), ok ? Colour::green : Colour::red),
+                       or_dash(r.reason)});
+        }
+        table.print(std::cout, stdout_wants_colour());
+        std::cout << done << " of " << results.size() << (o.dry_run ? " would be retried" : " retried") << "\n";
+    }
+    // Some named sagas could not be retried: the command did not do all it was asked.
+    if (done < results.size() && !o.ids.empty()) {
+        throw CommandError(ExitStatus::failed, std::to_string(results.size() - done) + " of " +
+                                                   std::to_string(results.size()) + " sagas not retried");
+    }
+}
+
 void add_saga_commands(CLI::App& app, const GlobalOptions& global, CommandAction& action) {
-    auto* sagas = app.add_subcommand("sagas", "Sagas: list, count, find the stuck ones, show one's history");
+    auto* sagas = app.add_subcommand("sagas", "Sagas: list, count, find the stuck ones, show one's history, retry");
     sagas->require_subcommand(1);
 
     auto lo = std::make_shared<ListOptions>();
@@ -401,6 +464,21 @@ void add_saga_commands(CLI::App& app, const GlobalOptions& global, CommandAction
     auto* show_cmd = sagas->add_subcommand("show", "One saga's timeline: every attempt of every step and compensation");
     show_cmd->add_option("id", *id, "The saga id")->required();
     show_cmd->callback([&action, &global, id] { action = [&global, id] { show(global, *id); }; });
+
+    auto ro = std::make_shared<RetryOptions>();
+    auto* retry_cmd = sagas->add_subcommand(
+        "retry", "Ask for failed (or blocked) sagas to be tried again by the orchestrators; recorded in each saga");
+    auto* named = retry_cmd->add_option("id", ro->ids, "Saga ids (or --phase)");
+    retry_cmd->add_option("--phase", ro->phase, "Every saga in this phase: failed or blocked")->excludes(named);
+    retry_cmd->add_option("--type", ro->type, "With --phase: only this saga type");
+    retry_cmd->add_option("--limit", ro->limit, "With --phase: at most N sagas")->capture_default_str()->check(CLI::Range(1, 100000));
+    retry_cmd->add_option("--reason", ro->reason, "Why, for the audit record");
+    retry_cmd->add_option("--as", ro->as, "Who is acting, for the audit record (default: user@host)");
+    retry_cmd->add_flag("--dry-run", ro->dry_run, "List what would be retried; record and change nothing");
+    retry_cmd->callback([&action, &global, ro] {
+        if (ro->ids.empty() && ro->phase.empty()) throw CLI::ValidationError("sagas retry", "give saga ids or --phase");
+        action = [&global, ro] { retry(global, *ro); };
+    });
 }
 
 }  // namespace boong::cli

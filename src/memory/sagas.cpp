@@ -109,19 +109,23 @@ struct MemorySagaIndex::State {
         const auto it = sagas.find(id);
         if (it == sagas.end()) return;
         SagaRecord& r = it->second;
-        // Only an in-flight saga can be blocked (the fold refuses the rest).
+        // Only an in-flight saga can be blocked, only a failed or blocked one
+        // retried (the fold refuses the rest).
         if (rule.phase == SagaPhase::blocked && !holdable(r.phase)) return;
+        const bool retry = e.event.type == saga_event::retry_requested;
+        if (retry && r.phase != SagaPhase::failed && r.phase != SagaPhase::blocked) return;
         r.version = e.version;
         r.updated_at = e.stored_at;
-        if (!rule.phase) {  // SagaResumed: the phase it names, and its owner
+        if (!rule.phase) {  // SagaResumed, SagaRetryRequested: the phase it names, and its owner
             if (const auto phase = saga_phase_from_string(text(payload, "phase")); phase && in_flight(*phase)) {
                 r.phase = *phase;
             }
             r.failed_compensation.clear();
             r.compensation_error.clear();
             r.blocked_reason.clear();
-            r.owner = owner;
-            r.lease_until = lease_until;
+            r.owner = retry ? std::string() : owner;
+            // A retry is free at once: its lease ended as it was asked for.
+            r.lease_until = retry ? std::optional(e.stored_at) : lease_until;
         } else if (*rule.phase == SagaPhase::compensating) {
             r.phase = SagaPhase::compensating;
             r.failed_step = text(payload, "failed_step");

@@ -632,10 +632,12 @@ $boong$)");
     return sql;
 }
 
-// Migration 3, saga migrations (docs/versioning.md): a SagaMigrated event
-// moves a blocked or failed saga's row to the definition it names, so that
-// the orchestrators serving that one claim it. A trigger of its own, so that
-// the phase function stays as migration 2 wrote it.
+// Migration 3, operator actions on sagas: a SagaMigrated event
+// (docs/versioning.md) moves a blocked or failed saga's row to the
+// definition it names, so that the orchestrators serving that one claim it
+// (a trigger of its own: it moves no phase); SagaRetryRequested (docs/cli.md)
+// puts a failed or blocked saga back in flight. Written out in full, as
+// migration 2.
 std::vector<std::string> migration_3(const Names& n) {
     std::vector<std::string> sql;
     sql.push_back("CREATE OR REPLACE FUNCTION " + n.saga_migration_function + R"(() RETURNS trigger
@@ -654,6 +656,83 @@ $boong$)");
     sql.push_back("CREATE TRIGGER " + n.saga_migration_trigger + " AFTER INSERT ON " + n.events +
                   " FOR EACH ROW WHEN (NEW.type = 'SagaMigrated' AND NEW.stream_id LIKE 'saga-%')"
                   " EXECUTE FUNCTION " + n.saga_migration_function + "()");
+    // Migration 2's phase function, and: SagaRetryRequested (an operator's
+    // retry) puts a failed or blocked saga back in flight, free at once.
+    sql.push_back("CREATE OR REPLACE FUNCTION " + n.saga_function + R"(() RETURNS trigger
+LANGUAGE plpgsql AS $boong$
+DECLARE
+    v_id text := substr(NEW.stream_id, 6);
+    v_owner text := NEW.metadata ->> 'owner';
+    v_lease timestamptz := NEW.stored_at + (CASE WHEN NEW.metadata ->> 'lease_ms' ~ '^[0-9]{1,10}$'
+                                                 THEN (NEW.metadata ->> 'lease_ms')::bigint ELSE 0 END
+                                            * interval '1 millisecond');
+    v_text text := NEW.payload ->> 'deadline';
+    v_deadline timestamptz;
+BEGIN
+    IF NEW.type = 'SagaStarted' THEN
+        -- Checked field by field, the day against its month's length (nested
+        -- IFs: SQL does not promise to evaluate AND left to right), rather
+        -- than by catching the cast's error: an EXCEPTION block would open a
+        -- subtransaction for every saga started.
+        IF v_text ~ '^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?Z$' THEN
+            IF substr(v_text, 9, 2)::int <= extract(day FROM make_date(substr(v_text, 1, 4)::int, substr(v_text, 6, 2)::int, 1)
+                                                            + interval '1 month - 1 day') THEN
+                v_deadline := v_text::timestamptz;
+            END IF;
+        END IF;
+        INSERT INTO )" + n.sagas + R"( (saga_id, saga_type, definition_version, fingerprint, phase, version,
+                                     deadline, started_at, updated_at, owner, lease_until)
+        VALUES (v_id, coalesce(NEW.payload ->> 'saga_type', ''),
+                CASE WHEN NEW.payload -> 'definition' ->> 'version' ~ '^[0-9]{1,18}$'
+                     THEN (NEW.payload -> 'definition' ->> 'version')::bigint ELSE 1 END,
+                nullif(NEW.payload -> 'definition' ->> 'fingerprint', ''),
+                'running', NEW.version, v_deadline, NEW.stored_at, NEW.stored_at,
+                v_owner, CASE WHEN v_owner IS NOT NULL THEN v_lease END)
+        ON CONFLICT (saga_id) DO NOTHING;
+    ELSIF NEW.type = 'SagaResumed' THEN
+        UPDATE )" + n.sagas + R"( SET phase = CASE WHEN NEW.payload ->> 'phase' IN ('running', 'compensating')
+                                           THEN NEW.payload ->> 'phase' ELSE phase END,
+               version = NEW.version, updated_at = NEW.stored_at,
+               failed_compensation = NULL, compensation_error = NULL, blocked_reason = NULL,
+               owner = v_owner, lease_until = CASE WHEN v_owner IS NOT NULL THEN v_lease END
+        WHERE saga_id = v_id;
+    ELSIF NEW.type = 'SagaRetryRequested' THEN
+        -- An operator's retry of a failed or blocked saga: in flight again,
+        -- in the phase it names, and free at once (its lease ends as it is
+        -- asked for) for any orchestrator of its type.
+        UPDATE )" + n.sagas + R"( SET phase = CASE WHEN NEW.payload ->> 'phase' IN ('running', 'compensating')
+                                           THEN NEW.payload ->> 'phase' ELSE phase END,
+               version = NEW.version, updated_at = NEW.stored_at,
+               failed_compensation = NULL, compensation_error = NULL, blocked_reason = NULL,
+               owner = NULL, lease_until = NEW.stored_at
+        WHERE saga_id = v_id AND phase IN ('failed', 'blocked');
+    ELSIF NEW.type = 'CompensationStarted' THEN
+        UPDATE )" + n.sagas + R"( SET phase = 'compensating', version = NEW.version, updated_at = NEW.stored_at,
+               failed_step = NEW.payload ->> 'failed_step', failure_kind = NEW.payload ->> 'kind',
+               error = NEW.payload ->> 'error'
+        WHERE saga_id = v_id;
+    ELSIF NEW.type = 'SagaBlocked' THEN
+        -- Only an in-flight saga can be blocked (the fold refuses the rest).
+        UPDATE )" + n.sagas + R"( SET phase = 'blocked', version = NEW.version, updated_at = NEW.stored_at,
+               blocked_reason = NEW.payload ->> 'reason', owner = NULL, lease_until = NULL
+        WHERE saga_id = v_id AND phase IN ('running', 'compensating', 'blocked');
+    ELSIF NEW.type IN ('SagaCompleted', 'SagaCompensated', 'SagaFailed') THEN
+        UPDATE )" + n.sagas + R"( SET phase = CASE NEW.type WHEN 'SagaCompleted' THEN 'completed'
+                                                 WHEN 'SagaCompensated' THEN 'compensated' ELSE 'failed' END,
+               version = NEW.version, updated_at = NEW.stored_at,
+               failed_compensation = CASE WHEN NEW.type = 'SagaFailed' THEN NEW.payload ->> 'step' END,
+               compensation_error = CASE WHEN NEW.type = 'SagaFailed' THEN NEW.payload ->> 'error' END,
+               blocked_reason = NULL, owner = NULL, lease_until = NULL
+        WHERE saga_id = v_id;
+    END IF;
+    RETURN NULL;
+END
+$boong$)");
+    sql.push_back("DROP TRIGGER IF EXISTS " + n.saga_trigger + " ON " + n.events);
+    sql.push_back("CREATE TRIGGER " + n.saga_trigger + " AFTER INSERT ON " + n.events +
+                  " FOR EACH ROW WHEN (NEW.type IN ('SagaStarted', 'SagaResumed', 'SagaRetryRequested', 'CompensationStarted',"
+                  " 'SagaCompleted', 'SagaCompensated', 'SagaFailed', 'SagaBlocked')"
+                  " AND NEW.stream_id LIKE 'saga-%') EXECUTE FUNCTION " + n.saga_function + "()");
     return sql;
 }
 
@@ -666,7 +745,7 @@ struct Migration {
 constexpr std::array<Migration, 3> kMigrations{{
     {1, "events, snapshots, append functions, saga table, outbox cursors, inbox", &migration_1},
     {2, "saga definitions: version and fingerprint per saga, the blocked phase", &migration_2},
-    {3, "saga migrations: SagaMigrated moves a saga to the definition it names", &migration_3},
+    {3, "operator actions: SagaMigrated moves a saga to the definition it names, SagaRetryRequested retries it", &migration_3},
 }};
 static_assert(kMigrations.back().version == kSchemaVersion);
 

@@ -252,7 +252,8 @@ TEST_CASE("boong: usage errors exit 2, help and version exit 0", "[cli]") {
     CHECK(boong_tool({}).status == 2);                          // no command
     CHECK(boong_tool({"sagas"}).status == 2);                   // no subcommand
     CHECK(boong_tool({"nonsense"}).status == 2);
-    CHECK(boong_tool({"sagas", "retry", "x"}).status == 2);     // not a command (yet)
+    CHECK(boong_tool({"sagas", "retry"}).status == 2);          // neither ids nor --phase
+    CHECK(boong_tool({"sagas", "retry", "x", "--phase", "failed"}).status == 2);  // both
     CHECK(boong_tool({"sagas", "list", "--limit", "0"}).status == 2);
     CHECK(boong_tool({"--redis", "a:1", "--rabbitmq", "b:2", "consumers"}).status == 2);
     auto bad_phase = boong_tool({"--pg", "postgresql://x@127.0.0.1:1/x", "sagas", "list", "--phase", "sleeping"});
@@ -387,6 +388,31 @@ TEST_CASE("boong sagas: list, stats, stuck and show, as JSON", "[cli]") {
         CHECK(people.status == 0);
         CHECK(people.out.find("Failed at   b (rejected): b rejected") != std::string::npos);
         CHECK(people.out.find("Gave up     compensation of a: a failed (transient)") != std::string::npos);
+    }
+
+    SECTION("retry: a dry run lists, the retry records who asked in each saga; a saga not failed is refused") {
+        auto dry = boong_tool(w.args({"sagas", "retry", "--phase", "failed", "--dry-run", "--as", "alice", "--json"}));
+        REQUIRE(dry.status == 0);
+        CHECK(dry.document() == json{{"dry_run", true},
+                                     {"by", "alice"},
+                                     {"results", {{{"saga_id", "s3-fails"}, {"outcome", "would_request"},
+                                                   {"reason", nullptr}}}}});
+        CHECK(w.run(w.index.async_find("s3-fails", asio::use_awaitable))->phase == boong::SagaPhase::failed);
+        auto done = boong_tool(w.args({"sagas", "retry", "s3-fails", "--as", "alice", "--reason", "a fixed", "--json"}));
+        REQUIRE(done.status == 0);
+        CHECK(done.document()["results"][0]["outcome"] == "requested");
+        // Back in flight, free for any orchestrator of its type; the request is in its stream.
+        const auto r = w.run(w.index.async_find("s3-fails", asio::use_awaitable));
+        CHECK(r->phase == boong::SagaPhase::compensating);
+        CHECK(r->owner.empty());
+        const auto events = w.run(w.store.async_read_stream("saga-s3-fails", 1, 1000, asio::use_awaitable));
+        REQUIRE(events.back().event.type == "SagaRetryRequested");
+        CHECK(events.back().event.payload == json{{"phase", "compensating"}, {"by", "alice"}, {"reason", "a fixed"}});
+        // A completed saga is not retried: exit 1, and why.
+        auto refused = boong_tool(w.args({"sagas", "retry", "s1-completes"}));
+        CHECK(refused.status == 1);
+        CHECK(refused.out.find("it is completed: only a failed or blocked saga is retried") != std::string::npos);
+        CHECK(refused.err == "boong: 1 of 1 sagas not retried\n");
     }
 
     SECTION("show: an unknown saga is exit 4") {

@@ -113,6 +113,7 @@ struct PostgresWorld : Durable {
 #define BOONG_ORCHESTRATOR_WORLDS PostgresWorld
 #include "conformance/orchestrator_conformance.hpp"
 #include "conformance/versioning_conformance.hpp"
+#include "conformance/operator_conformance.hpp"
 
 TEST_CASE("durable: the saga table follows every saga's phase, failure and owner", "[durable]") {
     Durable d("dur_table");

@@ -45,6 +45,7 @@ struct MemoryWorld {
 #define BOONG_ORCHESTRATOR_WORLDS MemoryWorld
 #include "conformance/orchestrator_conformance.hpp"
 #include "conformance/versioning_conformance.hpp"
+#include "conformance/operator_conformance.hpp"
 #define BOONG_CURSOR_FIXTURES MemoryModelsFixture
 #include "conformance/outbox_cursor_conformance.hpp"
 #define BOONG_SAGA_INDEX_FIXTURES MemoryModelsFixture
