@@ -48,6 +48,15 @@ if(TARGET boong_rabbitmq)
           INCLUDES DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
 endif()
 
+# Boong::prometheus, when built: same export set (BoongConfig.cmake finds prometheus-cpp for it).
+if(TARGET boong_prometheus)
+  install(TARGETS boong_prometheus EXPORT BoongTargets
+          ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT Boong_Development
+          LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT Boong_Runtime
+          RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}" COMPONENT Boong_Runtime
+          INCLUDES DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
+endif()
+
 # Boong::backends (make_broker, make_store): always built, linking the backends above.
 install(TARGETS boong_backends EXPORT BoongTargets
         ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT Boong_Development

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "handlers.hpp"
+#include "metrics_endpoint.hpp"
 
 #include <boong/backends.hpp>
 #include <boong/detail/outage_log.hpp>
@@ -11,6 +12,10 @@
 #include <boong/outbox_relay.hpp>
 #include <boong/postgres/outbox.hpp>
 #include <boong/postgres/transaction.hpp>
+#include <boong/prometheus/metrics.hpp>
+
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -57,7 +62,9 @@ using namespace std::chrono_literals;
 //   --max-deliveries N          (BOONG_MAX_DELIVERIES)   a message's own failures before it is dead-lettered, default 10
 //   --redelivery-ms MS          (BOONG_REDELIVERY_MS)    redelivery after a failure or a lost consumer, default 2000
 //   --log-level LEVEL           (BOONG_LOG_LEVEL)        spdlog level, default info
-// The order service also takes:
+// The payment and inventory services also take:
+//   --metrics-port PORT         (BOONG_METRICS_PORT)     GET /metrics on this port (docs/metrics.md); default: not served
+// The order service also takes (and serves GET /metrics on its --http port):
 //   --http PORT                 (BOONG_HTTP_PORT)        1..65535, default 8080
 //   --mode events|saga          (BOONG_MODE)             default events
 //   --max-backlog N             (BOONG_MAX_BACKLOG)      messages waiting before POST answers 429, default 10000
@@ -84,6 +91,7 @@ struct Options {
     std::chrono::milliseconds redelivery{2000};
     std::string log_level = "info";
     int http_port = 8080;
+    int metrics_port = 0;  // payment, inventory: GET /metrics on this port (0: not served)
     std::string mode = "events";
     std::int64_t max_backlog = 10000;
     std::int64_t max_body = 64 * 1024;
@@ -141,6 +149,7 @@ inline Options parse_options(std::string service, int argc, char** argv) {
                                              {"--max-deliveries", "BOONG_MAX_DELIVERIES"},
                                              {"--redelivery-ms", "BOONG_REDELIVERY_MS"},
                                              {"--log-level", "BOONG_LOG_LEVEL"}};
+    if (!order) flags.insert({"--metrics-port", "BOONG_METRICS_PORT"});
     if (order) {
         flags.insert({{"--http", "BOONG_HTTP_PORT"},
                       {"--mode", "BOONG_MODE"},
@@ -160,7 +169,8 @@ inline Options parse_options(std::string service, int argc, char** argv) {
                          " [--rabbitmq HOST:PORT] [--rabbitmq-user USER] [--rabbitmq-password-file FILE]"
                          " [--table NAME] [--max-deliveries N]"
                          " [--redelivery-ms MS] [--log-level LEVEL]"
-                      << (order ? " [--http PORT] [--mode events|saga] [--max-backlog N] [--max-body BYTES]" : "")
+                      << (order ? " [--http PORT] [--mode events|saga] [--max-backlog N] [--max-body BYTES]"
+                                : " [--metrics-port PORT]")
                       << "\n(see examples/order_services/common.hpp; passwords from BOONG_PG_PASSWORD, "
                          "BOONG_REDIS_PASSWORD and BOONG_RABBITMQ_PASSWORD, or the files)\n";
             std::exit(0);
@@ -201,6 +211,8 @@ inline Options parse_options(std::string service, int argc, char** argv) {
         throw std::runtime_error("--log-level must be one of trace, debug, info, warn, error, critical, off; not '" +
                                  o.log_level + "'");
     }
+    if (v.count("--metrics-port"))
+        o.metrics_port = static_cast<int>(parse_integer("--metrics-port", v["--metrics-port"], 1, 65535));
     if (v.count("--http")) o.http_port = static_cast<int>(parse_integer("--http", v["--http"], 1, 65535));
     if (v.count("--mode")) o.mode = v["--mode"];
     if (o.mode != "events" && o.mode != "saga") throw std::runtime_error("--mode must be events or saga");
@@ -292,7 +304,10 @@ using Relay = boong::OutboxRelay<boong::PostgresEventStore, boong::PostgresOutbo
 // the cursor "bus", so one publishes at a time) and the service's event bus.
 class Process {
 public:
-    explicit Process(Options options) : options_(std::move(options)), registry_(make_registry()) {
+    explicit Process(Options options)
+        : options_(std::move(options)),
+          registry_(make_registry()),
+          metrics_(std::make_shared<boong::PrometheusObserver>(metrics_registry_)) {
         spdlog::set_level(spdlog::level::from_str(options_.log_level));
         spdlog::set_pattern("[%H:%M:%S.%e] [" + options_.service + " %P] [%l] %v");
 
@@ -303,6 +318,7 @@ public:
         pc.table_name = options_.table;
         pc.snapshot_table_name = options_.table + "_snapshots";
         pc.pool_size = 8;
+        pc.observer = metrics_;
         store_ = std::make_unique<boong::PostgresEventStore>(ioc_.get_executor(), pc);
         store_->open();  // before the io_context runs: creates the schema on first use
         outbox_ = std::make_unique<boong::PostgresOutbox>(*store_);
@@ -344,6 +360,7 @@ public:
         ro.owner = boong::make_owner(options_.service);  // a restarted service takes its cursor back at once
         ro.topic = boong::topic_by_type;
         ro.lease = 2s;  // a dead relay's standby takes over within ~2 s
+        ro.observer = metrics_;
         relay_ = std::make_unique<Relay>(*store_, *outbox_, *broker_, ro);
 
         boong::EventBusOptions bo;
@@ -355,6 +372,7 @@ public:
         bo.consumers.visibility_timeout = options_.redelivery;
         bo.consumers.max_deliveries = options_.max_deliveries;
         bo.consumers.shutdown_grace = 3s;
+        bo.consumers.observer = metrics_;
         bus_ = std::make_unique<Bus>(*store_, *broker_, registry_, bo);
     }
 
@@ -364,6 +382,10 @@ public:
     boong::PostgresOutbox& outbox() { return *outbox_; }
     boong::AnyBroker& broker() { return *broker_; }
     const boong::EventRegistry& registry() const { return registry_; }
+    // What every Boong piece of this process reports to (docs/metrics.md).
+    const std::shared_ptr<boong::PrometheusObserver>& metrics() const { return metrics_; }
+    // The registry as Prometheus scrapes it (GET /metrics).
+    std::string metrics_text() const { return prometheus::TextSerializer().Serialize(metrics_registry_.Collect()); }
     Bus& bus() { return *bus_; }
 
     // Runs `body` in a transaction on the store, before the service starts
@@ -414,9 +436,16 @@ public:
                          broker_->describe());
         };
         asio::co_spawn(ioc_, start, asio::detached);
+        std::optional<MetricsEndpoint> metrics_endpoint;
+        if (options_.metrics_port > 0) {
+            metrics_endpoint.emplace(ioc_, options_.metrics_port, [this] { return metrics_text(); });
+            metrics_endpoint->start();
+            spdlog::info("{}: metrics on http://127.0.0.1:{}/metrics", options_.service, options_.metrics_port);
+        }
 
         asio::signal_set signals(ioc_, SIGTERM, SIGINT);
         signals.async_wait([&](const boost::system::error_code&, int) {
+            if (metrics_endpoint) metrics_endpoint->stop();
             auto stop = [this, stop_extra]() -> asio::awaitable<void> {
                 spdlog::info("{} stopping", options_.service);
                 stopping_ = true;
@@ -438,6 +467,9 @@ private:
     int exit_code_ = 0;
     Options options_;
     boong::EventRegistry registry_;
+    // Declared before everything that reports to it, so it outlives them.
+    prometheus::Registry metrics_registry_;
+    std::shared_ptr<boong::PrometheusObserver> metrics_;
     asio::io_context ioc_;
     std::unique_ptr<boong::PostgresEventStore> store_;
     std::unique_ptr<boong::PostgresOutbox> outbox_;

@@ -96,7 +96,7 @@ inline int status_for_unreadable(const boost::system::error_code& ec) {
     return 400;
 }
 
-enum class Route { create, get, create_wrong_method, get_wrong_method, no_order, not_found };
+enum class Route { create, get, create_wrong_method, get_wrong_method, no_order, metrics, metrics_wrong_method, not_found };
 
 // Where a request goes; for Route::get, `id` is the order id (a UUID: order
 // ids are, so anything else is no order, without asking the store).
@@ -104,6 +104,7 @@ inline Route route(boost::beast::http::verb method, std::string_view target, std
     namespace http = boost::beast::http;
     std::string_view path = target;
     if (const auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
+    if (path == "/metrics") return method == http::verb::get ? Route::metrics : Route::metrics_wrong_method;
     constexpr std::string_view prefix = "/api/orders";
     if (path == prefix || path == "/api/orders/")
         return method == http::verb::post ? Route::create : Route::create_wrong_method;

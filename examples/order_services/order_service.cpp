@@ -6,6 +6,7 @@
 //                          -> 202 {"order_id"}: OrderCreated stored in order-<id>
 //                          -> 429 + Retry-After while too much work waits (--max-backlog)
 //   GET  /api/orders/{id}  -> 200 {"order_id", "status", "reason", "history"}
+//   GET  /metrics          -> 200 the process's metrics, Prometheus text format (docs/metrics.md)
 //
 // A POST with an Idempotency-Key is stored once: the same key and body return
 // the same order id (202 again), across restarts and crashes between storing
@@ -125,6 +126,7 @@ public:
             oo.name = "order-saga";  // stable: a restarted service takes its sagas back at once
             oo.lease = 5s;
             oo.scan_interval = 1s;
+            oo.observer = p.metrics();
             orchestrator_ = std::make_unique<OrderOrchestrator>(*steps_, p.store(), *index_, boong::SagaOptions{}, oo);
             // Sagas taken over after a restart end here: record their outcome too.
             orchestrator_->on_outcome([this](const std::string&, std::exception_ptr e, const auto& outcome) {
@@ -318,6 +320,19 @@ private:
                 co_return res;
             }
             case Route::no_order: co_return error_response(req, http::status::not_found, "no such order");
+            case Route::metrics: {
+                Response res{http::status::ok, req.version()};
+                res.set(http::field::content_type, kMetricsContentType);
+                res.keep_alive(req.keep_alive());
+                res.body() = p_.metrics_text();
+                res.prepare_payload();
+                co_return res;
+            }
+            case Route::metrics_wrong_method: {
+                auto res = error_response(req, http::status::method_not_allowed, "use GET on /metrics");
+                res.set(http::field::allow, "GET");
+                co_return res;
+            }
             case Route::not_found: break;
         }
         co_return error_response(req, http::status::not_found, "no such resource");

@@ -9,6 +9,7 @@
 #include <boong/event_bus.hpp>
 #include <boong/event_store.hpp>
 #include <boong/inbox.hpp>
+#include <boong/observer.hpp>
 #include <boong/outbox_cursor.hpp>
 #include <boong/outbox_relay.hpp>
 #include <boong/policy.hpp>

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <boong/event.hpp>
+#include <boong/observer.hpp>
 #include <boong/policy.hpp>
 
 #include <boost/asio/awaitable.hpp>
@@ -11,6 +12,7 @@
 #include <concepts>
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -54,6 +56,9 @@ struct ConsumerSettings {
     // dependency is unavailable: 100 ms, doubling up to 5 s, +-20 %
     // (attempts is unused: an outage is waited out, however long).
     RetryPolicy outage_backoff{1, std::chrono::milliseconds(100), 2.0, std::chrono::milliseconds(5000), 0.2};
+    // Told of every message handled, redelivered or dead-lettered, and of
+    // pauses for an outage (metrics, paging); null: none.
+    std::shared_ptr<Observer> observer{};
 };
 
 struct ConsumerOptions {

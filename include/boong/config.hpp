@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -33,6 +34,9 @@ struct PostgresStoreConfig {
     std::chrono::microseconds group_commit_delay{500};
     std::string password_env;   // name of an env var holding the password, optional
     std::string password_file;  // or a file holding it (one trailing newline ignored), optional
+    // Told of every group commit (events, duration) and of every wait for a
+    // pooled connection (metrics); null: none. Not read from JSON: set in code.
+    std::shared_ptr<Observer> observer{};
 };
 
 struct EventStoreConfig {

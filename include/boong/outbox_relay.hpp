@@ -17,6 +17,7 @@
 #include <boong/detail/backoff.hpp>
 #include <boong/detail/outage_log.hpp>
 #include <boong/event_store.hpp>
+#include <boong/observer.hpp>
 #include <boong/outbox_cursor.hpp>
 #include <boong/owner.hpp>
 #include <boong/policy.hpp>
@@ -25,6 +26,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -57,6 +59,9 @@ struct OutboxRelayOptions {
     // The backoff after a failure (attempts is unused: a relay never gives up).
     RetryPolicy retry{1, milliseconds(100), 2.0, milliseconds(5000), 0.2};
     std::shared_ptr<spdlog::logger> logger{};  // null: spdlog's default logger
+    // Told of every publish (topic, latency, failure) and of the relay's lag
+    // after each read (metrics); null: none.
+    std::shared_ptr<Observer> observer{};
 };
 
 struct OutboxRelayStats {
@@ -151,6 +156,7 @@ private:
                 }
                 auto events = co_await store_.async_read_all(position_.load() + 1, options_.batch_size,
                                                              asio::use_awaitable);
+                note_lag(events);
                 if (events.empty()) {
                     // Idle: keep the lease alive, then look again.
                     if (std::chrono::steady_clock::now() - last_progress > options_.lease / 3) {
@@ -187,6 +193,16 @@ private:
                 co_await background_->sleep(delay);
             }
         }
+    }
+
+    // What the read found waiting: the events (a full batch means at least
+    // that many) and the age of the oldest.
+    void note_lag(const std::vector<RecordedEvent>& events) const {
+        if (!options_.observer) return;
+        const auto age = events.empty() ? Clock::duration::zero()
+                                        : std::max(Clock::duration::zero(), Clock::now() - events.front().stored_at);
+        detail::observe(options_.observer, &Observer::outbox_lag, static_cast<std::int64_t>(events.size()),
+                        std::chrono::duration_cast<std::chrono::nanoseconds>(age));
     }
 
     // After a round that worked: says so once if rounds had been failing.
@@ -258,11 +274,20 @@ private:
             out.metadata.extra["stream_version"] = e.version;
             out.metadata.extra["position"] = e.position;
             std::string topic = options_.topic(e);
-            broker_.async_publish(std::move(topic), std::move(out),
-                                  asio::bind_executor(ex, [join](std::exception_ptr error, const std::string&) {
-                                      if (error && !join->error) join->error = error;
-                                      if (--join->pending == 0) join->done.cancel();
-                                  }));
+            // The topic is kept for the observer only when there is one.
+            std::string observed_topic = options_.observer ? topic : std::string();
+            broker_.async_publish(
+                std::move(topic), std::move(out),
+                asio::bind_executor(ex, [join, observer = options_.observer, observed_topic = std::move(observed_topic),
+                                         began = std::chrono::steady_clock::now()](std::exception_ptr error,
+                                                                                     const std::string&) {
+                    if (observer) {
+                        detail::observe(observer, &Observer::published, observed_topic, !error,
+                                        std::chrono::steady_clock::now() - began);
+                    }
+                    if (error && !join->error) join->error = error;
+                    if (--join->pending == 0) join->done.cancel();
+                }));
         }
         while (join->pending > 0) co_await join->done.async_wait(asio::as_tuple(asio::use_awaitable));
         if (join->error) std::rethrow_exception(join->error);

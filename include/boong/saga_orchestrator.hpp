@@ -58,6 +58,9 @@ struct OrchestratorOptions {
     // Otherwise >= lease.
     milliseconds orphan_after{std::chrono::minutes(5)};
     std::shared_ptr<spdlog::logger> logger{};  // null: spdlog's default logger
+    // Told of claims, lost sagas, self-fencing, renewal failures and blocked
+    // sagas, and (through its runners) of every saga's run; null: none.
+    std::shared_ptr<Observer> observer{};
 };
 
 struct OrchestratorStats {
@@ -290,7 +293,9 @@ private:
         return o;
     }
 
-    RunnerOptions runner_options() const { return RunnerOptions{options_.logger, owner_, options_.lease}; }
+    RunnerOptions runner_options() const {
+        return RunnerOptions{options_.logger, owner_, options_.lease, options_.observer};
+    }
 
     void shutdown_all() {
         runner_.shutdown();
@@ -389,12 +394,14 @@ private:
         auto done = [this, id](std::exception_ptr e, Outcome o) { resumed(id, e, std::move(o)); };
         if (!definition_mismatch(state.definition, runner_.definition())) {
             ++claimed_;
+            detail::observe(options_.observer, &Observer::saga_claimed, SagaT::name, std::size_t{1});
             runner_.async_resume(std::move(state), boost::asio::bind_executor(background_->get_executor(), done));
             co_return;
         }
         for (auto& v : older_) {
             if (!definition_mismatch(state.definition, v->definition())) {
                 ++claimed_;
+                detail::observe(options_.observer, &Observer::saga_claimed, SagaT::name, std::size_t{1});
                 v->resume(std::move(state), background_->get_executor(), done);
                 co_return;
             }
@@ -473,6 +480,8 @@ private:
             co_return;
         }
         ++blocked_;
+        detail::observe(options_.observer, &Observer::saga_blocked,
+                        state ? std::string_view(state->saga_type) : std::string_view(SagaT::name));
         options_.logger->warn("saga {} ({}): blocked: {}", id, state ? state->saga_type : std::string("?"), reason);
     }
 
@@ -548,6 +557,7 @@ private:
                 }
                 for (const auto& id : lost) {
                     ++lost_;
+                    detail::observe(options_.observer, &Observer::saga_lost, SagaT::name);
                     log.warn("saga orchestrator {}: saga {} is held by another owner now; stopping it here", owner_, id);
                     if (runner_.interrupt(id, "its lease was taken over")) continue;
                     for (auto& v : older_) {
@@ -556,6 +566,7 @@ private:
                 }
             } catch (const std::exception& e) {
                 ++renew_failures_;
+                detail::observe(options_.observer, &Observer::lease_renewal_failed, SagaT::name);
                 const auto now = std::chrono::steady_clock::now();
                 log.log(renew_outage_.failure(now), "saga orchestrator {}: renewing leases failed (for {} s): {}",
                         owner_, renew_outage_.seconds(now), e.what());
@@ -565,6 +576,7 @@ private:
                     running() > 0) {
                     fenced = true;  // once per outage; sagas still unwinding need no second stop
                     ++fenced_;
+                    detail::observe(options_.observer, &Observer::orchestrator_fenced, SagaT::name);
                     log.error("saga orchestrator {}: leases not renewed for {} ms; stopping its {} sagas (they resume "
                               "when the database is back)",
                               owner_, options_.lease.count() - interval.count(), running());

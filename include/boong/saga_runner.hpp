@@ -41,6 +41,9 @@ struct RunnerOptions {
     // this runner starts or resumes, and the lease it holds on them.
     std::string owner{};
     milliseconds lease{0};
+    // Told of every saga's start, end and step attempts (metrics, paging);
+    // null: none. Shared by every saga of the runner.
+    std::shared_ptr<Observer> observer{};
 };
 
 // Runs sagas of type SagaT, recording them in `store`.
@@ -239,7 +242,7 @@ private:
         Core(Definition& d, Store& s, SagaOptions o, RunnerOptions r)
             : shared(std::make_shared<Shared>(d, s, std::move(o),
                                               r.logger ? std::move(r.logger) : spdlog::default_logger(),
-                                              std::move(r.owner), r.lease)) {}
+                                              std::move(r.owner), r.lease, std::move(r.observer))) {}
 
         std::shared_ptr<Shared> shared;
         mutable std::mutex mutex;

@@ -24,6 +24,18 @@ using std::chrono::milliseconds;
 // How often an outage is reported while it lasts (its start and end always are).
 constexpr auto kReportInterval = std::chrono::seconds(30);
 
+// The outcome label of a handled message (see Observer).
+std::string_view handled_outcome(Settle s) noexcept {
+    switch (s) {
+        case Settle::ack: return "handled";
+        case Settle::redeliver: return "failed";
+        case Settle::dead_letter: return "dead_lettered";
+        case Settle::hold: return "unavailable";
+        case Settle::leave_pending: break;
+    }
+    return "cancelled";
+}
+
 long long seconds_since(Clock::time_point t) {
     return std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - t).count();
 }
@@ -85,6 +97,7 @@ asio::awaitable<void> ConsumerLoop::run(std::shared_ptr<ConsumerLoop> self) {
     c.stopping_ = true;
     c.source_->close();
     co_await c.drain();
+    c.note_paused(false);  // a stopped consumer is not paused
     if (failure) std::rethrow_exception(failure);
 }
 
@@ -107,11 +120,15 @@ asio::awaitable<void> ConsumerLoop::loop() {
             if (failures > 0) {
                 log(spdlog::level::info, "the broker answers again after {} s", seconds_since(unreachable_since));
                 failures = 0;
+                note_paused(gate_.open());
             }
             for (auto& d : batch) {
                 // Fetched while stopping: left pending. Fetched while a
                 // handler found a dependency gone: held, not handled.
                 if (stopping_) break;
+                if (d.delivery_count > 1)
+                    observe(options_.settings.observer, &Observer::message_redelivered, options_.topic,
+                            options_.group);
                 if (gate_.open()) {
                     held_.push_back(std::move(d));
                 } else {
@@ -128,6 +145,7 @@ asio::awaitable<void> ConsumerLoop::loop() {
             unreachable_since = Clock::now();
             next_report_ = unreachable_since + kReportInterval;
             log(spdlog::level::warn, "{}; fetching paused, retrying with backoff", unreachable);
+            note_paused(true);
         } else if (Clock::now() >= next_report_) {
             next_report_ = Clock::now() + kReportInterval;
             log(spdlog::level::warn, "the broker is still unreachable after {} s: {}", seconds_since(unreachable_since),
@@ -146,6 +164,7 @@ asio::awaitable<void> ConsumerLoop::ride_out() {
         // Nothing left to try (others took what we held): fetch again, which
         // finds out as well as a probe would.
         gate_.answered();
+        note_paused(false);
         co_return;
     }
     if (gate_.probe_due(now) && !held_.empty()) {
@@ -211,16 +230,26 @@ void ConsumerLoop::start(Delivery d, bool probe) {
 
 asio::awaitable<void> ConsumerLoop::handle(Delivery d, std::list<InFlight>::iterator flight) {
     std::exception_ptr error;
+    const auto began = Clock::now();
     try {
         co_await handler_(d);
     } catch (...) {
         error = std::current_exception();
     }
+    const auto took = Clock::now() - began;
     // Settling must not be cut short by the cancellation that may have ended the handler.
     co_await asio::this_coro::reset_cancellation_state();
     const auto outcome = classify_handler(error, flight->cancelled);
     note_outcome(d, outcome, flight->probe);
-    switch (settle(outcome.result, d.delivery_count, options_.settings.max_deliveries)) {
+    const Settle settlement = settle(outcome.result, d.delivery_count, options_.settings.max_deliveries);
+    if (const auto& observer = options_.settings.observer; observer && settlement != Settle::leave_pending) {
+        observe(observer, &Observer::message_handled, options_.topic, options_.group, handled_outcome(settlement),
+                took);
+        if (settlement == Settle::dead_letter)
+            observe(observer, &Observer::message_dead_lettered, options_.topic, options_.group,
+                    outcome.result == HandlerResult::rejected ? "rejected" : "max_deliveries");
+    }
+    switch (settlement) {
         case Settle::ack: co_await source_->ack(d); break;
         case Settle::redeliver:
             log(spdlog::level::warn, "handler failed on message {} (delivery {} of at most {}): {}", d.message_id,
@@ -254,6 +283,7 @@ void ConsumerLoop::note_outcome(const Delivery& d, const HandlerOutcome& outcome
                     "a dependency is unavailable ({}); fetching paused, messages held (not counted as deliveries) "
                     "and retried with backoff",
                     outcome.what);
+                note_paused(true);
                 wake();  // leave a fetch's wait: the loop now rides the outage out
             } else {
                 log(spdlog::level::debug, "message {}: still unavailable: {}", d.message_id, outcome.what);
@@ -269,11 +299,18 @@ void ConsumerLoop::note_outcome(const Delivery& d, const HandlerOutcome& outcome
             if (gate_.answered()) {
                 log(spdlog::level::info, "dependencies answer again after {} s; resuming {} held messages and fetching",
                     seconds_since(since), held_.size());
+                note_paused(false);
                 resume_held();
             }
             break;
         }
     }
+}
+
+void ConsumerLoop::note_paused(bool paused) {
+    if (paused == paused_) return;
+    paused_ = paused;
+    observe(options_.settings.observer, &Observer::consumer_paused, options_.topic, options_.group, paused);
 }
 
 void ConsumerLoop::resume_held() {

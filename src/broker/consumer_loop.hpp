@@ -111,6 +111,8 @@ private:
     void start(Delivery d, bool probe = false);
     asio::awaitable<void> handle(Delivery d, std::list<InFlight>::iterator flight);
     void note_outcome(const Delivery& d, const HandlerOutcome& outcome, bool probe);
+    // Tells the observer when fetching stops for an outage, and when it resumes.
+    void note_paused(bool paused);
     void resume_held();
     asio::awaitable<void> drain();
     asio::awaitable<void> wait(Clock::time_point until);
@@ -134,6 +136,7 @@ private:
     asio::cancellation_signal stop_signal_;
     bool stopping_ = false;
     bool finished_ = false;
+    bool paused_ = false;  // as last told to the observer
 };
 
 // Runs `loop` on its strand until it stops, then completes `completion`.

@@ -122,6 +122,8 @@ struct MemoryBroker::State {
             } else if (detail::reclaim(p.delivery_count, o.settings.max_deliveries) == detail::Reclaim::quarantine) {
                 dead_letter(o.topic, topic, o.group, it->first, p.delivery_count,
                             detail::quarantine_reason(p.delivery_count, p.last_error), fx);
+                detail::observe(o.settings.observer, &Observer::message_dead_lettered, o.topic, o.group,
+                                "max_deliveries");
                 it = group.pending.erase(it);
             } else {
                 p.consumer = o.consumer;

@@ -161,7 +161,21 @@ public:
         if (auto b = batcher_.lock()) b->done(requests_);
     }
 
+    // The group commit, told to the observer when it ends without an error
+    // of its own (each append has its verdict).
     void run(Session& session) override {
+        if (!counters_->observer) {
+            run_batch(session);
+            return;
+        }
+        const auto began = std::chrono::steady_clock::now();
+        run_batch(session);
+        std::size_t events = 0;
+        for (const auto& r : requests_) events += r->size();
+        detail::observe(counters_->observer, &Observer::appended, events, std::chrono::steady_clock::now() - began);
+    }
+
+    void run_batch(Session& session) {
         std::exception_ptr error;
         // First without checking event ids (the unique index does, at the
         // insert); a unique violation then means an id is stored already (a

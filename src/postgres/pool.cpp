@@ -88,6 +88,7 @@ void Pool::set_statements(Statements statements) {
 }
 
 void Pool::submit(std::shared_ptr<Job> job, bool urgent) {
+    if (counters_->observer) job->queued_at = std::chrono::steady_clock::now();
     {
         std::lock_guard lock(shared_->mutex);
         if (!shared_->stopping) {
@@ -190,6 +191,10 @@ void Pool::work(std::size_t index) {
             if (s.jobs.empty()) return;  // stopping, and nothing left
             job = std::move(s.jobs.front());
             s.jobs.pop_front();
+        }
+        if (counters_->observer) {
+            detail::observe(counters_->observer, &Observer::pool_waited,
+                            std::chrono::steady_clock::now() - job->queued_at);
         }
         execute(*job, session);
     }

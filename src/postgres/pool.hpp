@@ -6,6 +6,8 @@
 
 #include "connection.hpp"
 
+#include <boong/observer.hpp>
+
 #include <boost/asio/cancellation_type.hpp>
 
 #include <atomic>
@@ -24,6 +26,7 @@
 namespace boong::pg {
 
 // What the store counts (PostgresStoreStats is a snapshot of these).
+// The pool's and the batcher's counts, and the observer they tell (boong/observer.hpp).
 struct Counters {
     std::atomic<std::uint64_t> appends{0};
     std::atomic<std::uint64_t> append_transactions{0};
@@ -38,6 +41,7 @@ struct Counters {
     std::atomic<std::uint64_t> connections_lost{0};
     std::atomic<std::uint64_t> aborted{0};
     std::atomic<std::uint64_t> read_ahead_pages{0};
+    std::shared_ptr<Observer> observer;  // PostgresStoreConfig::observer; set before the pool starts
 
     static void add(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
         c.fetch_add(n, std::memory_order_relaxed);
@@ -63,6 +67,9 @@ public:
     // Whether it may write events (then an unknown outcome is worth saying
     // how to retry).
     virtual bool appends() const noexcept { return false; }
+
+    // When it was queued (set by Pool::submit when an observer wants the wait).
+    std::chrono::steady_clock::time_point queued_at{};
 };
 
 class Pool {

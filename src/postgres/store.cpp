@@ -98,11 +98,17 @@ enum class State { idle, opening, open, failed };
 
 }  // namespace
 
+static std::shared_ptr<pg::Counters> make_counters(const PostgresStoreConfig& config) {
+    auto counters = std::make_shared<pg::Counters>();
+    counters->observer = config.observer;
+    return counters;
+}
+
 struct PostgresEventStore::Impl {
     explicit Impl(PostgresStoreConfig c)
         : config(std::move(c)),
           target(pg::make_connect_target(config)),
-          counters(std::make_shared<pg::Counters>()),
+          counters(make_counters(config)),
           pool(target, config.pool_size, counters),
           batcher(pool,
                   pg::BatchSettings{

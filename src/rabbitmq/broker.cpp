@@ -206,11 +206,15 @@ public:
             if (detail::reclaim(before, options_.settings.max_deliveries) == detail::Reclaim::quarantine) {
                 // Never decoded: a message that kills its consumer is not given the chance again.
                 co_await dead_letter_message(m, before, detail::quarantine_reason(before, {}));
+                detail::observe(options_.settings.observer, &Observer::message_dead_lettered, options_.topic,
+                                options_.group, "max_deliveries");
                 continue;
             }
             auto decoded = detail::decode_envelope_text(m.body, shared_->config().max_json_depth, "the message body");
             if (!decoded.event) {
                 co_await dead_letter_message(m, before + 1, decoded.error);
+                detail::observe(options_.settings.observer, &Observer::message_dead_lettered, options_.topic,
+                                options_.group, "undecodable");
                 continue;
             }
             if (!m.dead_letter.empty()) {

@@ -378,6 +378,8 @@ private:
             if (detail::reclaim(before, options_.settings.max_deliveries) == detail::Reclaim::quarantine) {
                 // Never decoded: a message that kills its consumer is not given the chance again.
                 co_await dead_letter(*conn_, entry, before, detail::quarantine_reason(before, {}));
+                detail::observe(options_.settings.observer, &Observer::message_dead_lettered, options_.topic,
+                                options_.group, "max_deliveries");
                 continue;
             }
             co_await deliver(std::move(entry), count, out);
@@ -390,6 +392,8 @@ private:
         if (!decoded.event) {
             // It can never succeed: dead letter now, as it is, never loop on it.
             co_await dead_letter(*conn_, entry, count, decoded.error);
+            detail::observe(options_.settings.observer, &Observer::message_dead_lettered, options_.topic,
+                            options_.group, "undecodable");
             co_return;
         }
         raw_[entry.id] = std::move(entry.fields);

@@ -51,6 +51,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -210,7 +211,43 @@ struct Service {
     std::string name;
     std::string path;
     pid_t pid = -1;
+    int metrics_port = 0;  // payment, inventory: --metrics-port (the order service serves /metrics on --http)
 };
+
+// The value of every sample of `family` in Prometheus text, summed (0 when there is none).
+double sum_of(const std::string& text, const std::string& family) {
+    double sum = 0;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) {
+        if (!line.starts_with(family) || line.size() == family.size()) continue;
+        const char next = line[family.size()];
+        if (next != '{' && next != ' ') continue;
+        sum += std::stod(line.substr(line.rfind(' ') + 1));
+    }
+    return sum;
+}
+
+// promtool's complaints about metrics text (empty: none); promtool comes
+// with Debian's prometheus package (scripts/deps.sh).
+std::string promtool_complaints(const std::string& text) {
+    char path[] = "/tmp/boong-metrics-XXXXXX";
+    const int fd = ::mkstemp(path);
+    if (fd < 0) return "cannot make a temporary file";
+    ::close(fd);
+    std::ofstream(path) << text;
+    FILE* pipe = ::popen(("promtool check metrics < " + std::string(path) + " 2>&1").c_str(), "r");
+    std::string out;
+    int status = -1;
+    if (pipe != nullptr) {
+        char buffer[512];
+        while (const std::size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) out.append(buffer, n);
+        status = ::pclose(pipe);
+    }
+    ::unlink(path);
+    if (status == 0 && out.empty()) return {};
+    if (out.find("not found") != std::string::npos) return "promtool not found (install Debian's prometheus package)";
+    return "promtool exit " + std::to_string(status) + ": " + out;
+}
 
 // Runs a service binary to its end with `args` (it should refuse them):
 // its exit status and what it wrote to stderr.
@@ -257,6 +294,9 @@ struct Driver {
         table = "svc_" + std::to_string(std::uniform_int_distribution<long>(1000000000L, 9999999999L)(rng));
         redis_db = std::uniform_int_distribution<int>(1, 15)(rng);
         http_port = free_port();
+        for (auto& service : services) {
+            if (service.name != "order") service.metrics_port = free_port();
+        }
     }
 
     pqxx::result sql(const std::string& q) {
@@ -279,6 +319,9 @@ struct Driver {
         if (s.name == "order") {
             args.push_back("--http");
             args.push_back(std::to_string(http_port));
+        } else {
+            args.push_back("--metrics-port");
+            args.push_back(std::to_string(s.metrics_port));
         }
         if (!redis_user.empty()) {
             args.push_back("--redis-user");
@@ -678,8 +721,42 @@ struct Driver {
         settle(orders);
         verify(orders);
         check_no_dead_letters();
+        check_metrics(orders);
         check_alive("at the end");
         return finish(t0);
+    }
+
+    // Every service serves GET /metrics (docs/metrics.md): promtool accepts
+    // it, it counts what the flow did, and no order id is a label.
+    void check_metrics(const std::vector<Order>& orders) {
+        double handled = 0, appends = 0, publishes = 0;
+        for (const auto& s : services) {
+            const int port = s.name == "order" ? http_port : s.metrics_port;
+            const Reply r = request(port, http::verb::get, "/metrics");
+            check(r.status == 200, s.name + " service: GET /metrics answered " + std::to_string(r.status));
+            if (r.status != 200) continue;
+            const auto type = r.headers.find("Content-Type");
+            check(type != r.headers.end() && type->second.starts_with("text/plain; version=0.0.4"),
+                  s.name + " service: /metrics Content-Type " + (type == r.headers.end() ? "none" : type->second));
+            const auto complaints = promtool_complaints(r.body);
+            check(complaints.empty(), s.name + " service: promtool check metrics: " + complaints);
+            for (const auto& o : orders) {
+                if (!o.id.empty() && r.body.find(o.id) != std::string::npos) {
+                    check(false, s.name + " service: an order id is in its metrics: " + o.id);
+                    break;
+                }
+            }
+            const double mine = sum_of(r.body, "boong_messages_total");
+            check(mine > 0, s.name + " service: boong_messages_total counts no message");
+            handled += mine;
+            appends += sum_of(r.body, "boong_store_append_duration_seconds_count");
+            publishes += sum_of(r.body, "boong_publish_duration_seconds_count");
+        }
+        check(appends > 0, "no service counted a group commit");
+        check(publishes > 0, "no service's relay counted a publish");
+        say("metrics: " + std::to_string(static_cast<long>(handled)) + " messages handled, " +
+            std::to_string(static_cast<long>(appends)) + " group commits, " +
+            std::to_string(static_cast<long>(publishes)) + " publishes, promtool clean on 3 services");
     }
 
     // The same flow on RabbitMQ: HTTP errors and a keyed (idempotent) order,

@@ -9,6 +9,7 @@
 #include <boong/detail/post.hpp>
 #include <boong/detail/validate.hpp>
 #include <boong/event_store.hpp>
+#include <boong/observer.hpp>
 #include <boong/policy.hpp>
 #include <boong/saga.hpp>
 #include <boong/saga_state.hpp>
@@ -31,6 +32,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <iterator>
 #include <deque>
 #include <functional>
@@ -51,13 +53,14 @@ struct SagaShared {
     using Data = typename SagaT::data_type;
 
     SagaShared(Definition& d, Store& s, SagaOptions o, std::shared_ptr<spdlog::logger> l, std::string owner_name = {},
-               milliseconds owner_lease = {})
+               milliseconds owner_lease = {}, std::shared_ptr<Observer> o11y = {})
         : definition(d),
           store(s),
           options(std::move(o)),
           logger(std::move(l)),
           owner(std::move(owner_name)),
-          lease(owner_lease) {}
+          lease(owner_lease),
+          observer(std::move(o11y)) {}
 
     Definition& definition;
     Store& store;
@@ -67,6 +70,7 @@ struct SagaShared {
     // SagaResumed (metadata "owner" and "lease_ms"): empty for a plain runner.
     std::string owner;
     milliseconds lease{0};
+    std::shared_ptr<Observer> observer;  // null: none
     std::vector<StepDescriptor<Definition, Data>> steps = SagaT::steps();
     // What SagaStarted records, and what a resumed saga must have started on.
     SagaDefinition definition_id{SagaT::version, SagaT::fingerprint(), SagaT::shape()};
@@ -103,6 +107,21 @@ asio::awaitable<SagaState> read_saga(Store& store, std::string id) {
     const auto events = co_await read_saga_events(store, id);
     if (events.empty()) throw Error(errc::not_found, "no saga with id " + id);
     co_return fold_saga(events);
+}
+
+// The outcome label of an ended attempt (see Observer): a failure's kind,
+// named for people reading a dashboard.
+constexpr std::string_view attempt_outcome(FailureKind kind) noexcept {
+    switch (kind) {
+        case FailureKind::none: return "completed";
+        case FailureKind::transient: return "failed";
+        case FailureKind::timeout: return "timeout";
+        case FailureKind::rejected: return "rejected";
+        case FailureKind::cancelled:
+        case FailureKind::deadline: return "cancelled";
+        case FailureKind::unavailable: return "unavailable";
+    }
+    return "failed";
 }
 
 // Why a running saga is being stopped from outside its steps.
@@ -195,6 +214,8 @@ public:
         // However the run ends (with its outcome, or an exception on its way
         // out), it is finished before the caller resumes.
         const Finisher finisher{*this};
+        run_began_ = std::chrono::steady_clock::now();
+        observe(shared_->observer, resuming_ ? &Observer::saga_resumed : &Observer::saga_started, SagaT::name);
         if (!resuming_) {
             json started = object("data", json(data_), "definition", shared_->definition_id.to_json(), "saga_type",
                                   SagaT::name);
@@ -215,7 +236,7 @@ public:
                 state_.phase = SagaPhase::completed;
                 co_await flush();
                 log(spdlog::level::debug, "", "completed");
-                co_return outcome(SagaStatus::completed);
+                co_return ended(SagaStatus::completed);
             }
             state_.phase = SagaPhase::compensating;
             state_.failed_step = failure.step;
@@ -234,20 +255,21 @@ public:
             co_await flush();
             log(spdlog::level::err, state_.failed_compensation, "FAILED: compensation gave up: {}",
                 state_.compensation_error);
-            co_return outcome(SagaStatus::failed);
+            co_return ended(SagaStatus::failed);
         }
         state_.phase = SagaPhase::compensated;
         record(saga_event::compensated, object("failed_step", state_.failed_step, "kind",
                                                to_string(state_.failure_kind), "error", state_.error));
         co_await flush();
         log(spdlog::level::info, state_.failed_step, "compensated");
-        co_return outcome(SagaStatus::compensated);
+        co_return ended(SagaStatus::compensated);
     }
 
 private:
     // Nothing of a finished run may stay pending on the io_context.
     void finish() {
         done_ = true;
+        if (!ended_) observe(shared_->observer, &Observer::saga_interrupted, SagaT::name);
         if (deadline_timer_) deadline_timer_->cancel();
         main_lane_->close();
     }
@@ -381,6 +403,7 @@ private:
             std::optional<Data> before;
             if (group == nullptr) before.emplace(data_);
             asio::awaitable<void> work = step.action(shared_->definition, ctx);
+            const auto attempt_began = std::chrono::steady_clock::now();
             begin_attempt(lane, deadline);
             std::exception_ptr error;
             try {
@@ -394,11 +417,13 @@ private:
                 state_.completed.emplace_back(step.name);
                 state_.compensable.emplace_back(step.name);
                 record(saga_event::step_completed, object("attempt", attempt, "data", json(data_), "step", step.name));
+                attempted(step.name, false, FailureKind::none, attempt_began);
                 co_return StepFailure{};
             }
             if (stop_ == StopReason::shutdown) co_await interrupted();
             StepFailure f = interruption(step, group);
             if (!f.failed) f = failure_of(step.name, r, policy.timeout);
+            attempted(step.name, false, f.kind, attempt_began);
             const int outage = f.kind == FailureKind::unavailable ? ++outage_tries : (outage_tries = 0);
             const AttemptDecision next = after_failure(f.kind, attempt, outage, false, policy, step.compensation != nullptr,
                                                        shared_->options.outage_backoff, salt(step.name));
@@ -413,6 +438,7 @@ private:
             log(spdlog::level::warn, step.name, "attempt {} failed ({}{}): {}", attempt, to_string(f.kind),
                 final ? ", giving up" : "", f.error);
             if (final) co_return f;
+            observe(shared_->observer, &Observer::step_retried, SagaT::name, step.name, false);
             co_await flush();
             co_await sleep(next.delay);
             ++attempt;
@@ -467,6 +493,7 @@ private:
                                   deadline, SagaLogger(shared_->logger, state_.saga_id, step.name),
                                   state_.key_step(step.name));
             asio::awaitable<void> work = step.compensation(shared_->definition, ctx);
+            const auto attempt_began = std::chrono::steady_clock::now();
             begin_attempt(main_lane_, deadline);
             std::exception_ptr error;
             try {
@@ -478,10 +505,12 @@ private:
             if (!r.error) {
                 state_.compensated.emplace_back(step.name);
                 record(saga_event::step_compensated, object("attempt", attempt, "step", step.name));
+                attempted(step.name, true, FailureKind::none, attempt_began);
                 co_return true;
             }
             if (stop_ == StopReason::shutdown) co_await interrupted();
             StepFailure f = failure_of(step.name, r, policy.compensation_timeout);
+            attempted(step.name, true, f.kind, attempt_began);
             const int outage = f.kind == FailureKind::unavailable ? ++outage_tries : (outage_tries = 0);
             const AttemptDecision next = after_failure(f.kind, attempt, outage, true, policy, true,
                                                        shared_->options.outage_backoff, salt(step.name));
@@ -499,6 +528,7 @@ private:
                 state_.compensation_error = f.error;
                 co_return false;
             }
+            observe(shared_->observer, &Observer::step_retried, SagaT::name, step.name, true);
             co_await flush();
             co_await sleep(next.delay);
             ++attempt;
@@ -635,6 +665,21 @@ private:
         if (error) std::rethrow_exception(error);
     }
 
+    // The run's outcome, told to the observer.
+    SagaOutcome<Data> ended(SagaStatus status) {
+        ended_ = true;
+        observe(shared_->observer, &Observer::saga_ended, SagaT::name, status,
+                std::chrono::steady_clock::now() - run_began_);
+        return outcome(status);
+    }
+
+    void attempted(std::string_view step, bool compensation, FailureKind kind,
+                   std::chrono::steady_clock::time_point began) const {
+        if (!shared_->observer) return;
+        observe(shared_->observer, &Observer::step_attempted, SagaT::name, step, compensation, attempt_outcome(kind),
+                std::chrono::steady_clock::now() - began);
+    }
+
     SagaOutcome<Data> outcome(SagaStatus status) {
         SagaOutcome<Data> o;
         o.saga_id = state_.saga_id;
@@ -664,6 +709,8 @@ private:
     std::string causation_;
     bool resuming_ = false;
     bool done_ = false;
+    bool ended_ = false;  // the run reached an outcome (else, when it finishes, it was interrupted)
+    std::chrono::steady_clock::time_point run_began_{};
 
     std::vector<EventData> pending_;
     bool writing_ = false;

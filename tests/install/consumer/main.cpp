@@ -18,6 +18,13 @@
 #include <boost/asio/io_context.hpp>
 #endif
 
+#ifdef BOONG_CONSUMER_PROMETHEUS
+#include <boong/prometheus/metrics.hpp>
+
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+#endif
+
 #include <iostream>
 #include <string>
 
@@ -79,6 +86,18 @@ int main() {
         if (e.code() != boong::errc::invalid_config) return 1;
     }
     std::cout << "consumer: Boong::rabbitmq broker made for " << rabbit.endpoint() << "\n";
+#endif
+#ifdef BOONG_CONSUMER_PROMETHEUS
+    // Boong::prometheus links: an observer counts into a registry.
+    prometheus::Registry registry;
+    boong::PrometheusObserver metrics(registry);
+    metrics.saga_started("consumer");
+    const std::string text = prometheus::TextSerializer().Serialize(registry.Collect());
+    if (text.find("boong_sagas_started_total{saga_type=\"consumer\"} 1") == std::string::npos) {
+        std::cerr << "consumer: the metrics do not count the saga:\n" << text;
+        return 1;
+    }
+    std::cout << "consumer: Boong::prometheus counts\n";
 #endif
     return 0;
 }
