@@ -68,3 +68,7 @@ install(TARGETS boong_backends EXPORT BoongTargets
 if(TARGET boong_cli)
   install(TARGETS boong_cli RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}" COMPONENT Boong_Runtime)
 endif()
+
+# The Prometheus alert rules (docs/metrics.md#alerts), for a Prometheus server to load.
+install(FILES "${PROJECT_SOURCE_DIR}/examples/prometheus/boong-alerts.yml"
+        DESTINATION "${CMAKE_INSTALL_DATADIR}/boong/prometheus" COMPONENT Boong_Runtime)
