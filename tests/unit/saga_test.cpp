@@ -7,6 +7,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <spdlog/sinks/ringbuffer_sink.h>
+
 using namespace boong;
 using namespace boong::test;
 using boost::asio::awaitable;
@@ -143,4 +145,37 @@ TEST_CASE("runner options are validated", "[saga][config]") {
     SagaOptions zero = fast_options();
     zero.defaults.retry.attempts = 0;
     REQUIRE_THROWS_AS((SagaRunner<FourSteps, MemoryEventStore>(def, store, zero)), Error);
+}
+
+TEST_CASE("a declined saga (a Rejection) logs one line at info; a fault logs warnings", "[saga][logs]") {
+    boost::asio::io_context ioc;
+    MemoryEventStore store(ioc.get_executor());
+    auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(100);
+    auto logger = std::make_shared<spdlog::logger>("saga-logs", sink);
+    logger->set_level(spdlog::level::trace);
+    RunnerOptions options;
+    options.logger = logger;
+    const auto count = [&](spdlog::level::level_enum level) {
+        std::size_t n = 0;
+        for (const auto& line : sink->last_raw()) n += line.level == level ? 1 : 0;
+        return n;
+    };
+    ScriptedSaga declined;
+    declined.plans["b"].actions = {Act::reject};
+    SagaRunner<FourSteps, MemoryEventStore> runner(declined, store, fast_options(), options);
+    CHECK(run_until_done(ioc, [&] { return runner.run(TestData{}); }).status == SagaStatus::compensated);
+    CHECK(count(spdlog::level::info) == 1);
+    CHECK(count(spdlog::level::warn) == 0);
+    CHECK(count(spdlog::level::err) == 0);
+
+    // A fault that outlives its retries is worth warnings.
+    sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(100);
+    options.logger = std::make_shared<spdlog::logger>("saga-logs", sink);
+    options.logger->set_level(spdlog::level::trace);
+    ScriptedSaga broken;
+    broken.plans["b"].actions = {Act::fail, Act::fail, Act::fail};
+    SagaRunner<FourSteps, MemoryEventStore> faulty(broken, store, fast_options(), options);
+    CHECK(run_until_done(ioc, [&] { return faulty.run(TestData{}); }).status == SagaStatus::compensated);
+    CHECK(count(spdlog::level::warn) == 4);  // three attempts, then the compensation starting
+    CHECK(count(spdlog::level::info) == 1);  // compensated
 }

@@ -245,8 +245,10 @@ public:
             if (deadline_timer_) deadline_timer_->cancel();
             record(saga_event::compensation_started,
                    object("failed_step", failure.step, "kind", to_string(failure.kind), "error", failure.error));
-            log(spdlog::level::warn, failure.step, "compensating after {} failure: {}", to_string(failure.kind),
-                failure.error);
+            // A Rejection is a business outcome (a declined payment), not a
+            // fault: this is its one line, at info.
+            log(failure.kind == FailureKind::rejected ? spdlog::level::info : spdlog::level::warn, failure.step,
+                "compensating after {} failure: {}", to_string(failure.kind), failure.error);
         }
 
         if (!co_await compensate_all()) {
@@ -261,7 +263,8 @@ public:
         record(saga_event::compensated, object("failed_step", state_.failed_step, "kind",
                                                to_string(state_.failure_kind), "error", state_.error));
         co_await flush();
-        log(spdlog::level::info, state_.failed_step, "compensated");
+        log(state_.failure_kind == FailureKind::rejected ? spdlog::level::debug : spdlog::level::info,
+            state_.failed_step, "compensated");
         co_return ended(SagaStatus::compensated);
     }
 
@@ -435,8 +438,8 @@ private:
             // Its effect may have happened: undo it with the others if the policy says so.
             if (next.compensate_uncertain) state_.compensable.emplace_back(step.name);
             record_step_failure(step.name, attempt, f, final, next.compensate_uncertain);
-            log(spdlog::level::warn, step.name, "attempt {} failed ({}{}): {}", attempt, to_string(f.kind),
-                final ? ", giving up" : "", f.error);
+            log(f.kind == FailureKind::rejected ? spdlog::level::debug : spdlog::level::warn, step.name,
+                "attempt {} failed ({}{}): {}", attempt, to_string(f.kind), final ? ", giving up" : "", f.error);
             if (final) co_return f;
             observe(shared_->observer, &Observer::step_retried, SagaT::name, step.name, false);
             co_await flush();
