@@ -1,6 +1,7 @@
 // Loading and validating Boong's configuration, and validating saga policies.
 #include <boong/config.hpp>
 #include <boong/error.hpp>
+#include <boong/log.hpp>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -495,6 +496,7 @@ LoggingConfig read_logging(FieldReader r) {
     if (const auto level = r.read_choice("level", {"trace", "debug", "info", "warn", "error", "critical", "off"})) {
         c.level = std::string(*level);
     }
+    if (const auto format = r.read_choice("format", {"text", "json"})) c.format = std::string(*format);
     r.check_no_unknown_keys();
     return c;
 }
@@ -693,6 +695,7 @@ std::optional<std::string> read_secret(const std::string& env_name, const std::s
 void apply_logging(const LoggingConfig& logging) {
     // The level name was checked when the config was read.
     spdlog::set_level(spdlog::level::from_str(logging.level));
+    if (logging.format == "json") spdlog::set_formatter(std::make_unique<JsonLinesFormatter>());
 }
 
 }  // namespace boong

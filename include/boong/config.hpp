@@ -130,6 +130,9 @@ struct MessageBrokerConfig {
 
 struct LoggingConfig {
     std::string level = "info";  // spdlog level name: trace, debug, info, warn, error, critical, off
+    // "text" (spdlog's pattern) or "json": one JSON object a line, with the
+    // saga id, step and correlation id as fields (JsonLinesFormatter).
+    std::string format = "text";
 };
 
 struct Config {
@@ -177,7 +180,7 @@ std::optional<Endpoint> parse_endpoint(std::string_view text, int default_port =
 // file (never the secret) when it is unset or unreadable, or both are given.
 std::optional<std::string> read_secret(const std::string& env_name, const std::string& file, std::string_view what);
 
-// Sets spdlog's default logger to the configured level.
+// Sets spdlog's default logger to the configured level and format.
 void apply_logging(const LoggingConfig& logging);
 
 }  // namespace boong

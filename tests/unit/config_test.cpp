@@ -93,6 +93,7 @@ TEST_CASE("config: an empty object gives the defaults", "[config]") {
     CHECK(c.message_broker.consumer.visibility_timeout == 30000ms);
 
     CHECK(c.logging.level == "info");
+    CHECK(c.logging.format == "text");
 }
 
 TEST_CASE("config: empty sections give the defaults too", "[config]") {
@@ -125,7 +126,7 @@ TEST_CASE("config: a full file fills every struct", "[config]") {
                          "blockTimeout": 500, "maxLen": 50000, "ttl": 86400000 },
             "consumer": { "consumerCount": 4, "visibilityTimeout": 60000, "maxDeliveries": 3, "shutdownGrace": 10000 }
         },
-        "logging": { "level": "debug" }
+        "logging": { "level": "debug", "format": "json" }
     })");
 
     const boong::StepPolicy& d = c.saga.defaults;
@@ -181,6 +182,7 @@ TEST_CASE("config: a full file fills every struct", "[config]") {
     CHECK(consumer.shutdown_grace == 10000ms);
 
     CHECK(c.logging.level == "debug");
+    CHECK(c.logging.format == "json");
 }
 
 TEST_CASE("config: a RabbitMQ broker's options", "[config]") {
@@ -424,6 +426,10 @@ TEST_CASE("config: each mistake names the file, the key path and what was wrong"
         REQUIRE_CONFIG_ERROR(parse(R"({"logging": {"level": "verbose"}})"),
                              Contains(R"(config.json: logging.level: expected one of "trace", "debug", "info", )"
                                       R"("warn", "error", "critical", "off", got "verbose")"));
+    }
+    SECTION("a bad logging format") {
+        REQUIRE_CONFIG_ERROR(parse(R"({"logging": {"format": "xml"}})"),
+                             Contains(R"(config.json: logging.format: expected one of "text", "json", got "xml")"));
     }
     SECTION("the source name defaults to <config>") {
         REQUIRE_CONFIG_ERROR(boong::parse_config(nlohmann::json{{"logging", 1}}),

@@ -3,11 +3,15 @@
 #include "support/scripted_saga.hpp"
 
 #include <boong/saga_runner.hpp>
+#include <boong/log.hpp>
 #include <boong/memory/store.hpp>
 
 #include <catch2/catch.hpp>
 
+#include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/sinks/ringbuffer_sink.h>
+
+#include <sstream>
 
 using namespace boong;
 using namespace boong::test;
@@ -178,4 +182,38 @@ TEST_CASE("a declined saga (a Rejection) logs one line at info; a fault logs war
     CHECK(run_until_done(ioc, [&] { return faulty.run(TestData{}); }).status == SagaStatus::compensated);
     CHECK(count(spdlog::level::warn) == 4);  // three attempts, then the compensation starting
     CHECK(count(spdlog::level::info) == 1);  // compensated
+}
+
+TEST_CASE("JSON lines: each record one object, saga id, step and correlation id as fields", "[saga][logs]") {
+    boost::asio::io_context ioc;
+    MemoryEventStore store(ioc.get_executor());
+    std::ostringstream out;
+    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
+    auto logger = std::make_shared<spdlog::logger>("orders", sink);
+    logger->set_formatter(std::make_unique<JsonLinesFormatter>());
+    logger->set_level(spdlog::level::info);
+    RunnerOptions options;
+    options.logger = logger;
+    ScriptedSaga declined;
+    declined.plans["b"].actions = {Act::reject};
+    SagaRunner<FourSteps, MemoryEventStore> runner(declined, store, fast_options(), options);
+    RunOptions run;
+    run.saga_id = "s-json";
+    run.correlation_id = "order-42";
+    CHECK(run_until_done(ioc, [&] { return runner.run(TestData{}, run); }).status == SagaStatus::compensated);
+    logger->info("a line \xff not from a saga");
+    std::istringstream lines(out.str());
+    std::vector<json> records;
+    for (std::string line; std::getline(lines, line);) records.push_back(json::parse(line));
+    REQUIRE(records.size() == 2);
+    CHECK(records[0].at("level") == "info");
+    CHECK(records[0].at("logger") == "orders");
+    CHECK(records[0].at("saga_id") == "s-json");
+    CHECK(records[0].at("step") == "b");
+    CHECK(records[0].at("correlation_id") == "order-42");
+    CHECK(records[0].at("message") == "compensating after rejected failure: b rejected");
+    CHECK(records[0].at("time").get<std::string>().ends_with("Z"));
+    // Not from saga code: the message as it is (invalid UTF-8 replaced, never dropped).
+    CHECK_FALSE(records[1].contains("saga_id"));
+    CHECK(records[1].at("message") == "a line \xef\xbf\xbd not from a saga");
 }

@@ -397,7 +397,7 @@ private:
             }
             const auto deadline = attempt_deadline(policy.timeout);
             StepContext<Data> ctx(state_.saga_id, SagaT::name, step.name, attempt, false, data_, state_.correlation_id,
-                                  deadline, SagaLogger(shared_->logger, state_.saga_id, step.name),
+                                  deadline, SagaLogger(shared_->logger, state_.saga_id, step.name, state_.correlation_id),
                                   state_.key_step(step.name));
             // A failed attempt's changes to the data are undone, so that the
             // next attempt (or a resume, which only knows what was recorded)
@@ -493,7 +493,7 @@ private:
             co_await flush();
             const auto deadline = attempt_deadline(policy.compensation_timeout);
             StepContext<Data> ctx(state_.saga_id, SagaT::name, step.name, attempt, true, data_, state_.correlation_id,
-                                  deadline, SagaLogger(shared_->logger, state_.saga_id, step.name),
+                                  deadline, SagaLogger(shared_->logger, state_.saga_id, step.name, state_.correlation_id),
                                   state_.key_step(step.name));
             asio::awaitable<void> work = step.compensation(shared_->definition, ctx);
             const auto attempt_began = std::chrono::steady_clock::now();
@@ -701,7 +701,7 @@ private:
     template <class... Args>
     void log(spdlog::level::level_enum level, std::string_view step, spdlog::format_string_t<Args...> fmt,
              Args&&... args) const {
-        SagaLogger(shared_->logger, state_.saga_id, step).log(level, fmt, std::forward<Args>(args)...);
+        SagaLogger(shared_->logger, state_.saga_id, step, state_.correlation_id).log(level, fmt, std::forward<Args>(args)...);
     }
 
     std::shared_ptr<Shared> shared_;
