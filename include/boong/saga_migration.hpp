@@ -362,23 +362,19 @@ boost::asio::awaitable<std::vector<SagaMigrationResult>> migrate_sagas(Store& st
     for (auto& id : ids) {
         SagaMigrationResult result;
         result.saga_id = std::move(id);
-        const auto saga = co_await detail::read_requested(store, result.saga_id);
-        if (!saga.state) {
-            result.reason = saga.unreadable;
-        } else {
-            result.plan = plan_migration(rules, *saga.state);
-            if (!result.plan.allowed) {
-                result.reason = result.plan.refusal;
-            } else if (request.dry_run) {
-                result.outcome = MigrationOutcome::would_migrate;
-            } else {
-                EventData event = detail::migrated_event(rules, *saga.state, result.plan, request, event_ids);
-                const bool appended =
-                    co_await detail::append_if_unchanged(store, result.saga_id, saga.state->version, std::move(event));
-                result.outcome = appended ? MigrationOutcome::migrated : MigrationOutcome::conflict;
-                if (!appended) result.reason = "it changed meanwhile (resumed, blocked or migrated elsewhere)";
-            }
+        auto decide = [&](const SagaState& saga) {
+            result.plan = plan_migration(rules, saga);
+            if (!result.plan.allowed) return detail::SagaDecision{result.plan.refusal, {}};
+            return detail::SagaDecision{{}, detail::migrated_event(rules, saga, result.plan, request, event_ids)};
+        };
+        auto applied = co_await detail::apply_to_saga(store, result.saga_id, request.dry_run, decide);
+        switch (applied.applied) {
+            case detail::Applied::appended: result.outcome = MigrationOutcome::migrated; break;
+            case detail::Applied::dry_run: result.outcome = MigrationOutcome::would_migrate; break;
+            case detail::Applied::refused: result.outcome = MigrationOutcome::refused; break;
+            case detail::Applied::conflict: result.outcome = MigrationOutcome::conflict; break;
         }
+        result.reason = std::move(applied.reason);
         results.push_back(std::move(result));
     }
     co_return results;

@@ -87,24 +87,20 @@ boost::asio::awaitable<std::vector<SagaRequestResult>> request_retry(Store& stor
     for (auto& id : ids) {
         SagaRequestResult result;
         result.saga_id = std::move(id);
-        const auto saga = co_await detail::read_requested(store, result.saga_id);
-        if (!saga.state) {
-            result.reason = saga.unreadable;
-        } else {
-            result.phase = saga.state->phase;
-            result.reason = detail::retry_refusal(*saga.state);
-            if (!result.reason.empty()) {
-                result.outcome = RequestOutcome::refused;
-            } else if (request.dry_run) {
-                result.outcome = RequestOutcome::would_request;
-            } else {
-                EventData event = detail::retry_event(*saga.state, request, event_ids);
-                const bool appended =
-                    co_await detail::append_if_unchanged(store, result.saga_id, saga.state->version, std::move(event));
-                result.outcome = appended ? RequestOutcome::requested : RequestOutcome::conflict;
-                if (!appended) result.reason = "it changed meanwhile (resumed, retried or blocked elsewhere)";
-            }
+        auto decide = [&](const SagaState& saga) {
+            result.phase = saga.phase;
+            detail::SagaDecision decision{detail::retry_refusal(saga), {}};
+            if (decision.refusal.empty()) decision.event = detail::retry_event(saga, request, event_ids);
+            return decision;
+        };
+        auto applied = co_await detail::apply_to_saga(store, result.saga_id, request.dry_run, decide);
+        switch (applied.applied) {
+            case detail::Applied::appended: result.outcome = RequestOutcome::requested; break;
+            case detail::Applied::dry_run: result.outcome = RequestOutcome::would_request; break;
+            case detail::Applied::refused: result.outcome = RequestOutcome::refused; break;
+            case detail::Applied::conflict: result.outcome = RequestOutcome::conflict; break;
         }
+        result.reason = std::move(applied.reason);
         results.push_back(std::move(result));
     }
     co_return results;

@@ -15,6 +15,7 @@
 
 #include <pqxx/pqxx>
 
+#include <algorithm>
 #include <cctype>
 #include <iostream>
 #include <iterator>
@@ -404,10 +405,10 @@ void retry(const GlobalOptions& global, const RetryOptions& o) {
     request.dry_run = o.dry_run;
     SagaIndexConnection c(global);
     const auto results = c.run(request_retry(c.store.store(), c.index, std::move(request)));
-    std::size_t done = 0;
-    for (const auto& r : results) {
-        done += r.outcome == RequestOutcome::requested || r.outcome == RequestOutcome::would_request ? 1 : 0;
-    }
+    const auto retried = [](const SagaRequestResult& r) {
+        return r.outcome == RequestOutcome::requested || r.outcome == RequestOutcome::would_request;
+    };
+    const auto done = static_cast<std::size_t>(std::count_if(results.begin(), results.end(), retried));
     if (global.json) {
         json out = json::array();
         for (const auto& r : results) {
@@ -421,8 +422,7 @@ void retry(const GlobalOptions& global, const RetryOptions& o) {
     } else {
         Table table({"SAGA", "OUTCOME", "WHY"});
         for (const auto& r : results) {
-            const bool ok = r.outcome == RequestOutcome::requested || r.outcome == RequestOutcome::would_request;
-            table.add({r.saga_id, Cell(std::string(to_string(r.outcome)), ok ? Colour::green : Colour::red),
+            table.add({r.saga_id, Cell(std::string(to_string(r.outcome)), retried(r) ? Colour::green : Colour::red),
                        or_dash(r.reason)});
         }
         table.print(std::cout, stdout_wants_colour());

@@ -156,9 +156,9 @@ struct MemorySagaIndex::State {
         if (r.phase != SagaPhase::blocked && r.phase != SagaPhase::failed) return;
         const auto& payload = e.event.payload;
         const json to = payload.is_object() ? payload.value("to", json()) : json();
-        const std::string version = text(to, "version");
-        if (digits_or(version, 18, 0) < 1) return;  // unreadable: changes nothing, as in the table
-        r.definition_version = digits_or(version, 18, 0);
+        const std::int64_t version = digits_or(text(to, "version"), 18, 0);
+        if (version < 1) return;  // unreadable: changes nothing, as in the table
+        r.definition_version = version;
         r.fingerprint = text(to, "fingerprint");
         r.updated_at = e.stored_at;
     }

@@ -2,10 +2,13 @@
 #pragma once
 
 #include <boong/event.hpp>
+#include <boong/saga_state.hpp>
 
 #include <boost/system/system_error.hpp>
 
+#include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace boong::test {
 
@@ -17,6 +20,19 @@ inline EventData make_event(IdGenerator& ids, std::string type, json payload = j
     e.metadata.correlation_id = "corr-1";
     e.metadata.causation_id = "cause-1";
     e.metadata.timestamp = Clock::now();
+    return e;
+}
+
+// Event `version` of saga `saga_id`'s stream, as read back (for folds).
+inline RecordedEvent recorded_saga_event(const std::string& saga_id, std::int64_t version, std::string_view type,
+                                         json payload) {
+    RecordedEvent e;
+    e.stream_id = saga_stream(saga_id);
+    e.version = version;
+    e.position = version;
+    e.event.event_id = IdGenerator().next();
+    e.event.type = std::string(type);
+    e.event.payload = std::move(payload);
     return e;
 }
 

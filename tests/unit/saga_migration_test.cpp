@@ -1,11 +1,14 @@
 // Migrations between definition versions without I/O: the per-saga decision
 // (plan_migration) for each kind of change, and the fold of SagaMigrated
 // (renamed steps keep their idempotency keys, skipped steps count as passed).
+#include "support/events.hpp"
+
 #include <boong/saga_migration.hpp>
 
 #include <catch2/catch.hpp>
 
 using namespace boong;
+using boong::test::recorded_saga_event;
 
 namespace {
 
@@ -54,17 +57,6 @@ SagaState saga_of(std::vector<std::string> completed, SagaPhase from = SagaPhase
     s.compensated = std::move(compensated);
     s.version = 5;
     return s;
-}
-
-RecordedEvent recorded(std::int64_t version, std::string_view type, json payload) {
-    RecordedEvent e;
-    e.stream_id = saga_stream("s1");
-    e.version = version;
-    e.position = version;
-    e.event.event_id = IdGenerator().next();
-    e.event.type = std::string(type);
-    e.event.payload = std::move(payload);
-    return e;
 }
 
 }  // namespace
@@ -179,21 +171,21 @@ TEST_CASE("only a blocked or failed saga of the migration's first version moves"
 TEST_CASE("the fold of SagaMigrated: new definition, renamed steps keeping their keys, skipped steps passed",
           "[saga][versioning][migration]") {
     SagaState s;
-    s.apply(recorded(1, saga_event::started,
+    s.apply(recorded_saga_event("s1", 1, saga_event::started,
                      json{{"saga_type", "flow"}, {"data", json::object()},
                           {"definition", SagaDefinition{1, V1::fingerprint(), V1::shape()}.to_json()}}));
-    s.apply(recorded(2, saga_event::step_completed, json{{"step", "a"}, {"data", json::object()}}));
-    s.apply(recorded(3, saga_event::step_started, json{{"step", "b"}, {"attempt", 1}}));
+    s.apply(recorded_saga_event("s1", 2, saga_event::step_completed, json{{"step", "a"}, {"data", json::object()}}));
+    s.apply(recorded_saga_event("s1", 3, saga_event::step_started, json{{"step", "b"}, {"attempt", 1}}));
     CHECK(s.begun == std::vector<std::string>{"b"});
-    s.apply(recorded(4, saga_event::step_completed, json{{"step", "b"}, {"data", json::object()}}));
+    s.apply(recorded_saga_event("s1", 4, saga_event::step_completed, json{{"step", "b"}, {"data", json::object()}}));
     CHECK(s.begun.empty());
-    s.apply(recorded(5, saga_event::step_started, json{{"step", "c"}, {"attempt", 1}}));
+    s.apply(recorded_saga_event("s1", 5, saga_event::step_started, json{{"step", "c"}, {"attempt", 1}}));
     // Not blocked: the fold refuses it, as a migration never writes it.
-    CHECK_THROWS_WITH(s.apply(recorded(6, saga_event::migrated, json{{"to", {{"version", 2}}}})),
+    CHECK_THROWS_WITH(s.apply(recorded_saga_event("s1", 6, saga_event::migrated, json{{"to", {{"version", 2}}}})),
                       Catch::Contains("a running saga cannot be migrated"));
-    s.apply(recorded(6, saga_event::blocked, json{{"reason", "v1 retired"}, {"needs_operator", true}}));
+    s.apply(recorded_saga_event("s1", 6, saga_event::blocked, json{{"reason", "v1 retired"}, {"needs_operator", true}}));
     CHECK(s.blocked_for_operator);
-    s.apply(recorded(7, saga_event::migrated,
+    s.apply(recorded_saga_event("s1", 7, saga_event::migrated,
                      json{{"to", {{"version", 2}, {"fingerprint", "00000000000000aa"}, {"steps", "a+, x, b2+, c+"}}},
                           {"renamed", json::array({json::array({"b", "b2"}), json::array({"c", "c2"})})},
                           {"skipped", json::array({"x"})},
@@ -211,13 +203,13 @@ TEST_CASE("the fold of SagaMigrated: new definition, renamed steps keeping their
     CHECK(s.begun == std::vector<std::string>{"c2"});  // c was begun: c2 goes on with c's key
     CHECK(s.key_step("c2") == "c");
     // A second migration renames it again: the key stays the first name.
-    s.apply(recorded(8, saga_event::migrated,
+    s.apply(recorded_saga_event("s1", 8, saga_event::migrated,
                      json{{"to", {{"version", 3}}}, {"renamed", json::array({json::array({"b2", "b3"})})}}));
     CHECK(s.key_step("b3") == "b");
     CHECK(s.key_step("b2") == "b2");
     CHECK(s.completed == std::vector<std::string>{"a", "b3", "x"});
     // Never back to an earlier version.
-    CHECK_THROWS_WITH(s.apply(recorded(9, saga_event::migrated, json{{"to", {{"version", 2}}}})),
+    CHECK_THROWS_WITH(s.apply(recorded_saga_event("s1", 9, saga_event::migrated, json{{"to", {{"version", 2}}}})),
                       Catch::Contains("a migration must move to a later version"));
 }
 

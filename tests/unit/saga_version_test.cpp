@@ -34,17 +34,6 @@ public:
 };
 using Seven = Saga<Step<"a", &Versioned::a>>;
 
-RecordedEvent recorded(const std::string& id, std::int64_t version, std::string type, json payload) {
-    RecordedEvent e;
-    e.stream_id = saga_stream(id);
-    e.version = version;
-    e.position = version;
-    e.event.event_id = IdGenerator().next();
-    e.event.type = std::move(type);
-    e.event.payload = std::move(payload);
-    return e;
-}
-
 }  // namespace
 
 TEST_CASE("a definition's shape names its steps in order, its groups and its compensations", "[saga][versioning]") {
@@ -78,34 +67,34 @@ TEST_CASE("a definition runs a recorded saga only when versions match, and finge
 
 TEST_CASE("the fold reads SagaStarted's definition and SagaBlocked's reason", "[saga][versioning]") {
     SagaState s;
-    s.apply(recorded("v", 1, "SagaStarted",
+    s.apply(recorded_saga_event("v", 1, "SagaStarted",
                      json{{"saga_type", "t"},
                           {"data", json::object()},
                           {"definition", {{"version", 3}, {"fingerprint", "0123456789abcdef"}, {"steps", "a+"}}}}));
     CHECK(s.definition.version == 3);
     CHECK(s.definition.fingerprint == "0123456789abcdef");
     CHECK(s.definition.shape == "a+");
-    s.apply(recorded("v", 2, "CompensationStarted", json{{"failed_step", "a"}}));
-    s.apply(recorded("v", 3, "SagaBlocked", json{{"reason", "nobody serves it"}, {"phase", "compensating"}}));
+    s.apply(recorded_saga_event("v", 2, "CompensationStarted", json{{"failed_step", "a"}}));
+    s.apply(recorded_saga_event("v", 3, "SagaBlocked", json{{"reason", "nobody serves it"}, {"phase", "compensating"}}));
     CHECK(s.phase == SagaPhase::blocked);
     CHECK(s.blocked_from == SagaPhase::compensating);
     CHECK(s.blocked_reason == "nobody serves it");
     CHECK_FALSE(s.is_terminal());
-    s.apply(recorded("v", 4, "SagaResumed", json{{"phase", "compensating"}}));
+    s.apply(recorded_saga_event("v", 4, "SagaResumed", json{{"phase", "compensating"}}));
     CHECK(s.phase == SagaPhase::compensating);
     CHECK(s.blocked_reason.empty());
 
     // Without a definition: version 1, nothing else known.
     SagaState old;
-    old.apply(recorded("o", 1, "SagaStarted", json{{"saga_type", "t"}, {"data", json::object()}}));
+    old.apply(recorded_saga_event("o", 1, "SagaStarted", json{{"saga_type", "t"}, {"data", json::object()}}));
     CHECK(old.definition.version == 1);
     CHECK(old.definition.fingerprint.empty());
     // A terminal saga cannot be blocked; a definition version below 1 is unreadable.
-    old.apply(recorded("o", 2, "SagaCompleted", json::object()));
-    CHECK_THROWS_WITH(old.apply(recorded("o", 3, "SagaBlocked", json{{"reason", "x"}})),
+    old.apply(recorded_saga_event("o", 2, "SagaCompleted", json::object()));
+    CHECK_THROWS_WITH(old.apply(recorded_saga_event("o", 3, "SagaBlocked", json{{"reason", "x"}})),
                       Catch::Contains("a completed saga cannot be blocked"));
     SagaState bad;
-    CHECK_THROWS_WITH(bad.apply(recorded("b", 1, "SagaStarted",
+    CHECK_THROWS_WITH(bad.apply(recorded_saga_event("b", 1, "SagaStarted",
                                          json{{"saga_type", "t"}, {"data", json::object()},
                                               {"definition", {{"version", 0}}}})),
                       Catch::Contains("definition version must be >= 1"));

@@ -1,6 +1,6 @@
 // What an operator's requests on sagas share (saga_migration.hpp,
-// saga_retry.hpp): choosing the sagas, reading each, and one append fenced
-// by the saga's stream version.
+// saga_retry.hpp): choosing the sagas, and for each one reading it, deciding,
+// and one append fenced by the saga's stream version.
 #pragma once
 
 #include <boong/detail/saga_execution.hpp>
@@ -42,41 +42,54 @@ boost::asio::awaitable<std::vector<std::string>> select_sagas(Index& index, std:
     co_return ids;
 }
 
-// A saga as its events fold, or why it cannot be read ("no such saga").
-// Throws when the store cannot be reached.
-struct RequestedSaga {
-    std::optional<SagaState> state;
-    std::string unreadable;
+// What an operator's request does to one saga, as the caller decides it from
+// the saga's state: the event to append, or why not.
+struct SagaDecision {
+    std::string refusal;  // not empty: the saga is left as it is, for this reason
+    EventData event{};
 };
 
-template <EventStore Store>
-boost::asio::awaitable<RequestedSaga> read_requested(Store& store, const std::string& saga_id) {
-    RequestedSaga out;
+enum class Applied { appended, dry_run, refused, conflict };
+
+struct AppliedRequest {
+    Applied applied = Applied::refused;
+    std::string reason;  // refused or conflict: why
+};
+
+// One saga of an operator's request: reads it, asks `decide(state)` for its
+// decision, and appends the event at the saga's stream version unless this is
+// a dry run, so that it cannot race an orchestrator or another operator.
+// Throws when the store cannot be reached.
+template <EventStore Store, class Decide>
+boost::asio::awaitable<AppliedRequest> apply_to_saga(Store& store, const std::string& saga_id, bool dry_run,
+                                                     Decide& decide) {
+    std::optional<SagaState> state;
+    std::string unreadable;
     try {
-        out.state = co_await read_saga(store, saga_id);
+        state = co_await read_saga(store, saga_id);
     } catch (const Error& e) {
         if (is_unavailable(e.code())) throw;
-        out.unreadable = e.code() == make_error_code(errc::not_found) ? "no such saga" : std::string("unreadable: ") + e.what();
+        unreadable =
+            e.code() == make_error_code(errc::not_found) ? "no such saga" : std::string("unreadable: ") + e.what();
     }
-    co_return out;
-}
-
-// Appends `event` to the saga's stream if it is still at `version`: false
-// when it moved meanwhile (another owner, another operator).
-template <EventStore Store>
-boost::asio::awaitable<bool> append_if_unchanged(Store& store, const std::string& saga_id, std::int64_t version,
-                                                 EventData event) {
+    if (!state) co_return AppliedRequest{Applied::refused, std::move(unreadable)};
+    SagaDecision decision = decide(*state);
+    if (!decision.refusal.empty()) co_return AppliedRequest{Applied::refused, std::move(decision.refusal)};
+    if (dry_run) co_return AppliedRequest{Applied::dry_run, {}};
     std::vector<EventData> events;
-    events.push_back(std::move(event));
+    events.push_back(std::move(decision.event));
     bool conflict = false;
     try {
-        co_await store.async_append(saga_stream(saga_id), ExpectedVersion::exactly(version), std::move(events),
+        co_await store.async_append(saga_stream(saga_id), ExpectedVersion::exactly(state->version), std::move(events),
                                     boost::asio::use_awaitable);
     } catch (const Error& e) {
         if (e.code() != make_error_code(errc::concurrency_conflict)) throw;
         conflict = true;
     }
-    co_return !conflict;
+    if (conflict) {
+        co_return AppliedRequest{Applied::conflict, "it changed meanwhile (another orchestrator or operator moved it)"};
+    }
+    co_return AppliedRequest{Applied::appended, {}};
 }
 
 }  // namespace boong::detail
