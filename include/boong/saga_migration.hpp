@@ -127,21 +127,35 @@ struct migration_rule<Remove<S>> {
     static constexpr MigrationRuleInfo info{MigrationRuleKind::remove, S.view(), {}};
 };
 
+// Indices, not pointers: GCC under -fsanitize=undefined refuses to compare a
+// pointer into a static constexpr object with null in a constant expression.
+inline constexpr std::size_t not_found = static_cast<std::size_t>(-1);
+
 template <std::size_t N>
-constexpr const StepPlace* find_place(const std::array<StepPlace, N>& steps, std::string_view name) {
-    for (const auto& s : steps) {
-        if (s.name == name) return &s;
+constexpr std::size_t find_place(const std::array<StepPlace, N>& steps, std::string_view name) {
+    for (std::size_t i = 0; i < N; ++i) {
+        if (steps[i].name == name) return i;
     }
-    return nullptr;
+    return not_found;
 }
 
 template <std::size_t R>
-constexpr const MigrationRuleInfo* find_rule(const std::array<MigrationRuleInfo, R>& rules, MigrationRuleKind kind,
-                                             std::string_view step) {
-    for (const auto& r : rules) {
-        if (r.kind == kind && r.step == step) return &r;
+constexpr std::size_t find_rule(const std::array<MigrationRuleInfo, R>& rules, MigrationRuleKind kind,
+                                std::string_view step) {
+    for (std::size_t i = 0; i < R; ++i) {
+        if (rules[i].kind == kind && rules[i].step == step) return i;
     }
-    return nullptr;
+    return not_found;
+}
+
+template <std::size_t N>
+constexpr bool has_place(const std::array<StepPlace, N>& steps, std::string_view name) {
+    return find_place(steps, name) != not_found;
+}
+
+template <std::size_t R>
+constexpr bool has_rule(const std::array<MigrationRuleInfo, R>& rules, MigrationRuleKind kind, std::string_view step) {
+    return find_rule(rules, kind, step) != not_found;
 }
 
 // The compile-time checks, one question each (so that each static_assert
@@ -155,14 +169,14 @@ struct MigrationCheck {
     constexpr bool renames_known() const {
         for (const auto& r : rules) {
             if (r.kind != MigrationRuleKind::rename) continue;
-            if (!find_place(from, r.step) || find_place(to, r.step)) return false;
-            if (!find_place(to, r.renamed) || find_place(from, r.renamed)) return false;
+            if (!has_place(from, r.step) || has_place(to, r.step)) return false;
+            if (!has_place(to, r.renamed) || has_place(from, r.renamed)) return false;
         }
         return true;
     }
     constexpr bool removals_known() const {
         for (const auto& r : rules) {
-            if (r.kind == MigrationRuleKind::remove && (!find_place(from, r.step) || find_place(to, r.step))) {
+            if (r.kind == MigrationRuleKind::remove && (!has_place(from, r.step) || has_place(to, r.step))) {
                 return false;
             }
         }
@@ -177,7 +191,7 @@ struct MigrationCheck {
     constexpr bool additions_known() const {
         for (const auto& r : rules) {
             const bool added = r.kind == MigrationRuleKind::skip_if_passed || r.kind == MigrationRuleKind::run_if_passed;
-            if (added && (!find_place(to, r.step) || find_place(from, r.step) || is_rename_target(r.step))) {
+            if (added && (!has_place(to, r.step) || has_place(from, r.step) || is_rename_target(r.step))) {
                 return false;
             }
         }
@@ -198,8 +212,8 @@ struct MigrationCheck {
     // Every step of version N is kept (same name), renamed or removed.
     constexpr bool old_steps_mapped() const {
         for (const auto& s : from) {
-            if (!find_place(to, s.name) && !find_rule(rules, MigrationRuleKind::rename, s.name) &&
-                !find_rule(rules, MigrationRuleKind::remove, s.name)) {
+            if (!has_place(to, s.name) && !has_rule(rules, MigrationRuleKind::rename, s.name) &&
+                !has_rule(rules, MigrationRuleKind::remove, s.name)) {
                 return false;
             }
         }
@@ -208,9 +222,9 @@ struct MigrationCheck {
     // Every step new in N+1 says what a saga that has passed it does.
     constexpr bool new_steps_declared() const {
         for (const auto& s : to) {
-            if (find_place(from, s.name) || is_rename_target(s.name)) continue;
-            if (!find_rule(rules, MigrationRuleKind::skip_if_passed, s.name) &&
-                !find_rule(rules, MigrationRuleKind::run_if_passed, s.name)) {
+            if (has_place(from, s.name) || is_rename_target(s.name)) continue;
+            if (!has_rule(rules, MigrationRuleKind::skip_if_passed, s.name) &&
+                !has_rule(rules, MigrationRuleKind::run_if_passed, s.name)) {
                 return false;
             }
         }
@@ -221,9 +235,10 @@ struct MigrationCheck {
         for (const auto& s : from) {
             if (!s.has_compensation) continue;
             std::string_view next = s.name;
-            if (const auto* r = find_rule(rules, MigrationRuleKind::rename, s.name)) next = r->renamed;
-            const auto* t = find_place(to, next);
-            if (t && !t->has_compensation) return false;
+            if (const auto r = find_rule(rules, MigrationRuleKind::rename, s.name); r != not_found) {
+                next = rules[r].renamed;
+            }
+            if (const auto t = find_place(to, next); t != not_found && !to[t].has_compensation) return false;
         }
         return true;
     }
