@@ -212,6 +212,13 @@ void SagaState::apply(const RecordedEvent& e) {
             }
             blocked_reason = p.value("reason", "");
             blocked_for_operator = p.value("needs_operator", false);
+        } else if (type == saga_event::cancel_requested) {
+            if (phase != SagaPhase::running) {
+                throw fail("only a running saga can be cancelled, not a " + std::string(to_string(phase)) + " one");
+            }
+            cancel_requested = true;
+            cancel_reason = p.value("reason", "");
+            if (auto by = p.value("by", ""); !by.empty()) cancel_reason += " (by " + by + ")";
         } else if (type == saga_event::migrated) {
             if (phase != SagaPhase::blocked && phase != SagaPhase::failed) {
                 throw fail("a " + std::string(to_string(phase)) + " saga cannot be migrated");

@@ -18,6 +18,7 @@
 #include <boong/saga_leases.hpp>
 #include <boong/saga_migration.hpp>
 #include <boong/saga_orchestrator.hpp>
+#include <boong/saga_cancel.hpp>
 #include <boong/saga_retry.hpp>
 #include <boong/saga_runner.hpp>
 #include <boong/saga_state.hpp>

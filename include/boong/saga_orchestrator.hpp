@@ -31,7 +31,9 @@
 #include <boong/saga_runner.hpp>
 
 #include <boost/asio/bind_executor.hpp>
+#include <boost/asio/steady_timer.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -354,6 +356,7 @@ private:
     }
 
     boost::asio::awaitable<void> take_over(std::string id) {
+        co_await stop_run_here(id);
         SagaState state;
         std::string unreadable;
         try {
@@ -407,6 +410,30 @@ private:
             }
         }
         co_await block(id, state, unserved_reason(state.definition));
+    }
+
+    // A saga claimed while a run of it still goes on here: its lease was
+    // freed under that run (an operator's cancel) or ran out. That run stops
+    // first (what it had buffered conflicts, if the stream moved), so that
+    // the claim resumes the saga from its events alone.
+    boost::asio::awaitable<void> stop_run_here(const std::string& id) {
+        bool here = runner_.interrupt(id, "claimed again: its lease was freed under this run");
+        for (auto& v : older_) here = v->interrupt(id, "claimed again: its lease was freed under this run") || here;
+        if (!here) co_return;
+        const auto runs_here = [&] {
+            auto ids = runner_.running_ids();
+            for (const auto& v : older_) {
+                auto more = v->running_ids();
+                ids.insert(ids.end(), more.begin(), more.end());
+            }
+            return std::find(ids.begin(), ids.end(), id) != ids.end();
+        };
+        const auto until = std::chrono::steady_clock::now() + options_.lease;
+        boost::asio::steady_timer t(background_->get_executor());
+        while (runs_here() && std::chrono::steady_clock::now() < until) {
+            t.expires_after(milliseconds(5));
+            co_await t.async_wait(boost::asio::use_awaitable);
+        }
     }
 
     // An earlier version's resume, awaited (its completion is a std::function,
@@ -558,7 +585,9 @@ private:
                 for (const auto& id : lost) {
                     ++lost_;
                     detail::observe(options_.observer, &Observer::saga_lost, SagaT::name);
-                    log.warn("saga orchestrator {}: saga {} is held by another owner now; stopping it here", owner_, id);
+                    log.warn("saga orchestrator {}: saga {} is no longer held here (another owner took it, or an "
+                             "operator's request freed it); stopping it here",
+                             owner_, id);
                     if (runner_.interrupt(id, "its lease was taken over")) continue;
                     for (auto& v : older_) {
                         if (v->interrupt(id, "its lease was taken over")) break;

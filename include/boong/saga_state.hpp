@@ -62,6 +62,10 @@ inline constexpr std::string_view retry_requested = "SagaRetryRequested";
 // An operator moved a blocked or failed saga to the next version of its
 // definition (saga_migration.hpp); it names who, why, and what changed.
 inline constexpr std::string_view migrated = "SagaMigrated";
+// An operator asked for a running saga to be cancelled (saga_cancel.hpp): it
+// is taken from its owner, and whichever orchestrator resumes it compensates,
+// as SagaRunner::cancel() does in process. It moves no phase by itself.
+inline constexpr std::string_view cancel_requested = "SagaCancelRequested";
 }  // namespace saga_event
 
 inline std::string saga_stream(std::string_view saga_id) { return "saga-" + std::string(saga_id); }
@@ -152,6 +156,10 @@ struct SagaState {
     // keys keep using (so that an effect asked for before the rename is
     // recognised after it).
     std::vector<std::pair<std::string, std::string>> key_steps;
+    // An operator asked for it to be cancelled (SagaCancelRequested): a
+    // resumed run compensates instead of going on. The reason, with who asked.
+    bool cancel_requested = false;
+    std::string cancel_reason;
     std::int64_t version = 0;                 // the stream version folded so far
     std::string last_event_id;
     Clock::time_point started_at{};

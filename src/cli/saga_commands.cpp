@@ -1,6 +1,6 @@
 // boong sagas list|stats|stuck|show: what the saga index and a saga's
-// events say. (Operator actions on sagas, retry and cancel, are not here:
-// they go through the orchestrator that owns the saga.)
+// events say; retry and cancel: operator requests, recorded in each saga's
+// stream and carried out by the orchestrators (never table edits).
 #include "commands.hpp"
 #include "exit_status.hpp"
 #include "output.hpp"
@@ -9,6 +9,7 @@
 
 #include <boong/postgres/sagas.hpp>
 #include <boong/postgres/transaction.hpp>
+#include <boong/saga_cancel.hpp>
 #include <boong/saga_retry.hpp>
 
 #include <boost/asio/use_awaitable.hpp>
@@ -435,8 +436,56 @@ void retry(const GlobalOptions& global, const RetryOptions& o) {
     }
 }
 
+// ---- sagas cancel ----------------------------------------------------------
+
+struct CancelOptions {
+    std::vector<std::string> ids;
+    std::string reason;
+    std::string as;
+    bool dry_run = false;
+};
+
+// Recorded in each saga's stream (SagaCancelRequested), carried out by the
+// orchestrators: the one running the saga stops it, the next one to claim it
+// compensates. Never a table edit.
+void cancel(const GlobalOptions& global, const CancelOptions& o) {
+    CancelRequest request;
+    request.saga_ids = o.ids;
+    request.by = operator_name(o.as);
+    request.reason = o.reason;
+    request.dry_run = o.dry_run;
+    SagaIndexConnection c(global);
+    const auto results = c.run(request_cancel(c.store.store(), std::move(request)));
+    const auto cancelled = [](const SagaRequestResult& r) {
+        return r.outcome == RequestOutcome::requested || r.outcome == RequestOutcome::would_request;
+    };
+    const auto done = static_cast<std::size_t>(std::count_if(results.begin(), results.end(), cancelled));
+    if (global.json) {
+        json out = json::array();
+        for (const auto& r : results) {
+            out.push_back(json{{"saga_id", r.saga_id},
+                               {"outcome", to_string(r.outcome)},
+                               {"reason", r.reason.empty() ? json(nullptr) : json(r.reason)}});
+        }
+        print_json(std::cout, json{{"dry_run", o.dry_run}, {"by", operator_name(o.as)}, {"results", out}});
+    } else {
+        Table table({"SAGA", "OUTCOME", "WHY"});
+        for (const auto& r : results) {
+            table.add({r.saga_id, Cell(std::string(to_string(r.outcome)), cancelled(r) ? Colour::green : Colour::red),
+                       or_dash(r.reason)});
+        }
+        table.print(std::cout, stdout_wants_colour());
+        std::cout << done << " of " << results.size()
+                  << (o.dry_run ? " would be cancelled" : " cancelled (their orchestrators compensate them)") << "\n";
+    }
+    if (done < results.size()) {
+        throw CommandError(ExitStatus::failed, std::to_string(results.size() - done) + " of " +
+                                                   std::to_string(results.size()) + " sagas not cancelled");
+    }
+}
+
 void add_saga_commands(CLI::App& app, const GlobalOptions& global, CommandAction& action) {
-    auto* sagas = app.add_subcommand("sagas", "Sagas: list, count, find the stuck ones, show one's history, retry");
+    auto* sagas = app.add_subcommand("sagas", "Sagas: list, count, find the stuck ones, show one's history, retry, cancel");
     sagas->require_subcommand(1);
 
     auto lo = std::make_shared<ListOptions>();
@@ -479,6 +528,15 @@ void add_saga_commands(CLI::App& app, const GlobalOptions& global, CommandAction
         if (ro->ids.empty() && ro->phase.empty()) throw CLI::ValidationError("sagas retry", "give saga ids or --phase");
         action = [&global, ro] { retry(global, *ro); };
     });
+
+    auto co = std::make_shared<CancelOptions>();
+    auto* cancel_cmd = sagas->add_subcommand(
+        "cancel", "Ask for running sagas to be cancelled: their orchestrators compensate them; recorded in each saga");
+    cancel_cmd->add_option("id", co->ids, "Saga ids")->required();
+    cancel_cmd->add_option("--reason", co->reason, "Why, for the audit record and the saga's error")->required();
+    cancel_cmd->add_option("--as", co->as, "Who is acting, for the audit record (default: user@host)");
+    cancel_cmd->add_flag("--dry-run", co->dry_run, "List what would be cancelled; record and change nothing");
+    cancel_cmd->callback([&action, &global, co] { action = [&global, co] { cancel(global, *co); }; });
 }
 
 }  // namespace boong::cli

@@ -107,6 +107,11 @@ SagaTimeline build_timeline(const std::vector<RecordedEvent>& events) {
             saga_row(r, "migrated",
                      "to version " + (to.contains("version") ? to["version"].dump() : std::string("?")) + " by " +
                          p.value("by", "?") + ": " + p.value("reason", ""));
+        } else if (type == saga_event::retry_requested) {
+            saga_row(r, "retry requested",
+                     "by " + p.value("by", "?") + (p.value("reason", "").empty() ? "" : ": " + p.value("reason", "")));
+        } else if (type == saga_event::cancel_requested) {
+            saga_row(r, "cancel requested", "by " + p.value("by", "?") + ": " + p.value("reason", ""));
         } else {
             saga_row(r, "", "");  // an event this boong does not know: shown, not interpreted
         }

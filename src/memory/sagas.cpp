@@ -162,6 +162,18 @@ struct MemorySagaIndex::State {
         r.fingerprint = text(to, "fingerprint");
         r.updated_at = e.stored_at;
     }
+
+    // SagaCancelRequested: a running saga is taken from its owner (whose next
+    // renewal finds it lost); its lease runs out as it stands. As the
+    // PostgreSQL store's cancel trigger does.
+    void cancel(const RecordedEvent& e) {
+        const auto it = sagas.find(e.stream_id.substr(5));
+        if (it == sagas.end() || it->second.phase != SagaPhase::running) return;
+        SagaRecord& r = it->second;
+        r.version = e.version;
+        r.updated_at = e.stored_at;
+        r.owner.clear();
+    }
 };
 
 MemorySagaIndex::MemorySagaIndex(MemoryEventStore& store) : store_(store), state_(std::make_unique<State>()) {}
@@ -179,6 +191,8 @@ std::unique_lock<std::mutex> MemorySagaIndex::catch_up() {
                 state_->apply(e, *rule);
             } else if (e.event.type == saga_event::migrated) {
                 state_->migrate(e);
+            } else if (e.event.type == saga_event::cancel_requested) {
+                state_->cancel(e);
             }
         }
         if (batch.size() < page) break;

@@ -736,16 +736,39 @@ $boong$)");
     return sql;
 }
 
+// Migration 4, an operator's cancel: SagaCancelRequested (docs/cli.md) takes
+// a running saga from its owner, whose next renewal finds it lost and stops
+// it; its lease runs out as it stands (by then that run has stopped), and the
+// next claimant resumes it and compensates. A trigger of its own: it moves
+// no phase.
+std::vector<std::string> migration_4(const Names& n) {
+    std::vector<std::string> sql;
+    sql.push_back("CREATE OR REPLACE FUNCTION " + n.saga_cancel_function + R"(() RETURNS trigger
+LANGUAGE plpgsql AS $boong$
+BEGIN
+    UPDATE )" + n.sagas + R"( SET version = NEW.version, updated_at = NEW.stored_at, owner = NULL
+    WHERE saga_id = substr(NEW.stream_id, 6) AND phase = 'running';
+    RETURN NULL;
+END
+$boong$)");
+    sql.push_back("DROP TRIGGER IF EXISTS " + n.saga_cancel_trigger + " ON " + n.events);
+    sql.push_back("CREATE TRIGGER " + n.saga_cancel_trigger + " AFTER INSERT ON " + n.events +
+                  " FOR EACH ROW WHEN (NEW.type = 'SagaCancelRequested' AND NEW.stream_id LIKE 'saga-%')"
+                  " EXECUTE FUNCTION " + n.saga_cancel_function + "()");
+    return sql;
+}
+
 struct Migration {
     int version;
     const char* description;
     std::vector<std::string> (*statements)(const Names&);
 };
 
-constexpr std::array<Migration, 3> kMigrations{{
+constexpr std::array<Migration, 4> kMigrations{{
     {1, "events, snapshots, append functions, saga table, outbox cursors, inbox", &migration_1},
     {2, "saga definitions: version and fingerprint per saga, the blocked phase", &migration_2},
     {3, "operator actions: SagaMigrated moves a saga to the definition it names, SagaRetryRequested retries it", &migration_3},
+    {4, "operator cancel: SagaCancelRequested takes a running saga from its owner, for a claimant that compensates", &migration_4},
 }};
 static_assert(kMigrations.back().version == kSchemaVersion);
 
@@ -789,6 +812,8 @@ Names names_in(const std::string& schema_name, const PostgresStoreConfig& config
     n.saga_trigger = quote_identifier(derived_name(config.table_name, "_track_saga"));
     n.saga_migration_function = schema + quote_identifier(derived_name(config.table_name, "_migrate_saga"));
     n.saga_migration_trigger = quote_identifier(derived_name(config.table_name, "_migrate_saga"));
+    n.saga_cancel_function = schema + quote_identifier(derived_name(config.table_name, "_cancel_saga"));
+    n.saga_cancel_trigger = quote_identifier(derived_name(config.table_name, "_cancel_saga"));
     n.outbox = schema + quote_identifier(derived_name(config.table_name, "_outbox"));
     n.inbox = schema + quote_identifier(derived_name(config.table_name, "_inbox"));
     n.position_sequence = schema + quote_identifier(derived_name(config.table_name, "_position_seq"));

@@ -13,7 +13,7 @@ namespace boong::pg {
 
 // The schema version this library writes and understands. A database at a
 // higher version was upgraded by a newer library: this one refuses to open it.
-inline constexpr int kSchemaVersion = 3;
+inline constexpr int kSchemaVersion = 4;
 
 // Names of the prepared statements (see statements()).
 inline constexpr const char* kAppendStatement = "boong_append";
@@ -41,6 +41,8 @@ struct Names {
     std::string saga_trigger;     // "event_store_track_saga" (a trigger takes its table's schema)
     std::string saga_migration_function;  // "public"."event_store_migrate_saga": SagaMigrated (version 3)
     std::string saga_migration_trigger;   // "event_store_migrate_saga"
+    std::string saga_cancel_function;     // "public"."event_store_cancel_saga": SagaCancelRequested (version 4)
+    std::string saga_cancel_trigger;      // "event_store_cancel_saga"
     std::string outbox;           // "public"."event_store_outbox": one row per relay (cursor and lease)
     std::string inbox;            // "public"."event_store_inbox": messages each consumer has processed
     std::string position_sequence;          // "public"."event_store_position_seq"

@@ -436,11 +436,9 @@ TEST_CASE("postgres: the schema is created once, idempotently, by stores that st
     auto c = admin();
     pqxx::nontransaction tx(c);
     const auto versions = tx.exec("SELECT version, library_version FROM " + table + "_schema ORDER BY version");
-    // The schema, versioned saga definitions, saga migrations, each once.
-    REQUIRE(versions.size() == 3);
-    CHECK(versions[0][0].as<int>() == 1);
-    CHECK(versions[1][0].as<int>() == 2);
-    CHECK(versions[2][0].as<int>() == 3);
+    // The schema, versioned saga definitions, saga migrations, operator cancel, each once.
+    REQUIRE(versions.size() == 4);
+    for (int i = 0; i < 4; ++i) CHECK(versions[i][0].as<int>() == i + 1);
     // What the issue asks the table to hold, and the indexes that serve reads.
     const auto columns = tx.exec_params(
         "SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum) "
@@ -468,7 +466,8 @@ TEST_CASE("postgres: the schema is created once, idempotently, by stores that st
 // from one that runs the edited text): its statements are held to a digest.
 // A change to the schema is a new migration; only then does this list grow.
 TEST_CASE("postgres: the migrations' text is frozen", "[postgres][schema]") {
-    const std::vector<std::uint64_t> frozen{14906505760644758845ULL, 15193468933668707360ULL, 380132742304159903ULL};
+    const std::vector<std::uint64_t> frozen{14906505760644758845ULL, 15193468933668707360ULL, 380132742304159903ULL,
+                                            14033921945935843317ULL};
     REQUIRE(frozen.size() == static_cast<std::size_t>(boong::pg::kSchemaVersion));
     const auto names = boong::pg::names_in("public", boong::PostgresStoreConfig{});
     for (int version = 1; version <= boong::pg::kSchemaVersion; ++version) {
@@ -529,6 +528,7 @@ void drop_named(const boong::pg::Names& n) {
             n.outbox + ", " + n.inbox);
     tx.exec("DROP FUNCTION IF EXISTS " + n.saga_function + "()");
     tx.exec("DROP FUNCTION IF EXISTS " + n.saga_migration_function + "()");
+    tx.exec("DROP FUNCTION IF EXISTS " + n.saga_cancel_function + "()");
     tx.exec("DROP FUNCTION IF EXISTS " + n.append_function + "(jsonb, boolean)");
     tx.exec("DROP FUNCTION IF EXISTS " + n.append_known_function);
     tx.exec("DROP SEQUENCE IF EXISTS " + n.position_sequence);
@@ -565,14 +565,15 @@ TEST_CASE("postgres: a saga table made by migration 1 is upgraded and keeps its 
     }
     asio::io_context ioc;
     boong::PostgresEventStore store(ioc.get_executor(), config);
-    store.open();  // migrations 2 and 3
+    store.open();  // migrations 2 to 4
     boong::PostgresSagaIndex index(store);
     {
         pqxx::nontransaction tx(c);
         const auto versions = tx.exec("SELECT version FROM " + names.versions + " ORDER BY version");
-        REQUIRE(versions.size() == 3);
+        REQUIRE(versions.size() == 4);
         CHECK(versions[1][0].as<int>() == 2);
         CHECK(versions[2][0].as<int>() == 3);
+        CHECK(versions[3][0].as<int>() == 4);
         // One CHECK on phase, the one migration 2 named.
         const auto checks = tx.exec("SELECT conname FROM pg_constraint WHERE contype = 'c' AND conrelid = '" +
                                     names.sagas + "'::regclass");

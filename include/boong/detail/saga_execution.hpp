@@ -226,6 +226,12 @@ public:
             if (state_.phase == SagaPhase::failed) state_.phase = SagaPhase::compensating;
             record(saga_event::resumed, object("phase", to_string(state_.phase)));
             stamp_owner();
+            // An operator's cancel (SagaCancelRequested) stopped its last run:
+            // this one compensates, as cancel() would have in that process.
+            if (state_.phase == SagaPhase::running && state_.cancel_requested) {
+                stop_ = StopReason::cancel;
+                stop_message_ = state_.cancel_reason;
+            }
         }
         arm_deadline();
 
@@ -386,7 +392,13 @@ private:
         for (int attempt = 1;;) {
             if (stop_ == StopReason::shutdown) co_await interrupted();
             if (auto f = interruption(step, group); f.failed) {
-                record_step_failure(step.name, attempt, f, true);
+                // Stopped before trying again a step an earlier run began: that
+                // attempt's effect may have happened (compensate_uncertain).
+                const bool uncertain = attempt == 1 && policy.compensate_uncertain && step.compensation != nullptr &&
+                                       std::find(state_.begun.begin(), state_.begun.end(), step.name) !=
+                                           state_.begun.end();
+                if (uncertain) state_.compensable.emplace_back(step.name);
+                record_step_failure(step.name, attempt, f, true, uncertain);
                 co_return f;
             }
             if (outage_tries == 0) record(saga_event::step_started, object("attempt", attempt, "step", step.name));
