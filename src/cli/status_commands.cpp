@@ -15,6 +15,7 @@
 
 #include <pqxx/pqxx>
 
+#include <algorithm>
 #include <iostream>
 #include <memory>
 #include <set>
@@ -150,20 +151,34 @@ public:
 struct GroupRow {
     std::string topic;
     ConsumerGroupStatus status;
+    std::optional<std::size_t> pending;  // nullopt: the broker cannot tell
     std::optional<Clock::time_point> oldest_pending;
 };
 
+// RabbitMQ cannot list a topic's queues: the groups it can show are those the
+// config declares (messageBroker.options.groups). A topic asked for that has
+// none there would show as having no groups, which is not known: refused.
+void require_rabbitmq_groups(const RabbitMqBrokerConfig& config, const std::vector<std::string>& topics) {
+    for (const auto& topic : topics) {
+        const bool known = std::any_of(config.groups.begin(), config.groups.end(),
+                                       [&](const auto& entry) { return entry.first == topic && !entry.second.empty(); });
+        if (!known) {
+            throw CommandError(ExitStatus::usage,
+                               "RabbitMQ cannot list the consumer groups of a topic: name those of \"" + topic +
+                                   "\" in the config's messageBroker.options.groups (as the services that consume "
+                                   "it do)");
+        }
+    }
+}
+
 void consumers(const GlobalOptions& global, const std::vector<std::string>& topics_asked) {
     const Config config = effective_config(global);
-    asio::io_context ioc;
-    AnyBroker broker = open_broker(ioc, config);
-    std::optional<RedisProbe> probe;
-    if (config.message_broker.type == MessageBrokerConfig::Type::redis_streams) probe.emplace(ioc, config.message_broker.redis);
+    // AMQP 0-9-1 shows a queue's ready messages and consumers, not its
+    // unacknowledged ones: on RabbitMQ, pending (and its age) is unknown.
+    const bool rabbitmq = config.message_broker.type == MessageBrokerConfig::Type::rabbitmq;
     std::vector<std::string> topics = topics_asked;
-    if (topics.empty()) {
-        if (probe) {
-            topics = probe->topics();
-        } else {
+    if (rabbitmq) {
+        if (topics.empty()) {
             // RabbitMQ cannot list them: the topics of the configured groups.
             for (const auto& [topic, groups] : config.message_broker.rabbitmq.groups) topics.push_back(topic);
             if (topics.empty()) {
@@ -171,7 +186,13 @@ void consumers(const GlobalOptions& global, const std::vector<std::string>& topi
                                                       "whose messageBroker.options.groups names them");
             }
         }
+        require_rabbitmq_groups(config.message_broker.rabbitmq, topics);
     }
+    asio::io_context ioc;
+    AnyBroker broker = open_broker(ioc, config);
+    std::optional<RedisProbe> probe;
+    if (config.message_broker.type == MessageBrokerConfig::Type::redis_streams) probe.emplace(ioc, config.message_broker.redis);
+    if (topics.empty() && probe) topics = probe->topics();
     std::vector<GroupRow> rows;
     for (const auto& topic : topics) {
         std::vector<ConsumerGroupStatus> groups;
@@ -181,7 +202,8 @@ void consumers(const GlobalOptions& global, const std::vector<std::string>& topi
             throw command_error(std::current_exception());
         }
         for (auto& g : groups) {
-            GroupRow row{topic, std::move(g), std::nullopt};
+            GroupRow row{topic, std::move(g), std::nullopt, std::nullopt};
+            if (!rabbitmq) row.pending = row.status.pending;
             if (probe && row.status.pending > 0) row.oldest_pending = probe->oldest_pending(topic, row.status.group);
             rows.push_back(std::move(row));
         }
@@ -193,7 +215,7 @@ void consumers(const GlobalOptions& global, const std::vector<std::string>& topi
             out.push_back({{"topic", r.topic},
                            {"group", r.status.group},
                            {"consumers", r.status.consumers},
-                           {"pending", r.status.pending},
+                           {"pending", r.pending ? json(*r.pending) : json(nullptr)},
                            {"lag", r.status.lag ? json(*r.status.lag) : json(nullptr)},
                            {"oldest_pending_at", json_time(r.oldest_pending)}});
         }
@@ -208,12 +230,16 @@ void consumers(const GlobalOptions& global, const std::vector<std::string>& topi
     for (const auto& r : rows) {
         const auto& s = r.status;
         t.add({r.topic, s.group, std::to_string(s.consumers),
-               Cell(std::to_string(s.pending), s.pending > 0 ? Colour::yellow : Colour::none),
+               r.pending ? Cell(std::to_string(*r.pending), *r.pending > 0 ? Colour::yellow : Colour::none) : Cell("?"),
                s.lag ? Cell(std::to_string(*s.lag), *s.lag > 0 ? Colour::yellow : Colour::none) : Cell("?"),
                r.oldest_pending ? format_duration(std::chrono::duration_cast<milliseconds>(now - *r.oldest_pending)) + " ago"
-                                : std::string()});
+                                : std::string(r.pending ? "" : "?")});
     }
     t.print(std::cout, stdout_wants_colour());
+    if (rabbitmq) {
+        std::cout << "?: RabbitMQ does not show a queue's unacknowledged messages over AMQP (rabbitmqctl list_queues "
+                     "name messages_unacknowledged does); LAG is the messages ready in the group's queue.\n";
+    }
 }
 
 }  // namespace

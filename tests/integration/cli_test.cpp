@@ -4,12 +4,16 @@
 // one-line report of an unreachable server, and the audit records of
 // dead-letter actions.
 #include "support/async.hpp"
+#include "support/durable_world.hpp"
 #include "support/scripted_saga.hpp"
 
 #include <boong/postgres/outbox.hpp>
 #include <boong/postgres/sagas.hpp>
 #include <boong/postgres/store.hpp>
 #include <boong/redis/broker.hpp>
+#if BOONG_CLI_TEST_RABBITMQ
+#include <boong/rabbitmq/broker.hpp>
+#endif
 #include <boong/saga_runner.hpp>
 
 #include "postgres/schema.hpp"
@@ -21,11 +25,15 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -415,6 +423,55 @@ TEST_CASE("boong sagas: list, stats, stuck and show, as JSON", "[cli]") {
         CHECK(refused.err == "boong: 1 of 1 sagas not retried\n");
     }
 
+    SECTION("cancel: records who asked and why in the saga and takes it from its owner; a saga not running is "
+            "refused") {
+        ScriptedSaga waiting;
+        waiting.plans["b"].actions = {Act::hang};
+        struct Until {
+            asio::io_context& ioc;
+            bool until(const std::function<bool()>& done, std::chrono::milliseconds limit) {
+                return boong::test::run_until(ioc, done, limit);
+            }
+        } u{w.ioc};
+        Runner runner(waiting, w.store, boong::test::slow_step_options());
+        boong::RunOptions options;
+        options.saga_id = "s4-waits";
+        boong::test::start_and_abandon(u, runner, waiting, options);  // a done, b begun
+
+        auto dry = boong_tool(w.args(
+            {"sagas", "cancel", "s4-waits", "--reason", "customer withdrew", "--as", "bob", "--dry-run", "--json"}));
+        REQUIRE(dry.status == 0);
+        CHECK(dry.document() == json{{"dry_run", true},
+                                     {"by", "bob"},
+                                     {"results", {{{"saga_id", "s4-waits"}, {"outcome", "would_request"},
+                                                   {"reason", nullptr}}}}});
+        auto events = w.run(w.store.async_read_stream("saga-s4-waits", 1, 1000, asio::use_awaitable));
+        CHECK(events.back().event.type == "StepStarted");  // the dry run recorded nothing
+        auto done = boong_tool(
+            w.args({"sagas", "cancel", "s4-waits", "--reason", "customer withdrew", "--as", "bob", "--json"}));
+        REQUIRE(done.status == 0);
+        CHECK(done.document()["results"][0]["outcome"] == "requested");
+        const auto r = w.run(w.index.async_find("s4-waits", asio::use_awaitable));
+        CHECK(r->phase == boong::SagaPhase::running);  // until an orchestrator resumes it and compensates
+        CHECK(r->owner.empty());
+        events = w.run(w.store.async_read_stream("saga-s4-waits", 1, 1000, asio::use_awaitable));
+        REQUIRE(events.back().event.type == "SagaCancelRequested");
+        CHECK(events.back().event.payload == json{{"by", "bob"}, {"reason", "customer withdrew"}});
+        auto shown = boong_tool(w.args({"sagas", "show", "s4-waits"}));
+        CHECK(shown.status == 0);
+        CHECK(shown.out.find("by bob: customer withdrew") != std::string::npos);
+        // Asked twice: refused, with the first request's reason.
+        auto twice = boong_tool(w.args({"sagas", "cancel", "s4-waits", "--reason", "again", "--json"}));
+        CHECK(twice.status == 1);
+        CHECK(twice.document()["results"][0]["reason"] == "its cancel was already asked for: customer withdrew (by bob)");
+        // A reason is required; a completed saga is not cancelled: exit 1, and why.
+        CHECK(boong_tool(w.args({"sagas", "cancel", "s4-waits"})).status == 2);
+        auto refused = boong_tool(w.args({"sagas", "cancel", "s1-completes", "--reason", "too late"}));
+        CHECK(refused.status == 1);
+        CHECK(refused.out.find("it is completed: only a running saga is cancelled") != std::string::npos);
+        CHECK(refused.err == "boong: 1 of 1 sagas not cancelled\n");
+    }
+
     SECTION("show: an unknown saga is exit 4") {
         auto r = boong_tool(w.args({"sagas", "show", "no-such-saga"}));
         CHECK(r.status == 4);
@@ -690,3 +747,274 @@ TEST_CASE("boong dlq and consumers on Redis", "[cli]") {
         fs::remove(memory_cfg);
     }
 }
+
+#if BOONG_CLI_TEST_RABBITMQ
+namespace {
+
+// The test script's RabbitMQ node (BOONG_TEST_RABBITMQ_HOST, _PORT, _USER,
+// _PASSWORD); nullopt when it exported none of them.
+std::optional<boong::RabbitMqBrokerConfig> rabbitmq_from_environment() {
+    auto set = [](const char* name) {
+        const char* v = std::getenv(name);
+        return v != nullptr && *v != '\0';
+    };
+    if (!set("BOONG_TEST_RABBITMQ_HOST") && !set("BOONG_TEST_RABBITMQ_PORT")) return std::nullopt;
+    boong::RabbitMqBrokerConfig c;
+    c.host = env_or_fail("BOONG_TEST_RABBITMQ_HOST");
+    c.port = std::stoi(env_or_fail("BOONG_TEST_RABBITMQ_PORT"));
+    c.username = env_or_fail("BOONG_TEST_RABBITMQ_USER");
+    env_or_fail("BOONG_TEST_RABBITMQ_PASSWORD");
+    c.password_env = "BOONG_TEST_RABBITMQ_PASSWORD";
+    c.connect_timeout = 3000ms;
+    c.publish_timeout = 5000ms;
+    return c;
+}
+
+// w's store and topic with the RabbitMQ node as the broker: a config file
+// naming the node and the topic's group "billing" (RabbitMQ cannot list a
+// topic's groups: the tool shows those its config declares).
+struct RabbitMqWorld {
+    World& w;
+    boong::RabbitMqBrokerConfig broker_config;
+    fs::path config_file = fs::temp_directory_path() / (w.table + "-rabbitmq.json");
+
+    RabbitMqWorld(World& world, boong::RabbitMqBrokerConfig c) : w(world), broker_config(std::move(c)) {
+        json config = {{"eventStore",
+                        {{"type", "postgres"},
+                         {"connection", w.dsn},
+                         {"tableName", w.table},
+                         {"snapshotTableName", w.table + "_snapshots"}}},
+                       {"messageBroker",
+                        {{"type", "rabbitmq"},
+                         {"options",
+                          {{"host", broker_config.host},
+                           {"port", broker_config.port},
+                           {"username", broker_config.username},
+                           {"passwordEnv", broker_config.password_env},
+                           {"groups", {{w.topic, {"billing"}}}}}}}}};
+        std::ofstream(config_file) << config.dump(2);
+    }
+    ~RabbitMqWorld() { fs::remove(config_file); }
+    RabbitMqWorld(const RabbitMqWorld&) = delete;
+    RabbitMqWorld& operator=(const RabbitMqWorld&) = delete;
+
+    std::vector<std::string> args(std::vector<std::string> a) const {
+        a.insert(a.begin(), {"--config", config_file.string()});
+        return a;
+    }
+    std::string endpoint() const { return broker_config.host + ":" + std::to_string(broker_config.port); }
+
+    std::vector<boong::DeadLetter> dead_letters() {
+        boong::RabbitMqBroker broker(w.ioc.get_executor(), broker_config);
+        return w.run(broker.async_dead_letters(w.topic, "", 100, asio::use_awaitable));
+    }
+};
+
+// As seed_dead_letters, on RabbitMQ: the group's queue declared first (it
+// routes at publish time), `count` events published, each rejected by a
+// consumer of "billing", which is then stopped (and its connection closed).
+std::vector<std::string> seed_rabbitmq_dead_letters(RabbitMqWorld& r, int count) {
+    World& w = r.w;
+    boong::RabbitMqBroker broker(w.ioc.get_executor(), r.broker_config);
+    w.run(broker.async_declare(w.topic, std::vector<std::string>{"billing"}, asio::use_awaitable));
+    std::vector<std::string> event_ids;
+    for (int i = 0; i < count; ++i) {
+        boong::EventData e;
+        e.event_id = boong::IdGenerator().next();
+        e.type = "InvoiceRequested";
+        e.payload = {{"n", i}};
+        e.metadata.timestamp = boong::Clock::now();
+        event_ids.push_back(e.event_id);
+        w.run(broker.async_publish(w.topic, e, asio::use_awaitable));
+    }
+    asio::cancellation_signal stop;
+    bool stopped = false;
+    boong::ConsumerOptions options{w.topic, "billing", "c1", {}};
+    options.settings.max_deliveries = 1;
+    broker.async_consume(options,
+                         [](const boong::Delivery&) -> asio::awaitable<void> {
+                             throw boong::Rejection("no customer for this invoice");
+                             co_return;
+                         },
+                         asio::bind_cancellation_slot(stop.slot(), [&](std::exception_ptr) { stopped = true; }));
+    std::size_t dead = 0;
+    REQUIRE(boong::test::run_until(w.ioc, [&] {
+        if (dead < static_cast<std::size_t>(count)) {
+            dead = boong::test::run_until_done(w.ioc, [&] {
+                       return broker.async_dead_letters(w.topic, "", 100, asio::use_awaitable);
+                   }).size();
+        }
+        return dead == static_cast<std::size_t>(count);
+    }, 20s));
+    stop.emit(asio::cancellation_type::terminal);
+    REQUIRE(boong::test::run_until(w.ioc, [&] { return stopped; }, 20s));
+    return event_ids;
+}
+
+}  // namespace
+
+TEST_CASE("boong dlq and consumers on RabbitMQ", "[cli]") {
+    const auto broker_config = rabbitmq_from_environment();
+    if (!broker_config) {
+        WARN("skipped: BOONG_TEST_RABBITMQ_HOST/_PORT/_USER/_PASSWORD are not set (scripts/test.sh exports them)");
+        return;
+    }
+    World w;
+    RabbitMqWorld r(w, *broker_config);
+    const auto event_ids = seed_rabbitmq_dead_letters(r, 3);
+    const auto letters = r.dead_letters();
+    REQUIRE(letters.size() == 3);
+    // Every event dead-lettered once, each letter with an id of its own (UUIDs, not the topic's message ids).
+    std::set<std::string> dead_events;
+    for (const auto& d : letters) {
+        REQUIRE(d.event);
+        dead_events.insert(d.event->event_id);
+        CHECK(!d.source_message_id.empty());
+        CHECK(d.source_message_id != d.message_id);
+    }
+    CHECK(dead_events == std::set<std::string>(event_ids.begin(), event_ids.end()));
+
+    SECTION("list and show") {
+        auto list = boong_tool(r.args({"dlq", "list", "--topic", w.topic, "--json"}));
+        REQUIRE(list.status == 0);
+        json expected = json::array();
+        for (const auto& d : letters) {
+            expected.push_back({{"message_id", d.message_id}, {"source_topic", w.topic},
+                                {"source_message_id", d.source_message_id}, {"group", "billing"},
+                                {"reason", d.reason}, {"delivery_count", 1}, {"at", "<at>"},
+                                {"event_id", d.event->event_id}, {"event_type", "InvoiceRequested"}});
+        }
+        CHECK(normalised(list.document(), {"at"}) == json{{"topic", w.topic}, {"dead_letters", expected}});
+        CHECK(letters[0].reason.find("no customer for this invoice") != std::string::npos);
+        // Listing reads the queue and gives it back: nothing is lost by looking.
+        CHECK(r.dead_letters().size() == 3);
+
+        auto show = boong_tool(r.args({"dlq", "show", "--topic", w.topic, "--id", letters[1].message_id, "--json"}));
+        REQUIRE(show.status == 0);
+        const json shown = show.document();
+        REQUIRE(shown["dead_letters"].size() == 1);
+        CHECK(normalised(shown["dead_letters"][0], {"at"}) ==
+              json{{"message_id", letters[1].message_id}, {"source_topic", w.topic},
+                   {"source_message_id", letters[1].source_message_id}, {"group", "billing"},
+                   {"reason", letters[1].reason}, {"delivery_count", 1}, {"at", "<at>"},
+                   {"event_id", letters[1].event->event_id}, {"event_type", "InvoiceRequested"},
+                   {"event", json(*letters[1].event)}, {"raw", nullptr}});
+
+        auto unknown = boong_tool(r.args({"dlq", "show", "--topic", w.topic, "--id", boong::IdGenerator().next()}));
+        CHECK(unknown.status == 4);
+        CHECK(r.dead_letters().size() == 3);
+    }
+
+    SECTION("drop without --reason is refused; nothing changes") {
+        auto drop = boong_tool(r.args({"dlq", "drop", "--topic", w.topic, "--all"}));
+        CHECK(drop.status == 2);
+        CHECK(drop.err.find("--reason is required") != std::string::npos);
+        CHECK(r.dead_letters().size() == 3);
+        CHECK(audit(w).empty());
+    }
+
+    SECTION("--dry-run lists what would be done, records and changes nothing") {
+        auto redrive = boong_tool(r.args({"dlq", "redrive", "--topic", w.topic, "--all", "--dry-run", "--as", "alice",
+                                          "--json"}));
+        REQUIRE(redrive.status == 0);
+        CHECK(redrive.document() == json{{"operation", "redrive"}, {"topic", w.topic}, {"dry_run", true},
+                                         {"by", "alice"}, {"reason", nullptr},
+                                         {"ids", {letters[0].message_id, letters[1].message_id, letters[2].message_id}},
+                                         {"count", nullptr}, {"audit", nullptr}});
+        auto drop = boong_tool(r.args({"dlq", "drop", "--topic", w.topic, "--before", "now", "--reason", "junk",
+                                       "--dry-run", "--json"}));
+        REQUIRE(drop.status == 0);
+        CHECK(drop.document()["ids"].size() == 3);
+        CHECK(r.dead_letters().size() == 3);
+        CHECK(audit(w).empty());
+    }
+
+    SECTION("redrive and drop append the audit event naming the operator, then act; consumers shows the lag") {
+        // Before: the group's queue is empty and nobody consumes it. RabbitMQ
+        // cannot tell pending (delivered, unacked) or its age: null, never 0.
+        const json idle = json{{"groups", {{{"topic", w.topic}, {"group", "billing"}, {"consumers", 0},
+                                            {"pending", nullptr}, {"lag", 0}, {"oldest_pending_at", nullptr}}}}};
+        auto before = boong_tool(r.args({"consumers", "--topic", w.topic, "--json"}));
+        REQUIRE(before.status == 0);
+        CHECK(before.document() == idle);
+        // Without --topic: the topics of the config's groups.
+        auto configured = boong_tool(r.args({"consumers", "--json"}));
+        REQUIRE(configured.status == 0);
+        CHECK(configured.document() == idle);
+
+        auto redrive = boong_tool(r.args({"dlq", "redrive", "--topic", w.topic, "--id", letters[0].message_id, "--as",
+                                          "alice", "--reason", "customer created", "--json"}));
+        REQUIRE(redrive.status == 0);
+        auto events = audit(w);
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].event.type == "DeadLettersRedriven");
+        CHECK(normalised(events[0].event.payload, {"at"}) ==
+              json{{"by", "alice"}, {"reason", "customer created"}, {"topic", w.topic},
+                   {"ids", {letters[0].message_id}}, {"at", "<at>"}});
+        CHECK(redrive.document() ==
+              json{{"operation", "redrive"}, {"topic", w.topic}, {"dry_run", false}, {"by", "alice"},
+                   {"reason", "customer created"}, {"ids", {letters[0].message_id}}, {"count", 1},
+                   {"audit", {{"stream", "boong-audit"}, {"version", 1}, {"position", events[0].position},
+                              {"event_id", events[0].event.event_id}, {"type", "DeadLettersRedriven"}}}});
+        CHECK(r.dead_letters().size() == 2);
+
+        // The redriven message waits in billing's queue, not yet delivered: lag 1.
+        auto consumers = boong_tool(r.args({"consumers", "--topic", w.topic, "--json"}));
+        REQUIRE(consumers.status == 0);
+        CHECK(consumers.document() ==
+              json{{"groups", {{{"topic", w.topic}, {"group", "billing"}, {"consumers", 0}, {"pending", nullptr},
+                                {"lag", 1}, {"oldest_pending_at", nullptr}}}}});
+        // For people: what is unknown is "?", and the table says why.
+        auto table = boong_tool(r.args({"consumers", "--topic", w.topic}));
+        REQUIRE(table.status == 0);
+        CHECK(table.out.find("RabbitMQ does not show a queue's unacknowledged messages") != std::string::npos);
+
+        // The default operator is user@host.
+        auto drop = boong_tool(r.args({"dlq", "drop", "--topic", w.topic, "--all", "--reason", "duplicates", "--json"}),
+                               {"USER=carol"});
+        REQUIRE(drop.status == 0);
+        CHECK(drop.document()["count"] == 2);
+        events = audit(w);
+        REQUIRE(events.size() == 2);
+        CHECK(events[1].event.type == "DeadLettersDropped");
+        CHECK(events[1].event.payload["by"].get<std::string>().starts_with("carol@"));
+        CHECK(events[1].event.payload["reason"] == "duplicates");
+        CHECK(events[1].event.payload["ids"] == json{letters[1].message_id, letters[2].message_id});
+        CHECK(r.dead_letters().empty());
+
+        // Nothing left: nothing to do, and nothing recorded.
+        auto again = boong_tool(r.args({"dlq", "drop", "--topic", w.topic, "--all", "--reason", "x"}));
+        CHECK(again.status == 0);
+        CHECK(audit(w).size() == 2);
+    }
+
+    SECTION("flags name the node; groups the config does not declare are refused, not shown as none") {
+        const std::vector<std::string> flags{"--rabbitmq", r.endpoint(), "--rabbitmq-user", r.broker_config.username};
+        const std::vector<std::string> password{"BOONG_RABBITMQ_PASSWORD=" + env_or_fail("BOONG_TEST_RABBITMQ_PASSWORD")};
+        auto with = [&](std::vector<std::string> a) {
+            a.insert(a.begin(), flags.begin(), flags.end());
+            return a;
+        };
+        auto list = boong_tool(with({"dlq", "list", "--topic", w.topic, "--json"}), password);
+        REQUIRE(list.status == 0);
+        CHECK(list.document()["dead_letters"].size() == 3);
+
+        auto no_groups = boong_tool(with({"consumers", "--topic", w.topic, "--json"}), password);
+        CHECK(no_groups.status == 2);
+        CHECK(no_groups.out.empty());
+        CHECK(no_groups.err == "boong: RabbitMQ cannot list the consumer groups of a topic: name those of \"" + w.topic +
+                                   "\" in the config's messageBroker.options.groups (as the services that consume "
+                                   "it do)\n");
+        CHECK(boong_tool(with({"consumers"}), password).status == 2);
+        // A topic the config file does not name either.
+        CHECK(boong_tool(r.args({"consumers", "--topic", w.topic + "-other"})).status == 2);
+
+        auto unreachable = boong_tool({"--rabbitmq", "127.0.0.1:1", "dlq", "list", "--topic", w.topic});
+        CHECK(unreachable.status == 3);
+        CHECK(unreachable.out.empty());
+        CHECK(unreachable.err.starts_with("boong: cannot reach RabbitMQ at 127.0.0.1:1: "));
+        CHECK(std::count(unreachable.err.begin(), unreachable.err.end(), '\n') == 1);
+        CHECK(r.dead_letters().size() == 3);
+    }
+}
+#endif
