@@ -7,6 +7,7 @@
 #include "metrics_endpoint.hpp"
 
 #include <boong/backends.hpp>
+#include <boong/config.hpp>
 #include <boong/detail/outage_log.hpp>
 #include <boong/event_bus.hpp>
 #include <boong/outbox_relay.hpp>
@@ -62,6 +63,7 @@ using namespace std::chrono_literals;
 //   --max-deliveries N          (BOONG_MAX_DELIVERIES)   a message's own failures before it is dead-lettered, default 10
 //   --redelivery-ms MS          (BOONG_REDELIVERY_MS)    redelivery after a failure or a lost consumer, default 2000
 //   --log-level LEVEL           (BOONG_LOG_LEVEL)        spdlog level, default info
+//   --log-format text|json      (BOONG_LOG_FORMAT)       json: one object a line, saga id and step as fields
 // The payment and inventory services also take:
 //   --metrics-port PORT         (BOONG_METRICS_PORT)     GET /metrics on this port (docs/metrics.md); default: not served
 // The order service also takes (and serves GET /metrics on its --http port):
@@ -90,6 +92,7 @@ struct Options {
     int max_deliveries = 10;
     std::chrono::milliseconds redelivery{2000};
     std::string log_level = "info";
+    std::string log_format = "text";
     int http_port = 8080;
     int metrics_port = 0;  // payment, inventory: GET /metrics on this port (0: not served)
     std::string mode = "events";
@@ -148,7 +151,8 @@ inline Options parse_options(std::string service, int argc, char** argv) {
                                              {"--table", "BOONG_TABLE"},
                                              {"--max-deliveries", "BOONG_MAX_DELIVERIES"},
                                              {"--redelivery-ms", "BOONG_REDELIVERY_MS"},
-                                             {"--log-level", "BOONG_LOG_LEVEL"}};
+                                             {"--log-level", "BOONG_LOG_LEVEL"},
+                                             {"--log-format", "BOONG_LOG_FORMAT"}};
     if (!order) flags.insert({"--metrics-port", "BOONG_METRICS_PORT"});
     if (order) {
         flags.insert({{"--http", "BOONG_HTTP_PORT"},
@@ -168,7 +172,7 @@ inline Options parse_options(std::string service, int argc, char** argv) {
                          " [--redis-user USER] [--redis-password-file FILE] [--broker redis|rabbitmq]"
                          " [--rabbitmq HOST:PORT] [--rabbitmq-user USER] [--rabbitmq-password-file FILE]"
                          " [--table NAME] [--max-deliveries N]"
-                         " [--redelivery-ms MS] [--log-level LEVEL]"
+                         " [--redelivery-ms MS] [--log-level LEVEL] [--log-format text|json]"
                       << (order ? " [--http PORT] [--mode events|saga] [--max-backlog N] [--max-body BYTES]"
                                 : " [--metrics-port PORT]")
                       << "\n(see examples/order_services/common.hpp; passwords from BOONG_PG_PASSWORD, "
@@ -210,6 +214,10 @@ inline Options parse_options(std::string service, int argc, char** argv) {
     if (spdlog::level::from_str(o.log_level) == spdlog::level::off && o.log_level != "off") {
         throw std::runtime_error("--log-level must be one of trace, debug, info, warn, error, critical, off; not '" +
                                  o.log_level + "'");
+    }
+    if (v.count("--log-format")) o.log_format = v["--log-format"];
+    if (o.log_format != "text" && o.log_format != "json") {
+        throw std::runtime_error("--log-format must be text or json; not '" + o.log_format + "'");
     }
     if (v.count("--metrics-port"))
         o.metrics_port = static_cast<int>(parse_integer("--metrics-port", v["--metrics-port"], 1, 65535));
@@ -308,8 +316,12 @@ public:
         : options_(std::move(options)),
           registry_(make_registry()),
           metrics_(std::make_shared<boong::PrometheusObserver>(metrics_registry_)) {
-        spdlog::set_level(spdlog::level::from_str(options_.log_level));
-        spdlog::set_pattern("[%H:%M:%S.%e] [" + options_.service + " %P] [%l] %v");
+        if (options_.log_format == "json") {
+            boong::apply_logging(boong::LoggingConfig{options_.log_level, options_.log_format});
+        } else {
+            spdlog::set_level(spdlog::level::from_str(options_.log_level));
+            spdlog::set_pattern("[%H:%M:%S.%e] [" + options_.service + " %P] [%l] %v");
+        }
 
         boong::PostgresStoreConfig pc;
         pc.connection = options_.dsn;
