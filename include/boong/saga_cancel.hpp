@@ -5,7 +5,7 @@
 //   request.saga_ids = {"order-42"};
 //   request.by = "alice@ops";
 //   request.reason = "customer withdrew the order";
-//   auto results = co_await boong::request_cancel(store, index, request);
+//   auto results = co_await boong::request_cancel(store, request);
 //
 // Each cancel appends SagaCancelRequested (who, why) at the saga's stream
 // version, which takes the saga from its owner: the orchestrator running it

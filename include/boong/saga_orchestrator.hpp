@@ -412,13 +412,14 @@ private:
         co_await block(id, state, unserved_reason(state.definition));
     }
 
-    // A saga claimed while a run of it still goes on here: its lease was
-    // freed under that run (an operator's cancel) or ran out. That run stops
-    // first (what it had buffered conflicts, if the stream moved), so that
-    // the claim resumes the saga from its events alone.
+    // A saga claimed while a run of it still goes on here: its lease ran out
+    // under that run before a renewal said it was lost (an operator's cancel
+    // took it from this owner, or renewals failed). That run stops first
+    // (what it had buffered conflicts, if the stream moved), so that the
+    // claim resumes the saga from its events alone.
     boost::asio::awaitable<void> stop_run_here(const std::string& id) {
-        bool here = runner_.interrupt(id, "claimed again: its lease was freed under this run");
-        for (auto& v : older_) here = v->interrupt(id, "claimed again: its lease was freed under this run") || here;
+        bool here = runner_.interrupt(id, "claimed again: its lease ran out under this run");
+        for (auto& v : older_) here = v->interrupt(id, "claimed again: its lease ran out under this run") || here;
         if (!here) co_return;
         const auto runs_here = [&] {
             auto ids = runner_.running_ids();
@@ -586,7 +587,7 @@ private:
                     ++lost_;
                     detail::observe(options_.observer, &Observer::saga_lost, SagaT::name);
                     log.warn("saga orchestrator {}: saga {} is no longer held here (another owner took it, or an "
-                             "operator's request freed it); stopping it here",
+                             "operator's request took it from this one); stopping it here",
                              owner_, id);
                     if (runner_.interrupt(id, "its lease was taken over")) continue;
                     for (auto& v : older_) {
