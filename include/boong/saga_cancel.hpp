@@ -79,12 +79,7 @@ boost::asio::awaitable<std::vector<SagaRequestResult>> request_cancel(Store& sto
             applied = co_await detail::apply_to_saga(store, result.saga_id, request.dry_run, decide);
             if (applied.applied != detail::Applied::conflict) break;
         }
-        switch (applied.applied) {
-            case detail::Applied::appended: result.outcome = RequestOutcome::requested; break;
-            case detail::Applied::dry_run: result.outcome = RequestOutcome::would_request; break;
-            case detail::Applied::refused: result.outcome = RequestOutcome::refused; break;
-            case detail::Applied::conflict: result.outcome = RequestOutcome::conflict; break;
-        }
+        result.outcome = detail::request_outcome(applied.applied);
         result.reason = std::move(applied.reason);
         results.push_back(std::move(result));
     }

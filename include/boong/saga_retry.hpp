@@ -60,6 +60,17 @@ struct SagaRequestResult {
 
 namespace detail {
 
+// What apply_to_saga did, as a request's outcome.
+constexpr RequestOutcome request_outcome(Applied applied) noexcept {
+    switch (applied) {
+        case Applied::appended: return RequestOutcome::requested;
+        case Applied::dry_run: return RequestOutcome::would_request;
+        case Applied::refused: return RequestOutcome::refused;
+        case Applied::conflict: return RequestOutcome::conflict;
+    }
+    return RequestOutcome::refused;
+}
+
 void validate_retry_request(const RetryRequest& request);
 // Why `saga` cannot be retried (empty: it can).
 std::string retry_refusal(const SagaState& saga);
@@ -94,12 +105,7 @@ boost::asio::awaitable<std::vector<SagaRequestResult>> request_retry(Store& stor
             return decision;
         };
         auto applied = co_await detail::apply_to_saga(store, result.saga_id, request.dry_run, decide);
-        switch (applied.applied) {
-            case detail::Applied::appended: result.outcome = RequestOutcome::requested; break;
-            case detail::Applied::dry_run: result.outcome = RequestOutcome::would_request; break;
-            case detail::Applied::refused: result.outcome = RequestOutcome::refused; break;
-            case detail::Applied::conflict: result.outcome = RequestOutcome::conflict; break;
-        }
+        result.outcome = detail::request_outcome(applied.applied);
         result.reason = std::move(applied.reason);
         results.push_back(std::move(result));
     }

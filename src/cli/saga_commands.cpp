@@ -22,6 +22,7 @@
 #include <iterator>
 #include <map>
 #include <memory>
+#include <string_view>
 
 namespace boong::cli {
 
@@ -375,6 +376,50 @@ json saga_record_json(const SagaRecord& r) {
                 {"lease_until", json_time(r.lease_until)}};
 }
 
+// ---- operator requests (retry, cancel) -------------------------------------
+
+// What an operator's request did, saga by saga, as JSON or a table, with a
+// last line saying how many (`done`, `would`: the verb for each case). Throws
+// CommandError(failed) when some named saga was not done: the command did not
+// do all it was asked. Returns how many were done.
+struct RequestVerbs {
+    std::string_view done;    // " retried"
+    std::string_view would;   // " would be retried"
+    std::string_view none;    // "No saga to retry." (a selection that found none)
+    std::string_view failed;  // " sagas not retried"
+};
+
+void print_request_results(const GlobalOptions& global, bool dry_run, const std::string& by,
+                           const std::vector<SagaRequestResult>& results, bool named, const RequestVerbs& verbs) {
+    const auto ok = [](const SagaRequestResult& r) {
+        return r.outcome == RequestOutcome::requested || r.outcome == RequestOutcome::would_request;
+    };
+    const auto done = static_cast<std::size_t>(std::count_if(results.begin(), results.end(), ok));
+    if (global.json) {
+        json out = json::array();
+        for (const auto& r : results) {
+            out.push_back(json{{"saga_id", r.saga_id},
+                               {"outcome", to_string(r.outcome)},
+                               {"reason", r.reason.empty() ? json(nullptr) : json(r.reason)}});
+        }
+        print_json(std::cout, json{{"dry_run", dry_run}, {"by", by}, {"results", out}});
+    } else if (results.empty()) {
+        std::cout << verbs.none << "\n";
+    } else {
+        Table table({"SAGA", "OUTCOME", "WHY"});
+        for (const auto& r : results) {
+            table.add({r.saga_id, Cell(std::string(to_string(r.outcome)), ok(r) ? Colour::green : Colour::red),
+                       or_dash(r.reason)});
+        }
+        table.print(std::cout, stdout_wants_colour());
+        std::cout << done << " of " << results.size() << (dry_run ? verbs.would : verbs.done) << "\n";
+    }
+    if (done < results.size() && named) {
+        throw CommandError(ExitStatus::failed, std::to_string(results.size() - done) + " of " +
+                                                   std::to_string(results.size()) + std::string(verbs.failed));
+    }
+}
+
 // ---- sagas retry -----------------------------------------------------------
 
 struct RetryOptions {
@@ -406,34 +451,8 @@ void retry(const GlobalOptions& global, const RetryOptions& o) {
     request.dry_run = o.dry_run;
     SagaIndexConnection c(global);
     const auto results = c.run(request_retry(c.store.store(), c.index, std::move(request)));
-    const auto retried = [](const SagaRequestResult& r) {
-        return r.outcome == RequestOutcome::requested || r.outcome == RequestOutcome::would_request;
-    };
-    const auto done = static_cast<std::size_t>(std::count_if(results.begin(), results.end(), retried));
-    if (global.json) {
-        json out = json::array();
-        for (const auto& r : results) {
-            out.push_back(json{{"saga_id", r.saga_id},
-                               {"outcome", to_string(r.outcome)},
-                               {"reason", r.reason.empty() ? json(nullptr) : json(r.reason)}});
-        }
-        print_json(std::cout, json{{"dry_run", o.dry_run}, {"by", operator_name(o.as)}, {"results", out}});
-    } else if (results.empty()) {
-        std::cout << "No saga to retry.\n";
-    } else {
-        Table table({"SAGA", "OUTCOME", "WHY"});
-        for (const auto& r : results) {
-            table.add({r.saga_id, Cell(std::string(to_string(r.outcome)), retried(r) ? Colour::green : Colour::red),
-                       or_dash(r.reason)});
-        }
-        table.print(std::cout, stdout_wants_colour());
-        std::cout << done << " of " << results.size() << (o.dry_run ? " would be retried" : " retried") << "\n";
-    }
-    // Some named sagas could not be retried: the command did not do all it was asked.
-    if (done < results.size() && !o.ids.empty()) {
-        throw CommandError(ExitStatus::failed, std::to_string(results.size() - done) + " of " +
-                                                   std::to_string(results.size()) + " sagas not retried");
-    }
+    print_request_results(global, o.dry_run, operator_name(o.as), results, !o.ids.empty(),
+                          {" retried", " would be retried", "No saga to retry.", " sagas not retried"});
 }
 
 // ---- sagas cancel ----------------------------------------------------------
@@ -456,32 +475,9 @@ void cancel(const GlobalOptions& global, const CancelOptions& o) {
     request.dry_run = o.dry_run;
     SagaIndexConnection c(global);
     const auto results = c.run(request_cancel(c.store.store(), std::move(request)));
-    const auto cancelled = [](const SagaRequestResult& r) {
-        return r.outcome == RequestOutcome::requested || r.outcome == RequestOutcome::would_request;
-    };
-    const auto done = static_cast<std::size_t>(std::count_if(results.begin(), results.end(), cancelled));
-    if (global.json) {
-        json out = json::array();
-        for (const auto& r : results) {
-            out.push_back(json{{"saga_id", r.saga_id},
-                               {"outcome", to_string(r.outcome)},
-                               {"reason", r.reason.empty() ? json(nullptr) : json(r.reason)}});
-        }
-        print_json(std::cout, json{{"dry_run", o.dry_run}, {"by", operator_name(o.as)}, {"results", out}});
-    } else {
-        Table table({"SAGA", "OUTCOME", "WHY"});
-        for (const auto& r : results) {
-            table.add({r.saga_id, Cell(std::string(to_string(r.outcome)), cancelled(r) ? Colour::green : Colour::red),
-                       or_dash(r.reason)});
-        }
-        table.print(std::cout, stdout_wants_colour());
-        std::cout << done << " of " << results.size()
-                  << (o.dry_run ? " would be cancelled" : " cancelled (their orchestrators compensate them)") << "\n";
-    }
-    if (done < results.size()) {
-        throw CommandError(ExitStatus::failed, std::to_string(results.size() - done) + " of " +
-                                                   std::to_string(results.size()) + " sagas not cancelled");
-    }
+    print_request_results(global, o.dry_run, operator_name(o.as), results, true,
+                          {" cancelled (their orchestrators compensate them)", " would be cancelled",
+                           "No saga to cancel.", " sagas not cancelled"});
 }
 
 void add_saga_commands(CLI::App& app, const GlobalOptions& global, CommandAction& action) {
