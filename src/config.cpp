@@ -398,6 +398,7 @@ ConsumerSettings read_consumer(FieldReader r) {
     r.read("visibilityTimeout", c.visibility_timeout, kPositiveTimeout);
     r.read("maxDeliveries", c.max_deliveries, {1, 1000});
     r.read("shutdownGrace", c.shutdown_grace, kTimeout);
+    r.read("backlogInterval", c.backlog_interval, kTimeout);  // 0: never sampled
     // While a dependency is unavailable: how soon a paused consumer tries again.
     const bool delay_set = r.read("outageRetryDelay", c.outage_backoff.initial_delay, kPositiveTimeout);
     const bool cap_set = r.read("outageRetryMaxDelay", c.outage_backoff.max_delay, kPositiveTimeout);

@@ -248,6 +248,7 @@ void validate_consumer_options(const ConsumerOptions& o, const MessageHandler& h
     if (s.max_deliveries < 1) invalid(at + "max_deliveries " + std::to_string(s.max_deliveries) + " is not >= 1");
     if (s.visibility_timeout < milliseconds::zero()) invalid(at + "visibility_timeout is negative");
     if (s.shutdown_grace < milliseconds::zero()) invalid(at + "shutdown_grace is negative");
+    if (s.backlog_interval < milliseconds::zero()) invalid(at + "backlog_interval is negative");
     if (s.outage_backoff.initial_delay < milliseconds(1) || s.outage_backoff.max_delay < s.outage_backoff.initial_delay ||
         !(s.outage_backoff.multiplier >= 1.0) || !(s.outage_backoff.jitter >= 0.0 && s.outage_backoff.jitter <= 1.0))
         invalid(at + "outage_backoff needs initial_delay >= 1 ms, max_delay >= initial_delay, multiplier >= 1 and "

@@ -214,7 +214,7 @@ private:
                                                                          asio::use_awaitable);
                 unhandled = 0;
                 for (const auto& g : groups)
-                    unhandled = std::max(unhandled, static_cast<std::int64_t>(g.pending + g.lag.value_or(0)));
+                    unhandled = std::max(unhandled, static_cast<std::int64_t>(g.pending.value_or(0) + g.lag.value_or(0)));
             } catch (const std::exception& e) {
                 why = e.what();  // keep the last figures: a POST finds out for itself
             }

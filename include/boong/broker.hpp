@@ -59,6 +59,10 @@ struct ConsumerSettings {
     // Told of every message handled, redelivered or dead-lettered, and of
     // pauses for an outage (metrics, paging); null: none.
     std::shared_ptr<Observer> observer{};
+    // How often a consumer with an observer asks the broker how far its group
+    // trails (Observer::consumer_backlog: pending, lag, oldest pending); one
+    // small query per consumer and interval. Zero: never.
+    std::chrono::milliseconds backlog_interval{15000};
 };
 
 struct ConsumerOptions {
@@ -107,11 +111,16 @@ concept Broker = requires(B& b, std::string topic, EventData event, ConsumerOpti
 // look at (both brokers have async_consumer_groups(topic, token), completing
 // with void(std::exception_ptr, std::vector<ConsumerGroupStatus>); an unknown
 // topic has no groups).
+//
+// nullopt: the broker cannot tell. RabbitMQ (AMQP 0-9-1) shows a queue's ready
+// messages and consumers, never its unacknowledged ones: pending and
+// oldest_pending are unknown there.
 struct ConsumerGroupStatus {
     std::string group;
-    std::size_t consumers = 0;       // consumers known to the group
-    std::size_t pending = 0;         // delivered, not acknowledged yet
-    std::optional<std::size_t> lag;  // not delivered to the group yet (nullopt: the broker cannot tell)
+    std::size_t consumers = 0;                       // consumers known to the group
+    std::optional<std::size_t> pending;              // delivered, not acknowledged yet
+    std::optional<std::size_t> lag;                  // not delivered to the group yet
+    std::optional<Clock::time_point> oldest_pending;  // when the oldest pending message was published (none pending: nullopt)
 };
 
 // ---- dead letters ----------------------------------------------------------

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string_view>
 #include <utility>
 
@@ -81,6 +82,14 @@ public:
     // The consumer stopped fetching because a dependency is unavailable
     // (paused = true), or resumed once it answered (paused = false).
     virtual void consumer_paused(std::string_view /*topic*/, std::string_view /*group*/, bool /*paused*/) {}
+    // How far the group of `topic` trails, as its broker told one of its
+    // consumers (every ConsumerSettings::backlog_interval, not while paused):
+    // messages delivered and not acknowledged, messages not delivered yet,
+    // and the age of the oldest pending one (zero when none is pending).
+    // nullopt: the broker cannot tell (RabbitMQ: pending and its age).
+    virtual void consumer_backlog(std::string_view /*topic*/, std::string_view /*group*/,
+                                  std::optional<std::size_t> /*pending*/, std::optional<std::size_t> /*lag*/,
+                                  std::optional<std::chrono::nanoseconds> /*oldest_pending_age*/) {}
 
     // ---- publishing (the outbox relay, OutboxRelayOptions::observer) ------
     // A publish to `topic` ended (ok = false: it threw) after `duration`.

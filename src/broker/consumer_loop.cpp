@@ -46,6 +46,7 @@ ConsumerLoop::ConsumerLoop(executor_type strand, ConsumerOptions options, Messag
                            std::shared_ptr<MessageSource> source)
     : strand_(std::move(strand)),
       timer_(strand_),
+      sample_timer_(strand_),
       options_(std::move(options)),
       handler_(std::move(handler)),
       source_(std::move(source)),
@@ -63,11 +64,19 @@ std::chrono::milliseconds ConsumerLoop::hold_interval() const {
     return std::max(milliseconds(10), options_.settings.visibility_timeout / 3);
 }
 
+std::optional<ConsumerGroupStatus> status_of(std::vector<ConsumerGroupStatus> groups, const std::string& group) {
+    for (auto& g : groups) {
+        if (g.group == group) return std::move(g);
+    }
+    return std::nullopt;
+}
+
 void ConsumerLoop::request_stop(asio::cancellation_type type) {
     if (finished_) return;
     stopping_ = true;
     source_->close();
     wake();
+    sample_timer_.cancel();
     stop_signal_.emit(type);
 }
 
@@ -88,6 +97,14 @@ asio::awaitable<void> ConsumerLoop::run(std::shared_ptr<ConsumerLoop> self) {
     // A stop request (terminal cancellation through stop_signal_) must not
     // throw out of the loop: the loop checks for it.
     co_await asio::this_coro::throw_if_cancelled(false);
+    if (c.options_.settings.observer && c.options_.settings.backlog_interval > milliseconds::zero()) {
+        c.sampling_ = true;
+        asio::co_spawn(c.strand_, c.sample_backlog(), [self](std::exception_ptr e) {
+            self->sampling_ = false;
+            if (e) self->log(spdlog::level::err, "sampling the backlog failed: {}", describe(e));
+            self->wake();
+        });
+    }
     std::exception_ptr failure;
     try {
         co_await c.loop();
@@ -96,7 +113,11 @@ asio::awaitable<void> ConsumerLoop::run(std::shared_ptr<ConsumerLoop> self) {
     }
     c.stopping_ = true;
     c.source_->close();
+    c.sample_timer_.cancel();
     co_await c.drain();
+    // Nothing of the consumer outlives its completion: wait for a sample
+    // under way (one query; a finishing sampler wakes us).
+    while (c.sampling_) co_await c.wait(Clock::time_point::max());
     c.note_paused(false);  // a stopped consumer is not paused
     if (failure) std::rethrow_exception(failure);
 }
@@ -304,6 +325,36 @@ void ConsumerLoop::note_outcome(const Delivery& d, const HandlerOutcome& outcome
             }
             break;
         }
+    }
+}
+
+asio::awaitable<void> ConsumerLoop::sample_backlog() {
+    const auto& observer = options_.settings.observer;
+    while (!stopping_) {
+        sample_timer_.expires_at(add_saturated(Clock::now(), options_.settings.backlog_interval));
+        boost::system::error_code ec;  // cancelled by the stop request
+        co_await sample_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        // While paused the broker or a dependency is down: the gauges keep
+        // their last values, boong_consumer_paused says why.
+        if (stopping_ || paused_) continue;
+        std::optional<ConsumerGroupStatus> status;
+        try {
+            status = co_await source_->backlog();
+        } catch (const std::exception& e) {
+            log(spdlog::level::debug, "asking how far the group trails failed: {}", e.what());
+            continue;
+        }
+        if (!status) continue;  // the group is not on the broker yet
+        std::optional<std::chrono::nanoseconds> age;
+        if (status->oldest_pending) {
+            age = std::max(std::chrono::nanoseconds::zero(),
+                           std::chrono::duration_cast<std::chrono::nanoseconds>(boong::Clock::now() -
+                                                                                *status->oldest_pending));
+        } else if (status->pending == std::size_t{0}) {
+            age = std::chrono::nanoseconds::zero();
+        }
+        observe(observer, &Observer::consumer_backlog, options_.topic, options_.group, status->pending, status->lag,
+                age);
     }
 }
 

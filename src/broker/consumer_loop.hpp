@@ -23,6 +23,7 @@
 #include <deque>
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -70,9 +71,17 @@ public:
     // still holds (another consumer may have taken some meanwhile).
     virtual asio::awaitable<std::vector<std::string>> hold(std::vector<std::string> message_ids) = 0;
 
+    // How the consumer's group stands on the broker now (pending, lag,
+    // oldest pending), for Observer::consumer_backlog; nullopt while the
+    // broker does not know the group yet.
+    virtual asio::awaitable<std::optional<ConsumerGroupStatus>> backlog() = 0;
+
     // Stops reading now (a blocked read ends); what was fetched stays pending.
     virtual void close() = 0;
 };
+
+// The status of `group` among `groups` (nullopt: not there).
+std::optional<ConsumerGroupStatus> status_of(std::vector<ConsumerGroupStatus> groups, const std::string& group);
 
 // One running async_consume, started by run_consumer_loop. Its loop, its handlers and its source share one strand, so none of
 // its members needs a lock.
@@ -115,6 +124,9 @@ private:
     void note_paused(bool paused);
     void resume_held();
     asio::awaitable<void> drain();
+    // Every backlog_interval until stopped: asks the source how far the group
+    // trails and tells the observer. Runs beside the loop, on the strand.
+    asio::awaitable<void> sample_backlog();
     asio::awaitable<void> wait(Clock::time_point until);
     std::chrono::milliseconds hold_interval() const;
     void wake();
@@ -124,6 +136,7 @@ private:
 
     executor_type strand_;
     asio::steady_timer timer_;  // the loop's single wait: a free slot, a backoff, a probe, the grace deadline
+    asio::steady_timer sample_timer_;  // sample_backlog's wait
     ConsumerOptions options_;
     MessageHandler handler_;
     std::shared_ptr<MessageSource> source_;
@@ -137,6 +150,7 @@ private:
     bool stopping_ = false;
     bool finished_ = false;
     bool paused_ = false;  // as last told to the observer
+    bool sampling_ = false;  // sample_backlog runs: the consumer ends after it
 };
 
 // Runs `loop` on its strand until it stops, then completes `completion`.

@@ -92,8 +92,7 @@ void outbox_status(const GlobalOptions& global, const std::vector<std::string>& 
 // ---- consumers ------------------------------------------------------------------------
 
 #if BOONG_HAS_REDIS
-// What only Redis can tell beyond the broker contract: the topics (streams)
-// there are, and the oldest message a group has pending.
+// What only Redis can tell beyond the broker contract: the topics (streams) there are.
 class RedisProbe {
 public:
     RedisProbe(asio::io_context& ioc, const RedisBrokerConfig& config) : ioc_(ioc), redis_(ioc.get_executor(), config) {}
@@ -121,18 +120,6 @@ public:
         return {found.begin(), found.end()};
     }
 
-    // When the oldest pending message of `group` was published (its entry id's time).
-    std::optional<Clock::time_point> oldest_pending(const std::string& topic, const std::string& group) {
-        const json reply = command({"XPENDING", topic, group});
-        if (!reply.is_array() || reply.size() < 2 || !reply[1].is_string()) return std::nullopt;
-        const auto id = reply[1].get<std::string>();
-        try {
-            return Clock::time_point(milliseconds(std::stoll(id.substr(0, id.find('-')))));
-        } catch (const std::exception&) {
-            return std::nullopt;
-        }
-    }
-
 private:
     asio::io_context& ioc_;
     RedisBroker redis_;
@@ -144,15 +131,12 @@ class RedisProbe {
 public:
     RedisProbe(asio::io_context&, const RedisBrokerConfig&) {}
     std::vector<std::string> topics() { return {}; }
-    std::optional<Clock::time_point> oldest_pending(const std::string&, const std::string&) { return std::nullopt; }
 };
 #endif
 
 struct GroupRow {
     std::string topic;
     ConsumerGroupStatus status;
-    std::optional<std::size_t> pending;  // nullopt: the broker cannot tell
-    std::optional<Clock::time_point> oldest_pending;
 };
 
 // RabbitMQ cannot list a topic's queues: the groups it can show are those the
@@ -173,8 +157,7 @@ void require_rabbitmq_groups(const RabbitMqBrokerConfig& config, const std::vect
 
 void consumers(const GlobalOptions& global, const std::vector<std::string>& topics_asked) {
     const Config config = effective_config(global);
-    // AMQP 0-9-1 shows a queue's ready messages and consumers, not its
-    // unacknowledged ones: on RabbitMQ, pending (and its age) is unknown.
+    // RabbitMQ cannot list topics or groups, and shows no pending counts (see ConsumerGroupStatus).
     const bool rabbitmq = config.message_broker.type == MessageBrokerConfig::Type::rabbitmq;
     std::vector<std::string> topics = topics_asked;
     if (rabbitmq) {
@@ -201,12 +184,7 @@ void consumers(const GlobalOptions& global, const std::vector<std::string>& topi
         } catch (...) {
             throw command_error(std::current_exception());
         }
-        for (auto& g : groups) {
-            GroupRow row{topic, std::move(g), std::nullopt, std::nullopt};
-            if (!rabbitmq) row.pending = row.status.pending;
-            if (probe && row.status.pending > 0) row.oldest_pending = probe->oldest_pending(topic, row.status.group);
-            rows.push_back(std::move(row));
-        }
+        for (auto& g : groups) rows.push_back(GroupRow{topic, std::move(g)});
     }
     const auto now = Clock::now();
     if (global.json) {
@@ -215,9 +193,9 @@ void consumers(const GlobalOptions& global, const std::vector<std::string>& topi
             out.push_back({{"topic", r.topic},
                            {"group", r.status.group},
                            {"consumers", r.status.consumers},
-                           {"pending", r.pending ? json(*r.pending) : json(nullptr)},
+                           {"pending", r.status.pending ? json(*r.status.pending) : json(nullptr)},
                            {"lag", r.status.lag ? json(*r.status.lag) : json(nullptr)},
-                           {"oldest_pending_at", json_time(r.oldest_pending)}});
+                           {"oldest_pending_at", json_time(r.status.oldest_pending)}});
         }
         print_json(std::cout, json{{"groups", out}});
         return;
@@ -230,10 +208,10 @@ void consumers(const GlobalOptions& global, const std::vector<std::string>& topi
     for (const auto& r : rows) {
         const auto& s = r.status;
         t.add({r.topic, s.group, std::to_string(s.consumers),
-               r.pending ? Cell(std::to_string(*r.pending), *r.pending > 0 ? Colour::yellow : Colour::none) : Cell("?"),
+               s.pending ? Cell(std::to_string(*s.pending), *s.pending > 0 ? Colour::yellow : Colour::none) : Cell("?"),
                s.lag ? Cell(std::to_string(*s.lag), *s.lag > 0 ? Colour::yellow : Colour::none) : Cell("?"),
-               r.oldest_pending ? format_duration(std::chrono::duration_cast<milliseconds>(now - *r.oldest_pending)) + " ago"
-                                : std::string(r.pending ? "" : "?")});
+               s.oldest_pending ? format_duration(std::chrono::duration_cast<milliseconds>(now - *s.oldest_pending)) + " ago"
+                                : std::string(s.pending ? "" : "?")});
     }
     t.print(std::cout, stdout_wants_colour());
     if (rabbitmq) {

@@ -47,6 +47,7 @@ struct MemoryBroker::State {
         EventData event;
         json dead_letter;      // a dead letter's "dead_letter" info (null for others)
         bool deleted = false;  // dropped or re-driven dead letter: never delivered again
+        Clock::time_point published_at{};
     };
     struct Pending {
         std::string consumer;
@@ -81,6 +82,8 @@ struct MemoryBroker::State {
 
     mutable std::mutex mutex;
     std::map<std::string, Topic, std::less<>> topics;
+
+    std::vector<ConsumerGroupStatus> group_statuses(const std::string& topic_name) const;
 
     std::string publish(const std::string& topic, EventData event) {
         Effects fx;
@@ -253,8 +256,8 @@ private:
     // Appends with the mutex held.
     std::string append(const std::string& topic_name, EventData event, json dead_letter_info, Effects& fx) {
         auto& topic = topics[topic_name];
-        topic.messages.push_back(
-            {std::to_string(topic.messages.size() + 1) + "-0", std::move(event), std::move(dead_letter_info), false});
+        topic.messages.push_back({std::to_string(topic.messages.size() + 1) + "-0", std::move(event),
+                                  std::move(dead_letter_info), false, Clock::now()});
         for (const auto& w : topic.consumers) {
             if (auto c = w.lock()) fx.wake.push_back(std::move(c));
         }
@@ -344,6 +347,9 @@ public:
     asio::awaitable<std::vector<std::string>> hold(std::vector<std::string> ids) override {
         co_return state_->hold(options_, ids);
     }
+    asio::awaitable<std::optional<ConsumerGroupStatus>> backlog() override {
+        co_return detail::status_of(state_->group_statuses(options_.topic), options_.group);
+    }
     void close() override {
         closed_ = true;
         timer_.cancel();
@@ -397,24 +403,34 @@ std::size_t MemoryBroker::drop(const std::string& topic, const DeadLetterSelecti
     return state_->settle_dead_letters(topic, selection, false);
 }
 
-std::vector<ConsumerGroupStatus> MemoryBroker::consumer_groups(const std::string& topic) const {
-    std::lock_guard lock(state_->mutex);
+std::vector<ConsumerGroupStatus> MemoryBroker::State::group_statuses(const std::string& topic_name) const {
+    std::lock_guard lock(mutex);
     std::vector<ConsumerGroupStatus> out;
-    const auto t = state_->topics.find(topic);
-    if (t == state_->topics.end()) return out;
-    for (const auto& [name, group] : t->second.groups) {
+    const auto t = topics.find(topic_name);
+    if (t == topics.end()) return out;
+    const auto& topic = t->second;
+    for (const auto& [name, group] : topic.groups) {
         ConsumerGroupStatus s;
         s.group = name;
-        s.pending = group.pending.size();
+        std::size_t pending = 0;  // dropped dead letters leave the list when next looked at: not counted
+        for (const auto& [index, p] : group.pending) {
+            if (topic.messages[index].deleted) continue;
+            if (pending++ == 0) s.oldest_pending = topic.messages[index].published_at;  // the map is in log order
+        }
+        s.pending = pending;
         std::size_t lag = 0;
-        for (std::size_t i = group.next; i < t->second.messages.size(); ++i) lag += !t->second.messages[i].deleted;
+        for (std::size_t i = group.next; i < topic.messages.size(); ++i) lag += !topic.messages[i].deleted;
         s.lag = lag;
-        for (const auto& w : t->second.consumers) {
+        for (const auto& w : topic.consumers) {
             if (auto c = w.lock(); c && c->group() == name) ++s.consumers;
         }
         out.push_back(std::move(s));
     }
     return out;
+}
+
+std::vector<ConsumerGroupStatus> MemoryBroker::consumer_groups(const std::string& topic) const {
+    return state_->group_statuses(topic);
 }
 
 std::size_t MemoryBroker::pending_count(std::string_view topic, std::string_view group) const {

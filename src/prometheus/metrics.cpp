@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -87,6 +88,14 @@ PrometheusObserver::PrometheusObserver(prometheus::Registry& registry)
       consumer_paused_(gauge(registry, "boong_consumer_paused",
                              "Consumers of the topic and group that stopped fetching while a dependency is "
                              "unavailable (0 or 1 for one consumer)")),
+      consumer_pending_(gauge(registry, "boong_consumer_pending_messages",
+                              "Messages delivered to the topic's group and not acknowledged yet, as last sampled "
+                              "(absent where the broker cannot tell: RabbitMQ)")),
+      consumer_lag_(gauge(registry, "boong_consumer_lag_messages",
+                          "Messages of the topic not delivered to the group yet, as last sampled")),
+      consumer_oldest_pending_(gauge(registry, "boong_consumer_oldest_pending_seconds",
+                                     "Age of the oldest message the group has pending (0 when none), as last "
+                                     "sampled (absent where the broker cannot tell: RabbitMQ)")),
       publish_duration_(histogram(registry, "boong_publish_duration_seconds", "How long publishes took, by topic")),
       publish_errors_(counter(registry, "boong_publish_errors_total", "Publishes that failed, by topic")),
       outbox_lag_events_(gauge(registry, "boong_outbox_lag_events",
@@ -199,6 +208,33 @@ void PrometheusObserver::consumer_paused(std::string_view topic, std::string_vie
     } else {
         g.Decrement();
     }
+}
+
+namespace {
+
+// Sets the series of `labels` to `value`; removes it when the value is unknown,
+// so that a dashboard shows "no data" rather than a stale or made-up figure.
+void set_or_remove(prometheus::Family<prometheus::Gauge>& family, const Labels& labels, std::optional<double> value) {
+    if (value) {
+        family.Add(labels).Set(*value);
+    } else if (family.Has(labels)) {
+        family.Remove(&family.Add(labels));
+    }
+}
+
+}  // namespace
+
+void PrometheusObserver::consumer_backlog(std::string_view topic, std::string_view group,
+                                          std::optional<std::size_t> pending, std::optional<std::size_t> lag,
+                                          std::optional<std::chrono::nanoseconds> oldest_pending_age) {
+    const Labels labels{{"topic", std::string(topic)}, {"group", std::string(group)}};
+    const auto count = [](std::optional<std::size_t> n) {
+        return n ? std::optional<double>(static_cast<double>(*n)) : std::nullopt;
+    };
+    set_or_remove(consumer_pending_, labels, count(pending));
+    set_or_remove(consumer_lag_, labels, count(lag));
+    set_or_remove(consumer_oldest_pending_, labels,
+                  oldest_pending_age ? std::optional<double>(seconds(*oldest_pending_age)) : std::nullopt);
 }
 
 // ---- publishing and the outbox relay ----------------------------------------------

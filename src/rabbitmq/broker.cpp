@@ -288,6 +288,11 @@ public:
         co_return kept;
     }
 
+    asio::awaitable<std::optional<ConsumerGroupStatus>> backlog() override {
+        auto groups = co_await consumer_groups(shared_, options_.topic);
+        co_return detail::status_of(std::move(groups), options_.group);
+    }
+
     // Stops deliveries (basic.cancel) and gives back what was not fetched;
     // the channel stays open so that running handlers can still ack.
     void close() override {

@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <charconv>
 #include <map>
 #include <mutex>
 
@@ -288,6 +289,11 @@ public:
             if (std::find(kept.begin(), kept.end(), id) == kept.end()) raw_.erase(id);
         }
         co_return kept;
+    }
+
+    asio::awaitable<std::optional<ConsumerGroupStatus>> backlog() override {
+        auto groups = co_await consumer_groups(shared_, options_.topic);
+        co_return detail::status_of(std::move(groups), options_.group);
     }
 
     // Dropping the reading connection ends a blocked XREADGROUP at once; what
@@ -604,7 +610,7 @@ std::vector<ConsumerGroupStatus> to_group_statuses(const Reply& r) {
             const auto count = static_cast<std::size_t>(std::max<long long>(0, value.integer));
             if (key == "name") s.group = value.str;
             else if (key == "consumers") s.consumers = count;
-            else if (key == "pending") s.pending = count;
+            else if (key == "pending" && value.type == Reply::Type::integer) s.pending = count;
             else if (key == "lag" && value.type == Reply::Type::integer) s.lag = count;  // nil: Redis cannot tell
         }
         out.push_back(std::move(s));
@@ -623,7 +629,21 @@ asio::awaitable<std::vector<ConsumerGroupStatus>> RedisBroker::consumer_groups(s
         if (r.str.find("no such key") != std::string::npos) co_return std::vector<ConsumerGroupStatus>{};
         throw protocol(shared->endpoint, "XINFO GROUPS '" + topic + "' failed: " + r.str);
     }
-    co_return to_group_statuses(r);
+    auto groups = to_group_statuses(r);
+    for (auto& g : groups) {
+        if (g.pending.value_or(0) == 0) continue;
+        // XPENDING's summary: count, smallest id, greatest id, consumers. An
+        // entry id starts with the time it was added, in ms.
+        std::vector<std::string> summary{"XPENDING", topic, g.group};
+        auto p = co_await shared->exec_retrying(std::move(summary));
+        if (p.is_error()) throw protocol(shared->endpoint, "XPENDING '" + topic + "' failed: " + p.str);
+        if (p.elements.size() < 2 || p.elements[1].type != Reply::Type::string) continue;  // acknowledged meanwhile
+        const auto& id = p.elements[1].str;
+        long long ms = 0;
+        const auto [end, ec] = std::from_chars(id.data(), id.data() + id.size(), ms);
+        if (ec == std::errc{} && end != id.data()) g.oldest_pending = Clock::time_point(milliseconds(ms));
+    }
+    co_return groups;
 }
 
 namespace {

@@ -15,7 +15,9 @@
 //       not "<a>-<b>" numbers increasing with each publish (default true);
 //   - static constexpr bool abandoned_returns_at_once = true: a message left
 //       by a stopped consumer is delivered again at once, not after the
-//       visibility timeout (default false).
+//       visibility timeout (default false);
+//   - static constexpr bool shows_pending = false: the broker cannot tell how
+//       many messages a group has pending, nor their age (default true).
 // What a backend does differently is declared there, and tested, never skipped.
 //
 // Only the Broker concept is used, so the suite says nothing a backend could
@@ -125,6 +127,12 @@ asio::awaitable<void> declare(Fixture& fx, std::string topic, std::vector<std::s
 template <class Fixture>
 constexpr bool message_ids_ordered() {
     if constexpr (requires { Fixture::message_ids_ordered; }) return Fixture::message_ids_ordered;
+    return true;
+}
+
+template <class Fixture>
+constexpr bool shows_pending() {
+    if constexpr (requires { Fixture::shows_pending; }) return Fixture::shows_pending;
     return true;
 }
 
@@ -839,6 +847,7 @@ TEMPLATE_TEST_CASE("broker conformance: invalid consumer options are refused wit
     add("max_deliveries 0", [](auto& o) { o.settings.max_deliveries = 0; });
     add("negative visibility timeout", [](auto& o) { o.settings.visibility_timeout = std::chrono::milliseconds(-1); });
     add("negative shutdown grace", [](auto& o) { o.settings.shutdown_grace = std::chrono::milliseconds(-1); });
+    add("negative backlog interval", [](auto& o) { o.settings.backlog_interval = std::chrono::milliseconds(-1); });
     add("outage backoff of 0 ms", [](auto& o) { o.settings.outage_backoff.initial_delay = std::chrono::milliseconds(0); });
     add("outage backoff cap below its start", [](auto& o) {
         o.settings.outage_backoff.max_delay = o.settings.outage_backoff.initial_delay / 2;
@@ -937,6 +946,111 @@ TEMPLATE_TEST_CASE("broker conformance: a dependency outage is waited out: nothi
         CHECK(after[i].delivery_count == 1);
     }
     CHECK(dead == 0);
+}
+
+namespace boong::test::conformance {
+
+// What Observer::consumer_backlog was told, in order.
+class BacklogSamples : public Observer {
+public:
+    struct Sample {
+        std::string topic, group;
+        std::optional<std::size_t> pending, lag;
+        std::optional<std::chrono::nanoseconds> oldest_pending_age;
+    };
+    void consumer_backlog(std::string_view topic, std::string_view group, std::optional<std::size_t> pending,
+                          std::optional<std::size_t> lag,
+                          std::optional<std::chrono::nanoseconds> oldest_pending_age) override {
+        samples.push_back({std::string(topic), std::string(group), pending, lag, oldest_pending_age});
+    }
+    // Calls come on the consumer's strand; the tests run one thread.
+    std::vector<Sample> samples;
+};
+
+}  // namespace boong::test::conformance
+
+TEMPLATE_TEST_CASE("broker conformance: a consumer with an observer samples how far its group trails",
+                   "[broker][conformance][backlog]", BOONG_BROKER_FIXTURES) {
+    namespace bc = boong::test::conformance;
+    namespace asio = boost::asio;
+    using Sample = bc::BacklogSamples::Sample;
+    TestType fx;
+    boong::IdGenerator ids;
+    const auto topic = fx.unique("backlog");
+    const auto group = fx.unique("g");
+    auto observer = std::make_shared<bc::BacklogSamples>();
+    bool release = false;
+    std::size_t handled = 0;
+    std::optional<Sample> busy, idle;
+    bool stopped = false;
+    constexpr std::size_t kMessages = 5;
+    const auto started = std::chrono::steady_clock::now();
+    boong::test::run(
+        fx.ioc(),
+        [&]() -> asio::awaitable<void> {
+            const std::vector<std::string> these_groups{group};
+            co_await bc::declare(fx, topic, these_groups);
+            for (std::size_t i = 0; i < kMessages; ++i)
+                co_await bc::publish(fx.broker(), topic, bc::numbered_event(ids, "Order", static_cast<int>(i)));
+            auto o = bc::consumer_options(topic, group, "c1");
+            o.settings.observer = observer;
+            o.settings.backlog_interval = std::chrono::milliseconds(20);
+            auto c = bc::start_consumer(fx, o, [&](const boong::Delivery&) -> asio::awaitable<void> {
+                co_await bc::until([&] { return release; }, std::chrono::seconds(20));
+                ++handled;
+            });
+            // The first message held by its handler, four not delivered yet.
+            auto holding = [&] {
+                for (const auto& s : observer->samples) {
+                    if (s.lag == std::size_t{kMessages - 1}) {
+                        busy = s;
+                        return true;
+                    }
+                }
+                return false;
+            };
+            co_await bc::until(holding, std::chrono::seconds(10));
+            co_await boong::test::sleep_for(std::chrono::milliseconds(60));  // an age to see
+            const auto seen = observer->samples.size();
+            co_await bc::until([&] { return observer->samples.size() > seen; });
+            release = true;
+            co_await bc::until([&] { return handled == kMessages; }, std::chrono::seconds(10));
+            auto drained = [&] {
+                const auto& s = observer->samples.back();
+                if (s.lag != std::size_t{0} || (bc::shows_pending<TestType>() && s.pending != std::size_t{0})) return false;
+                idle = s;
+                return true;
+            };
+            co_await bc::until(drained, std::chrono::seconds(10));
+            stopped = co_await c->stop();
+        },
+        std::chrono::seconds(40));
+    const auto elapsed = std::chrono::steady_clock::now() - started;
+    CHECK(stopped);
+    REQUIRE(busy);
+    REQUIRE(idle);
+    for (const auto& s : observer->samples) {
+        CHECK(s.topic == topic);
+        CHECK(s.group == group);
+    }
+    if constexpr (bc::shows_pending<TestType>()) {
+        CHECK(busy->pending == std::size_t{1});
+        // The last sample while the first message was held: older than the wait above.
+        std::optional<std::chrono::nanoseconds> held_age;
+        for (const auto& s : observer->samples) {
+            if (s.lag == std::size_t{kMessages - 1} && s.oldest_pending_age) held_age = s.oldest_pending_age;
+        }
+        REQUIRE(held_age);
+        CHECK(*held_age >= std::chrono::milliseconds(50));
+        CHECK(*held_age <= elapsed);
+        CHECK(idle->pending == std::size_t{0});
+        CHECK(idle->oldest_pending_age == std::chrono::nanoseconds::zero());
+    } else {
+        for (const auto& s : observer->samples) {
+            CHECK_FALSE(s.pending);
+            CHECK_FALSE(s.oldest_pending_age);
+        }
+    }
 }
 
 TEMPLATE_TEST_CASE("broker conformance: a consumer holding a message through an outage keeps it from the group's "

@@ -94,6 +94,8 @@ struct RabbitMqBrokerFixture {
     static constexpr bool message_ids_ordered = false;
     // A stopped consumer's channel closes: RabbitMQ returns its unacked messages at once.
     static constexpr bool abandoned_returns_at_once = true;
+    // AMQP 0-9-1 shows a queue's ready messages, not its unacknowledged ones.
+    static constexpr bool shows_pending = false;
 };
 
 // The same through the node's TLS listener, with a client certificate its CA

@@ -91,6 +91,7 @@ TEST_CASE("config: an empty object gives the defaults", "[config]") {
     CHECK_FALSE(c.message_broker.redis.ttl.has_value());
     CHECK(c.message_broker.consumer.max_deliveries == 5);
     CHECK(c.message_broker.consumer.visibility_timeout == 30000ms);
+    CHECK(c.message_broker.consumer.backlog_interval == 15000ms);
 
     CHECK(c.logging.level == "info");
     CHECK(c.logging.format == "text");
@@ -124,7 +125,8 @@ TEST_CASE("config: a full file fills every struct", "[config]") {
             "options": { "host": "redis.internal", "port": 6380, "database": 2, "username": "boong",
                          "passwordEnv": "REDIS_PASSWORD", "connectTimeout": 1000, "commandTimeout": 2000,
                          "blockTimeout": 500, "maxLen": 50000, "ttl": 86400000 },
-            "consumer": { "consumerCount": 4, "visibilityTimeout": 60000, "maxDeliveries": 3, "shutdownGrace": 10000 }
+            "consumer": { "consumerCount": 4, "visibilityTimeout": 60000, "maxDeliveries": 3, "shutdownGrace": 10000,
+                          "backlogInterval": 5000 }
         },
         "logging": { "level": "debug", "format": "json" }
     })");
@@ -180,6 +182,7 @@ TEST_CASE("config: a full file fills every struct", "[config]") {
     CHECK(consumer.visibility_timeout == 60000ms);
     CHECK(consumer.max_deliveries == 3);
     CHECK(consumer.shutdown_grace == 10000ms);
+    CHECK(consumer.backlog_interval == 5000ms);
 
     CHECK(c.logging.level == "debug");
     CHECK(c.logging.format == "json");
@@ -230,6 +233,10 @@ TEST_CASE("config: edge values that are accepted", "[config]") {
         CHECK(c.saga.defaults.retry.attempts == 100);
         CHECK(c.event_store.postgres.pool_size == 1024);
         CHECK(c.message_broker.redis.database == 15);
+    }
+    SECTION("a backlog interval of 0: never sampled") {
+        CHECK(parse(R"({"messageBroker": {"consumer": {"backlogInterval": 0}}})").message_broker.consumer.backlog_interval ==
+              std::chrono::milliseconds::zero());
     }
     SECTION("null ttl means no age limit") {
         CHECK_FALSE(parse(R"({"messageBroker": {"options": {"ttl": null}}})").message_broker.redis.ttl.has_value());
@@ -421,6 +428,11 @@ TEST_CASE("config: each mistake names the file, the key path and what was wrong"
         REQUIRE_CONFIG_ERROR(parse(R"({"messageBroker": {"consumer": {"visibilityTimeout": 0}}})"),
                              Contains("config.json: messageBroker.consumer.visibilityTimeout: expected an integer "
                                       "number of milliseconds in [1, 86400000], got 0"));
+    }
+    SECTION("a negative backlog interval") {
+        REQUIRE_CONFIG_ERROR(parse(R"({"messageBroker": {"consumer": {"backlogInterval": -1}}})"),
+                             Contains("config.json: messageBroker.consumer.backlogInterval: expected an integer "
+                                      "number of milliseconds in [0, 86400000], got -1"));
     }
     SECTION("a bad logging level") {
         REQUIRE_CONFIG_ERROR(parse(R"({"logging": {"level": "verbose"}})"),

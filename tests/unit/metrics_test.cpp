@@ -262,6 +262,7 @@ TEST_CASE("metrics: every family appears once something happened, the orchestrat
     observer.message_redelivered("orders", "billing");
     observer.message_dead_lettered("orders", "billing", "undecodable");
     observer.consumer_paused("orders", "billing", true);
+    observer.consumer_backlog("orders", "billing", 3, 40, 2500ms);
     observer.published("orders", false, 2ms);
     observer.outbox_lag(7, 1500ms);
     observer.appended(12, 3ms);
@@ -274,7 +275,8 @@ TEST_CASE("metrics: every family appears once something happened, the orchestrat
           "boong_orchestrator_self_fencing_total", "boong_orchestrator_renewal_failures_total",
           "boong_sagas_blocked_total", "boong_outbox_lag_events", "boong_outbox_lag_seconds", "boong_messages_total",
           "boong_messages_redelivered_total", "boong_message_handler_duration_seconds",
-          "boong_messages_dead_lettered_total", "boong_consumer_paused", "boong_store_append_duration_seconds",
+          "boong_messages_dead_lettered_total", "boong_consumer_paused", "boong_consumer_pending_messages",
+          "boong_consumer_lag_messages", "boong_consumer_oldest_pending_seconds", "boong_store_append_duration_seconds",
           "boong_store_group_commit_events", "boong_store_pool_wait_seconds", "boong_publish_duration_seconds",
           "boong_publish_errors_total"}) {
         INFO(family);
@@ -284,6 +286,9 @@ TEST_CASE("metrics: every family appears once something happened, the orchestrat
     CHECK(value(all, "boong_sagas_in_flight{saga_type=\"scripted\"}") == 0);
     CHECK(value(all, "boong_orchestrator_claims_total{saga_type=\"scripted\"}") == 3);
     CHECK(value(all, "boong_consumer_paused{group=\"billing\",topic=\"orders\"}") == 1);
+    CHECK(value(all, "boong_consumer_pending_messages{group=\"billing\",topic=\"orders\"}") == 3);
+    CHECK(value(all, "boong_consumer_lag_messages{group=\"billing\",topic=\"orders\"}") == 40);
+    CHECK(value(all, "boong_consumer_oldest_pending_seconds{group=\"billing\",topic=\"orders\"}") == 2.5);
     CHECK(value(all, "boong_publish_errors_total{topic=\"orders\"}") == 1);
     CHECK(value(all, "boong_publish_duration_seconds_count{topic=\"orders\"}") == 1);
     CHECK(value(all, "boong_outbox_lag_events") == 7);
@@ -294,6 +299,30 @@ TEST_CASE("metrics: every family appears once something happened, the orchestrat
     PrometheusObserver second(registry);
     second.saga_claimed("scripted", 2);
     CHECK(value(samples(scrape(registry)), "boong_orchestrator_claims_total{saga_type=\"scripted\"}") == 5);
+}
+
+TEST_CASE("metrics: a backlog the broker cannot tell is absent, not zero", "[metrics]") {
+    prometheus::Registry registry;
+    PrometheusObserver observer(registry);
+    const std::string pending = "boong_consumer_pending_messages{group=\"billing\",topic=\"orders\"}";
+    const std::string lag = "boong_consumer_lag_messages{group=\"billing\",topic=\"orders\"}";
+    const std::string oldest = "boong_consumer_oldest_pending_seconds{group=\"billing\",topic=\"orders\"}";
+    observer.consumer_backlog("orders", "billing", 2, 5, 1s);
+    auto all = samples(scrape(registry));
+    CHECK(all.count(pending) == 1);
+    CHECK(value(all, oldest) == 1);
+    // As RabbitMQ reports it: lag only.
+    observer.consumer_backlog("orders", "billing", std::nullopt, 0, std::nullopt);
+    all = samples(scrape(registry));
+    CHECK(all.count(pending) == 0);
+    CHECK(all.count(oldest) == 0);
+    CHECK(value(all, lag) == 0);
+    // Another group keeps its own series.
+    observer.consumer_backlog("orders", "shipping", 0, 1, 0ns);
+    all = samples(scrape(registry));
+    CHECK(value(all, "boong_consumer_oldest_pending_seconds{group=\"shipping\",topic=\"orders\"}") == 0);
+    CHECK(all.count(pending) == 0);
+    CHECK(promtool_complaints(scrape(registry)).empty());
 }
 
 TEST_CASE("metrics: a consumer paused by an outage shows in boong_consumer_paused until the dependency answers",

@@ -50,6 +50,9 @@ public:
     void message_redelivered(std::string_view topic, std::string_view group) override;
     void message_dead_lettered(std::string_view topic, std::string_view group, std::string_view reason) override;
     void consumer_paused(std::string_view topic, std::string_view group, bool paused) override;
+    void consumer_backlog(std::string_view topic, std::string_view group, std::optional<std::size_t> pending,
+                          std::optional<std::size_t> lag,
+                          std::optional<std::chrono::nanoseconds> oldest_pending_age) override;
 
     void published(std::string_view topic, bool ok, std::chrono::nanoseconds duration) override;
     void outbox_lag(std::int64_t events, std::chrono::nanoseconds age) override;
@@ -82,6 +85,9 @@ private:
     Histograms& handler_duration_;
     Counters& dead_lettered_;
     Gauges& consumer_paused_;
+    Gauges& consumer_pending_;
+    Gauges& consumer_lag_;
+    Gauges& consumer_oldest_pending_;
     // publishing and the outbox relay
     Histograms& publish_duration_;
     Counters& publish_errors_;
