@@ -7,6 +7,8 @@
 //   BOONG_BENCH_BASELINE_APPEND_P50_US/_P99_US pgbench latency percentiles of that run
 //   BOONG_BENCH_BASELINE_APPEND_BATCH          pgbench events/s, 100-row INSERTs
 //   BOONG_BENCH_BASELINE_READ_ALL              psql events/s, SELECT ... ORDER BY position
+//   BOONG_BENCH_GROWTH_SIZES                   pg_append_growth's table sizes, "1000000,50000000"
+//                                              (its own small-table run is its baseline)
 //
 // `bench_postgres --boong-prepare` creates the tables (through the store, so
 // they have its exact shape) and fills bench_read with 1,000,000 events, then
@@ -35,7 +37,10 @@
 #include <fstream>
 #include <iostream>
 #include <optional>
+#include <random>
+#include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -47,6 +52,7 @@ using steady = std::chrono::steady_clock;
 constexpr const char* kAppendTable = "bench_events";
 constexpr const char* kBaselineTable = "bench_pgbench";  // pgbench writes here: same shape
 constexpr const char* kReadTable = "bench_read";
+constexpr const char* kGrowthTable = "bench_growth";  // pg_append_growth's, filled by it
 constexpr std::int64_t kReadEvents = 1'000'000;
 constexpr int kConcurrentAppenders = 64;
 constexpr std::size_t kBatchSize = 100;
@@ -325,6 +331,169 @@ void pg_read_all(benchmark::State& state) {
     state.counters["pages_read_ahead"] = static_cast<double>(store.stats().read_ahead_pages);
 }
 
+// ---- pg_append_growth ------------------------------------------------------
+
+// The table sizes pg_append_growth compares: BOONG_BENCH_GROWTH_SIZES, two
+// event counts "SMALL,LARGE" (multiples of 10,000), default 1M and 50M.
+std::pair<std::int64_t, std::int64_t> growth_sizes() {
+    std::pair<std::int64_t, std::int64_t> sizes{1'000'000, 50'000'000};
+    if (const char* v = std::getenv("BOONG_BENCH_GROWTH_SIZES"); v && *v) {
+        const std::string text(v);
+        const auto comma = text.find(',');
+        try {
+            sizes = {std::stoll(text.substr(0, comma)), std::stoll(text.substr(comma + 1))};
+        } catch (const std::exception&) {
+            sizes = {0, 0};
+        }
+        if (comma == std::string::npos || sizes.first < 10'000 || sizes.second <= sizes.first ||
+            sizes.first % 10'000 != 0 || sizes.second % 10'000 != 0) {
+            throw std::invalid_argument("BOONG_BENCH_GROWTH_SIZES must be SMALL,LARGE: multiples of 10000, SMALL < LARGE");
+        }
+    }
+    return sizes;
+}
+
+// Streams of the fill: ten events each, interleaved as an application's are.
+// Fill row i (from 1) belongs to stream 'growth-<s>' at version v: each block
+// of 10,000 rows holds 1,000 streams, whose events lie 1,000 positions apart.
+constexpr std::int64_t kGrowthBlock = 10'000;
+constexpr std::int64_t kGrowthStreamsPerBlock = 1'000;
+std::string growth_stream(std::int64_t s) { return "growth-" + std::to_string(s); }
+
+// Adds fill rows `from`..`to` (1-based fill numbers) after the table's last
+// position, in transactions of a million rows, server-side, moving the
+// position sequence past them; then vacuums, as autovacuum would have by then.
+void fill_growth(pqxx::connection& c, const std::string& table, std::int64_t from, std::int64_t to) {
+    boong::EventMetadata m;
+    m.correlation_id = "bench";
+    m.causation_id = "bench";
+    m.timestamp = boong::Clock::now();
+    const std::string sequence = table + "_position_seq";
+    for (std::int64_t begin = from; begin <= to; begin += 1'000'000) {
+        const auto end = std::min(to, begin + 999'999);
+        pqxx::work tx(c);
+        const auto base = tx.exec1("SELECT coalesce(max(position), 0) FROM " + table)[0].as<std::int64_t>();
+        tx.exec_params("INSERT INTO " + table +
+                           " (position, stream_id, version, event_id, type, schema_version, payload, metadata)"
+                           " SELECT $5::bigint + i - $3::bigint + 1,"
+                           "  'growth-' || (((i - 1) / $6::bigint) * $7::bigint + ((i - 1) % $7::bigint)),"
+                           "  ((i - 1) % $6::bigint) / $7::bigint + 1, gen_random_uuid(), 'BenchEvent', 1,"
+                           "  $1::jsonb, $2::jsonb"
+                           " FROM generate_series($3::bigint, $4::bigint) AS i",
+                       payload().dump(), boong::json(m).dump(), begin, end, base, kGrowthBlock,
+                       kGrowthStreamsPerBlock);
+        tx.exec("SELECT pg_catalog.setval('" + sequence + "', (SELECT max(position) FROM " + table + "))");
+        tx.commit();
+    }
+    pqxx::nontransaction vacuum(c);
+    vacuum.exec("VACUUM (ANALYZE) " + table);
+}
+
+struct GrowthFigures {
+    double events_per_s = 0;
+    double append_p99_us = 0;
+    double read_p99_us = 0;
+};
+
+// pg_append_concurrent's load on `table`, then read_stream of random fill
+// streams (one at a time: latency, not throughput).
+GrowthFigures measure_growth(const std::string& table, std::int64_t filled, const std::string& tag,
+                             std::uint64_t& failures) {
+    GrowthFigures f;
+    asio::io_context ioc(1);
+    boong::PostgresEventStore store(ioc.get_executor(), config(table.c_str()));
+    store.open();
+    std::uint64_t events = 0, warm = 0;
+    std::vector<double> latencies;
+    latencies.reserve(1 << 21);
+    run_appenders(store, ioc, kConcurrentAppenders, 1, steady::now() + 1s, "gwarm-" + tag, nullptr, warm, failures);
+    const auto start = steady::now();
+    run_appenders(store, ioc, kConcurrentAppenders, 1, start + kMeasure, "g" + tag, &latencies, events, failures);
+    f.events_per_s = static_cast<double>(events) / std::chrono::duration<double>(steady::now() - start).count();
+    f.append_p99_us = percentile(latencies, 0.99);
+
+    const std::int64_t streams = filled / kGrowthBlock * kGrowthStreamsPerBlock;
+    std::mt19937_64 random(42);
+    std::uniform_int_distribution<std::int64_t> pick(0, streams - 1);
+    std::vector<double> reads;
+    constexpr int kReads = 2000;
+    asio::co_spawn(
+        ioc,
+        [&]() -> asio::awaitable<void> {
+            for (int i = 0; i < kReads; ++i) {
+                const auto stream = growth_stream(pick(random));
+                const auto t = steady::now();
+                auto got = co_await store.async_read_stream(stream, 1, 100, asio::use_awaitable);
+                reads.push_back(std::chrono::duration<double, std::micro>(steady::now() - t).count());
+                if (got.size() != 10) {
+                    if (failures++ == 0)
+                        std::cerr << "bench_postgres: " << stream << " has " << got.size() << " events, not 10\n";
+                    co_return;
+                }
+            }
+        },
+        [&](std::exception_ptr e) {
+            if (!e) return;
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+                if (failures++ == 0) std::cerr << "bench_postgres: read_stream failed: " << ex.what() << "\n";
+            }
+        });
+    ioc.run();
+    f.read_p99_us = percentile(reads, 0.99);
+    return f;
+}
+
+// pg_append_growth: pg_append_concurrent's load with SMALL (1M) and then
+// LARGE (50M) events already in the table, filled server-side with
+// generate_series (not through the library, and not timed). events_per_s is
+// the large table's, its baseline the small table's of the same run; the
+// same for read_stream_p99_us (random streams of ten events).
+void pg_append_growth(benchmark::State& state) {
+    if (!pg_usable(state)) return;
+    spdlog::set_level(spdlog::level::warn);
+    const auto [small, large] = growth_sizes();
+    const std::string table = kGrowthTable;
+    pqxx::connection c(pg_dsn());
+    {
+        asio::io_context ioc;
+        boong::PostgresEventStore store(ioc.get_executor(), config(kGrowthTable));
+        store.open();  // the store's exact shape
+        pqxx::work tx(c);
+        tx.exec("TRUNCATE " + table);
+        tx.exec("SELECT pg_catalog.setval('" + table + "_position_seq', 1, false)");
+        tx.commit();
+    }
+    std::uint64_t failures = 0;
+    GrowthFigures at_small, at_large;
+    double fill_seconds = 0;
+    for (auto _ : state) {
+        auto t = steady::now();
+        fill_growth(c, table, 1, small);
+        fill_seconds += std::chrono::duration<double>(steady::now() - t).count();
+        at_small = measure_growth(table, small, "s" + unique_tag(), failures);
+        t = steady::now();
+        fill_growth(c, table, small + 1, large);
+        fill_seconds += std::chrono::duration<double>(steady::now() - t).count();
+        at_large = measure_growth(table, large, "l" + unique_tag(), failures);
+    }
+    if (failures) state.SkipWithError("appends or reads failed");
+    state.counters["events_per_s"] = at_large.events_per_s;
+    state.counters["events_per_s_baseline"] = at_small.events_per_s;
+    state.counters["events_per_s_ratio"] = at_small.events_per_s > 0 ? at_large.events_per_s / at_small.events_per_s : 0;
+    state.counters["append_p99_us"] = at_large.append_p99_us;
+    state.counters["append_p99_us_baseline"] = at_small.append_p99_us;
+    state.counters["read_stream_p99_us"] = at_large.read_p99_us;
+    state.counters["read_stream_p99_us_baseline"] = at_small.read_p99_us;
+    state.counters["table_events_small"] = static_cast<double>(small);
+    state.counters["table_events_large"] = static_cast<double>(large);
+    state.counters["fill_s"] = fill_seconds;
+    pqxx::nontransaction size(c);
+    state.counters["table_bytes"] =
+        size.exec1("SELECT pg_total_relation_size('" + table + "')")[0].as<double>();
+}
+
 // Creates the tables through the store (exact shape) and fills bench_read
 // with kReadEvents events server-side (the same payload, one per row).
 int prepare() {
@@ -362,5 +531,6 @@ BENCHMARK(pg_append_concurrent)->Name("pg_append_concurrent")->Iterations(1)->Us
 BENCHMARK(any_pg_append_concurrent)->Name("any_pg_append_concurrent")->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(pg_append_batch)->Name("pg_append_batch")->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(pg_read_all)->Name("pg_read_all")->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(pg_append_growth)->Name("pg_append_growth")->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) { return boong::bench::pg_main("bench_postgres", argc, argv, prepare); }

@@ -83,7 +83,7 @@ _bench_wanted() { # benchmark names... -> true unless a --benchmark_filter exclu
 bench_args=("$@")
 pg_bench=""
 durable_bench=""
-if [[ -x $build_dir/bench/bench_postgres ]] && _bench_wanted pg_append_concurrent any_pg_append_concurrent pg_append_batch pg_read_all; then
+if [[ -x $build_dir/bench/bench_postgres ]] && _bench_wanted pg_append_concurrent any_pg_append_concurrent pg_append_batch pg_read_all pg_append_growth; then
     pg_bench=$build_dir/bench/bench_postgres
 fi
 if [[ -x $build_dir/bench/bench_durable ]] && _bench_wanted saga_durable_throughput recovery_time; then

@@ -16,6 +16,7 @@
 #                         p50/p99 from its per-transaction log (10 % sample)
 #   pg_append_batch       pgbench, 4 clients, one 100-row INSERT per transaction
 #   pg_read_all           psql, the same rows in position order to /dev/null (faster of two runs)
+#   pg_append_growth      none: its own 1M-event run is the baseline of its 50M-event run
 # bench_durable's (see bench/bench_durable.cpp):
 #   saga_durable_throughput  pgbench, 16 clients, one transaction per saga step: INSERT an
 #                            event row + UPDATE one of 10,000 saga rows (version + 1)
@@ -191,7 +192,7 @@ boong_pg_bench() {
     local exe=$1 work=$2
     shift 2
     _boong_pg_run "$exe" "$work" "bench_postgres (1,000,000 events for pg_read_all)" \
-        "pg_append_concurrent:append_concurrent any_pg_append_concurrent: pg_append_batch:append_batch pg_read_all:read_all" "$@"
+        "pg_append_concurrent:append_concurrent any_pg_append_concurrent: pg_append_batch:append_batch pg_read_all:read_all pg_append_growth:" "$@"
 }
 
 # bench_durable: the same, for durable execution. recovery_time has no
