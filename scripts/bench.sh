@@ -19,7 +19,7 @@ python=/usr/bin/python3
 
 "$root/scripts/deps.sh"
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    -DBOONG_BUILD_TESTS=OFF -DBOONG_BUILD_EXAMPLES=OFF -DBOONG_BUILD_BENCH=ON
+    -DBOONG_BUILD_TESTS=OFF -DBOONG_BUILD_EXAMPLES=ON -DBOONG_BUILD_BENCH=ON
 cmake --build "$build_dir" -j"$(nproc)"
 
 benches=()
@@ -48,7 +48,8 @@ source "$root/scripts/lib/servers.sh"
 # bench_redis: a private redis-server for this run, and its baseline measured
 # against it here with redis-benchmark (XADD MAXLEN ~ of one 200-byte field,
 # 50 clients, pipeline 16), passed on as BOONG_BENCH_REDIS_XADD_BASELINE.
-if [[ -x $build_dir/bench/bench_redis ]]; then
+# bench_choreography's services use the same server.
+if [[ -x $build_dir/bench/bench_redis || -x $build_dir/bench/bench_choreography ]]; then
     boong_start_redis "" "" || { echo "bench.sh: cannot start redis-server" >&2; exit 1; }
     export BOONG_BENCH_REDIS_HOST=127.0.0.1 BOONG_BENCH_REDIS_PORT=$BOONG_REDIS_PORT
     field=$(printf '%0200d' 0)
@@ -83,13 +84,17 @@ _bench_wanted() { # benchmark names... -> true unless a --benchmark_filter exclu
 bench_args=("$@")
 pg_bench=""
 durable_bench=""
+choreography_bench=""
 if [[ -x $build_dir/bench/bench_postgres ]] && _bench_wanted pg_append_concurrent any_pg_append_concurrent pg_append_batch pg_read_all pg_append_growth; then
     pg_bench=$build_dir/bench/bench_postgres
 fi
 if [[ -x $build_dir/bench/bench_durable ]] && _bench_wanted saga_durable_throughput recovery_time; then
     durable_bench=$build_dir/bench/bench_durable
 fi
-if [[ -n $pg_bench || -n $durable_bench ]]; then
+if [[ -x $build_dir/bench/bench_choreography ]] && _bench_wanted choreography_orders saga_orders; then
+    choreography_bench=$build_dir/bench/bench_choreography
+fi
+if [[ -n $pg_bench || -n $durable_bench || -n $choreography_bench ]]; then
     # shellcheck source=SCRIPTDIR/lib/pg_baselines.sh
     source "$root/scripts/lib/pg_baselines.sh"
     boong_start_postgres "" "" || { echo "bench.sh: cannot start PostgreSQL" >&2; exit 1; }
@@ -116,7 +121,7 @@ for bench in "${benches[@]}"; do
     name=$(basename "$bench")
     # bench_postgres and bench_durable: below, next to their baselines (and
     # not at all when the filter excludes them).
-    [[ $name == bench_postgres || $name == bench_durable ]] && continue
+    [[ $name == bench_postgres || $name == bench_durable || $name == bench_choreography ]] && continue
     rabbitmq=0
     if [[ $name == bench_rabbitmq ]] && _bench_wanted rabbitmq_publish rabbitmq_roundtrip; then
         if ! _start_rabbitmq; then
@@ -153,6 +158,7 @@ _run_pg() { # function exe
 }
 [[ -z $pg_bench ]] || _run_pg boong_pg_bench "$pg_bench"
 [[ -z $durable_bench ]] || _run_pg boong_pg_durable_bench "$durable_bench"
+[[ -z $choreography_bench ]] || _run_pg boong_pg_choreography_bench "$choreography_bench"
 
 mkdir -p "$(dirname "$out")"
 merge_rc=0

@@ -17,6 +17,7 @@
 #   pg_append_batch       pgbench, 4 clients, one 100-row INSERT per transaction
 #   pg_read_all           psql, the same rows in position order to /dev/null (faster of two runs)
 #   pg_append_growth      none: its own 1M-event run is the baseline of its 50M-event run
+# bench_choreography's: choreography_orders and saga_orders, each after pg_append_concurrent's baseline.
 # bench_durable's (see bench/bench_durable.cpp):
 #   saga_durable_throughput  pgbench, 16 clients, one transaction per saga step: INSERT an
 #                            event row + UPDATE one of 10,000 saga rows (version + 1)
@@ -193,6 +194,15 @@ boong_pg_bench() {
     shift 2
     _boong_pg_run "$exe" "$work" "bench_postgres (1,000,000 events for pg_read_all)" \
         "pg_append_concurrent:append_concurrent any_pg_append_concurrent: pg_append_batch:append_batch pg_read_all:read_all pg_append_growth:" "$@"
+}
+
+# bench_choreography: the order services end to end, each variant right after
+# pg_append_concurrent's pgbench baseline (one INSERT per transaction).
+boong_pg_choreography_bench() {
+    local exe=$1 work=$2
+    shift 2
+    _boong_pg_run "$exe" "$work" "bench_choreography" \
+        "choreography_orders:append_concurrent saga_orders:append_concurrent" "$@"
 }
 
 # bench_durable: the same, for durable execution. recovery_time has no
