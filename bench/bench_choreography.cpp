@@ -50,8 +50,6 @@
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
-#include <memory>
-#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -311,7 +309,12 @@ void run_orders(benchmark::State& state, const std::string& mode, int redis_db) 
             std::this_thread::sleep_until(start + kWarmUp + kMeasure);
             to = server_now();
             placing.join();
-            seconds = std::chrono::duration<double>(kMeasure).count();
+            {
+                // The window as the server's clock saw it: the same clock as stored_at.
+                pqxx::nontransaction tx(c);
+                seconds = tx.exec_params1("SELECT extract(epoch FROM $2::timestamptz - $1::timestamptz)", from, to)[0]
+                              .as<double>();
+            }
             completed = count(final_types, from, to);
             accepted = count("type = 'OrderCreated'", from, to);
             events = count("true", from, to);
