@@ -287,4 +287,24 @@ void validate_inbox_entry(std::string_view consumer, std::string_view message_id
     }
 }
 
+void validate_inbox_entries(std::string_view consumer, const std::vector<std::string>& message_ids, bool distinct) {
+    for (const auto& id : message_ids) validate_inbox_entry(consumer, id);
+    if (!distinct) return;
+    std::unordered_set<std::string_view> seen;
+    for (const auto& id : message_ids) {
+        if (!seen.insert(id).second) {
+            invalid("inbox " + std::string(consumer) + ": message id " + id + " is named twice in one record");
+        }
+    }
+}
+
+void require_distinct_streams(const std::vector<StreamAppend>& appends) {
+    std::unordered_set<std::string_view> streams;
+    for (const auto& a : appends) {
+        if (!streams.insert(a.stream).second) {
+            invalid("append_many_in: two appends to '" + a.stream + "'; give each stream one append");
+        }
+    }
+}
+
 }  // namespace boong::detail

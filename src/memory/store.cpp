@@ -349,6 +349,21 @@ AppendResult MemoryEventStore::append_in(Transaction& tx, const std::string& str
     return state_->append(stream, expected, std::move(events));
 }
 
+std::vector<StreamAppendOutcome> MemoryEventStore::append_many_in(Transaction& tx, std::vector<StreamAppend> appends) {
+    check_transaction(tx);
+    detail::require_distinct_streams(appends);
+    std::vector<StreamAppendOutcome> out(appends.size());
+    for (std::size_t i = 0; i < appends.size(); ++i) {
+        auto& a = appends[i];
+        try {
+            out[i].result = state_->append(a.stream, a.expected, std::move(a.events));
+        } catch (const Error&) {
+            out[i].error = std::current_exception();  // checked before anything is written
+        }
+    }
+    return out;
+}
+
 std::vector<RecordedEvent> MemoryEventStore::read_stream_in(Transaction& tx, const std::string& stream,
                                                             std::int64_t from_version, std::size_t max_count) const {
     check_transaction(tx);
@@ -371,6 +386,24 @@ bool MemoryEventStore::record_processed_in(Transaction& tx, const std::string& c
     if (!state_->inbox[consumer].insert(message_id).second) return false;
     tx.recorded_.emplace_back(consumer, message_id);
     return true;
+}
+
+std::vector<bool> MemoryEventStore::processed_many_in(Transaction& tx, const std::string& consumer,
+                                                     const std::vector<std::string>& message_ids) const {
+    detail::validate_inbox_entries(consumer, message_ids, false);
+    std::vector<bool> out;
+    out.reserve(message_ids.size());
+    for (const auto& id : message_ids) out.push_back(processed_in(tx, consumer, id));
+    return out;
+}
+
+std::vector<bool> MemoryEventStore::record_processed_many_in(Transaction& tx, const std::string& consumer,
+                                                            const std::vector<std::string>& message_ids) {
+    detail::validate_inbox_entries(consumer, message_ids, true);  // all or nothing
+    std::vector<bool> out;
+    out.reserve(message_ids.size());
+    for (const auto& id : message_ids) out.push_back(record_processed_in(tx, consumer, id));
+    return out;
 }
 
 void MemoryEventStore::check_transaction(const Transaction& tx) const {

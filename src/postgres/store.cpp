@@ -18,6 +18,7 @@
 #include <future>
 #include <limits>
 #include <type_traits>
+#include <unordered_set>
 
 namespace boong {
 namespace {
@@ -382,6 +383,59 @@ AppendResult PostgresEventStore::append_in(pqxx::transaction_base& tx, std::stri
     return AppendResult{to_int64(rows[0][3]), to_int64(rows[0][4]), to_int64(rows[0][5])};
 }
 
+std::vector<StreamAppendOutcome> PostgresEventStore::append_many_in(pqxx::transaction_base& tx,
+                                                                  std::vector<StreamAppend> appends) {
+    impl_->require_open();
+    detail::require_distinct_streams(appends);
+    std::vector<StreamAppendOutcome> out(appends.size());
+    // The appends that pass the checks, and where each one's outcome goes.
+    std::vector<pg::AppendRequest> requests;
+    std::vector<std::size_t> slot;
+    requests.reserve(appends.size());
+    for (std::size_t i = 0; i < appends.size(); ++i) {
+        auto& a = appends[i];
+        try {
+            detail::validate_append(a.stream, a.expected, a.events);
+        } catch (const Error&) {
+            out[i].error = std::current_exception();
+            continue;
+        }
+        requests.emplace_back(std::move(a.stream), a.expected, a.events);
+        slot.push_back(i);
+    }
+    if (requests.empty()) return out;
+    std::string doc = "[";
+    for (std::size_t k = 0; k < requests.size(); ++k) {
+        if (k) doc += ',';
+        doc += requests[k].json;
+    }
+    doc += ']';
+    pqxx::result rows;
+    try {
+        rows = tx.exec_prepared(pg::kAppendStatement, doc, true);
+    } catch (const pqxx::unique_violation&) {
+        throw Error(errc::concurrency_conflict, "append of " + std::to_string(requests.size()) +
+                                                    " streams: another transaction appended to one of them at the "
+                                                    "same time; nothing was written: run the transaction again");
+    }
+    if (rows.size() != requests.size()) {
+        throw Error(errc::protocol_error, "the append function returned " + std::to_string(rows.size()) +
+                                              " verdicts for " + std::to_string(requests.size()) + " appends");
+    }
+    for (const auto& row : rows) {
+        const auto k = static_cast<std::size_t>(to_int64(row[0]));
+        if (k >= requests.size()) throw Error(errc::protocol_error, "the append function returned a bad index");
+        auto& o = out[slot[k]];
+        if (auto error = pg::verdict_error(requests[k], row)) {
+            o.error = std::move(error);
+            continue;
+        }
+        pg::Counters::add(impl_->counters->appends);
+        o.result = AppendResult{to_int64(row[3]), to_int64(row[4]), to_int64(row[5])};
+    }
+    return out;
+}
+
 std::vector<RecordedEvent> PostgresEventStore::read_stream_in(pqxx::transaction_base& tx, const std::string& stream,
                                                               std::int64_t from_version, std::size_t max_count) const {
     impl_->require_open();
@@ -407,6 +461,44 @@ bool PostgresEventStore::record_processed_in(pqxx::transaction_base& tx, const s
     const std::string sql = "INSERT INTO " + tables().inbox +
                             " (consumer, message_id) VALUES ($1, $2) ON CONFLICT (consumer, message_id) DO NOTHING";
     return tx.exec_params(sql, consumer, message_id).affected_rows() == 1;
+}
+
+namespace {
+
+// Message ids as one JSON array parameter (no SQL array quoting to get wrong).
+std::string json_array(const std::vector<std::string>& ids) { return json(ids).dump(); }
+
+// For each id in order: whether `found` holds it.
+std::vector<bool> members(const std::vector<std::string>& ids, const pqxx::result& found) {
+    std::unordered_set<std::string_view> in;
+    for (const auto& row : found) in.insert(std::string_view(row[0].c_str(), row[0].size()));
+    std::vector<bool> out;
+    out.reserve(ids.size());
+    for (const auto& id : ids) out.push_back(in.count(id) > 0);
+    return out;
+}
+
+}  // namespace
+
+std::vector<bool> PostgresEventStore::processed_many_in(pqxx::transaction_base& tx, const std::string& consumer,
+                                                        const std::vector<std::string>& message_ids) const {
+    detail::validate_inbox_entries(consumer, message_ids, false);
+    if (message_ids.empty()) return {};
+    const std::string ids = json_array(message_ids);
+    const std::string sql = "SELECT message_id FROM " + tables().inbox +
+                            " WHERE consumer = $1 AND message_id IN (SELECT pg_catalog.jsonb_array_elements_text($2::jsonb))";
+    return members(message_ids, tx.exec_params(sql, consumer, ids));
+}
+
+std::vector<bool> PostgresEventStore::record_processed_many_in(pqxx::transaction_base& tx, const std::string& consumer,
+                                                               const std::vector<std::string>& message_ids) {
+    detail::validate_inbox_entries(consumer, message_ids, true);
+    if (message_ids.empty()) return {};
+    const std::string ids = json_array(message_ids);
+    const std::string sql = "INSERT INTO " + tables().inbox +
+                            " (consumer, message_id) SELECT $1, pg_catalog.jsonb_array_elements_text($2::jsonb)"
+                            " ON CONFLICT (consumer, message_id) DO NOTHING RETURNING message_id";
+    return members(message_ids, tx.exec_params(sql, consumer, ids));
 }
 
 const PostgresTableNames& PostgresEventStore::tables() const {

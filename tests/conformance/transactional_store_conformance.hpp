@@ -153,3 +153,89 @@ TEMPLATE_TEST_CASE("transactional store conformance: the inbox runs a message's 
     CHECK(code_of([&] { deliver("", false); }) == make_error_code(errc::invalid_argument));
     CHECK(code_of([&] { deliver(std::string(256, 'x'), false); }) == make_error_code(errc::invalid_argument));
 }
+
+TEMPLATE_TEST_CASE("transactional store conformance: several appends and inbox records in one transaction, each "
+                   "with its own verdict",
+                   "[store][conformance][transaction]", BOONG_STORE_FIXTURES) {
+    using namespace boong;
+    using namespace boong::test;
+    TestType fx;
+    auto& store = fx.store();
+    using Store = std::remove_reference_t<decltype(store)>;
+    using Tx = typename Store::transaction_type;
+    IdGenerator ids;
+    const std::string a = fx.unique("many-a"), b = fx.unique("many-b"), c = fx.unique("many-c");
+    const std::string consumer = fx.unique("consumer");
+    run(fx.ioc(), [&] {
+        return store.async_append(b, ExpectedVersion::any(), {make_event(ids, "Before")}, boost::asio::use_awaitable);
+    });
+
+    struct Seen {
+        std::vector<bool> processed_before;
+        std::vector<bool> have_result, is_conflict;
+        std::vector<std::int64_t> next;
+        std::vector<bool> recorded;
+        std::vector<bool> processed_after;
+    };
+    auto body = [&](Tx& tx) {
+        Seen seen;
+        seen.processed_before = store.processed_many_in(tx, consumer, {"m1", "m2", "m3"});
+        std::vector<StreamAppend> appends;
+        appends.push_back({a, ExpectedVersion::no_stream(), {make_event(ids, "A1"), make_event(ids, "A2")}});
+        appends.push_back({b, ExpectedVersion::no_stream(), {make_event(ids, "B2")}});  // b has one event: a conflict
+        appends.push_back({c, ExpectedVersion::any(), {make_event(ids, "C1")}});
+        for (const auto& o : store.append_many_in(tx, std::move(appends))) {
+            seen.have_result.push_back(o.result.has_value());
+            seen.next.push_back(o.result ? o.result->next_expected_version : -1);
+            bool conflict = false;
+            if (o.error) {
+                try {
+                    std::rethrow_exception(o.error);
+                } catch (const Error& e) {
+                    conflict = e.code() == make_error_code(errc::concurrency_conflict);
+                }
+            }
+            seen.is_conflict.push_back(conflict);
+        }
+        seen.recorded = store.record_processed_many_in(tx, consumer, {"m1", "m2"});
+        seen.processed_after = store.processed_many_in(tx, consumer, {"m2", "m3", "m1"});
+        return seen;
+    };
+    const auto seen = run(fx.ioc(), [&] { return async_transact(store, body, boost::asio::use_awaitable); });
+    CHECK(seen.processed_before == std::vector<bool>{false, false, false});
+    CHECK(seen.have_result == std::vector<bool>{true, false, true});
+    CHECK(seen.is_conflict == std::vector<bool>{false, true, false});
+    CHECK(seen.next[0] == 2);
+    CHECK(seen.next[2] == 1);
+    CHECK(seen.recorded == std::vector<bool>{true, true});
+    CHECK(seen.processed_after == std::vector<bool>{true, false, true});
+
+    // Committed: the two that passed, nothing of the conflict.
+    auto types = [&](const std::string& stream) {
+        std::vector<std::string> t;
+        for (const auto& e :
+             run(fx.ioc(), [&] { return store.async_read_stream(stream, 1, 10, boost::asio::use_awaitable); }))
+            t.push_back(e.event.type);
+        return t;
+    };
+    CHECK(types(a) == std::vector<std::string>{"A1", "A2"});
+    CHECK(types(b) == std::vector<std::string>{"Before"});
+    CHECK(types(c) == std::vector<std::string>{"C1"});
+
+    // Recording a message again says so, per id; bad input is refused whole.
+    auto again = [&](Tx& tx) { return store.record_processed_many_in(tx, consumer, {"m3", "m1"}); };
+    CHECK(run(fx.ioc(), [&] { return async_transact(store, again, boost::asio::use_awaitable); }) ==
+          std::vector<bool>{true, false});
+    auto twice = [&](Tx& tx) { return store.record_processed_many_in(tx, consumer, {"m4", "m4"}); };
+    CHECK_THROWS_WITH(run(fx.ioc(), [&] { return async_transact(store, twice, boost::asio::use_awaitable); }),
+                      Catch::Contains("named twice"));
+    auto same_stream = [&](Tx& tx) {
+        std::vector<StreamAppend> appends;
+        appends.push_back({c, ExpectedVersion::any(), {make_event(ids, "C2")}});
+        appends.push_back({c, ExpectedVersion::any(), {make_event(ids, "C3")}});
+        return store.append_many_in(tx, std::move(appends)).size();
+    };
+    CHECK_THROWS_WITH(run(fx.ioc(), [&] { return async_transact(store, same_stream, boost::asio::use_awaitable); }),
+                      Catch::Contains("two appends to"));
+    CHECK(types(c) == std::vector<std::string>{"C1"});
+}

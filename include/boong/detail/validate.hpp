@@ -4,6 +4,7 @@
 
 #include <boong/broker.hpp>
 #include <boong/event.hpp>
+#include <boong/transactional_store.hpp>
 
 #include <chrono>
 #include <string_view>
@@ -37,5 +38,9 @@ void validate_relay_name(std::string_view relay);
 void validate_cursor_request(std::string_view relay, std::string_view owner, std::chrono::milliseconds lease);
 // Inbox checks: a consumer name and a message id have 1..255 bytes.
 void validate_inbox_entry(std::string_view consumer, std::string_view message_id);
+// Several inbox entries at once; `distinct`: no id named twice (a record).
+void validate_inbox_entries(std::string_view consumer, const std::vector<std::string>& message_ids, bool distinct);
+// append_many_in: no two appends to one stream.
+void require_distinct_streams(const std::vector<StreamAppend>& appends);
 
 }  // namespace boong::detail

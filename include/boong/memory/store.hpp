@@ -101,11 +101,16 @@ public:
 
     AppendResult append_in(Transaction& tx, const std::string& stream, ExpectedVersion expected,
                            std::vector<EventData> events);
+    std::vector<StreamAppendOutcome> append_many_in(Transaction& tx, std::vector<StreamAppend> appends);
     std::vector<RecordedEvent> read_stream_in(Transaction& tx, const std::string& stream,
                                               std::int64_t from_version = 1,
                                               std::size_t max_count = std::numeric_limits<std::size_t>::max()) const;
     bool processed_in(Transaction& tx, const std::string& consumer, const std::string& message_id) const;
     bool record_processed_in(Transaction& tx, const std::string& consumer, const std::string& message_id);
+    std::vector<bool> processed_many_in(Transaction& tx, const std::string& consumer,
+                                        const std::vector<std::string>& message_ids) const;
+    std::vector<bool> record_processed_many_in(Transaction& tx, const std::string& consumer,
+                                               const std::vector<std::string>& message_ids);
 
 private:
     template <class T, class Token, class Op>

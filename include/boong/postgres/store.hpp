@@ -16,6 +16,7 @@
 #include <boong/config.hpp>
 #include <boong/detail/erased_handler.hpp>
 #include <boong/event_store.hpp>
+#include <boong/transactional_store.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
@@ -171,6 +172,16 @@ public:
     AppendResult append_in(pqxx::transaction_base& tx, std::string stream, ExpectedVersion expected,
                            std::vector<EventData> events);
 
+    // Several appends to distinct streams in one call of the append function,
+    // as the transaction's first write (the same rules as append_in): each
+    // gets its own outcome, and one refused (a conflict, a duplicate id, a
+    // bad argument) writes nothing and fails none of the others. Two appends
+    // to one stream: errc::invalid_argument, nothing written. A race with
+    // another transaction appending to one of the streams at the same moment
+    // is errc::concurrency_conflict for the whole call, and aborts the
+    // transaction: run it again.
+    std::vector<StreamAppendOutcome> append_many_in(pqxx::transaction_base& tx, std::vector<StreamAppend> appends);
+
     // Reads a stream inside a transaction of yours (a body run by
     // async_transact), as that transaction sees it: a reaction that folds a
     // stream and appends to it with append_in reads and writes one snapshot
@@ -186,6 +197,11 @@ public:
     // back). Error(errc::invalid_argument) for names not of 1..255 bytes.
     bool processed_in(pqxx::transaction_base& tx, const std::string& consumer, const std::string& message_id) const;
     bool record_processed_in(pqxx::transaction_base& tx, const std::string& consumer, const std::string& message_id);
+    // The two above for several messages, one round trip each.
+    std::vector<bool> processed_many_in(pqxx::transaction_base& tx, const std::string& consumer,
+                                        const std::vector<std::string>& message_ids) const;
+    std::vector<bool> record_processed_many_in(pqxx::transaction_base& tx, const std::string& consumer,
+                                               const std::vector<std::string>& message_ids);
 
     PostgresStoreStats stats() const;
     // Throws Error(errc::store_unavailable) when the store is not open.
