@@ -25,6 +25,7 @@
 #pragma once
 
 #include <boong/broker.hpp>
+#include <boong/detail/reaction_batch.hpp>
 #include <boong/domain_event.hpp>
 #include <boong/inbox.hpp>
 #include <boong/owner.hpp>
@@ -58,14 +59,27 @@ struct EventBusOptions {
     std::string service;      // the consumer group of every handler, and the inbox's name
     std::string consumer{};   // this process within the group; empty: "<hostname>-<pid>"
     // How each handler's consumer runs (after max_deliveries a message goes to
-    // "<type>.dlq"; a store outage is waited out, never counted).
-    ConsumerSettings consumers{.concurrency = 16};
+    // "<type>.dlq"; a store outage is waited out, never counted). Handlers in
+    // flight mostly wait for a shared transaction (max_batch), so many are
+    // cheap: they are what the group commit batches.
+    ConsumerSettings consumers{.concurrency = 64};
     // How often a reaction is decided, in all, when the stream it appends to
     // moved under it (errc::concurrency_conflict: another handler of the
     // same flow appended first); then the message is left for redelivery.
     int conflict_attempts = 4;
+    // Group commit: the reactions of deliveries handled at the same time
+    // share one transaction, at most this many (1: each reaction commits
+    // alone). A reaction that fails in a shared transaction never fails its
+    // neighbours: it runs alone, the others go again (docs/choreography.md).
+    std::size_t max_batch = 32;
+    // Shared transactions of the bus at once (max_batch > 1); reactions that
+    // arrive meanwhile wait for the next one.
+    std::size_t max_in_flight = 2;
     std::shared_ptr<spdlog::logger> logger{};  // null: spdlog's default logger
 };
+
+// What the bus's group commit did (EventBus::stats).
+using EventBusStats = detail::ReactionBatchStats;
 
 // What a handler decides: the events it emits (into one stream, appended
 // first in its transaction) and the writes that go with them. Tx is the
@@ -110,15 +124,18 @@ template <TransactionalStore S>
 class HandlerContext {
 public:
     using transaction_type = typename S::transaction_type;
+    using batcher_type = detail::ReactionBatcher<S, Reaction<transaction_type>>;
 
     // Made by the bus for each delivery; the references outlive the handler.
+    // `batcher`: the bus's group commit, or null (each reaction alone).
     HandlerContext(S& store, const std::string& service, int conflict_attempts, spdlog::logger& logger,
-                   const Delivery& delivery)
+                   const Delivery& delivery, batcher_type* batcher = nullptr)
         : store_(store),
           service_(service),
           conflict_attempts_(conflict_attempts),
           logger_(logger),
-          delivery_(delivery) {}
+          delivery_(delivery),
+          batcher_(batcher) {}
 
     S& store() const noexcept { return store_; }
     const Delivery& delivery() const noexcept { return delivery_; }
@@ -145,10 +162,37 @@ public:
     // the decision (errc::concurrency_conflict), decide runs again with a
     // fresh Reaction on what is there now, up to conflict_attempts in all:
     // so it must only read and emit, never act outside the transaction.
+    // With the bus's group commit (EventBusOptions::max_batch > 1) the
+    // transaction may be shared with reactions to other deliveries: decide
+    // then also sees none of their writes (they come after every decision),
+    // and a reaction that fails never fails the others.
     template <class Decide>
     boost::asio::awaitable<bool> react(Decide decide) {
         auto shared = std::make_shared<Decide>(std::move(decide));
-        for (int attempt = 1;; ++attempt) {
+        if (!batcher_) co_return co_await react_alone(shared, 1);
+        auto erased = std::make_shared<const typename batcher_type::Decide>(
+            [shared](transaction_type& tx, Reaction<transaction_type>& r) { (*shared)(tx, r); });
+        for (int attempt = 1;;) {
+            auto result = co_await batcher_->async_submit(erased, event().event_id, caused(), boost::asio::use_awaitable);
+            switch (result.outcome) {
+                case detail::Batched::ran: co_return true;
+                case detail::Batched::already_processed: co_return false;
+                case detail::Batched::alone: co_return co_await react_alone(shared, attempt);
+                case detail::Batched::again: continue;
+                case detail::Batched::conflict: break;
+            }
+            if (attempt >= conflict_attempts_) std::rethrow_exception(result.error);
+            ++attempt;
+            logger_.debug("event bus {}: {} {}: {} (deciding again)", service_, event().type, event().event_id,
+                          describe(result.error));
+        }
+    }
+
+private:
+    // The reaction in a transaction of its own, from attempt `first` on.
+    template <class Decide>
+    boost::asio::awaitable<bool> react_alone(std::shared_ptr<Decide> shared, int first) {
+        for (int attempt = first;; ++attempt) {
             auto body = [&store = store_, service = service_, id = event().event_id, cause = caused(),
                          shared](transaction_type& tx) {
                 Reaction<transaction_type> r(cause);
@@ -179,6 +223,7 @@ private:
     int conflict_attempts_;
     spdlog::logger& logger_;
     const Delivery& delivery_;
+    batcher_type* batcher_;
 };
 
 template <TransactionalStore S, Broker B>
@@ -201,6 +246,13 @@ public:
             throw Error(errc::invalid_config, "event bus: conflict_attempts must be at least 1, not " +
                                                   std::to_string(options_.conflict_attempts));
         }
+        if (options_.max_batch < 1 || options_.max_in_flight < 1) {
+            throw Error(errc::invalid_config, "event bus: max_batch and max_in_flight must be at least 1");
+        }
+        if (options_.max_batch > 1) {
+            batcher_ = std::make_shared<typename context_type::batcher_type>(store_, options_.service, options_.max_batch,
+                                                                             options_.max_in_flight);
+        }
         if (options_.consumer.empty()) {
             const auto owner = make_owner();
             options_.consumer = std::string(owner_name(owner));
@@ -212,6 +264,9 @@ public:
     EventBus& operator=(const EventBus&) = delete;
 
     const EventRegistry& registry() const noexcept { return registry_; }
+
+    // What the group commit did so far (all zero with max_batch 1).
+    EventBusStats stats() const { return batcher_ ? batcher_->stats() : EventBusStats{}; }
 
     // Stores `event` in `stream` (the outbox relay publishes it). `cause`:
     // the metadata of what caused it (HandlerContext::caused()), or empty
@@ -251,7 +306,7 @@ public:
                 options_.logger->error("event bus {}: {} (dead-lettered)", options_.service, why);
                 throw Rejection(why);
             }
-            context_type ctx(store_, options_.service, options_.conflict_attempts, *options_.logger, d);
+            context_type ctx(store_, options_.service, options_.conflict_attempts, *options_.logger, d, batcher_.get());
             co_await (*h)(*event, ctx);
         };
         auto& s = subscriptions_.emplace_back();
@@ -312,6 +367,7 @@ private:
     B& broker_;
     const EventRegistry& registry_;
     EventBusOptions options_;
+    std::shared_ptr<typename context_type::batcher_type> batcher_;  // null with max_batch 1
     std::list<Subscription> subscriptions_;  // stable addresses: consumers hold their signal
     bool started_ = false;
 };
