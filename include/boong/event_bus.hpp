@@ -70,7 +70,7 @@ struct EventBusOptions {
     // Group commit: the reactions of deliveries handled at the same time
     // share one transaction, at most this many (1: each reaction commits
     // alone). A reaction that fails in a shared transaction never fails its
-    // neighbours: it runs alone, the others go again (docs/choreography.md).
+    // neighbours: it runs alone, the others go again (docs/event-bus.md).
     std::size_t max_batch = 32;
     // Shared transactions of the bus at once (max_batch > 1); reactions that
     // arrive meanwhile wait for the next one.
