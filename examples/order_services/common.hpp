@@ -377,7 +377,6 @@ public:
 
         boong::EventBusOptions bo;
         bo.service = options_.service;
-        bo.consumers.concurrency = 64;
         // A handler that failed (a conflict, a stock race) or a message left by
         // a killed process comes again after this long. An outage of the store
         // is waited out and never counts towards max_deliveries.

@@ -359,28 +359,11 @@ PostgresStoreStats PostgresEventStore::stats() const {
 
 AppendResult PostgresEventStore::append_in(pqxx::transaction_base& tx, std::string stream, ExpectedVersion expected,
                                            std::vector<EventData> events) {
-    impl_->require_open();
-    detail::validate_append(stream, expected, events);
-    pg::AppendRequest request(std::move(stream), expected, events);
-    pqxx::result rows;
-    try {
-        // Careful: a unique violation here aborts the caller's whole transaction.
-        rows = tx.exec_prepared(pg::kAppendStatement, "[" + request.json + "]", true);
-    } catch (const pqxx::unique_violation&) {
-        // Another transaction appended to the stream (or stored one of these
-        // ids) between this one's checks and its insert. This transaction is
-        // aborted; run it again, and its checks see what the other wrote.
-        throw Error(errc::concurrency_conflict, "append to '" + request.stream +
-                                                    "': another transaction appended at the same time; nothing was "
-                                                    "written: run the transaction again");
-    }
-    if (rows.size() != 1) {
-        throw Error(errc::protocol_error, "the append function returned " + std::to_string(rows.size()) +
-                                              " verdicts for one append");
-    }
-    if (auto error = pg::verdict_error(request, rows[0])) std::rethrow_exception(error);
-    pg::Counters::add(impl_->counters->appends);
-    return AppendResult{to_int64(rows[0][3]), to_int64(rows[0][4]), to_int64(rows[0][5])};
+    std::vector<StreamAppend> one;
+    one.push_back(StreamAppend{std::move(stream), expected, std::move(events)});
+    auto outcome = std::move(append_many_in(tx, std::move(one)).front());
+    if (outcome.error) std::rethrow_exception(outcome.error);
+    return *outcome.result;
 }
 
 std::vector<StreamAppendOutcome> PostgresEventStore::append_many_in(pqxx::transaction_base& tx,
@@ -412,11 +395,16 @@ std::vector<StreamAppendOutcome> PostgresEventStore::append_many_in(pqxx::transa
     doc += ']';
     pqxx::result rows;
     try {
+        // Careful (every id checked): a unique violation here aborts the caller's whole transaction.
         rows = tx.exec_prepared(pg::kAppendStatement, doc, true);
     } catch (const pqxx::unique_violation&) {
-        throw Error(errc::concurrency_conflict, "append of " + std::to_string(requests.size()) +
-                                                    " streams: another transaction appended to one of them at the "
-                                                    "same time; nothing was written: run the transaction again");
+        // Another transaction appended to a stream (or stored one of these
+        // ids) between this one's checks and its insert. This transaction is
+        // aborted; run it again, and its checks see what the other wrote.
+        const std::string what = requests.size() == 1 ? "append to '" + requests.front().stream + "'"
+                                                      : "append to " + std::to_string(requests.size()) + " streams";
+        throw Error(errc::concurrency_conflict, what + ": another transaction appended at the same time; nothing "
+                                                       "was written: run the transaction again");
     }
     if (rows.size() != requests.size()) {
         throw Error(errc::protocol_error, "the append function returned " + std::to_string(rows.size()) +
