@@ -121,6 +121,11 @@ struct ConsumerGroupStatus {
     std::optional<std::size_t> pending;              // delivered, not acknowledged yet
     std::optional<std::size_t> lag;                  // not delivered to the group yet
     std::optional<Clock::time_point> oldest_pending;  // when the oldest pending message was published (none pending: nullopt)
+    // Messages published to the topic that a length or age limit removed
+    // before the group read them: lost to the group. A total the broker keeps
+    // (Redis: until the group is created again); 0 on a broker that never
+    // removes unread messages (MemoryBroker).
+    std::optional<std::size_t> trimmed;
 };
 
 // ---- dead letters ----------------------------------------------------------

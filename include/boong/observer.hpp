@@ -90,6 +90,15 @@ public:
     virtual void consumer_backlog(std::string_view /*topic*/, std::string_view /*group*/,
                                   std::optional<std::size_t> /*pending*/, std::optional<std::size_t> /*lag*/,
                                   std::optional<std::chrono::nanoseconds> /*oldest_pending_age*/) {}
+    // Messages lost to the group of `topic` because a length or age limit
+    // trimmed them away: `unread`, the broker's total of those the group never
+    // read (sampled with the backlog, when the broker can tell); `pending`,
+    // delivered ones whose entries were gone when this consumer reclaimed them
+    // (counted once, by that consumer). Each call is also logged at error.
+    virtual void consumer_trimmed_unread(std::string_view /*topic*/, std::string_view /*group*/,
+                                         std::size_t /*unread*/) {}
+    virtual void consumer_trimmed_pending(std::string_view /*topic*/, std::string_view /*group*/,
+                                          std::size_t /*pending*/) {}
 
     // ---- publishing (the outbox relay, OutboxRelayOptions::observer) ------
     // A publish to `topic` ended (ok = false: it threw) after `duration`.

@@ -97,7 +97,9 @@ asio::awaitable<void> ConsumerLoop::run(std::shared_ptr<ConsumerLoop> self) {
     // A stop request (terminal cancellation through stop_signal_) must not
     // throw out of the loop: the loop checks for it.
     co_await asio::this_coro::throw_if_cancelled(false);
-    if (c.options_.settings.observer && c.options_.settings.backlog_interval > milliseconds::zero()) {
+    // Sampled with or without an observer: a sample is also what finds (and
+    // logs) messages trimmed before the group read them.
+    if (c.options_.settings.backlog_interval > milliseconds::zero()) {
         c.sampling_ = true;
         asio::co_spawn(c.strand_, c.sample_backlog(), [self](std::exception_ptr e) {
             self->sampling_ = false;
@@ -355,7 +357,20 @@ asio::awaitable<void> ConsumerLoop::sample_backlog() {
         }
         observe(observer, &Observer::consumer_backlog, options_.topic, options_.group, status->pending, status->lag,
                 age);
+        if (status->trimmed) note_trimmed(*status->trimmed);
     }
+}
+
+void ConsumerLoop::note_trimmed(std::size_t trimmed) {
+    // Logged when the total grows (every consumer of the group sees the same
+    // total; the first sample of a consumer reports one already there).
+    if (trimmed > trimmed_seen_.value_or(0))
+        log(spdlog::level::err,
+            "{} message(s) were trimmed from the topic by its length or age limit (maxLen/ttl) before the group "
+            "read them (was {}): they are lost to the group",
+            trimmed, trimmed_seen_.value_or(0));
+    trimmed_seen_ = trimmed;
+    observe(options_.settings.observer, &Observer::consumer_trimmed_unread, options_.topic, options_.group, trimmed);
 }
 
 void ConsumerLoop::note_paused(bool paused) {

@@ -127,6 +127,7 @@ private:
     // Every backlog_interval until stopped: asks the source how far the group
     // trails and tells the observer. Runs beside the loop, on the strand.
     asio::awaitable<void> sample_backlog();
+    void note_trimmed(std::size_t trimmed);
     asio::awaitable<void> wait(Clock::time_point until);
     std::chrono::milliseconds hold_interval() const;
     void wake();
@@ -150,6 +151,7 @@ private:
     bool stopping_ = false;
     bool finished_ = false;
     bool paused_ = false;  // as last told to the observer
+    std::optional<std::size_t> trimmed_seen_;  // the group's trimmed total at the last sample
     bool sampling_ = false;  // sample_backlog runs: the consumer ends after it
 };
 

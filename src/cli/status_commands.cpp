@@ -195,6 +195,7 @@ void consumers(const GlobalOptions& global, const std::vector<std::string>& topi
                            {"consumers", r.status.consumers},
                            {"pending", r.status.pending ? json(*r.status.pending) : json(nullptr)},
                            {"lag", r.status.lag ? json(*r.status.lag) : json(nullptr)},
+                           {"trimmed", r.status.trimmed ? json(*r.status.trimmed) : json(nullptr)},
                            {"oldest_pending_at", json_time(r.status.oldest_pending)}});
         }
         print_json(std::cout, json{{"groups", out}});
@@ -204,19 +205,28 @@ void consumers(const GlobalOptions& global, const std::vector<std::string>& topi
         std::cout << "No consumer groups.\n";
         return;
     }
-    Table t({"TOPIC", "GROUP", "CONSUMERS", "PENDING", "LAG", "OLDEST PENDING"});
+    Table t({"TOPIC", "GROUP", "CONSUMERS", "PENDING", "LAG", "TRIMMED", "OLDEST PENDING"});
+    bool lost = false;
     for (const auto& r : rows) {
         const auto& s = r.status;
+        lost = lost || s.trimmed.value_or(0) > 0;
         t.add({r.topic, s.group, std::to_string(s.consumers),
                s.pending ? Cell(std::to_string(*s.pending), *s.pending > 0 ? Colour::yellow : Colour::none) : Cell("?"),
                s.lag ? Cell(std::to_string(*s.lag), *s.lag > 0 ? Colour::yellow : Colour::none) : Cell("?"),
+               s.trimmed ? Cell(std::to_string(*s.trimmed), *s.trimmed > 0 ? Colour::red : Colour::none) : Cell("?"),
                s.oldest_pending ? format_duration(std::chrono::duration_cast<milliseconds>(now - *s.oldest_pending)) + " ago"
                                 : std::string(s.pending ? "" : "?")});
     }
     t.print(std::cout, stdout_wants_colour());
+    if (lost) {
+        std::cout << "TRIMMED: messages the topic's length or age limit (maxLen, ttl) removed before the group read "
+                     "them; they are lost to it. Raise the limits above what the slowest group may trail by.\n";
+    }
     if (rabbitmq) {
         std::cout << "?: RabbitMQ does not show a queue's unacknowledged messages over AMQP (rabbitmqctl list_queues "
-                     "name messages_unacknowledged does); LAG is the messages ready in the group's queue.\n";
+                     "name messages_unacknowledged does); LAG is the messages ready in the group's queue. Boong declares queues "
+                     "without a length limit; a policy that sets one with overflow drop-head drops messages "
+                     "unseen (TRIMMED ?): use reject-publish.\n";
     }
 }
 

@@ -421,6 +421,7 @@ std::vector<ConsumerGroupStatus> MemoryBroker::State::group_statuses(const std::
         std::size_t lag = 0;
         for (std::size_t i = group.next; i < topic.messages.size(); ++i) lag += !topic.messages[i].deleted;
         s.lag = lag;
+        s.trimmed = 0;  // no limit removes messages here
         for (const auto& w : topic.consumers) {
             if (auto c = w.lock(); c && c->group() == name) ++s.consumers;
         }

@@ -96,6 +96,12 @@ PrometheusObserver::PrometheusObserver(prometheus::Registry& registry)
       consumer_oldest_pending_(gauge(registry, "boong_consumer_oldest_pending_seconds",
                                      "Age of the oldest message the group has pending (0 when none), as last "
                                      "sampled (absent where the broker cannot tell: RabbitMQ)")),
+      trimmed_unread_(gauge(registry, "boong_consumer_trimmed_unread_messages",
+                            "Messages a length or age limit trimmed from the topic before the group read them "
+                            "(lost to it), the broker's total as last sampled (absent where it cannot tell)")),
+      trimmed_pending_(counter(registry, "boong_consumer_trimmed_pending_messages_total",
+                               "Messages delivered to the group, not acknowledged, and trimmed from the topic "
+                               "before they could be delivered again (lost to it), as its consumers found them")),
       publish_duration_(histogram(registry, "boong_publish_duration_seconds", "How long publishes took, by topic")),
       publish_errors_(counter(registry, "boong_publish_errors_total", "Publishes that failed, by topic")),
       outbox_lag_events_(gauge(registry, "boong_outbox_lag_events",
@@ -235,6 +241,18 @@ void PrometheusObserver::consumer_backlog(std::string_view topic, std::string_vi
     set_or_remove(consumer_lag_, labels, count(lag));
     set_or_remove(consumer_oldest_pending_, labels,
                   oldest_pending_age ? std::optional<double>(seconds(*oldest_pending_age)) : std::nullopt);
+}
+
+void PrometheusObserver::consumer_trimmed_unread(std::string_view topic, std::string_view group,
+                                                 std::size_t unread) {
+    trimmed_unread_.Add({{"topic", std::string(topic)}, {"group", std::string(group)}})
+        .Set(static_cast<double>(unread));
+}
+
+void PrometheusObserver::consumer_trimmed_pending(std::string_view topic, std::string_view group,
+                                                  std::size_t pending) {
+    trimmed_pending_.Add({{"topic", std::string(topic)}, {"group", std::string(group)}})
+        .Increment(static_cast<double>(pending));
 }
 
 // ---- publishing and the outbox relay ----------------------------------------------

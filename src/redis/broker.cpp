@@ -67,6 +67,64 @@ end
 return n
 )lua";
 
+// How the consumer groups of stream KEYS[1] stand, read at one instant (the
+// figures are differences of counters that move as messages flow).
+// ARGV[1]: how many unread entries the script counts at most.
+//
+// Redis's own lag (entries-added - entries-read) also counts the entries a
+// length or age limit trimmed before the group read them. The script splits
+// it: the group's unread entries are 0 when it has read the last one, the
+// stream's length when it trails the first one left, else counted (up to
+// ARGV[1]; beyond, lag is Redis's and trimmed unknown). Trimmed is known only
+// while the stream has had no XDEL (which makes the counters estimates).
+// Per group: name, consumers, pending, lag, trimmed, oldest pending id
+// (nil: cannot tell, or nothing pending).
+constexpr const char* group_status_script = R"lua(
+if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
+local function fields(list)
+  local t = {}
+  for i = 1, #list, 2 do t[list[i]] = list[i + 1] end
+  return t
+end
+local function id_less(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am < bm or (am == bm and as < bs)
+end
+local s = fields(redis.call('XINFO', 'STREAM', KEYS[1]))
+local first = s['first-entry'] and s['first-entry'][1]
+local cap = tonumber(ARGV[1])
+local out = {}
+for _, raw in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local g = fields(raw)
+  local last = g['last-delivered-id']
+  local unread = false
+  if s['length'] == 0 or not id_less(last, s['last-generated-id']) then
+    unread = 0
+  elseif first and id_less(last, first) then
+    unread = s['length']
+  else
+    local n = #redis.call('XRANGE', KEYS[1], '(' .. last, '+', 'COUNT', cap)
+    if n < cap then unread = n end
+  end
+  local trimmed = false
+  if unread and g['entries-read'] and s['max-deleted-entry-id'] == '0-0' then
+    trimmed = math.max(0, s['entries-added'] - g['entries-read'] - unread)
+  end
+  local lag = unread
+  if lag == false then lag = g['lag'] end
+  local oldest = false
+  if g['pending'] > 0 then oldest = redis.call('XPENDING', KEYS[1], g['name'])[2] end
+  out[#out + 1] = {g['name'], g['consumers'], g['pending'], lag, trimmed, oldest}
+end
+return out
+)lua";
+
+// Unread entries the group status script counts at most: an XRANGE of this
+// many blocks Redis for about a millisecond.
+constexpr int group_status_count_limit = 1000;
+
 json reply_to_json(const Reply& r) {
     switch (r.type) {
     case Reply::Type::nil: return nullptr;
@@ -286,7 +344,21 @@ public:
         std::vector<std::string> kept;
         for (auto& e : r.elements) kept.push_back(std::move(e.str));
         for (const auto& id : ids) {
-            if (std::find(kept.begin(), kept.end(), id) == kept.end()) raw_.erase(id);
+            if (std::find(kept.begin(), kept.end(), id) != kept.end()) continue;
+            // Not claimed: another consumer took it, or a length or age limit
+            // trimmed its entry (Redis then drops it from the pending entries
+            // too). Trimmed, nobody else can ever have it: this consumer keeps
+            // it, from what it read, rather than lose it.
+            std::vector<std::string> lookup{"XRANGE", options_.topic, id, id};
+            auto found = co_await shared_->publisher->async_exec(std::move(lookup), asio::use_awaitable);
+            if (found.type == Reply::Type::array && found.elements.empty()) {
+                spdlog::warn("redis broker: held message {} of topic '{}' (group '{}') was trimmed by the topic's "
+                             "length or age limit; this consumer still handles it",
+                             id, options_.topic, options_.group);
+                kept.push_back(id);
+            } else {
+                raw_.erase(id);
+            }
         }
         co_return kept;
     }
@@ -366,6 +438,15 @@ private:
         claim_cursor_ = r.elements[0].str;
         more = claim_cursor_ != "0-0";
         auto entries = redis::parse_entries(r.elements[1]);
+        // Pending entries a length or age limit trimmed away: Redis 7 drops
+        // them from the group and lists their ids third (6.2 listed them
+        // without fields). Their messages are lost: said, never skipped quietly.
+        std::vector<std::string> trimmed;
+        if (r.elements.size() >= 3)
+            for (const auto& id : r.elements[2].elements) trimmed.push_back(id.str);
+        for (const auto& e : entries)
+            if (e.deleted) trimmed.push_back(e.id);
+        if (!trimmed.empty()) report_trimmed_pending(trimmed);
         std::erase_if(entries, [](const redis::Entry& e) { return e.deleted; });
         if (entries.empty()) co_return out;
         // XAUTOCLAIM counted this delivery; XPENDING tells the count.
@@ -421,6 +502,19 @@ private:
                       "deliveries: {}",
                       entry.id, options_.topic, options_.group, dead_letter_topic(options_.topic), r.str, count,
                       reason);
+    }
+
+    void report_trimmed_pending(const std::vector<std::string>& ids) const {
+        constexpr std::size_t shown = 5;
+        std::string listed;
+        for (std::size_t i = 0; i < std::min(ids.size(), shown); ++i) listed += (i ? ", " : "") + ids[i];
+        if (ids.size() > shown) listed += ", ...";
+        spdlog::error("redis broker: {} message(s) of topic '{}' delivered to group '{}' and never acknowledged "
+                      "were trimmed away by its length or age limit (maxLen/ttl) before they could be delivered "
+                      "again; they are lost to the group: {}",
+                      ids.size(), options_.topic, options_.group, listed);
+        detail::observe(options_.settings.observer, &Observer::consumer_trimmed_pending, options_.topic,
+                        options_.group, ids.size());
     }
 
     std::shared_ptr<Shared> shared_;
@@ -599,19 +693,26 @@ asio::awaitable<std::vector<DeadLetter>> RedisBroker::list_dead_letters(std::sha
 
 namespace {
 
-// XINFO GROUPS's reply: per group a flat list of field, value, ...
+// The group status script's reply (see group_status_script).
 std::vector<ConsumerGroupStatus> to_group_statuses(const Reply& r) {
+    const auto count = [](const Reply& v) -> std::optional<std::size_t> {
+        if (v.type != Reply::Type::integer) return std::nullopt;
+        return static_cast<std::size_t>(std::max<long long>(0, v.integer));
+    };
     std::vector<ConsumerGroupStatus> out;
     for (const auto& g : r.elements) {
+        if (g.elements.size() != 6) throw std::runtime_error("the group status script returned an unexpected reply");
         ConsumerGroupStatus s;
-        for (std::size_t i = 0; i + 1 < g.elements.size(); i += 2) {
-            const auto& key = g.elements[i].str;
-            const auto& value = g.elements[i + 1];
-            const auto count = static_cast<std::size_t>(std::max<long long>(0, value.integer));
-            if (key == "name") s.group = value.str;
-            else if (key == "consumers") s.consumers = count;
-            else if (key == "pending" && value.type == Reply::Type::integer) s.pending = count;
-            else if (key == "lag" && value.type == Reply::Type::integer) s.lag = count;  // nil: Redis cannot tell
+        s.group = g.elements[0].str;
+        s.consumers = count(g.elements[1]).value_or(0);
+        s.pending = count(g.elements[2]);
+        s.lag = count(g.elements[3]);
+        s.trimmed = count(g.elements[4]);
+        // An entry id starts with the time it was added, in ms.
+        if (const auto& id = g.elements[5].str; g.elements[5].type == Reply::Type::string) {
+            long long ms = 0;
+            const auto [end, ec] = std::from_chars(id.data(), id.data() + id.size(), ms);
+            if (ec == std::errc{} && end != id.data()) s.oldest_pending = Clock::time_point(milliseconds(ms));
         }
         out.push_back(std::move(s));
     }
@@ -623,27 +724,14 @@ std::vector<ConsumerGroupStatus> to_group_statuses(const Reply& r) {
 asio::awaitable<std::vector<ConsumerGroupStatus>> RedisBroker::consumer_groups(std::shared_ptr<Shared> shared,
                                                                               std::string topic) {
     if (topic.empty()) throw Error(errc::invalid_argument, "consumer groups: topic is empty");
-    std::vector<std::string> argv{"XINFO", "GROUPS", topic};
+    std::vector<std::string> argv{"EVAL", group_status_script, "1", topic, std::to_string(group_status_count_limit)};
     auto r = co_await shared->exec_retrying(std::move(argv));
-    if (r.is_error()) {
-        if (r.str.find("no such key") != std::string::npos) co_return std::vector<ConsumerGroupStatus>{};
-        throw protocol(shared->endpoint, "XINFO GROUPS '" + topic + "' failed: " + r.str);
+    if (r.is_error()) throw protocol(shared->endpoint, "the group status of '" + topic + "' failed: " + r.str);
+    try {
+        co_return to_group_statuses(r);
+    } catch (const std::runtime_error& e) {
+        throw protocol(shared->endpoint, e.what());
     }
-    auto groups = to_group_statuses(r);
-    for (auto& g : groups) {
-        if (g.pending.value_or(0) == 0) continue;
-        // XPENDING's summary: count, smallest id, greatest id, consumers. An
-        // entry id starts with the time it was added, in ms.
-        std::vector<std::string> summary{"XPENDING", topic, g.group};
-        auto p = co_await shared->exec_retrying(std::move(summary));
-        if (p.is_error()) throw protocol(shared->endpoint, "XPENDING '" + topic + "' failed: " + p.str);
-        if (p.elements.size() < 2 || p.elements[1].type != Reply::Type::string) continue;  // acknowledged meanwhile
-        const auto& id = p.elements[1].str;
-        long long ms = 0;
-        const auto [end, ec] = std::from_chars(id.data(), id.data() + id.size(), ms);
-        if (ec == std::errc{} && end != id.data()) g.oldest_pending = Clock::time_point(milliseconds(ms));
-    }
-    co_return groups;
 }
 
 namespace {

@@ -706,7 +706,7 @@ TEST_CASE("boong dlq and consumers on Redis", "[cli]") {
         REQUIRE(consumers.status == 0);
         CHECK(consumers.document() ==
               json{{"groups", {{{"topic", w.topic}, {"group", "billing"}, {"consumers", 1}, {"pending", 0},
-                                {"lag", 1}, {"oldest_pending_at", nullptr}}}}});
+                                {"lag", 1}, {"trimmed", 0}, {"oldest_pending_at", nullptr}}}}});
 
         // The default operator is user@host.
         auto drop = boong_tool(w.args({"dlq", "drop", "--topic", w.topic, "--all", "--reason", "duplicates", "--json"}),
@@ -933,7 +933,8 @@ TEST_CASE("boong dlq and consumers on RabbitMQ", "[cli]") {
         // Before: the group's queue is empty and nobody consumes it. RabbitMQ
         // cannot tell pending (delivered, unacked) or its age: null, never 0.
         const json idle = json{{"groups", {{{"topic", w.topic}, {"group", "billing"}, {"consumers", 0},
-                                            {"pending", nullptr}, {"lag", 0}, {"oldest_pending_at", nullptr}}}}};
+                                            {"pending", nullptr}, {"lag", 0}, {"trimmed", nullptr},
+                                            {"oldest_pending_at", nullptr}}}}};
         auto before = boong_tool(r.args({"consumers", "--topic", w.topic, "--json"}));
         REQUIRE(before.status == 0);
         CHECK(before.document() == idle);
@@ -963,7 +964,7 @@ TEST_CASE("boong dlq and consumers on RabbitMQ", "[cli]") {
         REQUIRE(consumers.status == 0);
         CHECK(consumers.document() ==
               json{{"groups", {{{"topic", w.topic}, {"group", "billing"}, {"consumers", 0}, {"pending", nullptr},
-                                {"lag", 1}, {"oldest_pending_at", nullptr}}}}});
+                                {"lag", 1}, {"trimmed", nullptr}, {"oldest_pending_at", nullptr}}}}});
         // For people: what is unknown is "?", and the table says why.
         auto table = boong_tool(r.args({"consumers", "--topic", w.topic}));
         REQUIRE(table.status == 0);

@@ -927,3 +927,197 @@ TEST_CASE("redis broker: a message that kills its consumer's process is quaranti
     REQUIRE(pending.is_array());
     CHECK(pending.at(0) == 0);  // the good message after it was handled and acknowledged
 }
+
+namespace {
+
+// A broker whose streams keep about 10 entries (MAXLEN ~ trims whole nodes
+// of 100 entries, so a stream holds up to a few hundred).
+struct TrimmingFixture : RedisBrokerFixture {
+    boong::RedisBroker limited_{ioc_.get_executor(), limited_config()};
+    boong::RedisBroker& broker() { return limited_; }
+    static boong::RedisBrokerConfig limited_config() {
+        auto c = test_config();
+        c.max_len = 10;
+        return c;
+    }
+};
+
+// What the consumers told about trimmed messages.
+struct TrimmedObserver : boong::Observer {
+    std::vector<std::size_t> unread;  // consumer_trimmed_unread, in order
+    std::size_t pending = 0;          // consumer_trimmed_pending, summed
+    void consumer_trimmed_unread(std::string_view, std::string_view, std::size_t n) override { unread.push_back(n); }
+    void consumer_trimmed_pending(std::string_view, std::string_view, std::size_t n) override { pending += n; }
+};
+
+asio::awaitable<boong::ConsumerGroupStatus> group_status(boong::RedisBroker& broker, const std::string& topic,
+                                                         const std::string& group) {
+    auto groups = co_await broker.async_consumer_groups(topic, asio::use_awaitable);
+    for (auto& g : groups)
+        if (g.group == group) co_return g;
+    throw std::runtime_error("no group " + group + " on " + topic);
+}
+
+}  // namespace
+
+TEST_CASE("redis broker: messages the length limit trims before a group reads them are counted and reported, "
+          "never lost silently",
+          "[broker][redis][trim]") {
+    TrimmingFixture fx;
+    boong::IdGenerator ids;
+    const auto topic = fx.unique("trim");
+    const auto slow = fx.unique("slow");
+    const auto late = fx.unique("late");
+    auto observer = std::make_shared<TrimmedObserver>();
+    constexpr std::size_t first = 5, burst = 500;
+    std::size_t handled_first = 0, handled_after = 0, handled_late = 0;
+    boong::ConsumerGroupStatus behind, caught_up, fresh;
+    boong::test::run(
+        fx.ioc(),
+        [&]() -> asio::awaitable<void> {
+            // "slow" reads the first five, then stops while 500 more arrive.
+            auto o = bc::consumer_options(topic, slow, "c1");
+            auto c = bc::start_consumer(fx, o, [&](const boong::Delivery&) -> asio::awaitable<void> {
+                ++handled_first;
+                co_return;
+            });
+            for (std::size_t i = 0; i < first; ++i)
+                co_await bc::publish(fx.broker(), topic, bc::numbered_event(ids, "E", static_cast<int>(i)));
+            co_await bc::until([&] { return handled_first == first; });
+            co_await c->stop();
+            for (std::size_t i = 0; i < burst; ++i)
+                co_await bc::publish(fx.broker(), topic, bc::numbered_event(ids, "E", static_cast<int>(first + i)));
+            // What it never read is either still there (lag) or trimmed away.
+            behind = co_await group_status(fx.broker(), topic, slow);
+
+            // Its next consumer reads what is left and reports the loss.
+            o.settings.observer = observer;
+            o.settings.backlog_interval = 20ms;
+            c = bc::start_consumer(fx, o, [&](const boong::Delivery&) -> asio::awaitable<void> {
+                ++handled_after;
+                co_return;
+            });
+            co_await bc::until([&] { return handled_after == behind.lag.value_or(0) && !observer->unread.empty(); });
+            co_await c->stop();
+            caught_up = co_await group_status(fx.broker(), topic, slow);
+
+            // A group created after the trimming lost nothing: those entries were gone before it existed.
+            auto l = bc::start_consumer(fx, bc::consumer_options(topic, late, "c1"),
+                                        [&](const boong::Delivery&) -> asio::awaitable<void> {
+                                            ++handled_late;
+                                            co_return;
+                                        });
+            co_await bc::until([&] { return handled_late == behind.lag.value_or(0); });
+            co_await l->stop();
+            fresh = co_await group_status(fx.broker(), topic, late);
+        },
+        std::chrono::seconds(60));
+    REQUIRE(behind.lag);
+    REQUIRE(behind.trimmed);
+    CHECK(*behind.trimmed > 0);
+    CHECK(*behind.lag < burst);
+    CHECK(*behind.lag + *behind.trimmed == burst);  // every unread message accounted for
+    CHECK(handled_after == *behind.lag);
+    // Read to the end: nothing unread, and the loss stays on record.
+    CHECK(caught_up.lag == std::size_t{0});
+    CHECK(caught_up.trimmed == behind.trimmed);
+    REQUIRE_FALSE(observer->unread.empty());
+    CHECK(observer->unread.front() == *behind.trimmed);
+    CHECK(fresh.lag == std::size_t{0});
+    CHECK(fresh.trimmed == std::size_t{0});
+}
+
+TEST_CASE("redis broker: a delivered message trimmed before it could be delivered again is reported as lost",
+          "[broker][redis][trim]") {
+    TrimmingFixture fx;
+    boong::IdGenerator ids;
+    const auto topic = fx.unique("trim-pending");
+    const auto group = fx.unique("g");
+    auto observer = std::make_shared<TrimmedObserver>();
+    std::set<std::string> by_a;
+    std::size_t by_b = 0, trimmed_delivered = 0;
+    boong::ConsumerGroupStatus after;
+    boong::test::run(
+        fx.ioc(),
+        [&]() -> asio::awaitable<void> {
+            for (int i = 0; i < 5; ++i) co_await bc::publish(fx.broker(), topic, bc::numbered_event(ids, "Job", i));
+            // "a" takes the five and dies holding them (a stop with no grace).
+            auto o = bc::consumer_options(topic, group, "a");
+            o.settings.visibility_timeout = 400ms;
+            o.settings.concurrency = 5;
+            o.settings.shutdown_grace = 0ms;
+            auto a = bc::start_consumer(fx, o, [&](const boong::Delivery& d) -> asio::awaitable<void> {
+                by_a.insert(d.message_id);
+                co_await boong::test::sleep_for(std::chrono::hours(1));
+            });
+            co_await bc::until([&] { return by_a.size() == 5; });
+            co_await a->stop();
+            // Enough new entries that the five are trimmed away.
+            for (int i = 0; i < 400; ++i) co_await bc::publish(fx.broker(), topic, bc::numbered_event(ids, "Job", i));
+            o.consumer = "b";
+            o.settings.observer = observer;
+            auto b = bc::start_consumer(fx, o, [&](const boong::Delivery& d) -> asio::awaitable<void> {
+                if (by_a.count(d.message_id)) ++trimmed_delivered;
+                ++by_b;
+                co_return;
+            });
+            co_await bc::until([&] { return observer->pending >= 5; }, 10s);
+            // Then b reads what is left (the limit trimmed most of the 400 too).
+            for (int i = 0; i < 500; ++i) {
+                after = co_await group_status(fx.broker(), topic, group);
+                if (after.lag == std::size_t{0} && after.pending == std::size_t{0}) break;
+                co_await boong::test::sleep_for(20ms);
+            }
+            co_await b->stop();
+        },
+        std::chrono::seconds(60));
+    CHECK(observer->pending == 5);
+    CHECK(trimmed_delivered == 0);
+    CHECK(by_b > 0);
+    // Redis dropped them from the group's pending entries; b handled the rest.
+    CHECK(after.pending == std::size_t{0});
+    CHECK(after.lag == std::size_t{0});
+}
+
+TEST_CASE("redis broker: messages a consumer holds through an outage stay with it when their entries are trimmed, "
+          "and are handled once the outage ends",
+          "[broker][redis][trim]") {
+    TrimmingFixture fx;
+    boong::IdGenerator ids;
+    const auto topic = fx.unique("trim-held");
+    const auto group = fx.unique("g");
+    auto observer = std::make_shared<TrimmedObserver>();
+    std::vector<std::string> published;
+    std::multiset<std::string> handled;
+    bool down = true;
+    bool stopped = false;
+    boong::test::run(
+        fx.ioc(),
+        [&]() -> asio::awaitable<void> {
+            for (int i = 0; i < 3; ++i)
+                published.push_back(co_await bc::publish(fx.broker(), topic, bc::numbered_event(ids, "Charge", i)));
+            auto o = bc::consumer_options(topic, group, "c1");
+            o.settings.visibility_timeout = 300ms;
+            o.settings.concurrency = 3;  // all three fetched, then held
+            o.settings.observer = observer;
+            o.settings.outage_backoff = boong::RetryPolicy{1, 10ms, 2.0, 40ms, 0.2};
+            auto c = bc::start_consumer(fx, o, [&](const boong::Delivery& d) -> asio::awaitable<void> {
+                if (down) throw boong::Unavailable("the payment gateway does not answer");
+                handled.insert(d.message_id);
+                co_return;
+            });
+            co_await boong::test::sleep_for(200ms);
+            // The three are fetched and held; enough new entries trim them away.
+            for (int i = 0; i < 400; ++i) co_await bc::publish(fx.broker(), topic, bc::numbered_event(ids, "Charge", i));
+            co_await boong::test::sleep_for(1500ms);  // several holds
+            down = false;
+            co_await bc::until([&] {
+                return std::all_of(published.begin(), published.end(), [&](const auto& id) { return handled.count(id); });
+            });
+            stopped = co_await c->stop();
+        },
+        std::chrono::seconds(60));
+    CHECK(stopped);
+    for (const auto& id : published) CHECK(handled.count(id) == 1);
+    CHECK(observer->pending == 0);
+}

@@ -53,6 +53,8 @@ public:
     void consumer_backlog(std::string_view topic, std::string_view group, std::optional<std::size_t> pending,
                           std::optional<std::size_t> lag,
                           std::optional<std::chrono::nanoseconds> oldest_pending_age) override;
+    void consumer_trimmed_unread(std::string_view topic, std::string_view group, std::size_t unread) override;
+    void consumer_trimmed_pending(std::string_view topic, std::string_view group, std::size_t pending) override;
 
     void published(std::string_view topic, bool ok, std::chrono::nanoseconds duration) override;
     void outbox_lag(std::int64_t events, std::chrono::nanoseconds age) override;
@@ -88,6 +90,8 @@ private:
     Gauges& consumer_pending_;
     Gauges& consumer_lag_;
     Gauges& consumer_oldest_pending_;
+    Gauges& trimmed_unread_;
+    Counters& trimmed_pending_;
     // publishing and the outbox relay
     Histograms& publish_duration_;
     Counters& publish_errors_;
