@@ -875,6 +875,20 @@ Statements statements(const Names& n) {
          "SELECT " + n.append_known_function +
              "($1::jsonb, $2::bigint[], $3::bigint) FROM pg_catalog.set_config('synchronous_commit', 'on', true) AS "
              "durable"},
+        // The inbox (TransactionalStore's processed_in and record_processed_in,
+        // one or many): prepared like the rest, as every reaction runs them.
+        {kInboxProcessedStatement,
+         "SELECT 1 FROM " + n.inbox + " WHERE consumer = $1::text AND message_id = $2::text"},
+        {kInboxRecordStatement, "INSERT INTO " + n.inbox +
+                                    " (consumer, message_id) VALUES ($1::text, $2::text) "
+                                    "ON CONFLICT (consumer, message_id) DO NOTHING"},
+        {kInboxProcessedManyStatement,
+         "SELECT message_id FROM " + n.inbox +
+             " WHERE consumer = $1::text AND message_id IN (SELECT pg_catalog.jsonb_array_elements_text($2::jsonb))"},
+        {kInboxRecordManyStatement,
+         "INSERT INTO " + n.inbox +
+             " (consumer, message_id) SELECT $1::text, pg_catalog.jsonb_array_elements_text($2::jsonb)"
+             " ON CONFLICT (consumer, message_id) DO NOTHING RETURNING message_id"},
         {kReadStreamStatement, "SELECT " + columns + " FROM " + n.events +
                                    " WHERE stream_id = $1::text AND version >= $2::bigint ORDER BY version "
                                    "LIMIT $3::bigint"},

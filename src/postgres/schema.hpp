@@ -22,6 +22,10 @@ inline constexpr const char* kReadStreamStatement = "boong_read_stream";
 inline constexpr const char* kReadAllStatement = "boong_read_all";
 inline constexpr const char* kSaveSnapshotStatement = "boong_save_snapshot";
 inline constexpr const char* kLoadSnapshotStatement = "boong_load_snapshot";
+inline constexpr const char* kInboxProcessedStatement = "boong_inbox_processed";
+inline constexpr const char* kInboxRecordStatement = "boong_inbox_record";
+inline constexpr const char* kInboxProcessedManyStatement = "boong_inbox_processed_many";
+inline constexpr const char* kInboxRecordManyStatement = "boong_inbox_record_many";
 
 // Everything the store creates, as quoted SQL names qualified with the schema
 // the tables live in (the first schema of the search_path when the store

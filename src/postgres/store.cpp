@@ -439,16 +439,13 @@ std::vector<RecordedEvent> PostgresEventStore::read_stream_in(pqxx::transaction_
 bool PostgresEventStore::processed_in(pqxx::transaction_base& tx, const std::string& consumer,
                                       const std::string& message_id) const {
     detail::validate_inbox_entry(consumer, message_id);
-    const std::string sql = "SELECT 1 FROM " + tables().inbox + " WHERE consumer = $1 AND message_id = $2";
-    return !tx.exec_params(sql, consumer, message_id).empty();
+    return !tx.exec_prepared(pg::kInboxProcessedStatement, consumer, message_id).empty();
 }
 
 bool PostgresEventStore::record_processed_in(pqxx::transaction_base& tx, const std::string& consumer,
                                              const std::string& message_id) {
     detail::validate_inbox_entry(consumer, message_id);
-    const std::string sql = "INSERT INTO " + tables().inbox +
-                            " (consumer, message_id) VALUES ($1, $2) ON CONFLICT (consumer, message_id) DO NOTHING";
-    return tx.exec_params(sql, consumer, message_id).affected_rows() == 1;
+    return tx.exec_prepared(pg::kInboxRecordStatement, consumer, message_id).affected_rows() == 1;
 }
 
 namespace {
@@ -472,21 +469,14 @@ std::vector<bool> PostgresEventStore::processed_many_in(pqxx::transaction_base& 
                                                         const std::vector<std::string>& message_ids) const {
     detail::validate_inbox_entries(consumer, message_ids, false);
     if (message_ids.empty()) return {};
-    const std::string ids = json_array(message_ids);
-    const std::string sql = "SELECT message_id FROM " + tables().inbox +
-                            " WHERE consumer = $1 AND message_id IN (SELECT pg_catalog.jsonb_array_elements_text($2::jsonb))";
-    return members(message_ids, tx.exec_params(sql, consumer, ids));
+    return members(message_ids, tx.exec_prepared(pg::kInboxProcessedManyStatement, consumer, json_array(message_ids)));
 }
 
 std::vector<bool> PostgresEventStore::record_processed_many_in(pqxx::transaction_base& tx, const std::string& consumer,
                                                                const std::vector<std::string>& message_ids) {
     detail::validate_inbox_entries(consumer, message_ids, true);
     if (message_ids.empty()) return {};
-    const std::string ids = json_array(message_ids);
-    const std::string sql = "INSERT INTO " + tables().inbox +
-                            " (consumer, message_id) SELECT $1, pg_catalog.jsonb_array_elements_text($2::jsonb)"
-                            " ON CONFLICT (consumer, message_id) DO NOTHING RETURNING message_id";
-    return members(message_ids, tx.exec_params(sql, consumer, ids));
+    return members(message_ids, tx.exec_prepared(pg::kInboxRecordManyStatement, consumer, json_array(message_ids)));
 }
 
 const PostgresTableNames& PostgresEventStore::tables() const {
