@@ -19,6 +19,7 @@
 #include <charconv>
 #include <map>
 #include <mutex>
+#include <set>
 
 namespace boong {
 namespace asio = boost::asio;
@@ -309,17 +310,27 @@ public:
 
     asio::awaitable<void> ack(const Delivery& d) override {
         raw_.erase(d.message_id);
+        trimmed_held_.erase(d.message_id);
         std::vector<std::string> argv{"XACK", options_.topic, options_.group, d.message_id};
         auto r = co_await shared_->exec_retrying(std::move(argv));
         if (r.is_error()) throw protocol(shared_->endpoint, "XACK of " + d.message_id + " failed: " + r.str);
     }
 
-    asio::awaitable<void> redeliver(const Delivery& d, const std::string&) override {
+    asio::awaitable<void> redeliver(const Delivery& d, const std::string& why) override {
+        if (trimmed_held_.erase(d.message_id) > 0) {
+            // No longer pending in Redis: it would never come again. Kept as a
+            // dead letter, from what this consumer read.
+            co_await dead_letter(d, "its entry was trimmed from the topic (maxLen/ttl) while this consumer held it, "
+                                    "so it cannot be delivered again; its handler failed: " + why);
+            detail::observe(options_.settings.observer, &Observer::message_dead_lettered, options_.topic,
+                            options_.group, "max_deliveries");
+            co_return;
+        }
         raw_.erase(d.message_id);  // it stays pending; XAUTOCLAIM brings it back
-        co_return;
     }
 
     asio::awaitable<void> dead_letter(const Delivery& d, const std::string& reason) override {
+        trimmed_held_.erase(d.message_id);
         redis::Entry entry{d.message_id, {}, false};
         if (auto it = raw_.find(d.message_id); it != raw_.end()) {
             entry.fields = std::move(it->second);
@@ -345,6 +356,10 @@ public:
         for (auto& e : r.elements) kept.push_back(std::move(e.str));
         for (const auto& id : ids) {
             if (std::find(kept.begin(), kept.end(), id) != kept.end()) continue;
+            if (trimmed_held_.count(id)) {  // found trimmed by an earlier hold
+                kept.push_back(id);
+                continue;
+            }
             // Not claimed: another consumer took it, or a length or age limit
             // trimmed its entry (Redis then drops it from the pending entries
             // too). Trimmed, nobody else can ever have it: this consumer keeps
@@ -355,6 +370,7 @@ public:
                 spdlog::warn("redis broker: held message {} of topic '{}' (group '{}') was trimmed by the topic's "
                              "length or age limit; this consumer still handles it",
                              id, options_.topic, options_.group);
+                trimmed_held_.insert(id);
                 kept.push_back(id);
             } else {
                 raw_.erase(id);
@@ -521,6 +537,7 @@ private:
     ConsumerOptions options_;
     std::shared_ptr<Connection> conn_;  // this consumer's own: XREADGROUP BLOCK stalls its connection
     std::map<std::string, redis::Fields> raw_;  // what each unsettled delivery arrived as, for its dead letter
+    std::set<std::string> trimmed_held_;        // held deliveries whose entries were trimmed (see hold)
     bool group_ready_ = false;
     std::string claim_cursor_ = "0-0";
     SteadyClock::time_point next_claim_{};  // the first look is at once: a restarted consumer reclaims first

@@ -1080,7 +1080,7 @@ TEST_CASE("redis broker: a delivered message trimmed before it could be delivere
 }
 
 TEST_CASE("redis broker: messages a consumer holds through an outage stay with it when their entries are trimmed, "
-          "and are handled once the outage ends",
+          "and are handled once the outage ends (one that then fails becomes a dead letter: it cannot come again)",
           "[broker][redis][trim]") {
     TrimmingFixture fx;
     boong::IdGenerator ids;
@@ -1091,6 +1091,7 @@ TEST_CASE("redis broker: messages a consumer holds through an outage stay with i
     std::multiset<std::string> handled;
     bool down = true;
     bool stopped = false;
+    std::vector<boong::DeadLetter> letters;
     boong::test::run(
         fx.ioc(),
         [&]() -> asio::awaitable<void> {
@@ -1103,6 +1104,7 @@ TEST_CASE("redis broker: messages a consumer holds through an outage stay with i
             o.settings.outage_backoff = boong::RetryPolicy{1, 10ms, 2.0, 40ms, 0.2};
             auto c = bc::start_consumer(fx, o, [&](const boong::Delivery& d) -> asio::awaitable<void> {
                 if (down) throw boong::Unavailable("the payment gateway does not answer");
+                if (d.message_id == published[2]) throw std::runtime_error("card declined");
                 handled.insert(d.message_id);
                 co_return;
             });
@@ -1111,13 +1113,22 @@ TEST_CASE("redis broker: messages a consumer holds through an outage stay with i
             for (int i = 0; i < 400; ++i) co_await bc::publish(fx.broker(), topic, bc::numbered_event(ids, "Charge", i));
             co_await boong::test::sleep_for(1500ms);  // several holds
             down = false;
-            co_await bc::until([&] {
-                return std::all_of(published.begin(), published.end(), [&](const auto& id) { return handled.count(id); });
-            });
+            for (int i = 0; i < 250 && letters.empty(); ++i) {
+                letters = co_await fx.broker().async_dead_letters(topic, "", 10, asio::use_awaitable);
+                co_await boong::test::sleep_for(20ms);
+            }
+            co_await bc::until([&] { return handled.count(published[0]) && handled.count(published[1]); });
             stopped = co_await c->stop();
         },
         std::chrono::seconds(60));
     CHECK(stopped);
-    for (const auto& id : published) CHECK(handled.count(id) == 1);
+    CHECK(handled.count(published[0]) == 1);
+    CHECK(handled.count(published[1]) == 1);
+    CHECK(handled.count(published[2]) == 0);
+    REQUIRE(letters.size() == 1);
+    CHECK(letters[0].source_message_id == published[2]);
+    CHECK(letters[0].reason.find("trimmed from the topic") != std::string::npos);
+    CHECK(letters[0].reason.find("card declined") != std::string::npos);
+    REQUIRE(letters[0].event);
     CHECK(observer->pending == 0);
 }
