@@ -224,9 +224,9 @@ void consumers(const GlobalOptions& global, const std::vector<std::string>& topi
     }
     if (rabbitmq) {
         std::cout << "?: RabbitMQ does not show a queue's unacknowledged messages over AMQP (rabbitmqctl list_queues "
-                     "name messages_unacknowledged does); LAG is the messages ready in the group's queue. Boong declares queues "
-                     "without a length limit; a policy that sets one with overflow drop-head drops messages "
-                     "unseen (TRIMMED ?): use reject-publish.\n";
+                     "name messages_unacknowledged does); LAG is the messages ready in the group's queue. Boong "
+                     "declares queues without a length limit; a policy that sets one with overflow drop-head drops "
+                     "messages unseen (TRIMMED ?): use reject-publish.\n";
     }
 }
 

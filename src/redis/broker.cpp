@@ -122,8 +122,10 @@ end
 return out
 )lua";
 
-// Unread entries the group status script counts at most: an XRANGE of this
-// many blocks Redis for about a millisecond.
+// Unread entries the group status script counts at most: the script then
+// holds Redis for about 3 ms (2.8 ms for 1,000 entries of 450 bytes, Redis
+// 7.0 on the 2-core development machine), once per consumer and
+// backlog_interval.
 constexpr int group_status_count_limit = 1000;
 
 json reply_to_json(const Reply& r) {
@@ -711,14 +713,14 @@ asio::awaitable<std::vector<DeadLetter>> RedisBroker::list_dead_letters(std::sha
 namespace {
 
 // The group status script's reply (see group_status_script).
-std::vector<ConsumerGroupStatus> to_group_statuses(const Reply& r) {
+std::vector<ConsumerGroupStatus> to_group_statuses(const redis::Endpoint& endpoint, const Reply& r) {
     const auto count = [](const Reply& v) -> std::optional<std::size_t> {
         if (v.type != Reply::Type::integer) return std::nullopt;
         return static_cast<std::size_t>(std::max<long long>(0, v.integer));
     };
     std::vector<ConsumerGroupStatus> out;
     for (const auto& g : r.elements) {
-        if (g.elements.size() != 6) throw std::runtime_error("the group status script returned an unexpected reply");
+        if (g.elements.size() != 6) throw protocol(endpoint, "the group status script returned an unexpected reply");
         ConsumerGroupStatus s;
         s.group = g.elements[0].str;
         s.consumers = count(g.elements[1]).value_or(0);
@@ -744,11 +746,7 @@ asio::awaitable<std::vector<ConsumerGroupStatus>> RedisBroker::consumer_groups(s
     std::vector<std::string> argv{"EVAL", group_status_script, "1", topic, std::to_string(group_status_count_limit)};
     auto r = co_await shared->exec_retrying(std::move(argv));
     if (r.is_error()) throw protocol(shared->endpoint, "the group status of '" + topic + "' failed: " + r.str);
-    try {
-        co_return to_group_statuses(r);
-    } catch (const std::runtime_error& e) {
-        throw protocol(shared->endpoint, e.what());
-    }
+    co_return to_group_statuses(shared->endpoint, r);
 }
 
 namespace {

@@ -1110,7 +1110,8 @@ TEST_CASE("redis broker: messages a consumer holds through an outage stay with i
             });
             co_await boong::test::sleep_for(200ms);
             // The three are fetched and held; enough new entries trim them away.
-            for (int i = 0; i < 400; ++i) co_await bc::publish(fx.broker(), topic, bc::numbered_event(ids, "Charge", i));
+            for (int i = 0; i < 400; ++i)
+                co_await bc::publish(fx.broker(), topic, bc::numbered_event(ids, "Charge", i));
             co_await boong::test::sleep_for(1500ms);  // several holds
             down = false;
             for (int i = 0; i < 250 && letters.empty(); ++i) {
