@@ -882,9 +882,14 @@ Statements statements(const Names& n) {
         {kInboxRecordStatement, "INSERT INTO " + n.inbox +
                                     " (consumer, message_id) VALUES ($1::text, $2::text) "
                                     "ON CONFLICT (consumer, message_id) DO NOTHING"},
+        // One index probe per id, whatever the statistics: LIMIT keeps the
+        // lateral subquery from being pulled up into a join, whose generic
+        // plan, made on a young table, reads every row of the consumer and
+        // tests each against the ids (16 ms a call at 4,000 rows in
+        // bench_choreography, where the probes take 0.1 ms).
         {kInboxProcessedManyStatement,
-         "SELECT message_id FROM " + n.inbox +
-             " WHERE consumer = $1::text AND message_id IN (SELECT pg_catalog.jsonb_array_elements_text($2::jsonb))"},
+         "SELECT m.id FROM pg_catalog.jsonb_array_elements_text($2::jsonb) AS m(id) CROSS JOIN LATERAL ("
+         "SELECT 1 FROM " + n.inbox + " i WHERE i.consumer = $1::text AND i.message_id = m.id LIMIT 1) AS hit"},
         {kInboxRecordManyStatement,
          "INSERT INTO " + n.inbox +
              " (consumer, message_id) SELECT $1::text, pg_catalog.jsonb_array_elements_text($2::jsonb)"
