@@ -110,7 +110,7 @@ struct Snapshot {
 // construction and across processes by the 64-bit random seed.
 class IdGenerator {
 public:
-    IdGenerator();                               // seeded from std::random_device
+    IdGenerator();                               // seeded from the kernel (getrandom)
     explicit IdGenerator(std::uint64_t seed) noexcept : seed_(seed) {}
 
     std::string next();
