@@ -26,6 +26,7 @@ public:
             case errc::unknown_event: return "unknown event";
             case errc::dependency_unavailable: return "dependency unavailable";
             case errc::definition_mismatch: return "saga definition mismatch";
+            case errc::transaction_aborted: return "transaction aborted";
         }
         return "unknown boong error " + std::to_string(ev);
     }

@@ -30,6 +30,7 @@ enum class errc : int {
     unknown_event,             // an event whose name or version this service cannot decode
     dependency_unavailable,    // something a handler or step needs (a service, an API) cannot be reached
     definition_mismatch,       // the saga started on another definition (version or steps) than this runner's
+    transaction_aborted,       // the store aborted the transaction each time (deadlock, serialization failure)
 };
 
 }  // namespace boong

@@ -159,9 +159,13 @@ public:
     // first write), appends what it emitted, runs its writes, records the
     // message in the inbox, and commits. Anything that throws rolls it all
     // back, and the message is delivered again. When the stream moved under
-    // the decision (errc::concurrency_conflict), decide runs again with a
-    // fresh Reaction on what is there now, up to conflict_attempts in all:
-    // so it must only read and emit, never act outside the transaction.
+    // the decision (errc::concurrency_conflict), or the store aborted the
+    // transaction for contention (errc::transaction_aborted: a deadlock
+    // with another transaction over a row a write updates), decide runs
+    // again with a fresh Reaction on what is there now, up to
+    // conflict_attempts in all: so it must only read and emit, never act
+    // outside the transaction. Past them, the delivery fails and the message
+    // comes again after the consumer's visibility timeout.
     // With the bus's group commit (EventBusOptions::max_batch > 1) the
     // transaction may be shared with reactions to other deliveries: decide
     // then also sees none of their writes (they come after every decision),
@@ -209,7 +213,7 @@ private:
             } catch (const detail::AlreadyProcessed&) {
                 co_return false;  // a twin delivery recorded it while this one ran
             } catch (const Error& e) {
-                if (e.code() != make_error_code(errc::concurrency_conflict) || attempt >= conflict_attempts_) throw;
+                if (!detail::decides_again(e.code()) || attempt >= conflict_attempts_) throw;
                 error = std::current_exception();
             }
             logger_.debug("event bus {}: {} {}: {} (deciding again)", service_, event().type, event().event_id,

@@ -362,7 +362,7 @@ private:
         try {
             state = co_await detail::read_saga(store_, id);
         } catch (const Error& e) {
-            if (is_unavailable(e.code())) {
+            if (is_unavailable(e.code()) || e.code() == make_error_code(errc::transaction_aborted)) {
                 // Its lease ends and it is taken again once the store answers.
                 options_.logger->info("saga {} ({}): could not read it to take it over: {}", id, SagaT::name, e.what());
                 co_return;
@@ -528,8 +528,9 @@ private:
             const bool benign = err.code() == make_error_code(errc::saga_not_resumable) ||
                                 err.code() == make_error_code(errc::concurrency_conflict) ||
                                 err.code() == boost::asio::error::operation_aborted;
-            if (is_unavailable(err.code())) {
-                // Resumable as it stood: taken over again once its lease ends and the store answers.
+            if (is_unavailable(err.code()) || err.code() == make_error_code(errc::transaction_aborted)) {
+                // Resumable as it stood: taken over again once its lease ends and the store answers
+                // (or, aborted by contention, runs without it).
                 options_.logger->info("saga {} ({}): interrupted, it resumes when the store answers: {}", id,
                                       SagaT::name, err.what());
                 return;

@@ -220,6 +220,15 @@ Failure translate(std::exception_ptr error, const ConnectTarget& target, std::st
     auto unavailable = [&](std::string message, bool lost) {
         return Failure{std::make_exception_ptr(Error(errc::store_unavailable, at + message)), lost, false};
     };
+    // Contention, not an outage: the server answered and the session is
+    // sound; running the transaction again may succeed.
+    auto aborted = [&](std::string_view state, const std::string& message) {
+        return Failure{std::make_exception_ptr(Error(errc::transaction_aborted,
+                                                     at + "PostgreSQL at " + target.endpoint +
+                                                         " aborted the transaction (SQLSTATE " + std::string(state) +
+                                                         "); nothing was written: " + message)),
+                       false, true};
+    };
     try {
         std::rethrow_exception(error);
     } catch (const CallerError& e) {
@@ -237,13 +246,7 @@ Failure translate(std::exception_ptr error, const ConnectTarget& target, std::st
     } catch (const pqxx::sql_error& e) {
         const std::string& state = e.sqlstate();
         const std::string message = one_line(e.what());
-        if (state == "40001" || state == "40P01") {
-            Failure f = unavailable("PostgreSQL at " + target.endpoint + " kept aborting the transaction (SQLSTATE " +
-                                        state + "): " + message,
-                                    false);
-            f.retryable = true;
-            return f;
-        }
+        if (state == "40001" || state == "40P01") return aborted(state, message);
         if (state == "57014") {
             return unavailable("PostgreSQL at " + target.endpoint + " cancelled the statement (command timeout " +
                                    std::to_string(target.command_timeout.count()) +
@@ -276,6 +279,11 @@ Failure translate(std::exception_ptr error, const ConnectTarget& target, std::st
                                                                                (state.empty() ? "?" : state) + ": " +
                                                                                message)),
                        false, false};
+    } catch (const pqxx::deadlock_detected& e) {
+        // libpqxx 6 throws these two as transaction_rollback, not sql_error.
+        return aborted("40P01", one_line(e.what()));
+    } catch (const pqxx::serialization_failure& e) {
+        return aborted("40001", one_line(e.what()));
     } catch (const pqxx::failure& e) {
         // Other libpqxx failures leave the connection in an unknown state.
         return Failure{std::make_exception_ptr(Error(errc::protocol_error, at + one_line(e.what()))), true, false};

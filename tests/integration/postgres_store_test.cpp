@@ -24,6 +24,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -1705,6 +1706,42 @@ TEST_CASE("postgres: an exception thrown by a transaction's body reaches the cal
     auto c = admin();
     pqxx::nontransaction tx(c);
     tx.exec("DROP TABLE " + table);
+}
+
+TEST_CASE("postgres: a transaction the server keeps aborting (deadlock) is run three times, then fails as "
+          "transaction_aborted, not as an outage",
+          "[postgres][transact]") {
+    asio::io_context ioc;
+    auto config = test_config();
+    config.pool_size = 1;
+    boong::PostgresEventStore store(ioc.get_executor(), config);
+    store.open();
+    const auto connects_before = store.stats().connects;
+    std::atomic<int> runs{0};
+    std::optional<boong::error_code> code;
+    std::string message;
+    boong::test::run(ioc, [&]() -> asio::awaitable<void> {
+        // What libpqxx 6 throws when the deadlock detector picks this
+        // transaction (libpqxx 7: an sql_error with SQLSTATE 40P01).
+        auto deadlocks = [&runs](pqxx::transaction_base& tx) {
+            tx.exec("SELECT 1");
+            if (++runs % 2 == 0) throw pqxx::sql_error("ERROR:  deadlock detected", "UPDATE stock", "40P01");
+            throw pqxx::deadlock_detected("ERROR:  deadlock detected\nDETAIL:  Process 1 waits for ShareLock");
+        };
+        try {
+            co_await boong::async_transact(store, std::move(deadlocks), asio::use_awaitable);
+        } catch (const boong::Error& e) {
+            code = e.code();
+            message = e.what();
+        }
+    });
+    CHECK(runs == 3);
+    REQUIRE(code);
+    CHECK(*code == boong::errc::transaction_aborted);
+    CHECK_FALSE(boong::is_unavailable(*code));
+    CHECK_THAT(message, Catch::Contains("SQLSTATE 40P01") && Catch::Contains("nothing was written"));
+    CHECK(store.stats().connects == connects_before);  // the session survives an abort
+    CHECK(store.stats().connections_lost == 0);
 }
 
 TEST_CASE("postgres: make_store picks the store from configuration, and refuses what it cannot use",

@@ -250,3 +250,57 @@ TEST_CASE("event bus on memory: reactions share transactions and each ends as it
         co_await w.relay->stop();
     });
 }
+
+TEST_CASE("event bus on memory: a reaction whose transaction the store aborted for contention decides again, "
+          "within its delivery",
+          "[bus][memory]") {
+    World w;
+    const bool batched = GENERATE(true, false);
+    auto o = options("payment", 4);
+    o.max_batch = batched ? 8 : 1;
+    o.max_in_flight = 1;
+    Bus bus(w.store, w.broker, w.registry, o);
+    std::map<std::string, std::int64_t> charged;
+    std::map<std::string, int> decisions;
+    std::map<std::string, int> committed_delivery;  // delivery_count of the run that committed
+    int aborts = 0;
+    bus.on<OrderCreated>([&](const OrderCreated& order, Context& ctx) -> asio::awaitable<void> {
+        auto decide = [&](Tx&, Reaction& r) {
+            ++decisions[order.order_id];
+            r.emit("payment-" + order.order_id, PaymentProcessed{order.order_id, order.amount},
+                   boong::ExpectedVersion::no_stream());
+            r.then([&, id = order.order_id, amount = order.amount, delivery = ctx.delivery().delivery_count](Tx& t) {
+                // The deadlock detector picks this one's transaction twice.
+                if (id == "contended" && aborts < 2) {
+                    ++aborts;
+                    throw boong::Error(boong::errc::transaction_aborted, "deadlock detected (test)");
+                }
+                charged[id] += amount;
+                committed_delivery[id] = delivery;
+                t.on_rollback([&, id] {
+                    charged.erase(id);
+                    committed_delivery.erase(id);
+                });
+            });
+        };
+        co_await ctx.react(std::move(decide));
+    });
+    constexpr int orders = 12;
+    for (int i = 0; i < orders; ++i) w.place(i == 5 ? "contended" : "o-" + std::to_string(i), i + 1, bus);
+    w.relay->start();
+    REQUIRE(w.until([&] { return w.broker.read_topic("OrderCreated").size() == orders; }));
+    bus.start();
+    REQUIRE(w.until([&] { return charged.size() == orders; }));
+    w.until([] { return false; }, 100ms);
+    CHECK(aborts == 2);
+    CHECK(charged.size() == orders);
+    CHECK(charged["contended"] == 6);  // once
+    CHECK(decisions["contended"] == 3);  // aborted twice, decided again each time
+    CHECK(committed_delivery["contended"] == 1);  // within its first delivery: no wait for a redelivery
+    CHECK(w.types("payment-contended") == std::vector<std::string>{"PaymentProcessed"});
+    CHECK(w.broker.read_topic(boong::dead_letter_topic("OrderCreated")).empty());
+    boong::test::run_until_done(w.ioc, [&]() -> asio::awaitable<void> {
+        co_await bus.stop();
+        co_await w.relay->stop();
+    });
+}

@@ -1,6 +1,6 @@
 // Group commit for the event bus: the reactions of deliveries handled at the
 // same time share one transaction (one inbox check, the decisions, one call
-// of append_many_in, the handlers' writes, one inbox record, one commit), so one
+// of append_many_in, one inbox record, the handlers' writes, one commit), so one
 // durable commit, and one hold of a hot row a handler updates, serves many
 // messages. A reaction that fails inside a shared transaction never takes
 // its neighbours with it: the transaction is rolled back, the one at fault
@@ -51,6 +51,13 @@ struct ReactionBatchStats {
     std::uint64_t reactions = 0;     // reactions they carried
     std::uint64_t splits = 0;        // transactions one reaction failed (it then ran alone)
 };
+
+// A reaction that failed with this decides again on what is there now: its
+// stream moved under its decision, or the store aborted its transaction for
+// contention (a deadlock over a row its writes update).
+inline bool decides_again(const error_code& code) noexcept {
+    return code == make_error_code(errc::concurrency_conflict) || code == make_error_code(errc::transaction_aborted);
+}
 
 // S: the store; R: boong::Reaction<S::transaction_type>.
 template <TransactionalStore S, class R>
@@ -152,7 +159,8 @@ private:
     }
 
     // The shared transaction. Reads come first (inbox checks, decisions),
-    // then the one append, then the writes and inbox records.
+    // then the one append, the inbox records, and the writes last: a hot
+    // row they update stays locked only from there to the commit.
     std::vector<BatchedResult> run_in(Tx& tx, const std::vector<std::shared_ptr<Job>>& jobs) {
         const std::size_t n = jobs.size();
         std::vector<BatchedResult> out(n);
@@ -208,11 +216,6 @@ private:
         std::vector<std::size_t> ran_job;
         for (std::size_t i = 0; i < n; ++i) {
             if (out[i].outcome != Batched::ran) continue;
-            try {
-                for (const auto& write : reactions[i]->writes()) write(tx);
-            } catch (...) {
-                throw Split{i, std::current_exception()};
-            }
             ran.push_back(jobs[i]->message_id);
             ran_job.push_back(i);
         }
@@ -220,6 +223,15 @@ private:
         for (std::size_t k = 0; k < ran.size(); ++k) {
             // A twin delivery recorded it meanwhile: none of this may commit.
             if (!recorded.at(k)) throw Split{ran_job[k], std::make_exception_ptr(AlreadyProcessed{})};
+        }
+        for (const std::size_t i : ran_job) {
+            try {
+                for (const auto& write : reactions[i]->writes()) write(tx);
+            } catch (...) {
+                // Its own failure, or a deadlock it met (a driver error):
+                // alone, it is retried as the store's rules say.
+                throw Split{i, std::current_exception()};
+            }
         }
         return out;
     }
@@ -229,6 +241,16 @@ private:
             std::rethrow_exception(e);
         } catch (const Error& err) {
             return err.code() == make_error_code(errc::concurrency_conflict);
+        } catch (...) {
+            return false;
+        }
+    }
+
+    static bool decides_again(const std::exception_ptr& e) {
+        try {
+            std::rethrow_exception(e);
+        } catch (const Error& err) {
+            return detail::decides_again(err.code());
         } catch (...) {
             return false;
         }
@@ -260,9 +282,10 @@ private:
                 }
                 jobs[i]->handler.complete(nullptr, std::move(r));
             }
-        } else if (jobs.size() > 1 && is_conflict(error)) {
-            // Another transaction wrote one of the streams at the same moment:
-            // each runs alone, so only the one it concerns counts a conflict.
+        } else if (jobs.size() > 1 && decides_again(error)) {
+            // Another transaction wrote one of the streams at the same moment,
+            // or the store aborted this one for contention: each runs alone,
+            // so only the one it concerns counts a conflict.
             ++splits_;
             for (const auto& job : jobs) job->handler.complete(nullptr, BatchedResult{Batched::alone, nullptr});
         } else {

@@ -68,7 +68,7 @@ boost::asio::awaitable<AppliedRequest> apply_to_saga(Store& store, const std::st
     try {
         state = co_await read_saga(store, saga_id);
     } catch (const Error& e) {
-        if (is_unavailable(e.code())) throw;
+        if (is_unavailable(e.code()) || e.code() == make_error_code(errc::transaction_aborted)) throw;
         unreadable =
             e.code() == make_error_code(errc::not_found) ? "no such saga" : std::string("unreadable: ") + e.what();
     }
