@@ -530,7 +530,7 @@ private:
                                 err.code() == boost::asio::error::operation_aborted;
             if (is_unavailable(err.code()) || err.code() == make_error_code(errc::transaction_aborted)) {
                 // Resumable as it stood: taken over again once its lease ends and the store answers
-                // (or, aborted by contention, runs without it).
+                // (or, for a transaction aborted by contention, once its lease ends).
                 options_.logger->info("saga {} ({}): interrupted, it resumes when the store answers: {}", id,
                                       SagaT::name, err.what());
                 return;
