@@ -38,12 +38,14 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <list>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace boong {
@@ -106,10 +108,31 @@ public:
     // A write of the handler's own, run after the emitted events are appended.
     void then(std::function<void(Tx&)> write) { writes_.push_back(std::move(write)); }
 
+    // A write that locks a row other reactions also update (a SKU's stock),
+    // named by `lock_key` (say "stock/widget"). Such writes run after the
+    // unnamed ones, in the order of their keys, also across the reactions
+    // of a shared transaction: two transactions then lock those rows in one
+    // order and never deadlock, whichever messages they carry.
+    void then(std::string lock_key, std::function<void(Tx&)> write) {
+        keyed_writes_.emplace_back(std::move(lock_key), std::move(write));
+    }
+
     const std::string& stream() const noexcept { return stream_; }
     ExpectedVersion expected() const noexcept { return expected_; }
     std::vector<EventData>& events() noexcept { return events_; }
     const std::vector<std::function<void(Tx&)>>& writes() const noexcept { return writes_; }
+    const std::vector<std::pair<std::string, std::function<void(Tx&)>>>& keyed_writes() const noexcept {
+        return keyed_writes_;
+    }
+
+    // Runs every write: the unnamed ones in order, then the named ones by key.
+    void write(Tx& tx) const {
+        for (const auto& w : writes_) w(tx);
+        std::vector<const std::pair<std::string, std::function<void(Tx&)>>*> keyed;
+        for (const auto& w : keyed_writes_) keyed.push_back(&w);
+        std::stable_sort(keyed.begin(), keyed.end(), [](const auto* a, const auto* b) { return a->first < b->first; });
+        for (const auto* w : keyed) w->second(tx);
+    }
 
 private:
     EventMetadata cause_;
@@ -117,6 +140,7 @@ private:
     ExpectedVersion expected_ = ExpectedVersion::any();
     std::vector<EventData> events_;
     std::vector<std::function<void(Tx&)>> writes_;
+    std::vector<std::pair<std::string, std::function<void(Tx&)>>> keyed_writes_;
 };
 
 // What a handler knows about the message it handles, and how it reacts.
@@ -203,7 +227,7 @@ private:
                 auto act = [&](transaction_type& t) {
                     (*shared)(t, r);
                     if (!r.events().empty()) store.append_in(t, r.stream(), r.expected(), std::move(r.events()));
-                    for (const auto& write : r.writes()) write(t);
+                    r.write(t);
                 };
                 return detail::process_once_in(store, tx, service, id, act);
             };

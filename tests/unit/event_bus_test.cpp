@@ -304,3 +304,55 @@ TEST_CASE("event bus on memory: a reaction whose transaction the store aborted f
         co_await w.relay->stop();
     });
 }
+
+TEST_CASE("event bus on memory: named writes run in key order across a shared transaction, after the unnamed ones",
+          "[bus][memory]") {
+    World w;
+    auto o = options("inventory");
+    o.max_batch = 8;
+    o.max_in_flight = 1;
+    Bus bus(w.store, w.broker, w.registry, o);
+    std::vector<std::pair<char, std::string>> log;  // (what ran: 'u' unnamed, 'a'/'b' by key, order id)
+    bus.on<OrderCreated>([&](const OrderCreated& order, Context& ctx) -> asio::awaitable<void> {
+        auto decide = [&](Tx&, Reaction& r) {
+            r.emit("reserved-" + order.order_id, PaymentProcessed{order.order_id, order.amount},
+                   boong::ExpectedVersion::no_stream());
+            // Named in the order a handler would meet them ("b" first), with an unnamed one last.
+            r.then("stock/b", [&, id = order.order_id](Tx&) { log.emplace_back('b', id); });
+            r.then("stock/a", [&, id = order.order_id](Tx&) { log.emplace_back('a', id); });
+            r.then([&, id = order.order_id](Tx&) { log.emplace_back('u', id); });
+        };
+        co_await ctx.react(std::move(decide));
+    });
+    constexpr int orders = 24;
+    for (int i = 0; i < orders; ++i) w.place("o-" + std::to_string(i), i + 1, bus);
+    w.relay->start();
+    REQUIRE(w.until([&] { return w.broker.read_topic("OrderCreated").size() == orders; }));
+    bus.start();
+    REQUIRE(w.until([&] { return log.size() == 3 * orders; }));
+    // One transaction at a time, none failed: the log is the transactions'
+    // writes one after another, each "u...u a...a b...b" over the same orders.
+    std::vector<std::vector<std::pair<char, std::string>>> transactions;
+    for (const auto& entry : log) {
+        if (transactions.empty() || (entry.first == 'u' && transactions.back().back().first != 'u'))
+            transactions.emplace_back();
+        transactions.back().push_back(entry);
+    }
+    CHECK(transactions.size() == bus.stats().transactions);
+    CHECK(transactions.size() < static_cast<std::size_t>(orders));  // some carried several orders
+    for (const auto& t : transactions) {
+        REQUIRE(t.size() % 3 == 0);
+        const std::size_t n = t.size() / 3;
+        for (std::size_t k = 0; k < n; ++k) {
+            CHECK(t[k].first == 'u');
+            CHECK(t[n + k].first == 'a');
+            CHECK(t[2 * n + k].first == 'b');
+            CHECK(t[n + k].second == t[k].second);  // each key's writes in the reactions' order
+            CHECK(t[2 * n + k].second == t[k].second);
+        }
+    }
+    boong::test::run_until_done(w.ioc, [&]() -> asio::awaitable<void> {
+        co_await bus.stop();
+        co_await w.relay->stop();
+    });
+}

@@ -224,6 +224,15 @@ private:
             // A twin delivery recorded it meanwhile: none of this may commit.
             if (!recorded.at(k)) throw Split{ran_job[k], std::make_exception_ptr(AlreadyProcessed{})};
         }
+        // The writes: each reaction's unnamed ones, then every named one
+        // (Reaction::then(lock_key, ...)) in key order across the reactions,
+        // so that shared transactions lock contended rows in one order.
+        struct Keyed {
+            const std::string* key;
+            std::size_t job;
+            const std::function<void(Tx&)>* write;
+        };
+        std::vector<Keyed> keyed;
         for (const std::size_t i : ran_job) {
             try {
                 for (const auto& write : reactions[i]->writes()) write(tx);
@@ -231,6 +240,15 @@ private:
                 // Its own failure, or a deadlock it met (a driver error):
                 // alone, it is retried as the store's rules say.
                 throw Split{i, std::current_exception()};
+            }
+            for (const auto& [key, write] : reactions[i]->keyed_writes()) keyed.push_back(Keyed{&key, i, &write});
+        }
+        std::stable_sort(keyed.begin(), keyed.end(), [](const Keyed& a, const Keyed& b) { return *a.key < *b.key; });
+        for (const auto& k : keyed) {
+            try {
+                (*k.write)(tx);
+            } catch (...) {
+                throw Split{k.job, std::current_exception()};
             }
         }
         return out;
