@@ -77,8 +77,7 @@ inline std::string money(std::int64_t cents) {
     return std::to_string(cents / 100) + "." + (frac.size() == 1 ? "0" + frac : frac);
 }
 
-// One line per SKU (an order may name a SKU twice), sorted by SKU so that
-// concurrent reservations lock stock rows in the same order.
+// One line per SKU (an order may name a SKU twice), sorted by SKU.
 inline std::vector<Item> merged(const std::vector<Item>& items) {
     std::map<std::string, std::int64_t> by_sku;
     for (const auto& i : items) by_sku[i.sku] += i.quantity;
@@ -193,12 +192,14 @@ private:
             r.emit(stream, ItemsReserved{o.order_id, items}, inventory.expected());
             // The stock may have moved since we read it: take it only if it
             // is still there, or roll everything back (the message comes again).
-            r.then([this, items](Tx& t) {
-                for (const auto& i : items) {
+            // Each SKU's row is named, so that transactions lock them in one
+            // order (see Reaction::then), also when they carry many orders.
+            for (const auto& i : items) {
+                r.then(stock_lock(i.sku), [this, i](Tx& t) {
                     if (!stock_.take(t, i.sku, i.quantity))
                         throw std::runtime_error("stock of '" + i.sku + "' changed while reserving; again");
-                }
-            });
+                });
+            }
         };
         co_await ctx.react(std::move(decide));
     }
@@ -217,12 +218,14 @@ private:
             if (!reserved || inventory.has(ItemsReleased::event_name)) return;  // nothing (more) to release
             auto items = reserved->payload.template get<ItemsReserved>().items;
             r.emit(stream, ItemsReleased{e.order_id, items, reason}, inventory.expected());
-            r.then([this, items](Tx& t) {
-                for (const auto& i : items) stock_.put_back(t, i.sku, i.quantity);
-            });
+            for (const auto& i : items) {
+                r.then(stock_lock(i.sku), [this, i](Tx& t) { stock_.put_back(t, i.sku, i.quantity); });
+            }
         };
         co_await ctx.react(std::move(decide));
     }
+
+    static std::string stock_lock(const std::string& sku) { return "stock/" + sku; }
 
     Stock& stock_;
 };
