@@ -62,6 +62,14 @@ struct World {
             co_await bus.publish(std::move(stream), e, boong::ExpectedVersion::no_stream(), std::move(none));
         });
     }
+    // Places the orders before the bus starts, so that its consumer finds
+    // them waiting (and batches them), then starts the relay and the bus.
+    void place_then_start(const std::vector<std::string>& ids, Bus& bus) {
+        for (std::size_t i = 0; i < ids.size(); ++i) place(ids[i], static_cast<std::int64_t>(i) + 1, bus);
+        relay->start();
+        REQUIRE(until([&] { return broker.read_topic("OrderCreated").size() == ids.size(); }));
+        bus.start();
+    }
     std::vector<std::string> types(const std::string& stream) {
         std::vector<std::string> t;
         for (const auto& e : store.read_stream(stream, 1, 100)) t.push_back(e.event.type);
@@ -220,12 +228,10 @@ TEST_CASE("event bus on memory: reactions share transactions and each ends as it
         };
         co_await ctx.react(std::move(decide));
     });
-    // Placed before the bus starts, so that its consumer finds them waiting.
     constexpr int orders = 40;
-    for (int i = 0; i < orders; ++i) w.place(i == 17 ? "flaky" : "o-" + std::to_string(i), i + 1, bus);
-    w.relay->start();
-    REQUIRE(w.until([&] { return w.broker.read_topic("OrderCreated").size() == orders; }));
-    bus.start();
+    std::vector<std::string> ids;
+    for (int i = 0; i < orders; ++i) ids.push_back(i == 17 ? "flaky" : "o-" + std::to_string(i));
+    w.place_then_start(ids, bus);
     REQUIRE(w.until([&] { return charged.size() == orders; }));
     w.until([] { return false; }, 100ms);
     CHECK(charged.size() == orders);
@@ -286,10 +292,9 @@ TEST_CASE("event bus on memory: a reaction whose transaction the store aborted f
         co_await ctx.react(std::move(decide));
     });
     constexpr int orders = 12;
-    for (int i = 0; i < orders; ++i) w.place(i == 5 ? "contended" : "o-" + std::to_string(i), i + 1, bus);
-    w.relay->start();
-    REQUIRE(w.until([&] { return w.broker.read_topic("OrderCreated").size() == orders; }));
-    bus.start();
+    std::vector<std::string> ids;
+    for (int i = 0; i < orders; ++i) ids.push_back(i == 5 ? "contended" : "o-" + std::to_string(i));
+    w.place_then_start(ids, bus);
     REQUIRE(w.until([&] { return charged.size() == orders; }));
     w.until([] { return false; }, 100ms);
     CHECK(aborts == 2);
@@ -325,10 +330,9 @@ TEST_CASE("event bus on memory: named writes run in key order across a shared tr
         co_await ctx.react(std::move(decide));
     });
     constexpr int orders = 24;
-    for (int i = 0; i < orders; ++i) w.place("o-" + std::to_string(i), i + 1, bus);
-    w.relay->start();
-    REQUIRE(w.until([&] { return w.broker.read_topic("OrderCreated").size() == orders; }));
-    bus.start();
+    std::vector<std::string> ids;
+    for (int i = 0; i < orders; ++i) ids.push_back("o-" + std::to_string(i));
+    w.place_then_start(ids, bus);
     REQUIRE(w.until([&] { return log.size() == 3 * orders; }));
     // One transaction at a time, none failed: the log is the transactions'
     // writes one after another, each "u...u a...a b...b" over the same orders.
