@@ -1,5 +1,5 @@
-// boong events show|tail: a stream's events, and the store's global order
-// (with --follow, as it grows).
+// boong events show|tail|archive: a stream's events, the store's global
+// order (with --follow, as it grows), and moving old events to the archive.
 #include "commands.hpp"
 #include "exit_status.hpp"
 #include "output.hpp"
@@ -18,6 +18,7 @@
 #include <iostream>
 #include <iterator>
 #include <memory>
+#include <optional>
 
 namespace boong::cli {
 
@@ -177,6 +178,48 @@ void tail(const GlobalOptions& global, const TailOptions& o) {
     print_events_table(shown, true);
 }
 
+// ---- events archive ----------------------------------------------------------
+
+struct ArchiveOptions {
+    std::optional<std::int64_t> below_position;
+    std::string older_than;
+    std::string min_age = "1h";
+    std::int64_t batch_size = 10000;
+    bool dry_run = false;
+};
+
+void archive(const GlobalOptions& global, const ArchiveOptions& o) {
+    ArchivePolicy policy;
+    policy.below_position = o.below_position;
+    if (!o.older_than.empty()) policy.older_than = parse_duration(o.older_than, "--older-than");
+    policy.min_age = parse_duration(o.min_age, "--min-age");
+    policy.batch_size = o.batch_size;
+    policy.dry_run = o.dry_run;
+    if (!policy.below_position && !policy.older_than) {
+        throw CommandError(ExitStatus::usage,
+                           "events archive: say what to archive: --below-position, --older-than, or both");
+    }
+    asio::io_context ioc;
+    StoreConnection c(ioc, effective_config(global));
+    const ArchiveResult r = run_store_op(c, c.store().async_archive(policy, asio::use_awaitable));
+    if (global.json) {
+        print_json(std::cout, json{{"dry_run", o.dry_run},
+                                   {"archived", r.archived},
+                                   {"kept", r.kept},
+                                   {"transactions", r.transactions},
+                                   {"reached_position", r.reached_position},
+                                   {"held_by_relay", r.held_by_relay ? json(*r.held_by_relay) : json(nullptr)}});
+        return;
+    }
+    std::cout << (o.dry_run ? "Would archive " : "Archived ") << r.archived << " event(s) up to position "
+              << r.reached_position << " in " << r.transactions << " transaction(s); " << r.kept
+              << " matched but stay as their stream's newest.\n";
+    if (r.held_by_relay) {
+        std::cout << "Stopped at position " << *r.held_by_relay
+                  << ": a relay has not published the events after it (see `boong outbox status`).\n";
+    }
+}
+
 }  // namespace
 
 void add_event_commands(CLI::App& app, const GlobalOptions& global, CommandAction& action) {
@@ -198,6 +241,21 @@ void add_event_commands(CLI::App& app, const GlobalOptions& global, CommandActio
     tail_cmd->add_flag("-f,--follow", to->follow, "Keep printing new events until Ctrl-C (--json: one event a line)");
     tail_cmd->add_option("--interval", to->interval, "With --follow: how often to look for new events")->capture_default_str();
     tail_cmd->callback([&action, &global, to] { action = [&global, to] { tail(global, *to); }; });
+
+    auto ao = std::make_shared<ArchiveOptions>();
+    auto* archive_cmd = events->add_subcommand(
+        "archive", "Move old events to the archive table; every read still returns them (docs/postgres.md)");
+    archive_cmd->add_option("--below-position", ao->below_position, "Events at positions below this")
+        ->check(CLI::PositiveNumber);
+    archive_cmd->add_option("--older-than", ao->older_than, "Events stored longer ago than this (e.g. 90d)");
+    archive_cmd->add_option("--min-age", ao->min_age, "Never events younger than this (retried appends are recognised "
+                                                      "among younger ones)")
+        ->capture_default_str();
+    archive_cmd->add_option("--batch-size", ao->batch_size, "Events examined per transaction")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 1000000));
+    archive_cmd->add_flag("--dry-run", ao->dry_run, "Count what would move; move nothing");
+    archive_cmd->callback([&action, &global, ao] { action = [&global, ao] { archive(global, *ao); }; });
 }
 
 }  // namespace boong::cli

@@ -758,17 +758,41 @@ $boong$)");
     return sql;
 }
 
+// Migration 5, archiving (docs/postgres.md, "Archiving"): the archive table
+// holds events moved out of the events table, with the columns they had
+// there, and when they moved. Unique per stream version like the events
+// table; no index on event ids (replays are recognised among hot events).
+std::vector<std::string> migration_5(const Names& n) {
+    std::vector<std::string> sql;
+    sql.push_back("CREATE TABLE IF NOT EXISTS " + n.archive + R"( (
+    position       bigint      NOT NULL PRIMARY KEY,
+    stream_id      text        NOT NULL,
+    version        bigint      NOT NULL,
+    event_id       uuid        NOT NULL,
+    type           text        NOT NULL,
+    schema_version integer     NOT NULL,
+    payload        jsonb       NOT NULL,
+    metadata       jsonb       NOT NULL,
+    stored_at      timestamptz NOT NULL,
+    transaction_id xid8        NOT NULL,
+    archived_at    timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (stream_id, version)
+))");
+    return sql;
+}
+
 struct Migration {
     int version;
     const char* description;
     std::vector<std::string> (*statements)(const Names&);
 };
 
-constexpr std::array<Migration, 4> kMigrations{{
+constexpr std::array<Migration, 5> kMigrations{{
     {1, "events, snapshots, append functions, saga table, outbox cursors, inbox", &migration_1},
     {2, "saga definitions: version and fingerprint per saga, the blocked phase", &migration_2},
     {3, "operator actions: SagaMigrated moves a saga to the definition it names, SagaRetryRequested retries it", &migration_3},
     {4, "operator cancel: SagaCancelRequested takes a running saga from its owner, for a claimant that compensates", &migration_4},
+    {5, "archiving: the archive table, for events moved out of the events table", &migration_5},
 }};
 static_assert(kMigrations.back().version == kSchemaVersion);
 
@@ -816,6 +840,7 @@ Names names_in(const std::string& schema_name, const PostgresStoreConfig& config
     n.saga_cancel_trigger = quote_identifier(derived_name(config.table_name, "_cancel_saga"));
     n.outbox = schema + quote_identifier(derived_name(config.table_name, "_outbox"));
     n.inbox = schema + quote_identifier(derived_name(config.table_name, "_inbox"));
+    n.archive = schema + quote_identifier(derived_name(config.table_name, "_archive"));
     n.position_sequence = schema + quote_identifier(derived_name(config.table_name, "_position_seq"));
     n.position_sequence_literal = quote_literal(n.position_sequence);
     n.events_literal = quote_literal(n.events);
@@ -897,13 +922,28 @@ Statements statements(const Names& n) {
         {kReadStreamStatement, "SELECT " + columns + " FROM " + n.events +
                                    " WHERE stream_id = $1::text AND version >= $2::bigint ORDER BY version "
                                    "LIMIT $3::bigint"},
+        // The archived part of a stream, versions $2 up to $3 (excluded):
+        // read only when the events table starts the stream above the version
+        // asked for (it always keeps a stream's newest event).
+        {kReadArchivedStatement, "SELECT " + columns + " FROM " + n.archive +
+                                     " WHERE stream_id = $1::text AND version >= $2::bigint AND version < $3::bigint"
+                                     " ORDER BY version LIMIT $4::bigint"},
         // Only rows of transactions older than every running one: see the
         // append function. They form a prefix of the positions. (A scalar
         // subquery, so the snapshot is taken once, not for every row.)
+        // With the archive's rows, merged by position: one statement, so one
+        // snapshot, in which an event is in one table or the other. Each
+        // branch is ordered and limited itself, so the plan stays a merge of
+        // two index scans whatever the statistics (without, the generic plan
+        // sorted every row from $1 on: 18 ms for 50,000). A reader past the
+        // archive pays one index probe there.
         {kReadAllStatement,
-         "SELECT stream_id, " + columns + " FROM " + n.events +
+         "SELECT * FROM ((SELECT stream_id, " + columns + " FROM " + n.archive +
+             " WHERE position >= $1::bigint ORDER BY position LIMIT $2::bigint)"
+             " UNION ALL (SELECT stream_id, " + columns + " FROM " + n.events +
              " WHERE position >= $1::bigint"
              " AND transaction_id < (SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot()))"
+             " ORDER BY position LIMIT $2::bigint)) AS e"
              " ORDER BY position LIMIT $2::bigint"},
         // A snapshot ahead of its stream is refused (the caller compares the
         // returned version); an older one than kept is ignored.

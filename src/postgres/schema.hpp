@@ -13,13 +13,14 @@ namespace boong::pg {
 
 // The schema version this library writes and understands. A database at a
 // higher version was upgraded by a newer library: this one refuses to open it.
-inline constexpr int kSchemaVersion = 4;
+inline constexpr int kSchemaVersion = 5;
 
 // Names of the prepared statements (see statements()).
 inline constexpr const char* kAppendStatement = "boong_append";
 inline constexpr const char* kAppendKnownStatement = "boong_append_known";
 inline constexpr const char* kReadStreamStatement = "boong_read_stream";
 inline constexpr const char* kReadAllStatement = "boong_read_all";
+inline constexpr const char* kReadArchivedStatement = "boong_read_archived";
 inline constexpr const char* kSaveSnapshotStatement = "boong_save_snapshot";
 inline constexpr const char* kLoadSnapshotStatement = "boong_load_snapshot";
 inline constexpr const char* kInboxProcessedStatement = "boong_inbox_processed";
@@ -49,6 +50,7 @@ struct Names {
     std::string saga_cancel_trigger;      // "event_store_cancel_saga"
     std::string outbox;           // "public"."event_store_outbox": one row per relay (cursor and lease)
     std::string inbox;            // "public"."event_store_inbox": messages each consumer has processed
+    std::string archive;          // "public"."event_store_archive": archived events (version 5)
     std::string position_sequence;          // "public"."event_store_position_seq"
     std::string position_sequence_literal;  // its name as a SQL string literal, for ::regclass
     std::string events_literal;   // the events table's name as a SQL string literal, for ::regclass

@@ -95,6 +95,104 @@ private:
     bool appends_;
 };
 
+// A stream's events from version `from` on, at most `limit`: from the events
+// table, and from the archive for the versions the events table no longer
+// holds. It keeps each stream's newest event, so a stream with events from
+// `from` on shows at least one there, and the archive is read only when that
+// one is above `from`. (Rows archived between the two reads were read by the
+// first: the second asks only for versions below what it returned.)
+std::vector<RecordedEvent> read_stream_rows(pqxx::transaction_base& tx, const std::string& stream, std::int64_t from,
+                                            std::int64_t limit) {
+    const pqxx::result hot = tx.exec_prepared(pg::kReadStreamStatement, stream, from, limit);
+    std::vector<RecordedEvent> out;
+    const std::int64_t first = hot.empty() ? 0 : to_int64(hot[0][1]);
+    if (first > std::max<std::int64_t>(from, 1)) {
+        const pqxx::result cold = tx.exec_prepared(pg::kReadArchivedStatement, stream, from, first, limit);
+        out.reserve(cold.size() + hot.size());
+        for (const auto& row : cold) out.push_back(to_event(row, 0, stream));
+    } else {
+        out.reserve(hot.size());
+    }
+    for (const auto& row : hot) {
+        if (static_cast<std::int64_t>(out.size()) >= limit) break;
+        out.push_back(to_event(row, 0, stream));
+    }
+    return out;
+}
+
+void check_archive_policy(const ArchivePolicy& p) {
+    auto refuse = [](const std::string& why) { throw Error(errc::invalid_argument, "archive policy: " + why); };
+    if (!p.below_position && !p.older_than) refuse("neither below_position nor older_than is set: nothing to archive");
+    if (p.below_position && *p.below_position < 1) refuse("below_position must be >= 1");
+    if (p.older_than && p.older_than->count() < 0) refuse("older_than is negative");
+    if (p.min_age.count() < 0) refuse("min_age is negative");
+    if (p.batch_size < 1 || p.batch_size > 1'000'000) {
+        refuse("batch_size " + std::to_string(p.batch_size) + " is not in 1..1000000");
+    }
+}
+
+// One archive batch: the next batch_size events above $1 (the last
+// position examined) and below $2, in position order; of those stored
+// before now - $3 ms, the ones not their stream's newest move (or, dry,
+// are counted). Events above the lowest relay cursor are not examined.
+// Answers: events examined, the last position examined, matched, moved,
+// whether every examined event was old enough, and the lowest relay cursor
+// when the first event above it is old enough (the relay holds the run back).
+// stored_at grows with position (both are taken under the append lock), so
+// a batch that meets a young event ends the run.
+std::string archive_batch_sql(const pg::Names& n, bool dry_run) {
+    std::string sql = R"(WITH fence AS MATERIALIZED (
+    SELECT min(o.position) AS relay FROM )" + n.outbox + R"( o
+), scan AS MATERIALIZED (
+    SELECT e.position, e.stream_id, e.version,
+           e.stored_at < pg_catalog.now() - $3::bigint * interval '1 millisecond' AS old
+    FROM )" + n.events + R"( e
+    WHERE e.position > $1::bigint AND e.position < $2::bigint
+      AND e.position <= coalesce((SELECT relay FROM fence), 9223372036854775807)
+    ORDER BY e.position LIMIT $4::bigint
+), picked AS MATERIALIZED (
+    SELECT s.position FROM scan s
+    WHERE s.old AND EXISTS (SELECT 1 FROM )" + n.events + R"( newer
+                            WHERE newer.stream_id = s.stream_id AND newer.version > s.version)
+))";
+    if (dry_run) {
+        sql += R"(
+SELECT (SELECT count(*) FROM scan), (SELECT coalesce(max(position), $1::bigint) FROM scan),
+       (SELECT count(*) FROM scan WHERE old), (SELECT count(*) FROM picked),
+       (SELECT coalesce(bool_and(old), true) FROM scan), (SELECT f.relay FROM fence f WHERE EXISTS (
+           SELECT 1 FROM (SELECT e.stored_at FROM )" + n.events + R"( e
+                          WHERE e.position > f.relay AND e.position < $2::bigint ORDER BY e.position LIMIT 1) x
+           WHERE x.stored_at < pg_catalog.now() - $3::bigint * interval '1 millisecond')))";
+        return sql;
+    }
+    sql += R"(, moved AS (
+    DELETE FROM )" + n.events + R"( e USING picked p WHERE e.position = p.position
+    RETURNING e.position, e.stream_id, e.version, e.event_id, e.type, e.schema_version, e.payload, e.metadata,
+              e.stored_at, e.transaction_id
+), archived AS (
+    INSERT INTO )" + n.archive + R"( (position, stream_id, version, event_id, type, schema_version, payload,
+                                   metadata, stored_at, transaction_id)
+    SELECT * FROM moved
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM scan), (SELECT coalesce(max(position), $1::bigint) FROM scan),
+       (SELECT count(*) FROM scan WHERE old), (SELECT count(*) FROM archived),
+       (SELECT coalesce(bool_and(old), true) FROM scan), (SELECT f.relay FROM fence f WHERE EXISTS (
+           SELECT 1 FROM (SELECT e.stored_at FROM )" + n.events + R"( e
+                          WHERE e.position > f.relay AND e.position < $2::bigint ORDER BY e.position LIMIT 1) x
+           WHERE x.stored_at < pg_catalog.now() - $3::bigint * interval '1 millisecond')))";
+    return sql;
+}
+
+struct ArchiveBatch {
+    std::int64_t examined = 0;
+    std::int64_t last = 0;
+    std::int64_t matched = 0;
+    std::int64_t moved = 0;
+    bool all_old = true;
+    std::optional<std::int64_t> relay;
+};
+
 enum class State { idle, opening, open, failed };
 
 }  // namespace
@@ -139,7 +237,8 @@ struct PostgresEventStore::Impl {
             if (!error) {
                 try {
                     names = pg::resolve_names(session->connection(), config);
-                    tables = PostgresTableNames{names.events, names.snapshots, names.sagas, names.outbox, names.inbox};
+                    tables = PostgresTableNames{names.events, names.snapshots, names.sagas,
+                                                names.outbox, names.inbox, names.archive};
                     pg::migrate(session->connection(), names);
                     pool.set_statements(pg::statements(names));
                 } catch (...) {
@@ -191,6 +290,9 @@ struct PostgresEventStore::Impl {
     pg::Pool pool;
     pg::Batcher batcher;
     pg::ReadAhead read_ahead{pool, counters};
+    // Expires with the store: what a multi-job operation (archive) checks
+    // before it submits its next job.
+    std::shared_ptr<int> lifetime = std::make_shared<int>(0);
 };
 
 PostgresEventStore::PostgresEventStore(executor_type ex, PostgresStoreConfig config) : ex_(std::move(ex)) {
@@ -252,11 +354,7 @@ void PostgresEventStore::read_stream_impl(std::string stream, std::int64_t from_
         std::move(what),
         [stream = std::move(stream), from_version, limit](pg::Session& session) {
             pqxx::nontransaction tx(session.connection(), "boong-read-stream");
-            const pqxx::result rows = tx.exec_prepared(pg::kReadStreamStatement, stream, from_version, limit);
-            std::vector<RecordedEvent> out;
-            out.reserve(rows.size());
-            for (const auto& row : rows) out.push_back(to_event(row, 0, stream));
-            return out;
+            return read_stream_rows(tx, stream, from_version, limit);
         },
         std::move(handler));
 }
@@ -306,6 +404,90 @@ void PostgresEventStore::save_snapshot_impl(Snapshot snapshot, detail::ErasedHan
             }
         },
         std::move(handler));
+}
+
+// An archive run is one pool job per batch, the next submitted when one
+// completes: no job holds a connection for the whole run, and the store's
+// destructor waits only for the batch in flight.
+void PostgresEventStore::archive_impl(ArchivePolicy policy, detail::ErasedHandler<ArchiveResult> handler) {
+    struct Run {
+        ArchivePolicy policy;
+        std::string sql;
+        std::int64_t below = std::numeric_limits<std::int64_t>::max();
+        std::int64_t age_ms = 0;
+        ArchiveResult result;
+        detail::ErasedHandler<ArchiveResult> handler;
+        std::atomic<bool> cancelled{false};
+
+        void finish(std::exception_ptr error) {
+            if (error) {
+                handler.complete(std::move(error));
+            } else {
+                handler.complete(nullptr, result);
+            }
+        }
+
+        static void step(Impl* impl, std::weak_ptr<int> alive, executor_type ex, std::shared_ptr<Run> run) {
+            if (run->cancelled.load()) {
+                return run->finish(pg::aborted_error(
+                    "archive at position " + std::to_string(run->result.reached_position), "cancelled"));
+            }
+            const std::int64_t last = run->result.reached_position;
+            auto batch = [sql = run->sql, last, below = run->below, age = run->age_ms,
+                          size = run->policy.batch_size](pg::Session& session) {
+                pqxx::work tx(session.connection(), "boong-archive");
+                const pqxx::row row = tx.exec_params1(sql, last, below, age, size);
+                ArchiveBatch b;
+                b.examined = to_int64(row[0]);
+                b.last = to_int64(row[1]);
+                b.matched = to_int64(row[2]);
+                b.moved = to_int64(row[3]);
+                b.all_old = row[4].as<bool>();
+                if (!row[5].is_null()) b.relay = to_int64(row[5]);
+                tx.commit();
+                return b;
+            };
+            auto next = [impl, alive, ex, run](std::exception_ptr error, ArchiveBatch b) {
+                if (error) return run->finish(std::move(error));
+                ArchiveResult& r = run->result;
+                r.archived += b.moved;
+                r.kept += b.matched - b.moved;
+                r.transactions += 1;
+                r.reached_position = b.last;
+                if (b.examined == run->policy.batch_size && b.all_old) {
+                    if (alive.expired()) {
+                        return run->finish(pg::aborted_error("archive at position " + std::to_string(b.last),
+                                                             "the event store was destroyed"));
+                    }
+                    return step(impl, alive, ex, run);
+                }
+                if (b.examined < run->policy.batch_size) r.held_by_relay = b.relay;
+                spdlog::info("postgres: archive {}: {} events {}, {} kept as their stream's newest, up to position {}",
+                             run->policy.dry_run ? "(dry run)" : "done", r.archived,
+                             run->policy.dry_run ? "would move" : "moved", r.kept, r.reached_position);
+                run->finish(nullptr);
+            };
+            impl->submit("archive from position " + std::to_string(last + 1), std::move(batch),
+                         detail::ErasedHandler<ArchiveBatch>(std::move(next), ex));
+        }
+    };
+    auto run = std::make_shared<Run>();
+    try {
+        impl_->require_open();
+        check_archive_policy(policy);
+        run->policy = policy;
+        run->sql = archive_batch_sql(impl_->names, policy.dry_run);
+        if (policy.below_position) run->below = *policy.below_position;
+        run->age_ms = std::max(policy.min_age, policy.older_than.value_or(std::chrono::milliseconds(0))).count();
+    } catch (...) {
+        handler.complete(std::current_exception());
+        return;
+    }
+    run->handler = std::move(handler);
+    run->handler.on_cancel([weak = std::weak_ptr<Run>(run)](boost::asio::cancellation_type) {
+        if (auto r = weak.lock()) r->cancelled.store(true);
+    });
+    Run::step(impl_.get(), impl_->lifetime, ex_, std::move(run));
 }
 
 void PostgresEventStore::load_snapshot_impl(std::string stream,
@@ -429,11 +611,7 @@ std::vector<RecordedEvent> PostgresEventStore::read_stream_in(pqxx::transaction_
     impl_->require_open();
     detail::validate_stream_id(stream);
     detail::validate_read("read_stream '" + stream + "'", from_version, max_count);
-    const pqxx::result rows = tx.exec_prepared(pg::kReadStreamStatement, stream, from_version, clamp_count(max_count));
-    std::vector<RecordedEvent> out;
-    out.reserve(rows.size());
-    for (const auto& row : rows) out.push_back(to_event(row, 0, stream));
-    return out;
+    return read_stream_rows(tx, stream, from_version, clamp_count(max_count));
 }
 
 bool PostgresEventStore::processed_in(pqxx::transaction_base& tx, const std::string& consumer,

@@ -505,6 +505,31 @@ TEST_CASE("boong events: show and tail print what the store holds", "[cli]") {
     CHECK(missing.status == 4);
     CHECK(missing.err == "boong: no events in stream 'no-such-stream'\n");
 
+    // Archived, every event reads the same; a dry run moves nothing.
+    std::set<std::string> streams;
+    for (const auto& e : all) streams.insert(e.stream_id);
+    const auto kept = static_cast<std::int64_t>(streams.size());  // each stream's newest event stays
+    const auto archived = static_cast<std::int64_t>(all.size()) - kept;
+    CHECK(boong_tool(w.args({"events", "archive"})).status == 2);  // archive what?
+    const std::vector<std::string> everything{"events", "archive", "--below-position", "1000000000", "--min-age", "0s",
+                                              "--json"};
+    auto dry_args = everything;
+    dry_args.push_back("--dry-run");
+    auto dry = boong_tool(w.args(dry_args));
+    REQUIRE(dry.status == 0);
+    const json expected{{"dry_run", true},      {"archived", archived},
+                        {"kept", kept},         {"transactions", 1},
+                        {"held_by_relay", nullptr}, {"reached_position", all.back().position}};
+    CHECK(dry.document() == expected);
+    auto moved = boong_tool(w.args(everything));
+    REQUIRE(moved.status == 0);
+    auto done = expected;
+    done["dry_run"] = false;
+    CHECK(moved.document() == done);
+    CHECK(boong_tool(w.args({"events", "show", "saga-e1", "--json"})).document() == show.document());
+    CHECK(boong_tool(w.args({"events", "tail", "--from", "3", "--limit", "2", "--json"})).document() ==
+          from.document());
+
     SECTION("tail --follow prints new events until Ctrl-C, then exits 0") {
         auto follower = spawn_tool(w.args({"events", "tail", "--from", "1", "--follow", "--interval", "100ms",
                                            "--type", "SagaCompleted", "--json"}),

@@ -46,4 +46,4 @@ published=$("${redis[@]}" XLEN "$table")
 [[ $published -ge $stored ]] || fail "$published events in Redis, $stored stored (the relay lost some)"
 echo "durable_orders_test: PASSED: $orders orders ended ($declined compensated), $resumed resumed, $stored events stored, $published published"
 "${redis[@]}" DEL "$table" >/dev/null
-psql_q "DROP TABLE ${table}, ${table}_snapshots, ${table}_schema, ${table}_sagas, ${table}_outbox, ${table}_inbox CASCADE" >/dev/null || true
+psql_q "DROP TABLE ${table}, ${table}_snapshots, ${table}_schema, ${table}_sagas, ${table}_outbox, ${table}_inbox, ${table}_archive CASCADE" >/dev/null || true

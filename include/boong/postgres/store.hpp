@@ -21,6 +21,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -44,6 +45,38 @@ struct PostgresTableNames {
     std::string sagas;      // "public"."event_store_sagas": one row per saga (docs/durability.md)
     std::string outbox;     // "public"."event_store_outbox": relay cursors and leases
     std::string inbox;      // "public"."event_store_inbox": processed message ids per consumer
+    std::string archive;    // "public"."event_store_archive": events moved out of `events` by async_archive
+};
+
+// Which events async_archive moves out of the events table into the archive
+// table (docs/postgres.md, "Archiving"). At least one of below_position and
+// older_than must be set; with both, an event must match both. Whatever the
+// policy, three kinds of event stay in the events table:
+//  - each stream's newest event, so an append checks its expected version
+//    against the events table alone;
+//  - events younger than min_age: a retried append (after a lost reply)
+//    is recognised as a replay by its event ids among these only;
+//  - events above the lowest relay cursor (the outbox table): what a relay
+//    has yet to publish.
+struct ArchivePolicy {
+    std::optional<std::int64_t> below_position;            // events at positions below this (>= 1)
+    std::optional<std::chrono::milliseconds> older_than;   // events stored longer ago than this
+    std::chrono::milliseconds min_age{std::chrono::hours(1)};  // never events younger than this (>= 0)
+    std::int64_t batch_size = 10'000;  // events examined per transaction: 1..1,000,000
+    bool dry_run = false;              // count what would move; move nothing
+};
+
+// What an archive run did (or, dry, would do).
+struct ArchiveResult {
+    std::int64_t archived = 0;  // events moved to the archive table
+    std::int64_t kept = 0;      // events the policy matched that stay: their stream's newest
+    std::int64_t transactions = 0;
+    // Every event below this position that the policy matched (and that is
+    // not kept) is in the archive: where the next run starts looking.
+    std::int64_t reached_position = 0;
+    // The lowest relay cursor when it stopped the run (events above it are
+    // not published yet); nullopt when the policy or the table's end did.
+    std::optional<std::int64_t> held_by_relay;
 };
 
 // How a transaction handed to the store commits. Events are always written
@@ -155,6 +188,24 @@ public:
             token, std::move(stream));
     }
 
+    // Moves the events `policy` matches from the events table to the archive
+    // table, a batch per transaction (each moves its events atomically: a
+    // reader sees every event exactly once, in one table or the other).
+    // Archived events stay readable: read_stream and read_all return them as
+    // before, at the same versions and positions, in the same order (they read
+    // the archive when asked for what it holds). Completes with
+    // void(std::exception_ptr, ArchiveResult); Error(errc::invalid_argument)
+    // for a policy out of range. Cancelled, it stops after the batch in
+    // flight (committed batches stay archived) with operation_aborted.
+    template <class Token>
+    auto async_archive(ArchivePolicy policy, Token&& token) {
+        return boost::asio::async_initiate<Token, void(std::exception_ptr, ArchiveResult)>(
+            [this](auto handler, ArchivePolicy p) {
+                archive_impl(p, detail::ErasedHandler<ArchiveResult>(std::move(handler), ex_));
+            },
+            token, policy);
+    }
+
     // Appends inside a transaction of yours (a body run by async_transact,
     // on a pool worker), so the events commit or roll back with the rest of
     // it: a service's state change and the events it emits, atomically. It
@@ -230,6 +281,7 @@ private:
                        detail::ErasedHandler<std::vector<RecordedEvent>> handler);
     void save_snapshot_impl(Snapshot snapshot, detail::ErasedHandler<void> handler);
     void load_snapshot_impl(std::string stream, detail::ErasedHandler<std::optional<Snapshot>> handler);
+    void archive_impl(ArchivePolicy policy, detail::ErasedHandler<ArchiveResult> handler);
 
     struct Impl;
     executor_type ex_;

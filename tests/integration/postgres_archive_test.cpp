@@ -1,0 +1,362 @@
+// Archiving against a real PostgreSQL 15 (scripts/test.sh starts one and
+// exports BOONG_TEST_PG_DSN): what moves, what stays, and that every read
+// returns the same events before, during and after a run.
+#include <boong/postgres/store.hpp>
+#include <boong/postgres/transaction.hpp>
+
+#include "support/async.hpp"
+#include "support/events.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <pqxx/pqxx>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <limits>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using boong::test::code_of;
+using boong::test::make_event;
+using boong::test::run;
+
+std::string test_dsn() {
+    const char* dsn = std::getenv("BOONG_TEST_PG_DSN");
+    if (!dsn || !*dsn) FAIL("BOONG_TEST_PG_DSN is not set: run integration tests through scripts/test.sh");
+    return dsn;
+}
+
+// A store on tables of its own (dropped at the end): positions, the relay
+// fence and row counts are the test's alone.
+struct ArchiveFixture {
+    inline static int made = 0;
+    asio::io_context ioc;
+    std::string table;
+    boong::PostgresEventStore store;
+    boong::IdGenerator ids;
+
+    static boong::PostgresStoreConfig config(const std::string& table) {
+        boong::PostgresStoreConfig c;
+        c.connection = test_dsn();
+        c.table_name = table;
+        c.snapshot_table_name = table + "_snapshots";
+        c.pool_size = 4;
+        c.command_timeout = 20s;
+        return c;
+    }
+    ArchiveFixture()
+        : table("it_archive_" + std::string(boong::IdGenerator().next().substr(24, 12)) + "_" +
+                std::to_string(++made)),
+          store(ioc.get_executor(), config(table)) {
+        store.open();
+    }
+    ~ArchiveFixture() {
+        try {
+            pqxx::connection c(test_dsn());
+            pqxx::nontransaction tx(c);
+            tx.exec("DROP TABLE IF EXISTS " + table + ", " + table + "_snapshots, " + table + "_schema, " + table +
+                    "_outbox, " + table + "_inbox, " + table + "_sagas, " + table + "_archive");
+            tx.exec("DROP SEQUENCE IF EXISTS " + table + "_position_seq");
+        } catch (const std::exception&) {
+            // left for the server's cleanup with the test run
+        }
+    }
+
+    void append(const std::string& stream, std::int64_t expected, int n) {
+        std::vector<boong::EventData> events;
+        for (int i = 0; i < n; ++i) events.push_back(make_event(ids, "Happened", {{"stream", stream}, {"i", i}}));
+        const auto e = expected == 0 ? boong::ExpectedVersion::no_stream() : boong::ExpectedVersion::exactly(expected);
+        run(ioc, [&] { return store.async_append(stream, e, events, asio::use_awaitable); });
+    }
+    std::vector<boong::RecordedEvent> read_all(std::int64_t from = 1, std::size_t page = 1000) {
+        std::vector<boong::RecordedEvent> out;
+        for (;;) {
+            auto got = run(ioc, [&] { return store.async_read_all(from, page, asio::use_awaitable); });
+            if (got.empty()) return out;
+            from = got.back().position + 1;
+            out.insert(out.end(), got.begin(), got.end());
+        }
+    }
+    std::vector<boong::RecordedEvent> read_stream(const std::string& stream, std::int64_t from = 1,
+                                                  std::size_t max = 1000) {
+        return run(ioc, [&] { return store.async_read_stream(stream, from, max, asio::use_awaitable); });
+    }
+    boong::ArchiveResult archive(boong::ArchivePolicy policy) {
+        return run(ioc, [&] { return store.async_archive(policy, asio::use_awaitable); });
+    }
+    std::int64_t rows(const std::string& suffix) {
+        pqxx::connection c(test_dsn());
+        pqxx::nontransaction tx(c);
+        return tx.exec1("SELECT count(*) FROM " + table + suffix)[0].as<std::int64_t>();
+    }
+};
+
+// What a reader compares: where each event is and what it is.
+std::vector<std::string> keys(const std::vector<boong::RecordedEvent>& events) {
+    std::vector<std::string> out;
+    for (const auto& e : events) {
+        out.push_back(std::to_string(e.position) + " " + e.stream_id + "@" + std::to_string(e.version) + " " +
+                      e.event.event_id + " " + e.event.payload.dump() + " " +
+                      std::to_string(e.stored_at.time_since_epoch().count()));
+    }
+    return out;
+}
+
+boong::ArchivePolicy everything() {
+    boong::ArchivePolicy p;
+    p.below_position = std::numeric_limits<std::int64_t>::max();
+    p.min_age = 0ms;
+    return p;
+}
+
+}  // namespace
+
+TEST_CASE("archive: moves what the policy matches but each stream's newest event, and reads do not change",
+          "[postgres][archive]") {
+    ArchiveFixture f;
+    // a: 5 events, b: 1, c: 3, interleaved in the global order.
+    f.append("a", 0, 2);
+    f.append("b", 0, 1);
+    f.append("c", 0, 1);
+    f.append("a", 2, 1);
+    f.append("c", 1, 2);
+    f.append("a", 3, 2);
+    const auto all_before = keys(f.read_all());
+    REQUIRE(all_before.size() == 9);
+    const auto a_before = keys(f.read_stream("a"));
+
+    SECTION("a dry run counts and moves nothing") {
+        auto p = everything();
+        p.dry_run = true;
+        const auto r = f.archive(p);
+        CHECK(r.archived == 6);  // a1-a4, c1-c2
+        CHECK(r.kept == 3);      // a5, b1, c3
+        CHECK(f.rows("") == 9);
+        CHECK(f.rows("_archive") == 0);
+    }
+
+    SECTION("a run in batches of two") {
+        auto p = everything();
+        p.batch_size = 2;
+        const auto r = f.archive(p);
+        CHECK(r.archived == 6);
+        CHECK(r.kept == 3);
+        CHECK(r.transactions == 5);  // 2+2+2+2+1 examined
+        CHECK_FALSE(r.held_by_relay);
+        CHECK(f.rows("") == 3);
+        CHECK(f.rows("_archive") == 6);
+
+        // read_all: the same events, one page or many across the boundary.
+        CHECK(keys(f.read_all()) == all_before);
+        CHECK(keys(f.read_all(1, 2)) == all_before);
+        CHECK(keys(f.read_all(1, 1)) == all_before);
+        // read_stream: whole, from the middle of the archived part, limited,
+        // and only the hot part.
+        CHECK(keys(f.read_stream("a")) == a_before);
+        const auto middle = f.read_stream("a", 3, 2);
+        REQUIRE(middle.size() == 2);
+        CHECK(middle[0].version == 3);
+        CHECK(middle[1].version == 4);
+        const auto head = f.read_stream("a", 5);
+        REQUIRE(head.size() == 1);
+        CHECK(head[0].version == 5);
+        CHECK(f.read_stream("a", 6).empty());
+        CHECK(f.read_stream("c", 2, 1).at(0).version == 2);
+        CHECK(f.read_stream("b").size() == 1);
+        // In a transaction of the caller's, the same.
+        const auto in_tx = run(f.ioc, [&] {
+            return boong::async_transact(
+                f.store, [&](pqxx::transaction_base& tx) { return f.store.read_stream_in(tx, "a", 2, 10); },
+                asio::use_awaitable);
+        });
+        CHECK(keys(in_tx) == std::vector<std::string>(a_before.begin() + 1, a_before.end()));
+
+        // Appends check versions as before: a is at 5.
+        CHECK(code_of([&] { f.append("a", 3, 1); }) == boong::errc::concurrency_conflict);
+        f.append("a", 5, 1);
+        CHECK(f.read_stream("a").size() == 6);
+        // A snapshot at an archived version is still below the stream's head.
+        boong::Snapshot s;
+        s.stream_id = "a";
+        s.version = 4;
+        s.type = "A";
+        s.state = {{"n", 4}};
+        run(f.ioc, [&] { return f.store.async_save_snapshot(s, asio::use_awaitable); });
+
+        // The next run moves what became old: a5, now that a6 is newer.
+        const auto again = f.archive(everything());
+        CHECK(again.archived == 1);
+        CHECK(again.kept == 3);
+        CHECK(f.read_stream("a").size() == 6);
+        CHECK(f.read_all().size() == 10);
+    }
+}
+
+TEST_CASE("archive: bounds by position and age; a policy out of range is refused", "[postgres][archive]") {
+    ArchiveFixture f;
+    f.append("a", 0, 4);
+    f.append("b", 0, 4);
+    const auto all = f.read_all();
+    REQUIRE(all.size() == 8);
+
+    SECTION("below a position: only the events under it") {
+        auto p = everything();
+        p.below_position = all[3].position;  // a1-a3
+        const auto r = f.archive(p);
+        CHECK(r.archived == 3);
+        CHECK(r.reached_position == all[2].position);
+        CHECK(f.rows("_archive") == 3);
+    }
+    SECTION("the default min_age keeps events of the last hour") {
+        boong::ArchivePolicy p;
+        p.below_position = all.back().position + 1;
+        const auto r = f.archive(p);
+        CHECK(r.archived == 0);
+        CHECK(f.rows("_archive") == 0);
+    }
+    SECTION("older than an age: only events stored before it") {
+        boong::ArchivePolicy p;
+        p.older_than = 1h;
+        p.min_age = 0ms;
+        CHECK(f.archive(p).archived == 0);
+        // Age the first four by hand, as an hour would.
+        {
+            pqxx::connection c(test_dsn());
+            pqxx::work tx(c);
+            tx.exec("UPDATE " + f.table + " SET stored_at = stored_at - interval '2 hours' WHERE position <= " +
+                    std::to_string(all[3].position));
+            tx.commit();
+        }
+        const auto r = f.archive(p);
+        CHECK(r.archived == 3);  // a1-a3; a4 is a's newest
+        CHECK(r.kept == 1);
+        CHECK(f.read_stream("a").size() == 4);
+    }
+    SECTION("refused") {
+        boong::ArchivePolicy none;
+        auto what = [&](boong::ArchivePolicy p) {
+            try {
+                f.archive(p);
+            } catch (const boong::Error& e) {
+                CHECK(e.code() == boong::errc::invalid_argument);
+                return std::string(e.what());
+            }
+            return std::string("no error");
+        };
+        CHECK_THAT(what(none), Catch::Contains("neither below_position nor older_than"));
+        auto p = everything();
+        p.batch_size = 0;
+        CHECK_THAT(what(p), Catch::Contains("batch_size 0"));
+        p = everything();
+        p.below_position = 0;
+        CHECK_THAT(what(p), Catch::Contains("below_position must be >= 1"));
+        p = everything();
+        p.min_age = -1ms;
+        CHECK_THAT(what(p), Catch::Contains("min_age is negative"));
+        CHECK(f.rows("_archive") == 0);
+    }
+}
+
+TEST_CASE("archive: events a relay has not published stay in the events table", "[postgres][archive]") {
+    ArchiveFixture f;
+    f.append("a", 0, 6);
+    const auto all = f.read_all();
+    {
+        pqxx::connection c(test_dsn());
+        pqxx::work tx(c);
+        tx.exec("INSERT INTO " + f.table + "_outbox (relay, position) VALUES ('slow', " +
+                std::to_string(all[2].position) + "), ('fast', " + std::to_string(all[5].position) + ")");
+        tx.commit();
+    }
+    const auto r = f.archive(everything());
+    CHECK(r.archived == 3);  // a1-a3: at or below the slow relay's cursor
+    CHECK(r.reached_position == all[2].position);
+    REQUIRE(r.held_by_relay);
+    CHECK(*r.held_by_relay == all[2].position);
+    CHECK(f.rows("") == 3);
+}
+
+// The run takes rows out of the table readers and writers use: nobody may
+// notice, but for the speed of a read of the archive.
+TEST_CASE("archive: appends and a read_all reader running during archive runs see every event once, in order",
+          "[postgres][archive]") {
+    ArchiveFixture f;
+    constexpr int kStreams = 8, kPerStream = 40;
+    bool writing = true;
+    std::map<std::string, std::int64_t> heads;
+    std::vector<std::int64_t> seen;
+    std::int64_t archived = 0, runs = 0;
+    std::exception_ptr failure;
+    auto record = [&](std::exception_ptr e) {
+        if (e && !failure) failure = e;
+    };
+
+    asio::co_spawn(
+        f.ioc,
+        [&]() -> asio::awaitable<void> {
+            for (int i = 0; i < kPerStream; ++i) {
+                for (int s = 0; s < kStreams; ++s) {
+                    const auto stream = "s" + std::to_string(s);
+                    auto& head = heads[stream];
+                    const auto e =
+                        head == 0 ? boong::ExpectedVersion::no_stream() : boong::ExpectedVersion::exactly(head);
+                    std::vector<boong::EventData> events{make_event(f.ids, "Happened", {{"i", i}})};
+                    co_await f.store.async_append(stream, e, std::move(events), asio::use_awaitable);
+                    ++head;
+                }
+            }
+            writing = false;
+        },
+        record);
+    asio::co_spawn(
+        f.ioc,
+        [&]() -> asio::awaitable<void> {
+            auto p = everything();
+            p.batch_size = 7;
+            while (writing) {
+                archived += (co_await f.store.async_archive(p, asio::use_awaitable)).archived;
+                ++runs;
+            }
+        },
+        record);
+    asio::co_spawn(
+        f.ioc,
+        [&]() -> asio::awaitable<void> {
+            std::int64_t from = 1;
+            for (;;) {
+                const bool last = !writing;
+                auto page = co_await f.store.async_read_all(from, 5, asio::use_awaitable);
+                for (const auto& e : page) seen.push_back(e.position);
+                if (!page.empty()) from = page.back().position + 1;
+                if (page.empty() && last) break;
+            }
+        },
+        record);
+    f.ioc.run();
+    if (failure) std::rethrow_exception(failure);
+
+    INFO(runs << " archive runs moved " << archived << " events");
+    CHECK(runs > 1);
+    CHECK(archived > 0);
+    CHECK(f.rows("_archive") == archived);
+    // The reader: every event once, in increasing order.
+    REQUIRE(seen.size() == static_cast<std::size_t>(kStreams * kPerStream));
+    CHECK(std::set<std::int64_t>(seen.begin(), seen.end()).size() == seen.size());
+    CHECK(std::is_sorted(seen.begin(), seen.end()));
+    // Each stream: versions 1..n, whole.
+    for (int s = 0; s < kStreams; ++s) {
+        const auto events = f.read_stream("s" + std::to_string(s));
+        REQUIRE(events.size() == static_cast<std::size_t>(kPerStream));
+        for (std::size_t i = 0; i < events.size(); ++i) CHECK(events[i].version == static_cast<std::int64_t>(i + 1));
+    }
+}
