@@ -69,7 +69,7 @@ using namespace std::chrono_literals;
 // The order service also takes (and serves GET /metrics on its --http port):
 //   --http PORT                 (BOONG_HTTP_PORT)        1..65535, default 8080
 //   --mode events|saga          (BOONG_MODE)             default events
-//   --max-backlog N             (BOONG_MAX_BACKLOG)      messages waiting before POST answers 429, default 10000
+//   --max-backlog N             (BOONG_MAX_BACKLOG)      messages waiting before POST answers 429, default 3000
 //   --max-body BYTES            (BOONG_MAX_BODY)         request body limit, default 65536
 struct Options {
     std::string service;
@@ -96,7 +96,7 @@ struct Options {
     int http_port = 8080;
     int metrics_port = 0;  // payment, inventory: GET /metrics on this port (0: not served)
     std::string mode = "events";
-    std::int64_t max_backlog = 10000;
+    std::int64_t max_backlog = 3000;
     std::int64_t max_body = 64 * 1024;
 };
 
