@@ -141,11 +141,11 @@ void check_archive_policy(const ArchivePolicy& p) {
 // stored_at grows with position (both are taken under the append lock), so
 // a batch that meets a young event ends the run.
 std::string archive_batch_sql(const pg::Names& n, bool dry_run) {
+    const std::string old_enough = "pg_catalog.now() - $3::bigint * interval '1 millisecond'";
     std::string sql = R"(WITH fence AS MATERIALIZED (
     SELECT min(o.position) AS relay FROM )" + n.outbox + R"( o
 ), scan AS MATERIALIZED (
-    SELECT e.position, e.stream_id, e.version,
-           e.stored_at < pg_catalog.now() - $3::bigint * interval '1 millisecond' AS old
+    SELECT e.position, e.stream_id, e.version, e.stored_at < )" + old_enough + R"( AS old
     FROM )" + n.events + R"( e
     WHERE e.position > $1::bigint AND e.position < $2::bigint
       AND e.position <= coalesce((SELECT relay FROM fence), 9223372036854775807)
@@ -155,17 +155,8 @@ std::string archive_batch_sql(const pg::Names& n, bool dry_run) {
     WHERE s.old AND EXISTS (SELECT 1 FROM )" + n.events + R"( newer
                             WHERE newer.stream_id = s.stream_id AND newer.version > s.version)
 ))";
-    if (dry_run) {
-        sql += R"(
-SELECT (SELECT count(*) FROM scan), (SELECT coalesce(max(position), $1::bigint) FROM scan),
-       (SELECT count(*) FROM scan WHERE old), (SELECT count(*) FROM picked),
-       (SELECT coalesce(bool_and(old), true) FROM scan), (SELECT f.relay FROM fence f WHERE EXISTS (
-           SELECT 1 FROM (SELECT e.stored_at FROM )" + n.events + R"( e
-                          WHERE e.position > f.relay AND e.position < $2::bigint ORDER BY e.position LIMIT 1) x
-           WHERE x.stored_at < pg_catalog.now() - $3::bigint * interval '1 millisecond')))";
-        return sql;
-    }
-    sql += R"(, moved AS (
+    if (!dry_run) {
+        sql += R"(, moved AS (
     DELETE FROM )" + n.events + R"( e USING picked p WHERE e.position = p.position
     RETURNING e.position, e.stream_id, e.version, e.event_id, e.type, e.schema_version, e.payload, e.metadata,
               e.stored_at, e.transaction_id
@@ -174,13 +165,17 @@ SELECT (SELECT count(*) FROM scan), (SELECT coalesce(max(position), $1::bigint) 
                                    metadata, stored_at, transaction_id)
     SELECT * FROM moved
     RETURNING 1
-)
+))";
+    }
+    sql += R"(
 SELECT (SELECT count(*) FROM scan), (SELECT coalesce(max(position), $1::bigint) FROM scan),
-       (SELECT count(*) FROM scan WHERE old), (SELECT count(*) FROM archived),
-       (SELECT coalesce(bool_and(old), true) FROM scan), (SELECT f.relay FROM fence f WHERE EXISTS (
+       (SELECT count(*) FROM scan WHERE old), (SELECT count(*) FROM )" + std::string(dry_run ? "picked" : "archived") +
+           R"(),
+       (SELECT coalesce(bool_and(old), true) FROM scan),
+       (SELECT f.relay FROM fence f WHERE EXISTS (
            SELECT 1 FROM (SELECT e.stored_at FROM )" + n.events + R"( e
                           WHERE e.position > f.relay AND e.position < $2::bigint ORDER BY e.position LIMIT 1) x
-           WHERE x.stored_at < pg_catalog.now() - $3::bigint * interval '1 millisecond')))";
+           WHERE x.stored_at < )" + old_enough + R"()))";
     return sql;
 }
 

@@ -71,8 +71,8 @@ struct ArchiveResult {
     std::int64_t archived = 0;  // events moved to the archive table
     std::int64_t kept = 0;      // events the policy matched that stay: their stream's newest
     std::int64_t transactions = 0;
-    // Every event below this position that the policy matched (and that is
-    // not kept) is in the archive: where the next run starts looking.
+    // The last position the run looked at: every event at or below it that
+    // the policy matched is in the archive, but the kept ones.
     std::int64_t reached_position = 0;
     // The lowest relay cursor when it stopped the run (events above it are
     // not published yet); nullopt when the policy or the table's end did.
