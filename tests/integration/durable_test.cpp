@@ -3,6 +3,7 @@
 // stale owner, deadlines that pass while no process is alive, the outbox
 // relay and the inbox. The multi-process kill -9 proof is tests/chaos.
 #include "support/async.hpp"
+#include "support/postgres.hpp"
 #include "support/scripted_saga.hpp"
 #include "support/durable_world.hpp"
 
@@ -33,11 +34,7 @@ using boong::test::TestData;
 using boong::test::sleep_for;
 using Act = boong::test::Act;
 
-std::string test_dsn() {
-    const char* dsn = std::getenv("BOONG_TEST_PG_DSN");
-    if (!dsn || !*dsn) FAIL("BOONG_TEST_PG_DSN is not set: run integration tests through scripts/test.sh");
-    return dsn;
-}
+using boong::test::test_dsn;
 
 std::string fresh_table(std::string_view base) {
     static const std::string run_id = boong::IdGenerator().next().substr(24, 12);

@@ -8,6 +8,7 @@
 #include <boong/postgres/transaction.hpp>
 
 #include "support/async.hpp"
+#include "support/postgres.hpp"
 #include "support/order_events.hpp"
 
 #include <catch2/catch.hpp>
@@ -36,11 +37,7 @@ struct Unknown {
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Unknown, x)
 
-std::string test_dsn() {
-    const char* dsn = std::getenv("BOONG_TEST_PG_DSN");
-    if (!dsn || !*dsn) FAIL("BOONG_TEST_PG_DSN is not set: run integration tests through scripts/test.sh");
-    return dsn;
-}
+using boong::test::test_dsn;
 
 struct World {
     asio::io_context ioc;

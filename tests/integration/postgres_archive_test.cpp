@@ -5,6 +5,7 @@
 #include <boong/postgres/transaction.hpp>
 
 #include "support/async.hpp"
+#include "support/postgres.hpp"
 #include "support/events.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -30,11 +31,7 @@ using boong::test::code_of;
 using boong::test::make_event;
 using boong::test::run;
 
-std::string test_dsn() {
-    const char* dsn = std::getenv("BOONG_TEST_PG_DSN");
-    if (!dsn || !*dsn) FAIL("BOONG_TEST_PG_DSN is not set: run integration tests through scripts/test.sh");
-    return dsn;
-}
+using boong::test::test_dsn;
 
 // A store on tables of its own (dropped at the end): positions, the relay
 // fence and row counts are the test's alone.

@@ -8,6 +8,7 @@
 
 #include "postgres/schema.hpp"  // the migrations (src/)
 #include "support/async.hpp"
+#include "support/postgres.hpp"
 #include <boong/postgres/transaction.hpp>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -35,14 +36,7 @@ namespace {
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 
-std::string test_dsn() {
-    const char* dsn = std::getenv("BOONG_TEST_PG_DSN");
-    if (!dsn || !*dsn) {
-        FAIL("BOONG_TEST_PG_DSN is not set: run integration tests through scripts/test.sh, or `source "
-             "scripts/lib/servers.sh; boong_start_postgres \"\" \"\"` first");
-    }
-    return dsn;
-}
+using boong::test::test_dsn;
 
 // Distinguishes this run's streams and tables from earlier runs against the
 // same database.
