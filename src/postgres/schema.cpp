@@ -919,15 +919,20 @@ Statements statements(const Names& n) {
          "INSERT INTO " + n.inbox +
              " (consumer, message_id) SELECT $1::text, pg_catalog.jsonb_array_elements_text($2::jsonb)"
              " ON CONFLICT (consumer, message_id) DO NOTHING RETURNING message_id"},
-        {kReadStreamStatement, "SELECT " + columns + " FROM " + n.events +
-                                   " WHERE stream_id = $1::text AND version >= $2::bigint ORDER BY version "
-                                   "LIMIT $3::bigint"},
-        // The archived part of a stream, versions $2 up to $3 (excluded):
-        // read only when the events table starts the stream above the version
-        // asked for (it always keeps a stream's newest event).
-        {kReadArchivedStatement, "SELECT " + columns + " FROM " + n.archive +
-                                     " WHERE stream_id = $1::text AND version >= $2::bigint AND version < $3::bigint"
-                                     " ORDER BY version LIMIT $4::bigint"},
+        // With the archive's rows (docs/postgres.md, "Archiving"), merged
+        // by version in one statement, so one snapshot: an event moving at
+        // that moment is read once. A run archives a stream's events in
+        // any order its batches meet them, so the archived ones need not be
+        // a prefix of the stream: both tables are always read. Each branch
+        // is ordered and limited itself, so the plan stays a merge of two
+        // index probes whatever the statistics; for a stream with nothing
+        // archived, the archive's costs one probe of its index.
+        {kReadStreamStatement,
+         "SELECT * FROM ((SELECT " + columns + " FROM " + n.archive +
+             " WHERE stream_id = $1::text AND version >= $2::bigint ORDER BY version LIMIT $3::bigint)"
+             " UNION ALL (SELECT " + columns + " FROM " + n.events +
+             " WHERE stream_id = $1::text AND version >= $2::bigint ORDER BY version LIMIT $3::bigint)) AS e"
+             " ORDER BY version LIMIT $3::bigint"},
         // Only rows of transactions older than every running one: see the
         // append function. They form a prefix of the positions. (A scalar
         // subquery, so the snapshot is taken once, not for every row.)

@@ -20,7 +20,6 @@ inline constexpr const char* kAppendStatement = "boong_append";
 inline constexpr const char* kAppendKnownStatement = "boong_append_known";
 inline constexpr const char* kReadStreamStatement = "boong_read_stream";
 inline constexpr const char* kReadAllStatement = "boong_read_all";
-inline constexpr const char* kReadArchivedStatement = "boong_read_archived";
 inline constexpr const char* kSaveSnapshotStatement = "boong_save_snapshot";
 inline constexpr const char* kLoadSnapshotStatement = "boong_load_snapshot";
 inline constexpr const char* kInboxProcessedStatement = "boong_inbox_processed";

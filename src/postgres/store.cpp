@@ -95,28 +95,14 @@ private:
     bool appends_;
 };
 
-// A stream's events from version `from` on, at most `limit`: from the events
-// table, and from the archive for the versions the events table no longer
-// holds. It keeps each stream's newest event, so a stream with events from
-// `from` on shows at least one there, and the archive is read only when that
-// one is above `from`. (Rows archived between the two reads were read by the
-// first: the second asks only for versions below what it returned.)
+// A stream's events from version `from` on, at most `limit`, from the events
+// table and the archive together (one statement).
 std::vector<RecordedEvent> read_stream_rows(pqxx::transaction_base& tx, const std::string& stream, std::int64_t from,
                                             std::int64_t limit) {
-    const pqxx::result hot = tx.exec_prepared(pg::kReadStreamStatement, stream, from, limit);
+    const pqxx::result rows = tx.exec_prepared(pg::kReadStreamStatement, stream, from, limit);
     std::vector<RecordedEvent> out;
-    const std::int64_t first = hot.empty() ? 0 : to_int64(hot[0][1]);
-    if (first > std::max<std::int64_t>(from, 1)) {
-        const pqxx::result cold = tx.exec_prepared(pg::kReadArchivedStatement, stream, from, first, limit);
-        out.reserve(cold.size() + hot.size());
-        for (const auto& row : cold) out.push_back(to_event(row, 0, stream));
-    } else {
-        out.reserve(hot.size());
-    }
-    for (const auto& row : hot) {
-        if (static_cast<std::int64_t>(out.size()) >= limit) break;
-        out.push_back(to_event(row, 0, stream));
-    }
+    out.reserve(rows.size());
+    for (const auto& row : rows) out.push_back(to_event(row, 0, stream));
     return out;
 }
 

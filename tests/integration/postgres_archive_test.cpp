@@ -239,6 +239,29 @@ TEST_CASE("archive: bounds by position and age; a policy out of range is refused
         CHECK(r.kept == 1);
         CHECK(f.read_stream("a").size() == 4);
     }
+    SECTION("archived events need not be a prefix of their stream: it still reads whole, in order") {
+        // a2 old, a1 young (as when a1 was its stream's newest when a run
+        // met it, and a2 was appended and archived later in the same run).
+        {
+            pqxx::connection c(test_dsn());
+            pqxx::work tx(c);
+            tx.exec("UPDATE " + f.table + " SET stored_at = stored_at - interval '2 hours' WHERE position = " +
+                    std::to_string(all[1].position));
+            tx.commit();
+        }
+        const auto before = f.read_all();  // with a2's new stored_at
+        boong::ArchivePolicy p;
+        p.older_than = 1h;
+        p.min_age = 0ms;
+        CHECK(f.archive(p).archived == 1);
+        CHECK(f.rows("_archive") == 1);
+        CHECK(keys(f.read_stream("a")) == keys(std::vector<boong::RecordedEvent>(before.begin(), before.begin() + 4)));
+        const auto from_two = f.read_stream("a", 2, 2);
+        REQUIRE(from_two.size() == 2);
+        CHECK(from_two[0].version == 2);
+        CHECK(from_two[1].version == 3);
+        CHECK(keys(f.read_all()) == keys(before));
+    }
     SECTION("refused") {
         boong::ArchivePolicy none;
         auto what = [&](boong::ArchivePolicy p) {
