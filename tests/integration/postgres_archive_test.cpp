@@ -59,11 +59,7 @@ struct ArchiveFixture {
     }
     ~ArchiveFixture() {
         try {
-            pqxx::connection c(test_dsn());
-            pqxx::nontransaction tx(c);
-            tx.exec("DROP TABLE IF EXISTS " + table + ", " + table + "_snapshots, " + table + "_schema, " + table +
-                    "_outbox, " + table + "_inbox, " + table + "_sagas, " + table + "_archive");
-            tx.exec("DROP SEQUENCE IF EXISTS " + table + "_position_seq");
+            boong::test::drop_tables(table);
         } catch (const std::exception&) {
             // left for the server's cleanup with the test run
         }

@@ -66,22 +66,7 @@ std::string fresh_table(std::string_view base) { return std::string(base) + "_" 
 // A blocking connection for the test's own checks and mischief.
 pqxx::connection admin() { return pqxx::connection(test_dsn()); }
 
-void drop_tables(const std::string& table) {
-    auto c = admin();
-    pqxx::nontransaction tx(c);
-    // The saga table was a view before schema version 2.
-    const auto kind = tx.exec("SELECT relkind FROM pg_class WHERE relname = '" + table + "_sagas'");
-    if (!kind.empty()) {
-        tx.exec(std::string(kind[0][0].c_str()) == "v" ? "DROP VIEW " + table + "_sagas"
-                                                        : "DROP TABLE " + table + "_sagas");
-    }
-    tx.exec("DROP TABLE IF EXISTS " + table + ", " + table + "_snapshots, " + table + "_schema, " + table +
-            "_outbox, " + table + "_inbox, " + table + "_archive");
-    tx.exec("DROP FUNCTION IF EXISTS " + table + "_track_saga()");
-    tx.exec("DROP FUNCTION IF EXISTS " + table + "_append(jsonb)");
-    tx.exec("DROP FUNCTION IF EXISTS " + table + "_append(jsonb, boolean)");
-    tx.exec("DROP SEQUENCE IF EXISTS " + table + "_position_seq");
-}
+using boong::test::drop_tables;
 
 struct PostgresStoreFixture {
     asio::io_context context;

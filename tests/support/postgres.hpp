@@ -2,6 +2,7 @@
 #pragma once
 
 #include <catch2/catch.hpp>
+#include <pqxx/pqxx>
 
 #include <cstdlib>
 #include <string>
@@ -16,6 +17,25 @@ inline std::string test_dsn() {
              "scripts/lib/servers.sh; boong_start_postgres \"\" \"\"` first");
     }
     return dsn;
+}
+
+// Drops a store's tables, functions and sequence: what a test that made
+// its own table leaves behind.
+inline void drop_tables(const std::string& table) {
+    pqxx::connection c(test_dsn());
+    pqxx::nontransaction tx(c);
+    // The saga table was a view before schema version 2.
+    const auto kind = tx.exec("SELECT relkind FROM pg_class WHERE relname = '" + table + "_sagas'");
+    if (!kind.empty()) {
+        tx.exec(std::string(kind[0][0].c_str()) == "v" ? "DROP VIEW " + table + "_sagas"
+                                                        : "DROP TABLE " + table + "_sagas");
+    }
+    tx.exec("DROP TABLE IF EXISTS " + table + ", " + table + "_snapshots, " + table + "_schema, " + table +
+            "_outbox, " + table + "_inbox, " + table + "_archive");
+    tx.exec("DROP FUNCTION IF EXISTS " + table + "_track_saga()");
+    tx.exec("DROP FUNCTION IF EXISTS " + table + "_append(jsonb)");
+    tx.exec("DROP FUNCTION IF EXISTS " + table + "_append(jsonb, boolean)");
+    tx.exec("DROP SEQUENCE IF EXISTS " + table + "_position_seq");
 }
 
 }  // namespace boong::test
