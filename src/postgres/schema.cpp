@@ -886,6 +886,8 @@ Statements statements(const Names& n) {
     const std::string columns =
         "position, version, event_id, type, schema_version, payload, metadata, "
         "(extract(epoch FROM stored_at) * 1000000)::bigint";
+    // The oldest transaction still running when the statement's snapshot was taken.
+    const std::string horizon = "(SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot()))";
     return {
         // Events commit durably whatever the session, the database or the
         // caller's transaction says of synchronous_commit: a reader may see
@@ -937,17 +939,21 @@ Statements statements(const Names& n) {
         // append function. They form a prefix of the positions. (A scalar
         // subquery, so the snapshot is taken once, not for every row.)
         // With the archive's rows, merged by position: one statement, so one
-        // snapshot, in which an event is in one table or the other. Each
+        // snapshot, in which an event is in one table or the other. The
+        // archive's rows are held to the same rule (they keep their
+        // transaction ids): a run may move an event whose transaction is not
+        // yet below the horizon (min_age 0), above an append still in flight,
+        // and a reader given it would move past that append's position. Each
         // branch is ordered and limited itself, so the plan stays a merge of
         // two index scans whatever the statistics (without, the generic plan
         // sorted every row from $1 on: 18 ms for 50,000). A reader past the
         // archive pays one index probe there.
         {kReadAllStatement,
          "SELECT * FROM ((SELECT stream_id, " + columns + " FROM " + n.archive +
-             " WHERE position >= $1::bigint ORDER BY position LIMIT $2::bigint)"
+             " WHERE position >= $1::bigint AND transaction_id < " + horizon +
+             " ORDER BY position LIMIT $2::bigint)"
              " UNION ALL (SELECT stream_id, " + columns + " FROM " + n.events +
-             " WHERE position >= $1::bigint"
-             " AND transaction_id < (SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot()))"
+             " WHERE position >= $1::bigint AND transaction_id < " + horizon +
              " ORDER BY position LIMIT $2::bigint)) AS e"
              " ORDER BY position LIMIT $2::bigint"},
         // A snapshot ahead of its stream is refused (the caller compares the

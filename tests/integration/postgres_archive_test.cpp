@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <future>
 #include <limits>
 #include <map>
 #include <set>
@@ -302,6 +303,68 @@ TEST_CASE("archive: events a relay has not published stay in the events table", 
     CHECK(f.rows("") == 3);
 }
 
+// read_all returns a prefix of the positions: only events of transactions
+// older than every one still running. An archived event keeps its
+// transaction id, and the archive is held to the same rule: an event moved
+// while an append below it is still in flight must not be read before that
+// append (the reader would move past its position and never see it).
+TEST_CASE("archive: read_all does not return an archived event above an append still in flight",
+          "[postgres][archive]") {
+    ArchiveFixture f;
+    std::promise<void> appended, release;
+    auto released = release.get_future();
+    // Lets the held transaction go whatever happens below (a failed REQUIRE
+    // must not leave a pool thread waiting for ever).
+    struct Release {
+        std::promise<void>& p;
+        bool done = false;
+        void now() {
+            if (!done) p.set_value();
+            done = true;
+        }
+        ~Release() { now(); }
+    } let_go{release};
+    auto hold = [&](pqxx::transaction_base& tx) {
+        std::vector<boong::EventData> one{make_event(f.ids, "Happened", {{"stream", "slow"}})};
+        f.store.append_in(tx, "slow", boong::ExpectedVersion::no_stream(), std::move(one));
+        appended.set_value();
+        released.wait();
+    };
+    bool committed = false;
+    std::exception_ptr failure;
+    asio::co_spawn(f.ioc, boong::async_transact(f.store, std::move(hold), asio::use_awaitable),
+                   [&](std::exception_ptr e) {
+                       failure = e;
+                       committed = true;
+                   });
+    auto in_flight = appended.get_future();
+    while (in_flight.wait_for(0s) != std::future_status::ready) f.ioc.run_one_for(10ms);
+
+    using boong::test::run_until_done;
+    auto append_b = [&](std::int64_t expected) {
+        std::vector<boong::EventData> one{make_event(f.ids, "Happened", {{"stream", "b"}})};
+        const auto e = expected == 0 ? boong::ExpectedVersion::no_stream() : boong::ExpectedVersion::exactly(expected);
+        run_until_done(f.ioc, [&] { return f.store.async_append("b", e, one, asio::use_awaitable); });
+    };
+    append_b(0);  // position 2, above the held append's position 1
+    append_b(1);  // position 3
+    const auto moved = run_until_done(f.ioc, [&] { return f.store.async_archive(everything(), asio::use_awaitable); });
+    REQUIRE(moved.archived == 1);  // b@1; b@2 is its stream's newest
+    const auto early =
+        run_until_done(f.ioc, [&] { return f.store.async_read_all(1, 10, asio::use_awaitable); });
+    CHECK(early.empty());
+
+    let_go.now();
+    while (!committed) f.ioc.run_one_for(10ms);
+    if (failure) std::rethrow_exception(failure);
+    const auto all = f.read_all(1, 10);
+    REQUIRE(all.size() == 3);
+    CHECK(all[0].stream_id == "slow");
+    CHECK(all[1].stream_id == "b");
+    CHECK(all[1].version == 1);
+    CHECK(all[2].version == 2);
+}
+
 // The run takes rows out of the table readers and writers use: nobody may
 // notice, but for the speed of a read of the archive.
 TEST_CASE("archive: appends and a read_all reader running during archive runs see every event once, in order",
@@ -309,6 +372,7 @@ TEST_CASE("archive: appends and a read_all reader running during archive runs se
     ArchiveFixture f;
     constexpr int kStreams = 8, kPerStream = 40;
     bool writing = true;
+    std::int64_t last_appended = 0;
     std::map<std::string, std::int64_t> heads;
     std::vector<std::int64_t> seen;
     std::int64_t archived = 0, runs = 0;
@@ -327,7 +391,8 @@ TEST_CASE("archive: appends and a read_all reader running during archive runs se
                     const auto e =
                         head == 0 ? boong::ExpectedVersion::no_stream() : boong::ExpectedVersion::exactly(head);
                     std::vector<boong::EventData> events{make_event(f.ids, "Happened", {{"i", i}})};
-                    co_await f.store.async_append(stream, e, std::move(events), asio::use_awaitable);
+                    last_appended =
+                        (co_await f.store.async_append(stream, e, std::move(events), asio::use_awaitable)).last_position;
                     ++head;
                 }
             }
@@ -348,13 +413,14 @@ TEST_CASE("archive: appends and a read_all reader running during archive runs se
     asio::co_spawn(
         f.ioc,
         [&]() -> asio::awaitable<void> {
+            // Until past the last event appended: an empty page says only that
+            // nothing more is below the horizon yet (an archive batch still
+            // running holds it back).
             std::int64_t from = 1;
-            for (;;) {
-                const bool last = !writing;
+            while (writing || from <= last_appended) {
                 auto page = co_await f.store.async_read_all(from, 5, asio::use_awaitable);
                 for (const auto& e : page) seen.push_back(e.position);
                 if (!page.empty()) from = page.back().position + 1;
-                if (page.empty() && last) break;
             }
         },
         record);
