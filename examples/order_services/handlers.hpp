@@ -62,12 +62,12 @@ struct StreamView {
     }
 };
 
-template <boong::TransactionalStore S>
-StreamView read_stream_in(S& store, typename S::transaction_type& tx, const std::string& stream) {
+// A stream as HandlerContext::react_on gives it to decide.
+inline StreamView view_of(const std::vector<boong::RecordedEvent>& stream) {
     StreamView v;
-    for (auto& e : store.read_stream_in(tx, stream)) {
+    for (const auto& e : stream) {
         v.version = e.version;
-        v.events.push_back(std::move(e.event));
+        v.events.push_back(e.event);
     }
     return v;
 }
@@ -107,9 +107,9 @@ public:
 
 private:
     boost::asio::awaitable<void> on_order_created(const OrderCreated& o, Context& ctx) {
-        auto decide = [this, &o, &ctx](Tx& tx, Reaction& r) {
-            const auto stream = payment_stream(o.order_id);
-            const auto payment = read_stream_in(ctx.store(), tx, stream);
+        const auto stream = payment_stream(o.order_id);
+        auto decide = [this, &o, &stream](Tx&, Reaction& r, const std::vector<boong::RecordedEvent>& read) {
+            const auto payment = view_of(read);
             // Already decided, or cancelled before we saw the order: nothing to do.
             if (payment.version > 0) return;
             if (o.amount_cents > kPaymentLimitCents) {
@@ -122,13 +122,13 @@ private:
             r.emit(stream, PaymentProcessed{o.order_id, "pay-" + o.order_id, o.amount_cents}, payment.expected());
             r.then([this, &o](Tx& t) { payments_.charge(t, o.order_id, o.customer, o.amount_cents); });
         };
-        co_await ctx.react(std::move(decide));
+        co_await ctx.react_on(stream, std::move(decide));
     }
 
     boost::asio::awaitable<void> on_items_not_available(const ItemsNotAvailable& e, Context& ctx) {
-        auto decide = [this, &e, &ctx](Tx& tx, Reaction& r) {
-            const auto stream = payment_stream(e.order_id);
-            const auto payment = read_stream_in(ctx.store(), tx, stream);
+        const auto stream = payment_stream(e.order_id);
+        auto decide = [this, &e, &stream](Tx&, Reaction& r, const std::vector<boong::RecordedEvent>& read) {
+            const auto payment = view_of(read);
             const std::string reason = "items not available: " + e.reason;
             if (payment.version == 0) {
                 // The order has not reached us yet: make sure it is never charged.
@@ -145,7 +145,7 @@ private:
                     throw std::runtime_error("payment of order " + order_id + " is not charged");
             });
         };
-        co_await ctx.react(std::move(decide));
+        co_await ctx.react_on(stream, std::move(decide));
     }
 
     Payments& payments_;
@@ -172,9 +172,9 @@ public:
 
 private:
     boost::asio::awaitable<void> on_order_created(const OrderCreated& o, Context& ctx) {
-        auto decide = [this, &o, &ctx](Tx& tx, Reaction& r) {
-            const auto stream = inventory_stream(o.order_id);
-            const auto inventory = read_stream_in(ctx.store(), tx, stream);
+        const auto stream = inventory_stream(o.order_id);
+        auto decide = [this, &o, &stream](Tx& tx, Reaction& r, const std::vector<boong::RecordedEvent>& read) {
+            const auto inventory = view_of(read);
             if (inventory.version > 0) return;  // decided already, or the payment failed first
             auto items = merged(o.items);
             for (const auto& i : items) {
@@ -201,13 +201,13 @@ private:
                 });
             }
         };
-        co_await ctx.react(std::move(decide));
+        co_await ctx.react_on(stream, std::move(decide));
     }
 
     boost::asio::awaitable<void> on_payment_failed(const PaymentFailed& e, Context& ctx) {
-        auto decide = [this, &e, &ctx](Tx& tx, Reaction& r) {
-            const auto stream = inventory_stream(e.order_id);
-            const auto inventory = read_stream_in(ctx.store(), tx, stream);
+        const auto stream = inventory_stream(e.order_id);
+        auto decide = [this, &e, &stream](Tx&, Reaction& r, const std::vector<boong::RecordedEvent>& read) {
+            const auto inventory = view_of(read);
             const std::string reason = "payment failed: " + e.reason;
             if (inventory.version == 0) {
                 // The order has not reached us yet: make sure nothing is ever reserved for it.
@@ -222,7 +222,7 @@ private:
                 r.then(stock_lock(i.sku), [this, i](Tx& t) { stock_.put_back(t, i.sku, i.quantity); });
             }
         };
-        co_await ctx.react(std::move(decide));
+        co_await ctx.react_on(stream, std::move(decide));
     }
 
     static std::string stock_lock(const std::string& sku) { return "stock/" + sku; }
@@ -263,9 +263,10 @@ public:
 private:
     template <class Learned>
     boost::asio::awaitable<void> learn(Context& ctx, std::string order_id, Learned learned) {
-        auto decide = [this, &ctx, &order_id, &learned](Tx& tx, Reaction& r) {
-            const auto stream = order_stream(order_id);
-            const auto order = read_stream_in(ctx.store(), tx, stream);
+        const auto stream = order_stream(order_id);
+        auto decide = [this, &order_id, &learned, &stream](Tx&, Reaction& r,
+                                                           const std::vector<boong::RecordedEvent>& read) {
+            const auto order = view_of(read);
             if (order.version == 0) {
                 if (on_unknown_) on_unknown_(Learned::event_name, order_id);
                 return;
@@ -283,7 +284,7 @@ private:
                 r.emit(stream, OrderConfirmed{order_id});
             }
         };
-        co_await ctx.react(std::move(decide));
+        co_await ctx.react_on(stream, std::move(decide));
     }
 
     UnknownOrder on_unknown_;

@@ -26,6 +26,7 @@
 
 #include <boong/broker.hpp>
 #include <boong/detail/reaction_batch.hpp>
+#include <boong/detail/validate.hpp>
 #include <boong/domain_event.hpp>
 #include <boong/inbox.hpp>
 #include <boong/owner.hpp>
@@ -196,16 +197,39 @@ public:
     // and a reaction that fails never fails the others.
     template <class Decide>
     boost::asio::awaitable<bool> react(Decide decide) {
-        auto shared = std::make_shared<Decide>(std::move(decide));
-        if (!batcher_) co_return co_await react_alone(shared, 1);
-        auto erased = std::make_shared<const typename batcher_type::Decide>(
-            [shared](transaction_type& tx, Reaction<transaction_type>& r) { (*shared)(tx, r); });
+        auto shared = std::make_shared<const Decided>(
+            [d = std::move(decide)](transaction_type& tx, Reaction<transaction_type>& r,
+                                    const std::vector<RecordedEvent>&) mutable { d(tx, r); });
+        co_return co_await react_with(std::string(), std::move(shared));
+    }
+
+    // The same, deciding on `stream` as the transaction sees it:
+    // decide(tx, reaction, events), with the stream's events (all of them,
+    // none when it does not exist). In a shared transaction the streams of
+    // all its reactions are read in one round trip (read_streams_in), where
+    // react() with a read of its own in decide costs one each. The stream
+    // need not be the one the reaction emits into.
+    // Error(errc::invalid_argument) for a name the store refuses.
+    template <class Decide>
+    boost::asio::awaitable<bool> react_on(std::string stream, Decide decide) {
+        detail::validate_stream_id(stream);
+        auto shared = std::make_shared<const Decided>(std::move(decide));
+        co_return co_await react_with(std::move(stream), std::move(shared));
+    }
+
+private:
+    using Decided = typename batcher_type::Decide;
+
+    // reads: the stream decide is given (empty: none).
+    boost::asio::awaitable<bool> react_with(std::string reads, std::shared_ptr<const Decided> decide) {
+        if (!batcher_) co_return co_await react_alone(reads, decide, 1);
         for (int attempt = 1;;) {
-            auto result = co_await batcher_->async_submit(erased, event().event_id, caused(), boost::asio::use_awaitable);
+            auto result =
+                co_await batcher_->async_submit(decide, reads, event().event_id, caused(), boost::asio::use_awaitable);
             switch (result.outcome) {
                 case detail::Batched::ran: co_return true;
                 case detail::Batched::already_processed: co_return false;
-                case detail::Batched::alone: co_return co_await react_alone(shared, attempt);
+                case detail::Batched::alone: co_return co_await react_alone(reads, decide, attempt);
                 case detail::Batched::again: continue;
                 case detail::Batched::conflict: break;
             }
@@ -216,16 +240,15 @@ public:
         }
     }
 
-private:
     // The reaction in a transaction of its own, from attempt `first` on.
-    template <class Decide>
-    boost::asio::awaitable<bool> react_alone(std::shared_ptr<Decide> shared, int first) {
+    boost::asio::awaitable<bool> react_alone(std::string reads, std::shared_ptr<const Decided> shared, int first) {
         for (int attempt = first;; ++attempt) {
-            auto body = [&store = store_, service = service_, id = event().event_id, cause = caused(),
-                         shared](transaction_type& tx) {
+            auto body = [&store = store_, service = service_, id = event().event_id, cause = caused(), shared,
+                         reads](transaction_type& tx) {
                 Reaction<transaction_type> r(cause);
                 auto act = [&](transaction_type& t) {
-                    (*shared)(t, r);
+                    const auto events = reads.empty() ? std::vector<RecordedEvent>() : store.read_stream_in(t, reads);
+                    (*shared)(t, r, events);
                     if (!r.events().empty()) store.append_in(t, r.stream(), r.expected(), std::move(r.events()));
                     r.write(t);
                 };

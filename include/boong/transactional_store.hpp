@@ -56,6 +56,9 @@ struct transact_probe {
 //      of the others. Two appends to one stream: errc::invalid_argument.
 //  - read_stream_in(tx, stream, from_version, max_count) -> vector<RecordedEvent>
 //      The stream as the transaction sees it.
+//  - read_streams_in(tx, streams) -> vector<vector<RecordedEvent>>, one per name
+//      Several whole streams as the transaction sees them, in one round trip
+//      (a stream named twice is answered twice; none: empty).
 //  - processed_in(tx, consumer, message_id) -> bool
 //      Whether the inbox of `consumer` holds `message_id` (committed).
 //  - record_processed_in(tx, consumer, message_id) -> bool
@@ -74,6 +77,7 @@ concept TransactionalStore =
         { s.append_in(tx, str, expected, events) } -> std::same_as<AppendResult>;
         { s.append_many_in(tx, std::vector<StreamAppend>{}) } -> std::same_as<std::vector<StreamAppendOutcome>>;
         { s.read_stream_in(tx, str, from, max_count) } -> std::same_as<std::vector<RecordedEvent>>;
+        { s.read_streams_in(tx, std::vector<std::string>{}) } -> std::same_as<std::vector<std::vector<RecordedEvent>>>;
         { s.processed_in(tx, str, str) } -> std::same_as<bool>;
         { s.record_processed_in(tx, str, str) } -> std::same_as<bool>;
         { s.processed_many_in(tx, str, std::vector<std::string>{}) } -> std::same_as<std::vector<bool>>;

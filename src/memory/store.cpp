@@ -372,6 +372,16 @@ std::vector<RecordedEvent> MemoryEventStore::read_stream_in(Transaction& tx, con
     return state_->read_stream(stream, from_version, max_count);
 }
 
+std::vector<std::vector<RecordedEvent>> MemoryEventStore::read_streams_in(
+    Transaction& tx, const std::vector<std::string>& streams) const {
+    check_transaction(tx);
+    for (const auto& s : streams) detail::validate_stream_id(s);
+    std::vector<std::vector<RecordedEvent>> out;
+    out.reserve(streams.size());
+    for (const auto& s : streams) out.push_back(state_->read_stream(s, 1, std::numeric_limits<std::size_t>::max()));
+    return out;
+}
+
 bool MemoryEventStore::processed_in(Transaction& tx, const std::string& consumer, const std::string& message_id) const {
     check_transaction(tx);
     detail::validate_inbox_entry(consumer, message_id);

@@ -935,6 +935,16 @@ Statements statements(const Names& n) {
              " UNION ALL (SELECT " + columns + " FROM " + n.events +
              " WHERE stream_id = $1::text AND version >= $2::bigint ORDER BY version LIMIT $3::bigint)) AS e"
              " ORDER BY version LIMIT $3::bigint"},
+        // Whole streams, named by a JSON array, each answered at its index
+        // (from 1), in version order: a nested loop of the two probes above
+        // per name.
+        {kReadStreamsStatement,
+         "SELECT s.i, e.* FROM pg_catalog.jsonb_array_elements_text($1::jsonb) WITH ORDINALITY AS s(id, i)"
+             " CROSS JOIN LATERAL ((SELECT " + columns + " FROM " + n.archive +
+             " WHERE stream_id = s.id ORDER BY version)"
+             " UNION ALL (SELECT " + columns + " FROM " + n.events +
+             " WHERE stream_id = s.id ORDER BY version)) AS e"
+             " ORDER BY s.i, e.version"},
         // Only rows of transactions older than every running one: see the
         // append function. They form a prefix of the positions. (A scalar
         // subquery, so the snapshot is taken once, not for every row.)

@@ -19,6 +19,7 @@ inline constexpr int kSchemaVersion = 5;
 inline constexpr const char* kAppendStatement = "boong_append";
 inline constexpr const char* kAppendKnownStatement = "boong_append_known";
 inline constexpr const char* kReadStreamStatement = "boong_read_stream";
+inline constexpr const char* kReadStreamsStatement = "boong_read_streams";
 inline constexpr const char* kReadAllStatement = "boong_read_all";
 inline constexpr const char* kSaveSnapshotStatement = "boong_save_snapshot";
 inline constexpr const char* kLoadSnapshotStatement = "boong_load_snapshot";

@@ -95,6 +95,10 @@ private:
     bool appends_;
 };
 
+// Names (message ids, streams) as one JSON array parameter (no SQL array
+// quoting to get wrong).
+std::string json_array(const std::vector<std::string>& names) { return json(names).dump(); }
+
 // A stream's events from version `from` on, at most `limit`, from the events
 // table and the archive together (one statement).
 std::vector<RecordedEvent> read_stream_rows(pqxx::transaction_base& tx, const std::string& stream, std::int64_t from,
@@ -595,6 +599,25 @@ std::vector<RecordedEvent> PostgresEventStore::read_stream_in(pqxx::transaction_
     return read_stream_rows(tx, stream, from_version, clamp_count(max_count));
 }
 
+std::vector<std::vector<RecordedEvent>> PostgresEventStore::read_streams_in(
+    pqxx::transaction_base& tx, const std::vector<std::string>& streams) const {
+    impl_->require_open();
+    for (const auto& s : streams) detail::validate_stream_id(s);
+    std::vector<std::vector<RecordedEvent>> out(streams.size());
+    if (streams.empty()) return out;
+    const pqxx::result rows = tx.exec_prepared(pg::kReadStreamsStatement, json_array(streams));
+    for (const auto& row : rows) {
+        const auto i = to_int64(row[0]);
+        if (i < 1 || i > static_cast<std::int64_t>(streams.size())) {
+            throw Error(errc::protocol_error, "read_streams_in: the server answered for stream " + std::to_string(i) +
+                                                  " of " + std::to_string(streams.size()));
+        }
+        auto& slot = out[static_cast<std::size_t>(i - 1)];
+        slot.push_back(to_event(row, 1, streams[static_cast<std::size_t>(i - 1)]));
+    }
+    return out;
+}
+
 bool PostgresEventStore::processed_in(pqxx::transaction_base& tx, const std::string& consumer,
                                       const std::string& message_id) const {
     detail::validate_inbox_entry(consumer, message_id);
@@ -608,9 +631,6 @@ bool PostgresEventStore::record_processed_in(pqxx::transaction_base& tx, const s
 }
 
 namespace {
-
-// Message ids as one JSON array parameter (no SQL array quoting to get wrong).
-std::string json_array(const std::vector<std::string>& ids) { return json(ids).dump(); }
 
 // For each id in order: whether `found` holds it.
 std::vector<bool> members(const std::vector<std::string>& ids, const pqxx::result& found) {

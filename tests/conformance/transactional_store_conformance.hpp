@@ -59,6 +59,53 @@ TEMPLATE_TEST_CASE("transactional store conformance: an append, a read and an in
     CHECK(run(fx.ioc(), [&] { return async_transact(store, check_recorded, boost::asio::use_awaitable); }));
 }
 
+TEMPLATE_TEST_CASE("transactional store conformance: read_streams_in answers each name, as the transaction sees it",
+                   "[store][conformance][transaction]", BOONG_STORE_FIXTURES) {
+    using namespace boong;
+    using namespace boong::test;
+    TestType fx;
+    auto& store = fx.store();
+    using Tx = typename std::remove_reference_t<decltype(store)>::transaction_type;
+    IdGenerator ids;
+    const std::string a = fx.unique("a"), b = fx.unique("b"), c = fx.unique("c"), none = fx.unique("none");
+    auto append = [&](const std::string& stream, ExpectedVersion e, int n) {
+        std::vector<EventData> events;
+        for (int i = 0; i < n; ++i) events.push_back(make_event(ids, "Noted", {{"stream", stream}, {"i", i}}));
+        run(fx.ioc(), [&] { return store.async_append(stream, e, events, boost::asio::use_awaitable); });
+    };
+    append(a, ExpectedVersion::no_stream(), 2);
+    append(b, ExpectedVersion::no_stream(), 1);
+    append(a, ExpectedVersion::exactly(2), 1);
+
+    // What each answer holds: "stream@version i", in order.
+    using Answers = std::vector<std::vector<std::string>>;
+    auto body = [&](Tx& tx) {
+        store.append_in(tx, c, ExpectedVersion::no_stream(), {make_event(ids, "Noted", {{"stream", c}, {"i", 0}})});
+        Answers out;
+        for (const auto& events : store.read_streams_in(tx, {b, none, a, b, c})) {
+            auto& one = out.emplace_back();
+            for (const auto& e : events) {
+                one.push_back(e.stream_id + "@" + std::to_string(e.version) + " " +
+                              e.event.payload.at("i").dump());
+            }
+        }
+        out.push_back({std::to_string(store.read_streams_in(tx, {}).size())});
+        return out;
+    };
+    const auto seen = run(fx.ioc(), [&] { return async_transact(store, body, boost::asio::use_awaitable); });
+    const Answers expected{{b + "@1 0"},
+                           {},
+                           {a + "@1 0", a + "@2 1", a + "@3 0"},
+                           {b + "@1 0"},
+                           {c + "@1 0"},  // its own append
+                           {"0"}};
+    CHECK(seen == expected);
+
+    auto bad = [&](Tx& tx) { return store.read_streams_in(tx, {a, ""}).size(); };
+    CHECK(code_of([&] { run(fx.ioc(), [&] { return async_transact(store, bad, boost::asio::use_awaitable); }); }) ==
+          make_error_code(errc::invalid_argument));
+}
+
 TEMPLATE_TEST_CASE("transactional store conformance: a body that throws leaves nothing behind",
                    "[store][conformance][transaction]", BOONG_STORE_FIXTURES) {
     using namespace boong;

@@ -174,6 +174,16 @@ TEST_CASE("archive: moves what the policy matches but each stream's newest event
                 asio::use_awaitable);
         });
         CHECK(keys(in_tx) == std::vector<std::string>(a_before.begin() + 1, a_before.end()));
+        const auto several = run(f.ioc, [&] {
+            return boong::async_transact(
+                f.store,
+                [&](pqxx::transaction_base& tx) { return f.store.read_streams_in(tx, {"c", "a", "b"}); },
+                asio::use_awaitable);
+        });
+        REQUIRE(several.size() == 3);
+        CHECK(keys(several[0]) == keys(f.read_stream("c")));
+        CHECK(keys(several[1]) == a_before);
+        CHECK(keys(several[2]) == keys(f.read_stream("b")));
 
         // Appends check versions as before: a is at 5.
         CHECK(code_of([&] { f.append("a", 3, 1); }) == boong::errc::concurrency_conflict);

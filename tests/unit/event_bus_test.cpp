@@ -17,6 +17,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -255,6 +256,87 @@ TEST_CASE("event bus on memory: reactions share transactions and each ends as it
         co_await bus.stop();
         co_await w.relay->stop();
     });
+}
+
+TEST_CASE("event bus on memory: react_on gives decide the stream it names, as it is when the reaction decides",
+          "[bus][memory]") {
+    World w;
+    const bool batched = GENERATE(true, false);
+    auto o = options("ledger");
+    o.max_batch = batched ? 8 : 1;
+    o.max_in_flight = 1;
+    Bus ledger(w.store, w.broker, w.registry, o);
+    o.service = "payment";
+    Bus payment(w.store, w.broker, w.registry, o);
+    // Every order is entered in one ledger stream, at the version decide was
+    // given; the entry's amount is how many entries decide saw. Reactions of
+    // one shared transaction read the ledger once and all but the first
+    // decide again on what the first wrote.
+    ledger.on<OrderCreated>([&](const OrderCreated& order, Context& ctx) -> asio::awaitable<void> {
+        auto decide = [&](Tx&, Reaction& r, const std::vector<boong::RecordedEvent>& seen) {
+            const auto n = static_cast<std::int64_t>(seen.size());
+            r.emit("ledger", PaymentProcessed{order.order_id, n},
+                   n == 0 ? boong::ExpectedVersion::no_stream() : boong::ExpectedVersion::exactly(n));
+        };
+        co_await ctx.react_on("ledger", std::move(decide));
+    });
+    // Reads one stream and emits into another: the order's own stream holds
+    // the order the message carries.
+    std::map<std::string, std::string> read_back;
+    payment.on<OrderCreated>([&](const OrderCreated& order, Context& ctx) -> asio::awaitable<void> {
+        auto decide = [&](Tx&, Reaction& r, const std::vector<boong::RecordedEvent>& seen) {
+            std::string what;
+            for (const auto& e : seen) what += e.stream_id + " " + e.event.type + " " + e.event.payload.dump() + ";";
+            r.then([&, id = order.order_id, what](Tx& t) {
+                read_back[id] = what;
+                t.on_rollback([&, id] { read_back.erase(id); });
+            });
+            r.emit("payment-" + order.order_id, PaymentProcessed{order.order_id, order.amount});
+        };
+        co_await ctx.react_on("order-" + order.order_id, std::move(decide));
+    });
+    constexpr int orders = 30;
+    std::vector<std::string> ids;
+    for (int i = 0; i < orders; ++i) ids.push_back("o-" + std::to_string(i));
+    for (std::size_t i = 0; i < ids.size(); ++i) w.place(ids[i], static_cast<std::int64_t>(i) + 1, ledger);
+    w.relay->start();
+    REQUIRE(w.until([&] { return w.broker.read_topic("OrderCreated").size() == ids.size(); }));
+    ledger.start();
+    payment.start();
+    REQUIRE(w.until([&] {
+        return w.store.read_stream("ledger", 1, 1000).size() == orders && read_back.size() == orders;
+    }));
+
+    const auto entries = w.store.read_stream("ledger", 1, 1000);
+    std::set<std::string> entered;
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+        CHECK(entries[i].event.payload.at("amount") == static_cast<std::int64_t>(i));  // it saw the i before it
+        entered.insert(entries[i].event.payload.at("order_id").get<std::string>());
+    }
+    CHECK(entered.size() == orders);  // each order once
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        CHECK(read_back[ids[i]] == "order-" + ids[i] + " OrderCreated " +
+                                       boong::json{{"order_id", ids[i]}, {"amount", i + 1}}.dump() + ";");
+    }
+    if (batched) CHECK(ledger.stats().transactions < ledger.stats().reactions);
+
+    // A name the store refuses fails the delivery, not its neighbours' transaction.
+    std::string refused;
+    boong::test::run_until_done(w.ioc, [&]() -> asio::awaitable<void> {
+        const std::string service = "ledger";
+        const boong::Delivery delivery;
+        Context ctx(w.store, service, 1, *spdlog::default_logger(), delivery, nullptr);
+        auto nothing = [](Tx&, Reaction&, const std::vector<boong::RecordedEvent>&) {};
+        try {
+            co_await ctx.react_on("", std::move(nothing));
+        } catch (const boong::Error& e) {
+            refused = e.what();
+        }
+        co_await ledger.stop();
+        co_await payment.stop();
+        co_await w.relay->stop();
+    });
+    CHECK(refused.find("stream") != std::string::npos);
 }
 
 TEST_CASE("event bus on memory: a reaction whose transaction the store aborted for contention decides again, "

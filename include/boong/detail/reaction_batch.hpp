@@ -1,6 +1,7 @@
 // Group commit for the event bus: the reactions of deliveries handled at the
-// same time share one transaction (one inbox check, the decisions, one call
-// of append_many_in, one inbox record, the handlers' writes, one commit), so one
+// same time share one transaction (one inbox check, one read of the streams
+// they decide on, the decisions, one call of append_many_in, one inbox
+// record, the handlers' writes, one commit), so one
 // durable commit, and one hold of a hot row a handler updates, serves many
 // messages. A reaction that fails inside a shared transaction never takes
 // its neighbours with it: the transaction is rolled back, the one at fault
@@ -26,6 +27,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -64,21 +66,24 @@ template <TransactionalStore S, class R>
 class ReactionBatcher : public std::enable_shared_from_this<ReactionBatcher<S, R>> {
 public:
     using Tx = typename S::transaction_type;
-    using Decide = std::function<void(Tx&, R&)>;
+    // decide(tx, reaction, events): `events` is the stream the reaction
+    // named to read (Job::reads), whole, or empty when it named none.
+    using Decide = std::function<void(Tx&, R&, const std::vector<RecordedEvent>&)>;
 
     ReactionBatcher(S& store, std::string service, std::size_t max_reactions, std::size_t max_in_flight)
         : store_(store), service_(std::move(service)), max_reactions_(max_reactions), max_in_flight_(max_in_flight) {}
 
-    // Queues the reaction to `message_id` for the next shared transaction.
+    // Queues the reaction to `message_id` for the next shared transaction,
+    // deciding on stream `reads` (a valid stream name, or empty: none).
     // Completes with its BatchedResult once that transaction has ended, or
     // with the exception that failed it for everyone (the store unreachable).
     template <class Token>
-    auto async_submit(std::shared_ptr<const Decide> decide, std::string message_id, EventMetadata cause,
-                      Token&& token) {
+    auto async_submit(std::shared_ptr<const Decide> decide, std::string reads, std::string message_id,
+                      EventMetadata cause, Token&& token) {
         return boost::asio::async_initiate<Token, void(std::exception_ptr, BatchedResult)>(
-            [self = this->shared_from_this()](auto handler, std::shared_ptr<const Decide> d, std::string id,
-                                              EventMetadata c) {
-                auto job = std::make_shared<Job>(Job{std::move(d), std::move(id), std::move(c),
+            [self = this->shared_from_this()](auto handler, std::shared_ptr<const Decide> d, std::string r,
+                                              std::string id, EventMetadata c) {
+                auto job = std::make_shared<Job>(Job{std::move(d), std::move(r), std::move(id), std::move(c),
                                                      ErasedHandler<BatchedResult>(std::move(handler),
                                                                                   self->store_.get_executor())});
                 // A reaction still queued may be cancelled (a consumer
@@ -89,7 +94,7 @@ public:
                 });
                 self->submit(std::move(job));
             },
-            token, std::move(decide), std::move(message_id), std::move(cause));
+            token, std::move(decide), std::move(reads), std::move(message_id), std::move(cause));
     }
 
     ReactionBatchStats stats() const {
@@ -99,6 +104,7 @@ public:
 private:
     struct Job {
         std::shared_ptr<const Decide> decide;
+        std::string reads;  // the stream it decides on, read for it; empty: none
         std::string message_id;
         EventMetadata cause;
         ErasedHandler<BatchedResult> handler;
@@ -158,9 +164,10 @@ private:
         }
     }
 
-    // The shared transaction. Reads come first (inbox checks, decisions),
-    // then the one append, the inbox records, and the writes last: a hot
-    // row they update stays locked only from there to the commit.
+    // The shared transaction. Reads come first (inbox checks, the streams
+    // the reactions decide on, decisions), then the one append, the inbox
+    // records, and the writes last: a hot row they update stays locked only
+    // from there to the commit.
     std::vector<BatchedResult> run_in(Tx& tx, const std::vector<std::shared_ptr<Job>>& jobs) {
         const std::size_t n = jobs.size();
         std::vector<BatchedResult> out(n);
@@ -174,16 +181,32 @@ private:
         std::unordered_set<std::string> seen;
         for (const auto& job : jobs) ids.push_back(job->message_id);
         const auto processed = store_.processed_many_in(tx, service_, ids);
+        std::vector<std::size_t> deciding;
         for (std::size_t i = 0; i < n; ++i) {
-            const Job& job = *jobs[i];
-            if (!seen.insert(job.message_id).second) continue;  // Batched::again
+            if (!seen.insert(jobs[i]->message_id).second) continue;  // Batched::again
             if (processed.at(i)) {
                 out[i].outcome = Batched::already_processed;
                 continue;
             }
+            deciding.push_back(i);
+        }
+        // The streams they decide on, each once, in one round trip.
+        std::unordered_map<std::string, std::vector<RecordedEvent>> read;
+        {
+            std::vector<std::string> names;
+            for (const std::size_t i : deciding) {
+                const auto& name = jobs[i]->reads;
+                if (!name.empty() && read.try_emplace(name).second) names.push_back(name);
+            }
+            auto answers = store_.read_streams_in(tx, names);
+            for (std::size_t k = 0; k < names.size(); ++k) read[names[k]] = std::move(answers.at(k));
+        }
+        const std::vector<RecordedEvent> none;
+        for (const std::size_t i : deciding) {
+            const Job& job = *jobs[i];
             auto& r = reactions[i].emplace(job.cause);
             try {
-                (*job.decide)(tx, r);
+                (*job.decide)(tx, r, job.reads.empty() ? none : read.at(job.reads));
             } catch (...) {
                 throw Split{i, std::current_exception()};
             }

@@ -105,6 +105,8 @@ public:
     std::vector<RecordedEvent> read_stream_in(Transaction& tx, const std::string& stream,
                                               std::int64_t from_version = 1,
                                               std::size_t max_count = std::numeric_limits<std::size_t>::max()) const;
+    std::vector<std::vector<RecordedEvent>> read_streams_in(Transaction& tx,
+                                                            const std::vector<std::string>& streams) const;
     bool processed_in(Transaction& tx, const std::string& consumer, const std::string& message_id) const;
     bool record_processed_in(Transaction& tx, const std::string& consumer, const std::string& message_id);
     std::vector<bool> processed_many_in(Transaction& tx, const std::string& consumer,
