@@ -36,6 +36,7 @@
 #include <boong/broker.hpp>
 #include <boong/error.hpp>
 #include <boong/event.hpp>
+#include <boong/signed_broker.hpp>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -49,6 +50,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -1275,4 +1277,113 @@ TEMPLATE_TEST_CASE("broker conformance: dead letters are listed, sent back with 
     CHECK(left.empty());
     REQUIRE(invalid.size() == 3);
     for (const auto& code : invalid) CHECK(code == boong::errc::invalid_argument);
+}
+
+// Signed envelopes (boong/signed_broker.hpp) over this backend: what someone
+// who can write to the broker but holds no key sends is dead-lettered with
+// the reason, and never reaches the handler; what is signed with a key the
+// consumer holds (either key of a rotation) does, as it was sent.
+TEMPLATE_TEST_CASE("broker conformance: a signed broker dead-letters forged, unsigned and changed messages",
+                   "[broker][conformance][signing]", BOONG_BROKER_FIXTURES) {
+    namespace bc = boong::test::conformance;
+    namespace asio = boost::asio;
+    TestType fx;
+    boong::IdGenerator ids;
+    const auto topic = fx.unique("OrderCreated");
+    const auto group = fx.unique("inventory");
+    const auto reader_group = fx.unique("dlq-reader");
+    auto ring = [](std::vector<std::pair<std::string, char>> keys, std::string sign_with) {
+        std::vector<boong::SigningKey> k;
+        for (const auto& [id, fill] : keys) k.push_back({id, std::string(32, fill)});
+        return std::make_shared<const boong::KeyRing>(std::move(k), std::move(sign_with));
+    };
+    // The consumer holds both keys of a rotation (signing with the new one);
+    // an old publisher still signs with k1; the attacker has a key of its own.
+    auto& raw = fx.broker();
+    boong::SignedBroker consumer_side(raw, ring({{"k1", 'a'}, {"k2", 'b'}}, "k2"));
+    boong::SignedBroker old_publisher(raw, ring({{"k1", 'a'}}, "k1"));
+    boong::SignedBroker attacker(raw, ring({{"k2", 'x'}}, "k2"));  // the right id, the wrong secret
+
+    std::vector<boong::EventData> good{bc::numbered_event(ids, "OrderCreated", 1),
+                                       bc::numbered_event(ids, "OrderCreated", 2)};
+    auto forged = bc::make_event(ids, "OrderCreated", {{"n", 3}, {"quantity", -1000}, {"amount_cents", -50000}});
+    auto wrong_key = bc::numbered_event(ids, "OrderCreated", 4);
+    // Signed, then changed on the way.
+    auto changed = bc::numbered_event(ids, "OrderCreated", 5);
+    boong::sign_event(changed, topic, consumer_side.keys());
+    changed.payload["quantity"] = -1000;
+    // A valid signature copied onto another event.
+    auto copied = bc::numbered_event(ids, "OrderCreated", 6);
+    auto original = bc::numbered_event(ids, "OrderCreated", 7);
+    boong::sign_event(original, topic, consumer_side.keys());
+    copied.metadata.extra["signature"] = original.metadata.extra.at("signature");
+    auto malformed = bc::numbered_event(ids, "OrderCreated", 8);
+    malformed.metadata.extra["signature"] = "trust me";
+    // Signed for another topic.
+    auto elsewhere = bc::numbered_event(ids, "OrderCreated", 9);
+    boong::sign_event(elsewhere, topic + "-other", consumer_side.keys());
+
+    std::vector<boong::EventData> handled;
+    std::vector<boong::Delivery> dead;
+    bool stopped = false;
+    boong::test::run(
+        fx.ioc(),
+        [&]() -> asio::awaitable<void> {
+            const std::vector<std::string> these_groups{group};
+            co_await bc::declare(fx, topic, these_groups);
+            const std::vector<std::string> reader_groups{reader_group};
+            co_await bc::declare(fx, boong::dead_letter_topic(topic), reader_groups);
+            co_await consumer_side.async_publish(topic, good[0], asio::use_awaitable);
+            co_await old_publisher.async_publish(topic, good[1], asio::use_awaitable);
+            co_await raw.async_publish(topic, forged, asio::use_awaitable);
+            co_await attacker.async_publish(topic, wrong_key, asio::use_awaitable);
+            co_await raw.async_publish(topic, changed, asio::use_awaitable);
+            co_await raw.async_publish(topic, copied, asio::use_awaitable);
+            co_await raw.async_publish(topic, malformed, asio::use_awaitable);
+            co_await raw.async_publish(topic, elsewhere, asio::use_awaitable);
+            auto o = bc::consumer_options(topic, group, "c1");
+            o.settings.visibility_timeout = fx.short_timeout();
+            auto c = std::make_unique<bc::BackgroundConsumer>(
+                fx.ioc(), consumer_side, o, [&](const boong::Delivery& d) -> asio::awaitable<void> {
+                    handled.push_back(d.event);
+                    co_return;
+                });
+            auto reader = bc::start_consumer(
+                fx, bc::consumer_options(boong::dead_letter_topic(topic), reader_group, "r"),
+                [&](const boong::Delivery& d) -> asio::awaitable<void> {
+                    dead.push_back(d);
+                    co_return;
+                });
+            co_await bc::until([&] { return dead.size() >= 6 && handled.size() >= 2; }, std::chrono::seconds(20));
+            co_await boong::test::sleep_for(4 * fx.short_timeout());  // nothing more comes
+            stopped = co_await c->stop();
+            stopped = co_await reader->stop() && stopped;
+        },
+        std::chrono::seconds(40));
+    CHECK(stopped);
+    REQUIRE(handled.size() == 2);
+    std::set<int> ns;
+    for (const auto& h : handled) {
+        ns.insert(h.payload.at("n").get<int>());
+        CHECK(h.metadata.extra.at("tenant") == "acme");  // the rest of the envelope as sent
+        CHECK(h.metadata.extra.at("signature").at("key") == (h.payload.at("n") == 1 ? "k2" : "k1"));
+    }
+    CHECK(ns == std::set<int>{1, 2});
+    REQUIRE(dead.size() == 6);
+    std::map<int, std::string> reasons;
+    for (const auto& d : dead) {
+        reasons[d.event.payload.at("n").get<int>()] =
+            d.event.metadata.extra.at("dead_letter").value("reason", std::string());
+    }
+    CHECK_THAT(reasons[3], Catch::Contains("signature: unsigned"));
+    CHECK_THAT(reasons[4], Catch::Contains("bad signature (key 'k2')"));
+    CHECK_THAT(reasons[5], Catch::Contains("bad signature"));
+    CHECK_THAT(reasons[6], Catch::Contains("bad signature"));
+    CHECK_THAT(reasons[8], Catch::Contains("malformed signature"));
+    CHECK_THAT(reasons[9], Catch::Contains("bad signature"));
+    CHECK(dead.size() == reasons.size());  // each once
+    // The forged entry reached the dead letters as it was sent, for people to see.
+    for (const auto& d : dead) {
+        if (d.event.payload.at("n") == 3) CHECK(d.event.payload.at("quantity") == -1000);
+    }
 }
