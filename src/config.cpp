@@ -487,6 +487,13 @@ MessageBrokerConfig read_message_broker(FieldReader r) {
         c.redis = read_redis(r.child("options"));
     }
     c.consumer = read_consumer(r.child("consumer"));
+    {
+        FieldReader s = r.child("signing");
+        s.read("keysFile", c.signing.keys_file, "a file name", is_anything);
+        s.read("sign", c.signing.sign);
+        s.read("require", c.signing.require);
+        s.check_no_unknown_keys();
+    }
     r.check_no_unknown_keys();
     return c;
 }

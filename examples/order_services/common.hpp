@@ -60,6 +60,8 @@ using namespace std::chrono_literals;
 //   --rabbitmq-user USER        (BOONG_RABBITMQ_USER)    default guest
 //   --rabbitmq-password-file FILE (BOONG_RABBITMQ_PASSWORD_FILE) or the password in BOONG_RABBITMQ_PASSWORD
 //   --table NAME                (BOONG_TABLE)            events table, default event_store (lower case)
+//   --signing-keys FILE         (BOONG_SIGNING_KEYS_FILE) sign every envelope and refuse unsigned ones
+//                                                        (boong/signing.hpp; a file only its owner reads)
 //   --max-deliveries N          (BOONG_MAX_DELIVERIES)   a message's own failures before it is dead-lettered, default 10
 //   --redelivery-ms MS          (BOONG_REDELIVERY_MS)    redelivery after a failure or a lost consumer, default 2000
 //   --log-level LEVEL           (BOONG_LOG_LEVEL)        spdlog level, default info
@@ -89,6 +91,7 @@ struct Options {
     std::string rabbitmq_password_env;
     std::string rabbitmq_password_file;
     std::string table = "event_store";
+    std::string signing_keys_file;  // empty: envelopes neither signed nor checked
     int max_deliveries = 10;
     std::chrono::milliseconds redelivery{2000};
     std::string log_level = "info";
@@ -149,6 +152,7 @@ inline Options parse_options(std::string service, int argc, char** argv) {
                                              {"--rabbitmq-user", "BOONG_RABBITMQ_USER"},
                                              {"--rabbitmq-password-file", "BOONG_RABBITMQ_PASSWORD_FILE"},
                                              {"--table", "BOONG_TABLE"},
+                                             {"--signing-keys", "BOONG_SIGNING_KEYS_FILE"},
                                              {"--max-deliveries", "BOONG_MAX_DELIVERIES"},
                                              {"--redelivery-ms", "BOONG_REDELIVERY_MS"},
                                              {"--log-level", "BOONG_LOG_LEVEL"},
@@ -171,7 +175,7 @@ inline Options parse_options(std::string service, int argc, char** argv) {
                       << "_service --dsn DSN [--pg-password-file FILE] [--redis HOST:PORT] [--redis-db N]"
                          " [--redis-user USER] [--redis-password-file FILE] [--broker redis|rabbitmq]"
                          " [--rabbitmq HOST:PORT] [--rabbitmq-user USER] [--rabbitmq-password-file FILE]"
-                         " [--table NAME] [--max-deliveries N]"
+                         " [--table NAME] [--signing-keys FILE] [--max-deliveries N]"
                          " [--redelivery-ms MS] [--log-level LEVEL] [--log-format text|json]"
                       << (order ? " [--http PORT] [--mode events|saga] [--max-backlog N] [--max-body BYTES]"
                                 : " [--metrics-port PORT]")
@@ -206,6 +210,7 @@ inline Options parse_options(std::string service, int argc, char** argv) {
     if (const char* p = std::getenv("BOONG_REDIS_PASSWORD"); p && *p) o.redis_password_env = "BOONG_REDIS_PASSWORD";
     if (v.count("--redis-password-file")) o.redis_password_file = v["--redis-password-file"];
     if (v.count("--table")) o.table = v["--table"];
+    if (v.count("--signing-keys")) o.signing_keys_file = v["--signing-keys"];
     if (v.count("--max-deliveries"))
         o.max_deliveries = static_cast<int>(parse_integer("--max-deliveries", v["--max-deliveries"], 1, 1000));
     if (v.count("--redelivery-ms"))
@@ -365,6 +370,7 @@ public:
             rc.password_file = options_.redis_password_file;
             rc.command_timeout = 10s;
         }
+        bc.signing.keys_file = options_.signing_keys_file;
         broker_ = std::make_unique<boong::AnyBroker>(boong::make_broker(ioc_.get_executor(), bc));
 
         boong::OutboxRelayOptions ro;

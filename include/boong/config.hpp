@@ -118,6 +118,14 @@ struct RabbitMqBrokerConfig {
     bool verify_hostname = true;
 };
 
+// Signed envelopes ("signing", boong/signed_broker.hpp): on when keysFile
+// names a key ring file (boong/signing.hpp: JSON, readable by its owner only).
+struct SigningConfig {
+    std::string keys_file;  // empty: messages are neither signed nor checked
+    bool sign = true;       // sign what is published (the ring must name sign_with)
+    bool require = true;    // consumers dead-letter what is not authentic
+};
+
 struct MessageBrokerConfig {
     enum class Type { memory, redis_streams, rabbitmq } type = Type::memory;
     // "options", read as the chosen type's: RabbitMQ's for rabbitmq, Redis's
@@ -126,6 +134,7 @@ struct MessageBrokerConfig {
     RabbitMqBrokerConfig rabbitmq;
     // Defaults for consumers ("consumer": consumerCount is the concurrency).
     ConsumerSettings consumer;
+    SigningConfig signing;
 };
 
 struct LoggingConfig {

@@ -35,8 +35,8 @@ class SignedBroker {
 public:
     using executor_type = typename B::executor_type;
 
-    // `inner` outlives this. Error(errc::invalid_config) for no ring, or
-    // sign without a key to sign with.
+    // Over `inner`, which outlives this. Error(errc::invalid_config) for no
+    // ring, or sign without a key to sign with.
     SignedBroker(B& inner, std::shared_ptr<const KeyRing> keys, SignedBrokerOptions options = {})
         : inner_(inner), keys_(std::move(keys)), options_(options) {
         if (!keys_) throw Error(errc::invalid_config, "signed broker: no key ring");
@@ -44,10 +44,32 @@ public:
             throw Error(errc::invalid_config, "signed broker: set to sign, but the key ring names no key to sign with");
         }
     }
+    // Owning `inner` (so that it can be held by AnyBroker: make_broker).
+    SignedBroker(std::unique_ptr<B> inner, std::shared_ptr<const KeyRing> keys, SignedBrokerOptions options = {})
+        : SignedBroker(*inner, std::move(keys), options) {
+        owned_ = std::move(inner);
+    }
 
     executor_type get_executor() const { return inner_.get_executor(); }
     B& next_layer() noexcept { return inner_; }
     const KeyRing& keys() const noexcept { return *keys_; }
+
+    // What the inner broker says it is, and that it signs.
+    std::string endpoint() const {
+        std::string what = "memory";
+        if constexpr (requires { inner_.endpoint(); }) {
+            what = inner_.endpoint();
+        } else if constexpr (requires { inner_.describe(); }) {
+            what = inner_.describe();
+        }
+        return what + (options_.require ? " (signed envelopes required)" : " (signed envelopes)");
+    }
+
+    template <class Token>
+        requires requires(B& b, Token&& t) { b.async_open(std::forward<Token>(t)); }
+    auto async_open(Token&& token) {
+        return inner_.async_open(std::forward<Token>(token));
+    }
 
     template <class Token>
     auto async_publish(std::string topic, EventData event, Token&& token) {
@@ -92,6 +114,7 @@ public:
 
 private:
     B& inner_;
+    std::unique_ptr<B> owned_;  // null when `inner_` is not ours
     std::shared_ptr<const KeyRing> keys_;
     SignedBrokerOptions options_;
 };

@@ -17,6 +17,9 @@
 //     also after a kill -9; another body under the same key is 422);
 //   - a hostile entry (an OrderCreated 100,000 arrays deep, XADDed by hand)
 //     is dead-lettered with the reason while the services stay up;
+//   - the services sign every envelope (--signing-keys): a forged, unsigned
+//     OrderCreated (quantity -1000, amount -500.00) XADDed by hand is
+//     dead-lettered as unsigned, and moves no stock and charges nothing;
 //   - bad flags and secrets on the command line are refused with a clear error.
 // outage: the same load while PostgreSQL is stopped for 12 s, longer than
 // max_deliveries (3) x redelivery (1 s): every accepted order ends final and
@@ -53,6 +56,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -576,6 +580,76 @@ struct Driver {
         redis({"DEL", "OrderCreated.dlq"});  // counted: the checks below want no other dead letter
     }
 
+    // The attack of issue 17: an OrderCreated with a negative quantity and
+    // amount, written into the stream by someone who can reach Redis but
+    // holds no signing key. With the services signing (--signing-keys), both
+    // takers dead-letter it as unsigned; no stock moves, nothing is charged.
+    void check_forged_entry() {
+        const auto stock_before = sql("SELECT available FROM " + table + "_stock WHERE sku = 'widget'")[0][0].as<long>();
+        const std::string order_id = "forged-" + boong::IdGenerator().next();
+        const json forged_event = {
+            {"event_id", boong::IdGenerator().next()},
+            {"type", "OrderCreated"},
+            {"schema_version", 1},
+            {"metadata", {{"timestamp", "2026-01-01T00:00:00.000000Z"}, {"correlation_id", order_id}}},
+            {"payload",
+             {{"order_id", order_id},
+              {"customer", "mallory"},
+              {"items", {{{"sku", "widget"}, {"quantity", -1000}}}},
+              {"amount_cents", -50000},
+              {"payment_method", "card"}}}};
+        redis({"XADD", "OrderCreated", "*", "event", forged_event.dump()});
+        json dead;
+        const auto until = Clock::now() + 30s;
+        while (Clock::now() < until) {
+            dead = redis({"XRANGE", "OrderCreated.dlq", "-", "+"});
+            if (dead.is_array() && dead.size() >= 2) break;
+            std::this_thread::sleep_for(200ms);
+        }
+        check(dead.is_array() && dead.size() == 2, "the forged entry is dead-lettered once per group: " +
+                                                       std::to_string(dead.is_array() ? dead.size() : 0));
+        std::set<std::string> groups;
+        for (const auto& entry : dead.is_array() ? dead : json::array()) {
+            const auto& fields = entry.at(1);
+            for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
+                if (fields[i] != "dead_letter") continue;
+                const auto info = json::parse(fields[i + 1].get<std::string>());
+                groups.insert(info.value("group", ""));
+                check(info.value("reason", "") == "signature: unsigned",
+                      "the forged entry's dead letter says why: " + info.value("reason", ""));
+            }
+        }
+        check(groups == std::set<std::string>{"payment", "inventory"}, "dead-lettered by payment and inventory");
+        const auto stock_after = sql("SELECT available FROM " + table + "_stock WHERE sku = 'widget'")[0][0].as<long>();
+        check(stock_after == stock_before, "the forged entry moved no stock: " + std::to_string(stock_before) + " -> " +
+                                               std::to_string(stock_after));
+        const auto charged =
+            sql("SELECT count(*) FROM " + table + "_payments WHERE order_id = '" + order_id + "'")[0][0].as<int>();
+        check(charged == 0, "the forged entry charged nothing");
+        const auto stored = sql("SELECT count(*) FROM " + table + " WHERE payload->>'order_id' = '" + order_id +
+                                "'")[0][0].as<int>();
+        check(stored == 0, "the forged entry caused no event");
+        check_alive("after the forged entry");
+        redis({"DEL", "OrderCreated.dlq"});  // counted: the checks below want no other dead letter
+    }
+
+    // A key ring only the test's user may read, for --signing-keys.
+    std::string write_signing_keys() {
+        const auto dir = std::filesystem::temp_directory_path() / ("boong-keys-" + table);
+        std::filesystem::create_directories(dir);
+        const auto path = dir / "signing-keys.json";
+        std::string hex;
+        std::uniform_int_distribution<int> digit(0, 15);
+        for (int i = 0; i < 64; ++i) hex.push_back("0123456789abcdef"[digit(rng)]);
+        {
+            std::ofstream out(path);
+            out << json{{"sign_with", "shop-1"}, {"keys", {{{"id", "shop-1"}, {"secret_hex", hex}}}}}.dump();
+        }
+        std::filesystem::permissions(path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write,
+                                     std::filesystem::perm_options::replace);
+        return path.string();
+    }
+
     // Flags a service must refuse, clearly, before it does anything.
     void check_flags() {
         auto expect = [&](const std::string& what, const std::string& path, std::vector<std::string> args,
@@ -691,13 +765,19 @@ struct Driver {
         redis_user = table;
         redis_password = "pw-" + boong::IdGenerator().next();
         redis({"ACL", "SETUSER", redis_user, "on", ">" + redis_password, "~*", "&*", "+@all"});
+        // Every envelope signed; an unsigned one refused (issue 17).
+        const auto keys = write_signing_keys();
+        tuning.push_back("--signing-keys");
+        tuning.push_back(keys);
         if (!start_services({"order", "payment", "inventory"})) return 1;
-        say("services up in " + std::to_string(seconds_since(t0)) + " s, as Redis user " + redis_user);
+        say("services up in " + std::to_string(seconds_since(t0)) + " s, as Redis user " + redis_user +
+            ", envelopes signed");
         const auto clients = redis({"CLIENT", "LIST"}).get<std::string>();
         check(clients.find("user=" + redis_user + " ") != std::string::npos,
               "the services are connected to Redis as " + redis_user);
         check_http_errors();
         check_hostile_entry();
+        check_forged_entry();
         auto orders = standard_orders();
         const std::size_t placed_from = orders.size();
         check_idempotency(orders);
@@ -723,6 +803,7 @@ struct Driver {
         check_no_dead_letters();
         check_metrics(orders);
         check_alive("at the end");
+        std::filesystem::remove_all(std::filesystem::path(keys).parent_path());
         return finish(t0);
     }
 

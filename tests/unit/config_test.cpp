@@ -1,7 +1,9 @@
 // Config loading: defaults, a full file, and one error message per kind of mistake.
+#include <boong/backends.hpp>
 #include <boong/config.hpp>
 #include <boong/error.hpp>
 
+#include <boost/asio/io_context.hpp>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -582,6 +584,41 @@ TEST_CASE("config: outage backoff, JSON depth and password files are read", "[co
     CHECK(d.saga.outage_backoff.initial_delay == std::chrono::milliseconds(100));
     CHECK(d.saga.outage_backoff.max_delay == std::chrono::milliseconds(5000));
     CHECK(d.message_broker.redis.max_json_depth == boong::default_max_json_depth);
+}
+
+TEST_CASE("config: messageBroker.signing is read, and make_broker refuses a key file others may read",
+          "[config][signing]") {
+    const auto c = boong::parse_config(boong::json::parse(R"({
+        "messageBroker": {"type": "memory", "signing": {"keysFile": "/etc/shop/keys.json", "require": false}}
+    })"), "config.json");
+    CHECK(c.message_broker.signing.keys_file == "/etc/shop/keys.json");
+    CHECK(c.message_broker.signing.sign);
+    CHECK_FALSE(c.message_broker.signing.require);
+    CHECK(boong::parse_config(boong::json::object(), "config.json").message_broker.signing.keys_file.empty());
+    REQUIRE_CONFIG_ERROR(parse(R"({"messageBroker": {"signing": {"keyFile": "k.json"}}})"),
+                         Contains("config.json: messageBroker.signing.keyFile: unknown key (known keys: keysFile"));
+    REQUIRE_CONFIG_ERROR(parse(R"({"messageBroker": {"signing": {"require": "yes"}}})"),
+                         Contains("config.json: messageBroker.signing.require: expected"));
+
+    // make_broker reads the ring before it connects: a file others may read
+    // is refused; an owner-only one gives a broker that signs.
+    const auto dir = std::filesystem::temp_directory_path() / ("boong-config-keys-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const auto path = dir / "keys.json";
+    {
+        std::ofstream out(path);
+        out << R"({"sign_with": "k1", "keys": [{"id": "k1", "secret_hex": ")" << std::string(64, 'c') << R"("}]})";
+    }
+    boost::asio::io_context ioc;
+    boong::MessageBrokerConfig bc;
+    bc.signing.keys_file = path.string();
+    std::filesystem::permissions(path, std::filesystem::perms::owner_read | std::filesystem::perms::group_read,
+                                 std::filesystem::perm_options::replace);
+    REQUIRE_CONFIG_ERROR(boong::make_broker(ioc.get_executor(), bc), Contains("may be read by its group or others"));
+    std::filesystem::permissions(path, std::filesystem::perms::owner_read, std::filesystem::perm_options::replace);
+    auto broker = boong::make_broker(ioc.get_executor(), bc);
+    CHECK_THAT(broker.describe(), Contains("memory (signed envelopes required)"));
+    std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("config: read_secret takes a variable or a file, and never shows the secret in its errors", "[config]") {
