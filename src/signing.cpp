@@ -97,7 +97,9 @@ KeyRing::KeyRing(std::vector<SigningKey> keys, std::string sign_with) : sign_wit
         if (!secrets_.emplace(id, std::move(k.secret)).second) refuse("key '" + id + "' is listed twice");
         OPENSSL_cleanse(k.secret.data(), k.secret.size());
     }
-    if (!sign_with_.empty() && !has(sign_with_)) refuse("sign_with names key '" + sign_with_ + "', which is not listed");
+    if (!sign_with_.empty() && !has(sign_with_)) {
+        refuse("sign_with names key '" + sign_with_ + "', which is not listed");
+    }
 }
 
 KeyRing::~KeyRing() {

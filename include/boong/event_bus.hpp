@@ -197,9 +197,12 @@ public:
     // and a reaction that fails never fails the others.
     template <class Decide>
     boost::asio::awaitable<bool> react(Decide decide) {
+        // Held by pointer: decide need only be movable (std::function copies).
+        auto d = std::make_shared<Decide>(std::move(decide));
         auto shared = std::make_shared<const Decided>(
-            [d = std::move(decide)](transaction_type& tx, Reaction<transaction_type>& r,
-                                    const std::vector<RecordedEvent>&) mutable { d(tx, r); });
+            [d](transaction_type& tx, Reaction<transaction_type>& r, const std::vector<RecordedEvent>&) {
+                (*d)(tx, r);
+            });
         co_return co_await react_with(std::string(), std::move(shared));
     }
 
@@ -213,7 +216,11 @@ public:
     template <class Decide>
     boost::asio::awaitable<bool> react_on(std::string stream, Decide decide) {
         detail::validate_stream_id(stream);
-        auto shared = std::make_shared<const Decided>(std::move(decide));
+        auto d = std::make_shared<Decide>(std::move(decide));
+        auto shared = std::make_shared<const Decided>(
+            [d](transaction_type& tx, Reaction<transaction_type>& r, const std::vector<RecordedEvent>& events) {
+                (*d)(tx, r, events);
+            });
         co_return co_await react_with(std::move(stream), std::move(shared));
     }
 

@@ -20,6 +20,8 @@
 //   - the services sign every envelope (--signing-keys): a forged, unsigned
 //     OrderCreated (quantity -1000, amount -500.00) XADDed by hand is
 //     dead-lettered as unsigned, and moves no stock and charges nothing;
+//   - neither the Redis password nor the signing key is in a service's
+//     command line (/proc/PID/cmdline) or in what it logged;
 //   - bad flags and secrets on the command line are refused with a clear error.
 // outage: the same load while PostgreSQL is stopped for 12 s, longer than
 // max_deliveries (3) x redelivery (1 s): every accepted order ends final and
@@ -291,6 +293,11 @@ struct Driver {
     std::vector<std::string> tuning;  // flags every service gets
     std::string redis_user, redis_password;  // an ACL user of their own, when set
     std::string broker = "redis";            // the services' --broker
+    // Each service writes its stdout and stderr to <log_dir>/<name>.log
+    // (copied to ours at the end), so the test can read what it logged.
+    std::filesystem::path log_dir;
+    // Secrets the services are given: never in their argv or their logs.
+    std::vector<std::string> secrets;
     std::vector<Service> services{{"order", ORDER_SERVICE_PATH}, {"payment", PAYMENT_SERVICE_PATH},
                                   {"inventory", INVENTORY_SERVICE_PATH}};
 
@@ -301,6 +308,8 @@ struct Driver {
         for (auto& service : services) {
             if (service.name != "order") service.metrics_port = free_port();
         }
+        log_dir = std::filesystem::temp_directory_path() / ("boong-services-" + table);
+        std::filesystem::create_directories(log_dir);
     }
 
     pqxx::result sql(const std::string& q) {
@@ -346,6 +355,12 @@ struct Driver {
             if (max_files > 0) {
                 const rlimit limit{max_files, max_files};
                 ::setrlimit(RLIMIT_NOFILE, &limit);
+            }
+            const int log = ::open((log_dir / (s.name + ".log")).c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+            if (log >= 0) {
+                ::dup2(log, 1);
+                ::dup2(log, 2);
+                ::close(log);
             }
             std::vector<char*> argv;
             for (auto& a : args) argv.push_back(a.data());
@@ -546,6 +561,33 @@ struct Driver {
         orders.push_back(Order{Kind::happy, id, {}});
     }
 
+    // Waits for `what`, XADDed into OrderCreated, to be dead-lettered once
+    // by each group that takes OrderCreated, with `reason` in the reason.
+    void check_dead_lettered_by_both(const std::string& what, const std::string& reason) {
+        json dead;
+        const auto until = Clock::now() + 30s;
+        while (Clock::now() < until) {
+            dead = redis({"XRANGE", "OrderCreated.dlq", "-", "+"});
+            if (dead.is_array() && dead.size() >= 2) break;
+            std::this_thread::sleep_for(200ms);
+        }
+        check(dead.is_array() && dead.size() == 2, what + " is dead-lettered once per group: " +
+                                                       std::to_string(dead.is_array() ? dead.size() : 0));
+        std::set<std::string> groups;
+        for (const auto& entry : dead.is_array() ? dead : json::array()) {
+            const auto& fields = entry.at(1);
+            for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
+                if (fields[i] != "dead_letter") continue;
+                const auto info = json::parse(fields[i + 1].get<std::string>());
+                groups.insert(info.value("group", ""));
+                check(info.value("reason", "").find(reason) != std::string::npos,
+                      what + ": the dead letter says why: " + info.value("reason", ""));
+            }
+        }
+        check(groups == std::set<std::string>{"payment", "inventory"},
+              what + ": dead-lettered by payment and inventory");
+    }
+
     // An OrderCreated entry nesting 100,000 arrays, written into the stream
     // by hand: both services that take OrderCreated dead-letter it with the
     // reason, and stay up.
@@ -555,27 +597,7 @@ struct Driver {
                                   R"(","type":"OrderCreated","schema_version":1,"metadata":{"timestamp":"2026-01-01T00:00:00.000000Z"},"payload":)" +
                                   deep + "}";
         redis({"XADD", "OrderCreated", "*", "event", event});
-        json dead;
-        const auto until = Clock::now() + 30s;
-        while (Clock::now() < until) {
-            dead = redis({"XRANGE", "OrderCreated.dlq", "-", "+"});
-            if (dead.is_array() && dead.size() >= 2) break;
-            std::this_thread::sleep_for(200ms);
-        }
-        check(dead.is_array() && dead.size() == 2, "the hostile entry is dead-lettered once per group: " +
-                                                       std::to_string(dead.is_array() ? dead.size() : 0));
-        std::set<std::string> groups;
-        for (const auto& entry : dead.is_array() ? dead : json::array()) {
-            const auto& fields = entry.at(1);
-            for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
-                if (fields[i] != "dead_letter") continue;
-                const auto info = json::parse(fields[i + 1].get<std::string>());
-                groups.insert(info.value("group", ""));
-                check(info.value("reason", "").find("nests deeper than 128 levels") != std::string::npos,
-                      "the dead letter says why: " + info.value("reason", ""));
-            }
-        }
-        check(groups == std::set<std::string>{"payment", "inventory"}, "dead-lettered by payment and inventory");
+        check_dead_lettered_by_both("the hostile entry", "nests deeper than 128 levels");
         check_alive("after the hostile entry");
         redis({"DEL", "OrderCreated.dlq"});  // counted: the checks below want no other dead letter
     }
@@ -585,7 +607,8 @@ struct Driver {
     // holds no signing key. With the services signing (--signing-keys), both
     // takers dead-letter it as unsigned; no stock moves, nothing is charged.
     void check_forged_entry() {
-        const auto stock_before = sql("SELECT available FROM " + table + "_stock WHERE sku = 'widget'")[0][0].as<long>();
+        const std::string widgets = "SELECT available FROM " + table + "_stock WHERE sku = 'widget'";
+        const auto stock_before = sql(widgets)[0][0].as<long>();
         const std::string order_id = "forged-" + boong::IdGenerator().next();
         const json forged_event = {
             {"event_id", boong::IdGenerator().next()},
@@ -599,28 +622,8 @@ struct Driver {
               {"amount_cents", -50000},
               {"payment_method", "card"}}}};
         redis({"XADD", "OrderCreated", "*", "event", forged_event.dump()});
-        json dead;
-        const auto until = Clock::now() + 30s;
-        while (Clock::now() < until) {
-            dead = redis({"XRANGE", "OrderCreated.dlq", "-", "+"});
-            if (dead.is_array() && dead.size() >= 2) break;
-            std::this_thread::sleep_for(200ms);
-        }
-        check(dead.is_array() && dead.size() == 2, "the forged entry is dead-lettered once per group: " +
-                                                       std::to_string(dead.is_array() ? dead.size() : 0));
-        std::set<std::string> groups;
-        for (const auto& entry : dead.is_array() ? dead : json::array()) {
-            const auto& fields = entry.at(1);
-            for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
-                if (fields[i] != "dead_letter") continue;
-                const auto info = json::parse(fields[i + 1].get<std::string>());
-                groups.insert(info.value("group", ""));
-                check(info.value("reason", "") == "signature: unsigned",
-                      "the forged entry's dead letter says why: " + info.value("reason", ""));
-            }
-        }
-        check(groups == std::set<std::string>{"payment", "inventory"}, "dead-lettered by payment and inventory");
-        const auto stock_after = sql("SELECT available FROM " + table + "_stock WHERE sku = 'widget'")[0][0].as<long>();
+        check_dead_lettered_by_both("the forged entry", "signature: unsigned");
+        const auto stock_after = sql(widgets)[0][0].as<long>();
         check(stock_after == stock_before, "the forged entry moved no stock: " + std::to_string(stock_before) + " -> " +
                                                std::to_string(stock_after));
         const auto charged =
@@ -647,6 +650,7 @@ struct Driver {
         }
         std::filesystem::permissions(path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write,
                                      std::filesystem::perm_options::replace);
+        secrets.push_back(hex);
         return path.string();
     }
 
@@ -748,8 +752,44 @@ struct Driver {
         return true;
     }
 
-    int finish(Clock::time_point t0) {
+    // No secret in a running service's command line (what `ps` shows
+    // everyone).
+    void check_secrets_not_in_argv() {
+        int looked = 0;
+        for (const auto& s : services) {
+            if (s.pid <= 0) continue;
+            std::ifstream in("/proc/" + std::to_string(s.pid) + "/cmdline", std::ios::binary);
+            std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+            check(cmdline.find("--table") != std::string::npos, s.name + " service: its command line reads");
+            for (const auto& secret : secrets) {
+                check(cmdline.find(secret) == std::string::npos, s.name + " service: a secret is in its command line");
+            }
+            ++looked;
+        }
+        check(looked == 3, "the command lines of 3 running services were read, not " + std::to_string(looked));
+    }
+
+    // No secret in what the services logged; then their logs go to ours.
+    // `expect`: something the logs must hold (they were read, and are the
+    // services' own).
+    void check_logs(const std::string& expect) {
+        std::string all;
+        for (const auto& s : services) {
+            std::ifstream in(log_dir / (s.name + ".log"), std::ios::binary);
+            const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+            for (const auto& secret : secrets) {
+                check(text.find(secret) == std::string::npos, s.name + " service: a secret is in its log");
+            }
+            if (!text.empty()) std::cerr << "---- " << s.name << " service log\n" << text;
+            all += text;
+        }
+        if (!expect.empty()) check(all.find(expect) != std::string::npos, "the services' logs hold '" + expect + "'");
+        std::filesystem::remove_all(log_dir);
+    }
+
+    int finish(Clock::time_point t0, const std::string& logs_hold = "") {
         stop_all();
+        check_logs(logs_hold);
         if (!redis_user.empty()) redis({"ACL", "DELUSER", redis_user});
         say(std::string(failures ? "FAILED" : "passed") + " (" + std::to_string(failures) + " failed checks) in " +
             std::to_string(seconds_since(t0)) + " s");
@@ -764,6 +804,7 @@ struct Driver {
         // password in the environment (never on the command line).
         redis_user = table;
         redis_password = "pw-" + boong::IdGenerator().next();
+        secrets.push_back(redis_password);
         redis({"ACL", "SETUSER", redis_user, "on", ">" + redis_password, "~*", "&*", "+@all"});
         // Every envelope signed; an unsigned one refused (issue 17).
         const auto keys = write_signing_keys();
@@ -775,6 +816,7 @@ struct Driver {
         const auto clients = redis({"CLIENT", "LIST"}).get<std::string>();
         check(clients.find("user=" + redis_user + " ") != std::string::npos,
               "the services are connected to Redis as " + redis_user);
+        check_secrets_not_in_argv();
         check_http_errors();
         check_hostile_entry();
         check_forged_entry();
@@ -804,7 +846,7 @@ struct Driver {
         check_metrics(orders);
         check_alive("at the end");
         std::filesystem::remove_all(std::filesystem::path(keys).parent_path());
-        return finish(t0);
+        return finish(t0, "signature: unsigned");
     }
 
     // Every service serves GET /metrics (docs/metrics.md): promtool accepts
@@ -1286,8 +1328,9 @@ int main(int argc, char** argv) try {
     else if (scenario == "rabbitmq") rc = d.run_rabbitmq();
     else std::cerr << "usage: order_services_test [main|outage|backpressure|rabbitmq]\n";
     if (rc != 0) {
-        // Leave nothing running.
+        // Leave nothing running, and show what they logged.
         for (auto& s : d.services) d.kill_service(s, SIGKILL);
+        d.check_logs("");
     }
     return rc;
 } catch (const std::exception& e) {

@@ -7,6 +7,8 @@
 #include <boong/memory/broker.hpp>
 #include <boong/signing.hpp>
 
+#include "support/events.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <sys/stat.h>
@@ -25,6 +27,7 @@ namespace {
 using boong::EventData;
 using boong::KeyRing;
 using boong::SigningKey;
+using boong::test::code_of;
 
 static_assert(boong::Broker<boong::SignedBroker<boong::MemoryBroker>>);
 static_assert(boong::DeadLetterQueue<boong::SignedBroker<boong::MemoryBroker>>);
@@ -43,15 +46,6 @@ EventData sample() {
 }
 
 std::string secret(char c) { return std::string(32, c); }
-
-boong::error_code code_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const boong::Error& e) {
-        return e.code();
-    }
-    return {};
-}
 
 std::string what_of(const std::function<void()>& f) {
     try {

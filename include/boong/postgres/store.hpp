@@ -240,9 +240,9 @@ public:
     std::vector<RecordedEvent> read_stream_in(pqxx::transaction_base& tx, const std::string& stream,
                                               std::int64_t from_version = 1,
                                               std::size_t max_count = std::numeric_limits<std::size_t>::max()) const;
-    // Several whole streams so, in one statement (one round trip and one
-    // snapshot), one answer per name in order: what the event bus reads for
-    // the reactions of a shared transaction (HandlerContext::react_on).
+    // The same for several whole streams, in one statement (one round trip
+    // and one snapshot), one answer per name in order: what the event bus
+    // reads for the reactions of a shared transaction (HandlerContext::react_on).
     std::vector<std::vector<RecordedEvent>> read_streams_in(pqxx::transaction_base& tx,
                                                             const std::vector<std::string>& streams) const;
 
