@@ -22,6 +22,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -66,17 +67,30 @@ struct ArchiveFixture {
         }
     }
 
+    std::int64_t last_appended = 0;  // by append()
     void append(const std::string& stream, std::int64_t expected, int n) {
         std::vector<boong::EventData> events;
         for (int i = 0; i < n; ++i) events.push_back(make_event(ids, "Happened", {{"stream", stream}, {"i", i}}));
         const auto e = expected == 0 ? boong::ExpectedVersion::no_stream() : boong::ExpectedVersion::exactly(expected);
-        run(ioc, [&] { return store.async_append(stream, e, events, asio::use_awaitable); });
+        const auto r = run(ioc, [&] { return store.async_append(stream, e, events, asio::use_awaitable); });
+        last_appended = std::max(last_appended, r.last_position);
     }
-    std::vector<boong::RecordedEvent> read_all(std::int64_t from = 1, std::size_t page = 1000) {
+    // Every event from `from` on, through `until` at least: read_all shows
+    // only what committed below the oldest transaction running anywhere on
+    // the server, and tests run in parallel, so the last ones may need a
+    // moment. (Up to 30 s; then what there is.)
+    std::vector<boong::RecordedEvent> read_all(std::int64_t from = 1, std::size_t page = 1000,
+                                               std::int64_t until = -1) {
+        if (until < 0) until = last_appended;
         std::vector<boong::RecordedEvent> out;
+        const auto deadline = std::chrono::steady_clock::now() + 30s;
         for (;;) {
             auto got = run(ioc, [&] { return store.async_read_all(from, page, asio::use_awaitable); });
-            if (got.empty()) return out;
+            if (got.empty()) {
+                if (from > until || std::chrono::steady_clock::now() > deadline) return out;
+                std::this_thread::sleep_for(20ms);
+                continue;
+            }
             from = got.back().position + 1;
             out.insert(out.end(), got.begin(), got.end());
         }
@@ -367,7 +381,7 @@ TEST_CASE("archive: read_all does not return an archived event above an append s
     let_go.now();
     while (!committed) f.ioc.run_one_for(10ms);
     if (failure) std::rethrow_exception(failure);
-    const auto all = f.read_all(1, 10);
+    const auto all = f.read_all(1, 10, 3);
     REQUIRE(all.size() == 3);
     CHECK(all[0].stream_id == "slow");
     CHECK(all[1].stream_id == "b");
