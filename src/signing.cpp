@@ -169,9 +169,22 @@ std::optional<std::string> KeyRing::mac(std::string_view id, std::string_view da
 
 void sign_event(EventData& event, std::string_view topic, const KeyRing& keys) {
     if (keys.sign_with().empty()) throw Error(errc::invalid_config, "signing: the key ring names no key to sign with");
-    if (!event.metadata.extra.is_object()) event.metadata.extra = json::object();
-    event.metadata.extra.erase("signature");
-    const auto mac = keys.mac(keys.sign_with(), signed_text(event, topic));
+    auto& extra = event.metadata.extra;
+    if (!extra.is_null() && !extra.is_object()) {
+        throw Error(errc::invalid_argument,
+                    "signing event " + event.event_id + ": metadata.extra must be a JSON object");
+    }
+    std::string text;
+    try {
+        json unsigned_extra = extra.is_object() ? extra : json::object();
+        unsigned_extra.erase("signature");
+        extra = std::move(unsigned_extra);
+        text = signed_text(event, topic);
+    } catch (const json::exception& e) {
+        throw Error(errc::invalid_argument,
+                    "signing event " + event.event_id + ": it cannot be written as JSON: " + std::string(e.what()));
+    }
+    const auto mac = keys.mac(keys.sign_with(), text);
     event.metadata.extra["signature"] = {{"key", keys.sign_with()}, {"hmac_sha256", to_hex(*mac)}};
 }
 

@@ -17,8 +17,12 @@
 #include <boong/error.hpp>
 #include <boong/signing.hpp>
 
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/post.hpp>
 
+#include <exception>
 #include <memory>
 #include <string>
 #include <utility>
@@ -71,10 +75,30 @@ public:
         return inner_.async_open(std::forward<Token>(token));
     }
 
+    // An event that cannot be signed (sign_event's invalid_argument)
+    // completes with that error, as the inner broker's own checks do.
     template <class Token>
     auto async_publish(std::string topic, EventData event, Token&& token) {
-        if (options_.sign) sign_event(event, topic, *keys_);
-        return inner_.async_publish(std::move(topic), std::move(event), std::forward<Token>(token));
+        return boost::asio::async_initiate<Token, void(std::exception_ptr, std::string)>(
+            [this](auto handler, std::string t, EventData e) {
+                std::exception_ptr refused;
+                if (options_.sign) {
+                    try {
+                        sign_event(e, t, *keys_);
+                    } catch (const Error&) {
+                        refused = std::current_exception();
+                    }
+                }
+                if (!refused) {
+                    inner_.async_publish(std::move(t), std::move(e), std::move(handler));
+                    return;
+                }
+                auto ex = boost::asio::get_associated_executor(handler, get_executor());
+                boost::asio::post(ex, [h = std::move(handler), refused]() mutable {
+                    std::move(h)(refused, std::string());
+                });
+            },
+            token, std::move(topic), std::move(event));
     }
 
     template <class Token>

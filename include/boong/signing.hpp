@@ -64,7 +64,9 @@ private:
 };
 
 // Signs `event` for `topic` with the ring's signing key (replacing any
-// signature it had). Error(errc::invalid_config) when the ring only verifies.
+// signature it had). Error(errc::invalid_config) when the ring only
+// verifies; Error(errc::invalid_argument) for an event no broker would take
+// (metadata.extra not an object, text that is not UTF-8).
 void sign_event(EventData& event, std::string_view topic, const KeyRing& keys);
 
 // Why `event`, as received on `topic`, is not authentic: unsigned, a

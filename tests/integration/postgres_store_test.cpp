@@ -128,16 +128,6 @@ struct PostgresSagaFixture {
     boong::PostgresSagaIndex& index() { return sagas; }
 };
 
-template <class F>
-std::string message_of(F&& f) {
-    try {
-        f();
-    } catch (const std::exception& e) {
-        return e.what();
-    }
-    return {};
-}
-
 }  // namespace
 
 // LeakSanitizer: libpqxx 6.4 leaks the PGresult of a statement whose
@@ -158,6 +148,7 @@ extern "C" const char* __lsan_default_suppressions() { return "leak:pqxx::connec
 #include "conformance/saga_index_conformance.hpp"
 
 using boong::test::code_of;
+using boong::test::message_of;
 using boong::test::make_event;
 using boong::test::run;
 

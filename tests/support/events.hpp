@@ -7,6 +7,7 @@
 #include <boost/system/system_error.hpp>
 
 #include <cstdint>
+#include <exception>
 #include <string>
 #include <string_view>
 
@@ -42,6 +43,17 @@ error_code code_of(F&& f) {
         f();
     } catch (const boost::system::system_error& e) {
         return e.code();
+    }
+    return {};
+}
+
+// What `f` threw says (empty: it did not throw).
+template <class F>
+std::string message_of(F&& f) {
+    try {
+        f();
+    } catch (const std::exception& e) {
+        return e.what();
     }
     return {};
 }

@@ -7,6 +7,7 @@
 #include <boong/memory/broker.hpp>
 #include <boong/signing.hpp>
 
+#include "support/async.hpp"
 #include "support/events.hpp"
 
 #include <catch2/catch.hpp>
@@ -28,6 +29,7 @@ using boong::EventData;
 using boong::KeyRing;
 using boong::SigningKey;
 using boong::test::code_of;
+using boong::test::message_of;
 
 static_assert(boong::Broker<boong::SignedBroker<boong::MemoryBroker>>);
 static_assert(boong::DeadLetterQueue<boong::SignedBroker<boong::MemoryBroker>>);
@@ -46,15 +48,6 @@ EventData sample() {
 }
 
 std::string secret(char c) { return std::string(32, c); }
-
-std::string what_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const std::exception& e) {
-        return e.what();
-    }
-    return {};
-}
 
 }  // namespace
 
@@ -165,7 +158,7 @@ TEST_CASE("signing: bad key rings are refused, naming the key and never its secr
     const std::string s = "0123456789abcdef0123456789abcdef";  // 32 bytes
     auto refused = [&](std::vector<SigningKey> keys, std::string sign_with, const std::string& because) {
         INFO(because);
-        const auto what = what_of([&] { KeyRing r(std::move(keys), std::move(sign_with)); });
+        const auto what = message_of([&] { KeyRing r(std::move(keys), std::move(sign_with)); });
         CHECK_THAT(what, Catch::Contains(because));
         CHECK(what.find(s) == std::string::npos);
         CHECK(what.find("short-secret") == std::string::npos);
@@ -195,7 +188,7 @@ TEST_CASE("signing: key rings from JSON and from a file only its owner reads", "
 
     auto refused = [](const boong::json& d, const std::string& because) {
         INFO(d.dump());
-        const auto what = what_of([&] { KeyRing::from_json(d); });
+        const auto what = message_of([&] { KeyRing::from_json(d); });
         CHECK_THAT(what, Catch::Contains(because));
         CHECK(what.find("secret-in-clear") == std::string::npos);
     };
@@ -213,15 +206,15 @@ TEST_CASE("signing: key rings from JSON and from a file only its owner reads", "
         out << doc.dump();
     }
     ::chmod(path.c_str(), 0644);
-    CHECK_THAT(what_of([&] { KeyRing::from_file(path); }), Catch::Contains("may be read by its group or others"));
+    CHECK_THAT(message_of([&] { KeyRing::from_file(path); }), Catch::Contains("may be read by its group or others"));
     ::chmod(path.c_str(), 0600);
     CHECK(KeyRing::from_file(path).sign_with() == "k2");
     {
         std::ofstream out(path);
         out << "{ not json";
     }
-    CHECK_THAT(what_of([&] { KeyRing::from_file(path); }), Catch::Contains("is not JSON"));
-    CHECK_THAT(what_of([&] { KeyRing::from_file(dir / "missing.json"); }), Catch::Contains("cannot read"));
+    CHECK_THAT(message_of([&] { KeyRing::from_file(path); }), Catch::Contains("is not JSON"));
+    CHECK_THAT(message_of([&] { KeyRing::from_file(dir / "missing.json"); }), Catch::Contains("cannot read"));
     std::filesystem::remove_all(dir);
 }
 
@@ -233,4 +226,32 @@ TEST_CASE("signing: a signed broker needs a ring, and a key to sign with when it
     CHECK(code_of([&] { boong::SignedBroker b(broker, verify_only); }) == boong::errc::invalid_config);
     boong::SignedBroker consumer_only(broker, verify_only, {.sign = false, .require = true});
     CHECK(&consumer_only.next_layer() == &broker);
+}
+
+TEST_CASE("signing: an event no broker would take is refused, through the completion, and left as it was",
+          "[signing]") {
+    const auto keys = std::make_shared<const KeyRing>(std::vector<SigningKey>{{"k1", secret('a')}}, "k1");
+    auto not_object = sample();
+    not_object.metadata.extra = "a string";
+    CHECK(code_of([&] { boong::sign_event(not_object, "t", *keys); }) == boong::errc::invalid_argument);
+    CHECK(not_object.metadata.extra == "a string");
+    auto not_utf8 = sample();
+    not_utf8.payload["note"] = std::string("\xff\xfe");
+    CHECK_THAT(message_of([&] { boong::sign_event(not_utf8, "t", *keys); }), Catch::Contains("cannot be written as JSON"));
+    auto unsigned_extra = sample();
+    unsigned_extra.metadata.extra = nullptr;  // none yet: signing makes it an object
+    boong::sign_event(unsigned_extra, "t", *keys);
+    CHECK_FALSE(boong::signature_problem(unsigned_extra, "t", *keys));
+
+    boost::asio::io_context ioc;
+    boong::MemoryBroker broker(ioc.get_executor());
+    boong::SignedBroker signed_broker(broker, keys);
+    auto publish_bad = [&] { return signed_broker.async_publish("t", not_object, boost::asio::use_awaitable); };
+    CHECK(code_of([&] { boong::test::run(ioc, publish_bad); }) == boong::errc::invalid_argument);
+    const auto id =
+        boong::test::run(ioc, [&] { return signed_broker.async_publish("t", sample(), boost::asio::use_awaitable); });
+    CHECK_FALSE(id.empty());
+    const auto stored = broker.read_topic("t");
+    REQUIRE(stored.size() == 1);
+    CHECK_FALSE(boong::signature_problem(stored[0].event, "t", *keys));
 }
