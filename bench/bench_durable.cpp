@@ -429,7 +429,10 @@ void recovery_time(benchmark::State& state) {
             boong::PostgresEventStore store(ioc.get_executor(), config(kRecoveryTable));
             store.open();
             const auto& tables = store.tables();
-            sql("TRUNCATE " + tables.events + ", " + tables.sagas);
+            // History is immutable (schema version 6): the owner resets the
+            // bench table on purpose, its history triggers off meanwhile.
+            sql("ALTER TABLE " + tables.events + " DISABLE TRIGGER USER; TRUNCATE " + tables.events + ", " +
+                tables.sagas + "; ALTER TABLE " + tables.events + " ENABLE TRIGGER USER");
             sagas_table = tables.sagas;
         }
         if (auto error = interrupt_sagas(kRecoverySagas); !error.empty()) {

@@ -1,8 +1,11 @@
-// boong schema status|migrate: the PostgreSQL event store's schema version,
-// and its upgrade (the library's own migrations, as a service runs them at start).
+// boong schema status|migrate|grants: the PostgreSQL event store's schema
+// version, its upgrade (the library's own migrations, as a service runs them
+// at start), and the GRANTs of least-privilege roles (docs/security.md).
 #include "commands.hpp"
 #include "exit_status.hpp"
 #include "output.hpp"
+
+#include <boong/postgres/roles.hpp>
 
 #include <iostream>
 
@@ -74,6 +77,35 @@ void migrate(const GlobalOptions& global) {
     print_status(s);
 }
 
+struct GrantOptions {
+    std::string application;
+    std::string read_only;
+    std::string schema;  // empty: the configured connection's current schema
+};
+
+void grants(const GlobalOptions& global, const GrantOptions& o) {
+    const Config config = effective_config(global);
+    if (config.event_store.type != EventStoreConfig::Type::postgres) {
+        throw CommandError(ExitStatus::usage,
+                           "schema grants: no PostgreSQL event store configured: give --pg DSN (or BOONG_PG), or a "
+                           "--config whose eventStore.type is \"postgres\"");
+    }
+    const std::string schema = o.schema.empty() ? read_schema_status(config).schema : o.schema;
+    std::vector<std::string> statements;
+    try {
+        statements = postgres_grants(config.event_store.postgres, schema,
+                                     PostgresRoles{.application = o.application, .read_only = o.read_only});
+    } catch (const Error& e) {
+        throw CommandError(ExitStatus::usage, e.what());
+    }
+    if (global.json) {
+        print_json(std::cout, {{"schema", schema}, {"statements", statements}});
+        return;
+    }
+    std::cout << "-- Run as the role that owns the tables (the one that ran `boong schema migrate`).\n";
+    for (const auto& statement : statements) std::cout << statement << ";\n";
+}
+
 }  // namespace
 
 void add_schema_commands(CLI::App& app, const GlobalOptions& global, CommandAction& action) {
@@ -83,6 +115,15 @@ void add_schema_commands(CLI::App& app, const GlobalOptions& global, CommandActi
         ->callback([&action, &global] { action = [&global] { status(global); }; });
     schema->add_subcommand("migrate", "Create or upgrade the schema (idempotent: what a service does when it opens the store)")
         ->callback([&action, &global] { action = [&global] { migrate(global); }; });
+    auto go = std::make_shared<GrantOptions>();
+    auto* grants_cmd = schema->add_subcommand(
+        "grants", "Print the GRANTs of least-privilege roles: an application role that appends and reads but never "
+                  "changes history, a read-only operator role (docs/security.md)");
+    grants_cmd->add_option("--application", go->application, "The services' role: appends and reads");
+    grants_cmd->add_option("--read-only", go->read_only, "The operators' role: reads everything, changes nothing");
+    grants_cmd->add_option("--schema", go->schema,
+                           "The schema the tables live in (default: ask the server, as a service's store does)");
+    grants_cmd->callback([&action, &global, go] { action = [&global, go] { grants(global, *go); }; });
 }
 
 }  // namespace boong::cli

@@ -781,18 +781,56 @@ std::vector<std::string> migration_5(const Names& n) {
     return sql;
 }
 
+// Migration 6, immutable history (docs/security.md): no UPDATE, DELETE or
+// TRUNCATE of the events or the archive, whatever the role's privileges
+// (least-privilege roles lack them anyway; this holds for the owner too).
+// The one way out of the events table is into the archive, whole: a DELETE
+// goes through only when the archive holds the same row, which an archive
+// run inserts first, in the same statement. BEFORE triggers, so a refused
+// statement changes nothing; the owner can still ALTER TABLE ... DISABLE
+// TRIGGER, on purpose and visibly.
+std::vector<std::string> migration_6(const Names& n) {
+    std::vector<std::string> sql;
+    sql.push_back("CREATE OR REPLACE FUNCTION " + n.keep_history_function + R"(() RETURNS trigger
+LANGUAGE plpgsql AS $boong$
+BEGIN
+    IF TG_OP = 'DELETE' AND TG_ARGV[0] = 'events' THEN
+        IF EXISTS (SELECT 1 FROM )" + n.archive + R"( a
+                   WHERE a.position = OLD.position AND a.stream_id = OLD.stream_id AND a.version = OLD.version
+                     AND a.event_id = OLD.event_id AND a.type = OLD.type AND a.schema_version = OLD.schema_version
+                     AND a.payload = OLD.payload AND a.metadata = OLD.metadata AND a.stored_at = OLD.stored_at
+                     AND a.transaction_id = OLD.transaction_id) THEN
+            RETURN OLD;
+        END IF;
+    END IF;
+    RAISE EXCEPTION 'history is immutable: % on %.% refused', TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = 'events are appended, never changed or deleted; an archive run moves old ones to the archive';
+END
+$boong$)");
+    for (const auto& [table, kind] : {std::pair{n.events, "events"}, std::pair{n.archive, "archive"}}) {
+        sql.push_back("CREATE TRIGGER " + n.keep_history_trigger + " BEFORE UPDATE OR DELETE ON " + table +
+                      " FOR EACH ROW EXECUTE FUNCTION " + n.keep_history_function + "('" + kind + "')");
+        sql.push_back("CREATE TRIGGER " + n.keep_history_truncate_trigger + " BEFORE TRUNCATE ON " + table +
+                      " FOR EACH STATEMENT EXECUTE FUNCTION " + n.keep_history_function + "('" + kind + "')");
+    }
+    return sql;
+}
+
 struct Migration {
     int version;
     const char* description;
     std::vector<std::string> (*statements)(const Names&);
 };
 
-constexpr std::array<Migration, 5> kMigrations{{
+constexpr std::array<Migration, 6> kMigrations{{
     {1, "events, snapshots, append functions, saga table, outbox cursors, inbox", &migration_1},
     {2, "saga definitions: version and fingerprint per saga, the blocked phase", &migration_2},
     {3, "operator actions: SagaMigrated moves a saga to the definition it names, SagaRetryRequested retries it", &migration_3},
     {4, "operator cancel: SagaCancelRequested takes a running saga from its owner, for a claimant that compensates", &migration_4},
     {5, "archiving: the archive table, for events moved out of the events table", &migration_5},
+    {6, "immutable history: no UPDATE, DELETE or TRUNCATE of events or archive; events leave only into the archive",
+     &migration_6},
 }};
 static_assert(kMigrations.back().version == kSchemaVersion);
 
@@ -841,6 +879,9 @@ Names names_in(const std::string& schema_name, const PostgresStoreConfig& config
     n.outbox = schema + quote_identifier(derived_name(config.table_name, "_outbox"));
     n.inbox = schema + quote_identifier(derived_name(config.table_name, "_inbox"));
     n.archive = schema + quote_identifier(derived_name(config.table_name, "_archive"));
+    n.keep_history_function = schema + quote_identifier(derived_name(config.table_name, "_keep_history"));
+    n.keep_history_trigger = quote_identifier(derived_name(config.table_name, "_keep_history"));
+    n.keep_history_truncate_trigger = quote_identifier(derived_name(config.table_name, "_keep_history_truncate"));
     n.position_sequence = schema + quote_identifier(derived_name(config.table_name, "_position_seq"));
     n.position_sequence_literal = quote_literal(n.position_sequence);
     n.events_literal = quote_literal(n.events);
@@ -854,32 +895,96 @@ std::vector<std::string> migration_statements(int version, const Names& n) {
     throw Error(errc::invalid_argument, "no schema migration " + std::to_string(version));
 }
 
+namespace {
+
+// The highest migration applied, 0 before any (no table of versions yet).
+int applied_version(pqxx::transaction_base& tx, const Names& n) {
+    if (tx.exec1("SELECT to_regclass(" + tx.quote(n.versions) + ") IS NULL")[0].as<bool>()) return 0;
+    return tx.exec1("SELECT coalesce(max(version), 0) FROM " + n.versions)[0].as<int>();
+}
+
+void refuse_newer(const Names& n, int current) {
+    if (current <= kSchemaVersion) return;
+    throw Error(errc::invalid_config, "the event store " + n.events + " is at schema version " +
+                                          std::to_string(current) + ", newer than this library knows (" +
+                                          std::to_string(kSchemaVersion) +
+                                          "): it was upgraded by a newer Boong; upgrade this service too");
+}
+
+}  // namespace
+
 void migrate(pqxx::connection& connection, const Names& n) {
     pqxx::work tx(connection, "boong-migrate");
-    // Two processes starting at once: the second waits here, then finds the
-    // work done. The key is per events table (its name: it may not exist yet).
-    tx.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kLockClass) + ", " +
-            std::to_string(static_cast<std::int32_t>(fnv1a32(n.events))) + ")");
-    tx.exec("CREATE TABLE IF NOT EXISTS " + n.versions +
-            " (version integer PRIMARY KEY, description text NOT NULL, library_version text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now())");
-    const int current = tx.exec1("SELECT coalesce(max(version), 0) FROM " + n.versions)[0].as<int>();
-    if (current > kSchemaVersion) {
-        throw Error(errc::invalid_config, "the event store " + n.events + " is at schema version " +
-                                              std::to_string(current) + ", newer than this library knows (" +
-                                              std::to_string(kSchemaVersion) +
-                                              "): it was upgraded by a newer Boong; upgrade this service too");
+    // Up to date, the common case: reads only, so a role that may not create
+    // or alter tables (the application role of docs/security.md) opens the
+    // store; migrations only ever go forward, so no lock is needed to see it.
+    int current = applied_version(tx, n);
+    refuse_newer(n, current);
+    if (current == kSchemaVersion) {
+        tx.commit();
+        return;
     }
-    // Tables that exist before any migration ran were made by someone else.
-    check_shape(tx, n.events, kEventColumns);
-    check_shape(tx, n.snapshots, kSnapshotColumns);
-    for (const auto& m : kMigrations) {
-        if (m.version <= current) continue;
-        for (const auto& statement : m.statements(n)) tx.exec(statement);
-        tx.exec_params("INSERT INTO " + n.versions + " (version, description, library_version) VALUES ($1, $2, $3)",
-                       m.version, m.description, BOONG_LIBRARY_VERSION);
+    try {
+        // Two processes starting at once: the second waits here, then finds
+        // the work done. The key is per events table (its name: it may not
+        // exist yet).
+        tx.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kLockClass) + ", " +
+                std::to_string(static_cast<std::int32_t>(fnv1a32(n.events))) + ")");
+        tx.exec("CREATE TABLE IF NOT EXISTS " + n.versions +
+                " (version integer PRIMARY KEY, description text NOT NULL, library_version text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())");
+        current = tx.exec1("SELECT coalesce(max(version), 0) FROM " + n.versions)[0].as<int>();
+        refuse_newer(n, current);
+        // Tables that exist before any migration ran were made by someone else.
+        check_shape(tx, n.events, kEventColumns);
+        check_shape(tx, n.snapshots, kSnapshotColumns);
+        for (const auto& m : kMigrations) {
+            if (m.version <= current) continue;
+            for (const auto& statement : m.statements(n)) tx.exec(statement);
+            tx.exec_params("INSERT INTO " + n.versions +
+                               " (version, description, library_version) VALUES ($1, $2, $3)",
+                           m.version, m.description, BOONG_LIBRARY_VERSION);
+        }
+    } catch (const pqxx::insufficient_privilege& e) {
+        throw Error(errc::invalid_config,
+                    "the event store " + n.events + " is at schema version " + std::to_string(current) +
+                        ", this library needs " + std::to_string(kSchemaVersion) +
+                        ", and this role may not migrate it (" + one_line(e.what()) +
+                        "): run `boong schema migrate` as the role that owns the tables (docs/security.md)");
     }
     tx.commit();
+}
+
+std::vector<std::string> grant_statements(const Names& n, const PostgresRoles& roles) {
+    if (roles.application.empty() && roles.read_only.empty()) {
+        throw Error(errc::invalid_argument, "postgres grants: name an application role, a read-only role, or both");
+    }
+    if (roles.application == roles.read_only) {
+        throw Error(errc::invalid_argument, "postgres grants: the application and read-only roles are both " +
+                                                roles.application + ": they need different roles");
+    }
+    std::vector<std::string> sql;
+    const std::string schema = quote_identifier(n.schema);
+    if (!roles.application.empty()) {
+        const std::string to = " TO " + quote_identifier(roles.application);
+        sql.push_back("GRANT USAGE ON SCHEMA " + schema + to);
+        // Append is INSERT; the functions run with the caller's rights.
+        sql.push_back("GRANT SELECT, INSERT ON " + n.events + to);
+        sql.push_back("GRANT USAGE, UPDATE ON SEQUENCE " + n.position_sequence + to);  // nextval and setval
+        sql.push_back("GRANT EXECUTE ON FUNCTION " + n.append_function + "(jsonb, boolean), " +
+                      n.append_known_function + "(jsonb, bigint[], bigint)" + to);
+        sql.push_back("GRANT SELECT ON " + n.archive + ", " + n.versions + to);
+        // Working state: the saga trigger, leases and cursors update rows.
+        sql.push_back("GRANT SELECT, INSERT, UPDATE ON " + n.snapshots + ", " + n.sagas + ", " + n.outbox + to);
+        sql.push_back("GRANT SELECT, INSERT ON " + n.inbox + to);
+    }
+    if (!roles.read_only.empty()) {
+        const std::string to = " TO " + quote_identifier(roles.read_only);
+        sql.push_back("GRANT USAGE ON SCHEMA " + schema + to);
+        sql.push_back("GRANT SELECT ON " + n.events + ", " + n.archive + ", " + n.snapshots + ", " + n.sagas + ", " +
+                      n.outbox + ", " + n.inbox + ", " + n.versions + to);
+    }
+    return sql;
 }
 
 Statements statements(const Names& n) {

@@ -5,6 +5,7 @@
 #include "connection.hpp"
 
 #include <boong/config.hpp>
+#include <boong/postgres/roles.hpp>
 
 #include <string>
 #include <vector>
@@ -13,7 +14,7 @@ namespace boong::pg {
 
 // The schema version this library writes and understands. A database at a
 // higher version was upgraded by a newer library: this one refuses to open it.
-inline constexpr int kSchemaVersion = 5;
+inline constexpr int kSchemaVersion = 6;
 
 // Names of the prepared statements (see statements()).
 inline constexpr const char* kAppendStatement = "boong_append";
@@ -51,6 +52,9 @@ struct Names {
     std::string outbox;           // "public"."event_store_outbox": one row per relay (cursor and lease)
     std::string inbox;            // "public"."event_store_inbox": messages each consumer has processed
     std::string archive;          // "public"."event_store_archive": archived events (version 5)
+    std::string keep_history_function;  // "public"."event_store_keep_history": refuses changes to history (version 6)
+    std::string keep_history_trigger;   // "event_store_keep_history", on the events and archive tables
+    std::string keep_history_truncate_trigger;  // "event_store_keep_history_truncate", on both
     std::string position_sequence;          // "public"."event_store_position_seq"
     std::string position_sequence_literal;  // its name as a SQL string literal, for ::regclass
     std::string events_literal;   // the events table's name as a SQL string literal, for ::regclass
@@ -67,6 +71,9 @@ Names names_in(const std::string& schema, const PostgresStoreConfig& config);
 // runs them. A migration's text never changes once released: a test holds
 // each to a digest (tests/integration/postgres_store_test.cpp).
 std::vector<std::string> migration_statements(int version, const Names& names);
+
+// The GRANTs of boong::postgres_grants (include/boong/postgres/roles.hpp).
+std::vector<std::string> grant_statements(const Names& names, const PostgresRoles& roles);
 
 // Creates or upgrades the schema in one transaction, under an advisory lock
 // so that processes starting together do it once. Idempotent. Throws

@@ -146,20 +146,24 @@ std::string archive_batch_sql(const pg::Names& n, bool dry_run) {
                             WHERE newer.stream_id = s.stream_id AND newer.version > s.version)
 ))";
     if (!dry_run) {
-        sql += R"(, moved AS (
-    DELETE FROM )" + n.events + R"( e USING picked p WHERE e.position = p.position
-    RETURNING e.position, e.stream_id, e.version, e.event_id, e.type, e.schema_version, e.payload, e.metadata,
-              e.stored_at, e.transaction_id
-), archived AS (
+        // Copied first, then deleted: the events table's trigger lets a
+        // DELETE through only when the archive holds the row (schema
+        // version 6), and each row is deleted only after `archived` gave it.
+        sql += R"(, archived AS (
     INSERT INTO )" + n.archive + R"( (position, stream_id, version, event_id, type, schema_version, payload,
                                    metadata, stored_at, transaction_id)
-    SELECT * FROM moved
+    SELECT e.position, e.stream_id, e.version, e.event_id, e.type, e.schema_version, e.payload, e.metadata,
+           e.stored_at, e.transaction_id
+    FROM )" + n.events + R"( e JOIN picked p ON e.position = p.position
+    RETURNING position
+), moved AS (
+    DELETE FROM )" + n.events + R"( e USING archived a WHERE e.position = a.position
     RETURNING 1
 ))";
     }
     sql += R"(
 SELECT (SELECT count(*) FROM scan), (SELECT coalesce(max(position), $1::bigint) FROM scan),
-       (SELECT count(*) FROM scan WHERE old), (SELECT count(*) FROM )" + std::string(dry_run ? "picked" : "archived") +
+       (SELECT count(*) FROM scan WHERE old), (SELECT count(*) FROM )" + std::string(dry_run ? "picked" : "moved") +
            R"(),
        (SELECT coalesce(bool_and(old), true) FROM scan),
        (SELECT f.relay FROM fence f WHERE EXISTS (

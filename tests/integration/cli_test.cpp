@@ -8,6 +8,7 @@
 #include "support/scripted_saga.hpp"
 
 #include <boong/postgres/outbox.hpp>
+#include <boong/postgres/roles.hpp>
 #include <boong/postgres/sagas.hpp>
 #include <boong/postgres/store.hpp>
 #include <boong/redis/broker.hpp>
@@ -572,6 +573,15 @@ TEST_CASE("boong schema and outbox status", "[cli]") {
     auto migrate = boong_tool(w.args({"schema", "migrate", "--json"}));
     REQUIRE(migrate.status == 0);
     CHECK(migrate.document()["migrated_from"] == boong::pg::kSchemaVersion);
+
+    // The GRANTs of least-privilege roles: the library's, for this table, in the schema the server names.
+    auto grants = boong_tool(w.args({"schema", "grants", "--application", "svc", "--read-only", "ops", "--json"}));
+    REQUIRE(grants.status == 0);
+    CHECK(grants.document() == json{{"schema", "public"},
+                                    {"statements", boong::postgres_grants(w.store_config(), "public", {"svc", "ops"})}});
+    auto no_role = boong_tool(w.args({"schema", "grants"}));
+    CHECK(no_role.status == 2);
+    CHECK(no_role.err.find("name an application role") != std::string::npos);
 
     // A table nobody created: no schema, and looking at it does not create one.
     World other;

@@ -212,9 +212,10 @@ TEST_CASE("durable: a deadline that passed while no process was alive compensate
     o.timeout = 10s;
     const std::string id = start_and_abandon(d, gone, def, o);
     // Move the recorded deadline into the past, as if 10 s went by with no process alive.
-    d.sql("UPDATE " + d.store.tables().events + " SET payload = jsonb_set(payload, '{deadline}', '\"" +
-          boong::format_timestamp(boong::Clock::now() - 1s) + "\"') WHERE stream_id = 'saga-" + id +
-          "' AND version = 1");
+    const auto& events = d.store.tables().events;
+    boong::test::rewrite_history(events, "UPDATE " + events + " SET payload = jsonb_set(payload, '{deadline}', '\"" +
+                                             boong::format_timestamp(boong::Clock::now() - 1s) +
+                                             "\"') WHERE stream_id = 'saga-" + id + "' AND version = 1");
     ScriptedSaga later_def;
     Orchestrator later(later_def, d.store, d.index, slow_step_options(), orchestrator("later"));
     later.start();

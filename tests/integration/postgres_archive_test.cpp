@@ -248,13 +248,9 @@ TEST_CASE("archive: bounds by position and age; a policy out of range is refused
         p.min_age = 0ms;
         CHECK(f.archive(p).archived == 0);
         // Age the first four by hand, as an hour would.
-        {
-            pqxx::connection c(test_dsn());
-            pqxx::work tx(c);
-            tx.exec("UPDATE " + f.table + " SET stored_at = stored_at - interval '2 hours' WHERE position <= " +
-                    std::to_string(all[3].position));
-            tx.commit();
-        }
+        boong::test::rewrite_history(f.table, "UPDATE " + f.table +
+                                                  " SET stored_at = stored_at - interval '2 hours' WHERE position <= " +
+                                                  std::to_string(all[3].position));
         const auto r = f.archive(p);
         CHECK(r.archived == 3);  // a1-a3; a4 is a's newest
         CHECK(r.kept == 1);
@@ -263,13 +259,9 @@ TEST_CASE("archive: bounds by position and age; a policy out of range is refused
     SECTION("archived events need not be a prefix of their stream: it still reads whole, in order") {
         // a2 old, a1 young (as when a1 was its stream's newest when a run
         // met it, and a2 was appended and archived later in the same run).
-        {
-            pqxx::connection c(test_dsn());
-            pqxx::work tx(c);
-            tx.exec("UPDATE " + f.table + " SET stored_at = stored_at - interval '2 hours' WHERE position = " +
-                    std::to_string(all[1].position));
-            tx.commit();
-        }
+        boong::test::rewrite_history(f.table, "UPDATE " + f.table +
+                                                  " SET stored_at = stored_at - interval '2 hours' WHERE position = " +
+                                                  std::to_string(all[1].position));
         const auto before = f.read_all();  // with a2's new stored_at
         boong::ArchivePolicy p;
         p.older_than = 1h;
