@@ -124,19 +124,31 @@ private:
         }
         // The attempt is on record before its effect, so a kill at any later
         // instant leaves its trace; times are this machine's clock (the
-        // database's too: it runs here).
-        const std::string begin = "INSERT INTO " + tables_.attempts +
-                                  " (saga, step, kind, pid, started_at) VALUES ($1, $2, $3, $4, $5::timestamptz)"
-                                  " RETURNING id";
+        // database's too: it runs here). The id is chosen here, not by the
+        // database: when the start's commit is lost (the server went down
+        // meanwhile), the row may be there all the same, and its end must
+        // still be recorded (below), or it would look as if it ran until the
+        // process ended.
+        const long long attempt_id = std::uniform_int_distribution<long long>(1, 1LL << 62)(rng_);
+        const std::string begin =
+            "INSERT INTO " + tables_.attempts +
+            " (id, saga, step, kind, pid, started_at) VALUES ($1, $2, $3, $4, $5, $6::timestamptz)";
         const std::string started = boong::format_timestamp(boong::Clock::now());
         // Bodies are named locals: g++ 12 destroys a lambda temporary inside a
         // co_await expression twice (docs/durability.md, "Compilers").
-        auto record_start = [begin, saga, step, kind, pid, started](pqxx::transaction_base& tx) {
-            return tx.exec_params1(begin, saga, step, kind, pid, started)[0].as<long long>();
+        auto record_start = [begin, attempt_id, saga, step, kind, pid, started](pqxx::transaction_base& tx) {
+            tx.exec_params(begin, attempt_id, saga, step, kind, pid, started);
         };
-        const long long attempt_id = co_await boong::async_transact(store_, std::move(record_start), asio::use_awaitable);
         std::exception_ptr failure;
+        bool begun = false;
         try {
+            co_await boong::async_transact(store_, std::move(record_start), asio::use_awaitable);
+            begun = true;
+        } catch (...) {
+            failure = std::current_exception();
+        }
+        try {
+            if (!begun) std::rethrow_exception(failure);
             const std::string effect = "INSERT INTO " + tables_.effects +
                                        " (key, saga, step, kind, pid) VALUES ($1, $2, $3, $4, $5)"
                                        " ON CONFLICT (key) DO NOTHING";
