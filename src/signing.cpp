@@ -1,15 +1,13 @@
 #include <boong/error.hpp>
 #include <boong/signing.hpp>
 
+#include "secrets.hpp"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include <sys/stat.h>
-
 #include <chrono>
-#include <fstream>
-#include <sstream>
 #include <stdexcept>
 
 namespace boong {
@@ -30,38 +28,6 @@ bool valid_key_id(std::string_view id) {
         if (!ok) return false;
     }
     return true;
-}
-
-std::string to_hex(std::string_view bytes) {
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string out;
-    out.reserve(bytes.size() * 2);
-    for (const char c : bytes) {
-        const auto b = static_cast<unsigned char>(c);
-        out.push_back(digits[b >> 4]);
-        out.push_back(digits[b & 0xf]);
-    }
-    return out;
-}
-
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-// nullopt for text that is not an even number of hex digits.
-std::optional<std::string> from_hex(std::string_view hex) {
-    if (hex.size() % 2 != 0) return std::nullopt;
-    std::string out;
-    out.reserve(hex.size() / 2);
-    for (std::size_t i = 0; i < hex.size(); i += 2) {
-        const int hi = hex_value(hex[i]), lo = hex_value(hex[i + 1]);
-        if (hi < 0 || lo < 0) return std::nullopt;
-        out.push_back(static_cast<char>(hi << 4 | lo));
-    }
-    return out;
 }
 
 // What is signed: every field a consumer acts on, in a fixed order, as
@@ -122,7 +88,7 @@ KeyRing KeyRing::from_json(const json& document) {
         if (!k.is_object() || id == k.end() || !id->is_string() || hex == k.end() || !hex->is_string()) {
             refuse("each key must be {\"id\": string, \"secret_hex\": string}");
         }
-        auto secret = from_hex(hex->get_ref<const std::string&>());
+        auto secret = secrets::from_hex(hex->get_ref<const std::string&>());
         if (!secret) refuse("the secret of key '" + id->get<std::string>() + "' is not hex");
         out.push_back(SigningKey{id->get<std::string>(), std::move(*secret)});
     }
@@ -130,18 +96,9 @@ KeyRing KeyRing::from_json(const json& document) {
 }
 
 KeyRing KeyRing::from_file(const std::filesystem::path& path) {
-    struct stat st {};
-    if (::stat(path.c_str(), &st) != 0) refuse("cannot read " + path.string());
-    if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
-        refuse(path.string() + " may be read by its group or others (chmod 600 it): it holds secrets");
-    }
-    std::ifstream in(path, std::ios::binary);
-    if (!in) refuse("cannot read " + path.string());
-    std::stringstream text;
-    text << in.rdbuf();
-    json doc = json::parse(text.str(), nullptr, false);
-    auto contents = text.str();
-    OPENSSL_cleanse(contents.data(), contents.size());
+    auto contents = secrets::read_private_file(path, "signing keys");
+    json doc = json::parse(contents, nullptr, false);
+    secrets::wipe(contents);
     if (doc.is_discarded()) refuse(path.string() + " is not JSON");
     return from_json(doc);
 }
@@ -185,7 +142,7 @@ void sign_event(EventData& event, std::string_view topic, const KeyRing& keys) {
                     "signing event " + event.event_id + ": it cannot be written as JSON: " + std::string(e.what()));
     }
     const auto mac = keys.mac(keys.sign_with(), text);
-    event.metadata.extra["signature"] = {{"key", keys.sign_with()}, {"hmac_sha256", to_hex(*mac)}};
+    event.metadata.extra["signature"] = {{"key", keys.sign_with()}, {"hmac_sha256", secrets::to_hex(*mac)}};
 }
 
 std::optional<std::string> signature_problem(const EventData& event, std::string_view topic, const KeyRing& keys) {
@@ -198,7 +155,7 @@ std::optional<std::string> signature_problem(const EventData& event, std::string
         return "malformed signature (expected {\"key\", \"hmac_sha256\"})";
     }
     const auto& id = key->get_ref<const std::string&>();
-    const auto given = from_hex(hex->get_ref<const std::string&>());
+    const auto given = secrets::from_hex(hex->get_ref<const std::string&>());
     if (!given || given->size() != kMacBytes) return "malformed signature (hmac_sha256 is not 64 hex digits)";
     if (!keys.has(id)) {
         return "signed with key '" + (valid_key_id(id) ? id : std::string("(not a key id)")) +
