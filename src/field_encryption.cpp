@@ -1,11 +1,13 @@
 #include <boong/error.hpp>
 #include <boong/field_encryption.hpp>
+#include <boong/subject_keys.hpp>
 
 #include "secrets.hpp"
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 #include <stdexcept>
@@ -266,6 +268,51 @@ bool has_protected_fields(const json& payload) {
         }
     }
     return false;
+}
+
+namespace {
+
+void collect_keys(const json& value, std::vector<std::pair<std::string, std::int32_t>>& out) {
+    if (is_encrypted(value)) {
+        const auto subject = value.find("subject");
+        const auto version = value.find("key_version");
+        if (subject == value.end() || !subject->is_string() || version == value.end() ||
+            !version->is_number_integer()) {
+            return;
+        }
+        std::pair<std::string, std::int32_t> key{subject->get<std::string>(), version->get<std::int32_t>()};
+        if (std::find(out.begin(), out.end(), key) == out.end()) out.push_back(std::move(key));
+    } else if (value.is_object()) {
+        for (const auto& [k, v] : value.items()) collect_keys(v, out);
+    } else if (value.is_array()) {
+        for (const auto& v : value) collect_keys(v, out);
+    }
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, std::int32_t>> keys_needed(const json& payload) {
+    std::vector<std::pair<std::string, std::int32_t>> out;
+    collect_keys(payload, out);
+    return out;
+}
+
+void detail::validate_subject(const std::string& subject) {
+    if (subject.empty() || subject.size() > 256) {
+        throw Error(errc::invalid_argument, "field encryption: a subject is 1..256 bytes, not " +
+                                                std::to_string(subject.size()));
+    }
+    for (const char c : subject) {
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+            throw Error(errc::invalid_argument, "field encryption: a subject has no control characters");
+        }
+    }
+    // UTF-8: nlohmann refuses to write what is not.
+    try {
+        (void)json(subject).dump();
+    } catch (const json::exception&) {
+        throw Error(errc::invalid_argument, "field encryption: a subject is UTF-8 text");
+    }
 }
 
 MasterKey::MasterKey(std::string secret) : secret_(std::move(secret)) {

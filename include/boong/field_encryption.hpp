@@ -29,6 +29,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace boong {
@@ -108,6 +109,11 @@ json decrypt_fields(const json& payload, const FindSubjectKey& find);
 
 // Whether `payload` holds an encrypted or redacted field (at any depth).
 bool has_protected_fields(const json& payload);
+
+// The (subject, key version) pairs decrypt_fields will ask for, each once:
+// what an asynchronous key store fetches before decrypting. Malformed
+// encrypted values are left to decrypt_fields to report.
+std::vector<std::pair<std::string, std::int32_t>> keys_needed(const json& payload);
 
 // The key that wraps subject keys where they are stored (a key table), so
 // that the table alone opens nothing. 32 bytes, from the environment (hex)

@@ -817,13 +817,32 @@ $boong$)");
     return sql;
 }
 
+// Migration 7, field encryption's keys (docs/security.md): each data
+// subject's key versions, wrapped by a master key the database never sees.
+// Shredding empties `wrapped` and adds the subject's version 0, a tombstone
+// that outlives every key (a subject shredded before it had one stays so).
+std::vector<std::string> migration_7(const Names& n) {
+    std::vector<std::string> sql;
+    sql.push_back("CREATE TABLE IF NOT EXISTS " + n.subject_keys + R"( (
+    subject     text        NOT NULL,
+    version     integer     NOT NULL CHECK (version >= 0),
+    wrapped     text,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    shredded_at timestamptz,
+    PRIMARY KEY (subject, version),
+    CHECK ((wrapped IS NULL) = (shredded_at IS NOT NULL)),
+    CHECK (version > 0 OR wrapped IS NULL)
+))");
+    return sql;
+}
+
 struct Migration {
     int version;
     const char* description;
     std::vector<std::string> (*statements)(const Names&);
 };
 
-constexpr std::array<Migration, 6> kMigrations{{
+constexpr std::array<Migration, 7> kMigrations{{
     {1, "events, snapshots, append functions, saga table, outbox cursors, inbox", &migration_1},
     {2, "saga definitions: version and fingerprint per saga, the blocked phase", &migration_2},
     {3, "operator actions: SagaMigrated moves a saga to the definition it names, SagaRetryRequested retries it", &migration_3},
@@ -831,6 +850,7 @@ constexpr std::array<Migration, 6> kMigrations{{
     {5, "archiving: the archive table, for events moved out of the events table", &migration_5},
     {6, "immutable history: no UPDATE, DELETE or TRUNCATE of events or archive; events leave only into the archive",
      &migration_6},
+    {7, "field encryption: each data subject's key versions, wrapped, and the subjects shredded", &migration_7},
 }};
 static_assert(kMigrations.back().version == kSchemaVersion);
 
@@ -882,6 +902,7 @@ Names names_in(const std::string& schema_name, const PostgresStoreConfig& config
     n.keep_history_function = schema + quote_identifier(derived_name(config.table_name, "_keep_history"));
     n.keep_history_trigger = quote_identifier(derived_name(config.table_name, "_keep_history"));
     n.keep_history_truncate_trigger = quote_identifier(derived_name(config.table_name, "_keep_history_truncate"));
+    n.subject_keys = schema + quote_identifier(derived_name(config.table_name, "_subject_keys"));
     n.position_sequence = schema + quote_identifier(derived_name(config.table_name, "_position_seq"));
     n.position_sequence_literal = quote_literal(n.position_sequence);
     n.events_literal = quote_literal(n.events);
@@ -977,6 +998,9 @@ std::vector<std::string> grant_statements(const Names& n, const PostgresRoles& r
         // Working state: the saga trigger, leases and cursors update rows.
         sql.push_back("GRANT SELECT, INSERT, UPDATE ON " + n.snapshots + ", " + n.sagas + ", " + n.outbox + to);
         sql.push_back("GRANT SELECT, INSERT ON " + n.inbox + to);
+        // Field encryption's keys: made, rotated and shredded by services
+        // (an erasure request); not readable by operators.
+        sql.push_back("GRANT SELECT, INSERT, UPDATE ON " + n.subject_keys + to);
     }
     if (!roles.read_only.empty()) {
         const std::string to = " TO " + quote_identifier(roles.read_only);

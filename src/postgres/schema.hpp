@@ -14,7 +14,7 @@ namespace boong::pg {
 
 // The schema version this library writes and understands. A database at a
 // higher version was upgraded by a newer library: this one refuses to open it.
-inline constexpr int kSchemaVersion = 6;
+inline constexpr int kSchemaVersion = 7;
 
 // Names of the prepared statements (see statements()).
 inline constexpr const char* kAppendStatement = "boong_append";
@@ -55,6 +55,7 @@ struct Names {
     std::string keep_history_function;  // "public"."event_store_keep_history": refuses changes to history (version 6)
     std::string keep_history_trigger;   // "event_store_keep_history", on the events and archive tables
     std::string keep_history_truncate_trigger;  // "event_store_keep_history_truncate", on both
+    std::string subject_keys;     // "public"."event_store_subject_keys": field encryption's keys (version 7)
     std::string position_sequence;          // "public"."event_store_position_seq"
     std::string position_sequence_literal;  // its name as a SQL string literal, for ::regclass
     std::string events_literal;   // the events table's name as a SQL string literal, for ::regclass

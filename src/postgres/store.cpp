@@ -227,7 +227,7 @@ struct PostgresEventStore::Impl {
                 try {
                     names = pg::resolve_names(session->connection(), config);
                     tables = PostgresTableNames{names.events, names.snapshots, names.sagas,
-                                                names.outbox, names.inbox, names.archive};
+                                                names.outbox, names.inbox, names.archive, names.subject_keys};
                     pg::migrate(session->connection(), names);
                     pool.set_statements(pg::statements(names));
                 } catch (...) {

@@ -7,6 +7,7 @@
 #include <boong/postgres/roles.hpp>
 #include <boong/postgres/sagas.hpp>
 #include <boong/postgres/store.hpp>
+#include <boong/postgres/subject_keys.hpp>
 #include <boong/postgres/transaction.hpp>
 
 #include "support/async.hpp"
@@ -20,6 +21,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <limits>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -164,7 +166,8 @@ TEST_CASE("postgres roles: the application role appends and reads, keeps its wor
     // Never owned: claimable once unchanged for a lease.
     std::this_thread::sleep_for(100ms);
     const auto claimed = run(f.ioc, [&] {
-        return index.async_claim(boong::SagaClaim{.saga_type = "order"}, "app/1", 50ms, 10, asio::use_awaitable);
+        return index.async_claim(boong::SagaClaim{.saga_type = "order", .definitions = {}}, "app/1", 50ms, 10,
+                                 asio::use_awaitable);
     });
     CHECK(claimed == std::vector<std::string>{"s1"});
 
@@ -179,6 +182,13 @@ TEST_CASE("postgres roles: the application role appends and reads, keeps its wor
             asio::use_awaitable);
     });
     CHECK(recorded);
+
+    // Field encryption's keys: made, rotated, shredded (an erasure request).
+    boong::PostgresSubjectKeys keys(store, std::make_shared<const boong::MasterKey>(
+                                               boong::MasterKey::from_hex(std::string(64, 'c'))));
+    CHECK(run(f.ioc, [&] { return keys.async_current("c-1", asio::use_awaitable); }).version == 1);
+    CHECK(run(f.ioc, [&] { return keys.async_rotate("c-1", asio::use_awaitable); }).version == 2);
+    CHECK(run(f.ioc, [&] { return keys.async_shred("c-1", asio::use_awaitable); }) == 2);
 
     // History: privileges refuse it before any trigger is asked.
     const std::string events_table = store.tables().events;
@@ -229,6 +239,8 @@ TEST_CASE("postgres roles: the read-only role reads everything and writes nothin
     CHECK(try_sql(f.reader_dsn(), "INSERT INTO " + f.table + "_inbox (consumer, message_id) VALUES ('c', 'm')").state ==
           "42501");
     CHECK(try_sql(f.reader_dsn(), "UPDATE " + f.table + "_sagas SET owner = 'x'").state == "42501");
+    // Not even wrapped keys for operators.
+    CHECK(try_sql(f.reader_dsn(), "SELECT count(*) FROM " + f.table + "_subject_keys").state == "42501");
     CHECK(count(test_dsn(), "SELECT count(*) FROM " + f.table) == 1);
 }
 

@@ -5,6 +5,7 @@
 #include <boong/postgres/outbox.hpp>
 #include <boong/postgres/sagas.hpp>
 #include <boong/postgres/store.hpp>
+#include <boong/postgres/subject_keys.hpp>
 
 #include "postgres/schema.hpp"  // the migrations (src/)
 #include "support/async.hpp"
@@ -72,12 +73,15 @@ struct PostgresStoreFixture {
     asio::io_context context;
     boong::PostgresEventStore pg{context.get_executor(), test_config()};
     boong::PostgresOutbox outbox{pg};
+    boong::PostgresSubjectKeys subject_keys{pg, std::make_shared<const boong::MasterKey>(
+                                                    boong::MasterKey::from_hex(std::string(64, '7')))};
     int counter = 0;
 
     PostgresStoreFixture() { pg.open(); }
     asio::io_context& ioc() { return context; }
     boong::PostgresEventStore& store() { return pg; }
     boong::PostgresOutbox& cursor() { return outbox; }
+    boong::PostgresSubjectKeys& keys() { return subject_keys; }
     std::string unique(std::string_view base) {
         return std::string(base) + "-" + run_id() + "-" + std::to_string(++counter) + "-" +
                std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
@@ -146,6 +150,28 @@ extern "C" const char* __lsan_default_suppressions() { return "leak:pqxx::connec
 #include "conformance/outbox_cursor_conformance.hpp"
 #define BOONG_SAGA_INDEX_FIXTURES PostgresSagaFixture
 #include "conformance/saga_index_conformance.hpp"
+#define BOONG_SUBJECT_KEYS_FIXTURES PostgresStoreFixture
+#include "conformance/subject_keys_conformance.hpp"
+
+// What the key table holds: wrapped keys, useless without the master key.
+TEST_CASE("postgres subject keys: wrapped at rest; another master key opens nothing", "[postgres][encryption]") {
+    PostgresStoreFixture fx;
+    const std::string subject = fx.unique("c");
+    const auto key = boong::test::run(fx.ioc(), [&] { return fx.keys().async_current(subject, asio::use_awaitable); });
+    pqxx::connection c(test_dsn());
+    pqxx::nontransaction tx(c);
+    const auto row = tx.exec_params1("SELECT wrapped FROM " + fx.store().tables().subject_keys +
+                                         " WHERE subject = $1 AND version = 1",
+                                     subject);
+    const std::string wrapped = row[0].as<std::string>();
+    CHECK(wrapped.find(key.secret) == std::string::npos);
+    boong::PostgresSubjectKeys other(fx.store(), std::make_shared<const boong::MasterKey>(
+                                                     boong::MasterKey::from_hex(std::string(64, '8'))));
+    const auto error = boong::test::message_of([&] {
+        boong::test::run(fx.ioc(), [&] { return other.async_find(subject, 1, asio::use_awaitable); });
+    });
+    CHECK_THAT(error, Catch::Contains("does not unwrap") && Catch::Contains(subject));
+}
 
 using boong::test::code_of;
 using boong::test::message_of;
@@ -408,9 +434,9 @@ TEST_CASE("postgres: the schema is created once, idempotently, by stores that st
     pqxx::nontransaction tx(c);
     const auto versions = tx.exec("SELECT version, library_version FROM " + table + "_schema ORDER BY version");
     // The schema, versioned saga definitions, saga migrations, operator cancel, the archive, immutable
-    // history, each once.
-    REQUIRE(versions.size() == 6);
-    for (int i = 0; i < 6; ++i) CHECK(versions[i][0].as<int>() == i + 1);
+    // history, field encryption's keys, each once.
+    REQUIRE(versions.size() == static_cast<std::size_t>(boong::pg::kSchemaVersion));
+    for (int i = 0; i < boong::pg::kSchemaVersion; ++i) CHECK(versions[i][0].as<int>() == i + 1);
     // What the issue asks the table to hold, and the indexes that serve reads.
     const auto columns = tx.exec_params(
         "SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum) "
@@ -440,7 +466,7 @@ TEST_CASE("postgres: the schema is created once, idempotently, by stores that st
 TEST_CASE("postgres: the migrations' text is frozen", "[postgres][schema]") {
     const std::vector<std::uint64_t> frozen{14906505760644758845ULL, 15193468933668707360ULL, 380132742304159903ULL,
                                             14033921945935843317ULL, 12911231473152986713ULL,
-                                            11824884832060525363ULL};
+                                            11824884832060525363ULL, 12304500151872633129ULL};
     REQUIRE(frozen.size() == static_cast<std::size_t>(boong::pg::kSchemaVersion));
     const auto names = boong::pg::names_in("public", boong::PostgresStoreConfig{});
     for (int version = 1; version <= boong::pg::kSchemaVersion; ++version) {
@@ -538,13 +564,13 @@ TEST_CASE("postgres: a saga table made by migration 1 is upgraded and keeps its 
     }
     asio::io_context ioc;
     boong::PostgresEventStore store(ioc.get_executor(), config);
-    store.open();  // migrations 2 to 6
+    store.open();  // migrations 2 to the latest
     boong::PostgresSagaIndex index(store);
     {
         pqxx::nontransaction tx(c);
         const auto versions = tx.exec("SELECT version FROM " + names.versions + " ORDER BY version");
-        REQUIRE(versions.size() == 6);
-        for (int i = 1; i < 6; ++i) CHECK(versions[i][0].as<int>() == i + 1);
+        REQUIRE(versions.size() == static_cast<std::size_t>(boong::pg::kSchemaVersion));
+        for (int i = 1; i < boong::pg::kSchemaVersion; ++i) CHECK(versions[i][0].as<int>() == i + 1);
         // One CHECK on phase, the one migration 2 named.
         const auto checks = tx.exec("SELECT conname FROM pg_constraint WHERE contype = 'c' AND conrelid = '" +
                                     names.sagas + "'::regclass");

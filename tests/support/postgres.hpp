@@ -31,7 +31,7 @@ inline void drop_tables(const std::string& table) {
                                                         : "DROP TABLE " + table + "_sagas");
     }
     tx.exec("DROP TABLE IF EXISTS " + table + ", " + table + "_snapshots, " + table + "_schema, " + table +
-            "_outbox, " + table + "_inbox, " + table + "_archive");
+            "_outbox, " + table + "_inbox, " + table + "_archive, " + table + "_subject_keys");
     tx.exec("DROP FUNCTION IF EXISTS " + table + "_track_saga()");
     tx.exec("DROP FUNCTION IF EXISTS " + table + "_keep_history()");
     tx.exec("DROP FUNCTION IF EXISTS " + table + "_append(jsonb)");

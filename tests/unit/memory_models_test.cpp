@@ -4,6 +4,7 @@
 #include <boong/memory/outbox.hpp>
 #include <boong/memory/sagas.hpp>
 #include <boong/memory/store.hpp>
+#include <boong/memory/subject_keys.hpp>
 
 #include "support/async.hpp"
 
@@ -21,7 +22,9 @@ struct MemoryModelsFixture {
     boong::MemoryEventStore memory{context.get_executor()};
     boong::MemoryOutbox outbox{memory};
     boong::MemorySagaIndex sagas{memory};
+    boong::MemorySubjectKeys subject_keys{context.get_executor()};
     boost::asio::io_context& ioc() { return context; }
+    boong::MemorySubjectKeys& keys() { return subject_keys; }
     boong::MemoryEventStore& store() { return memory; }
     boong::MemoryOutbox& cursor() { return outbox; }
     boong::MemorySagaIndex& index() { return sagas; }
@@ -50,3 +53,5 @@ struct MemoryWorld {
 #include "conformance/outbox_cursor_conformance.hpp"
 #define BOONG_SAGA_INDEX_FIXTURES MemoryModelsFixture
 #include "conformance/saga_index_conformance.hpp"
+#define BOONG_SUBJECT_KEYS_FIXTURES MemoryModelsFixture
+#include "conformance/subject_keys_conformance.hpp"

@@ -46,6 +46,7 @@ struct PostgresTableNames {
     std::string outbox;     // "public"."event_store_outbox": relay cursors and leases
     std::string inbox;      // "public"."event_store_inbox": processed message ids per consumer
     std::string archive;    // "public"."event_store_archive": events moved out of `events` by async_archive
+    std::string subject_keys;  // "public"."event_store_subject_keys": field encryption's keys (PostgresSubjectKeys)
 };
 
 // Which events async_archive moves out of the events table into the archive
