@@ -47,6 +47,18 @@ SubjectKey make_version(pqxx::transaction_base& tx, const std::string& table, co
     return key;
 }
 
+// Completes `handler` with the error when `subject` is not a subject name.
+template <class T>
+bool valid(const std::string& subject, detail::ErasedHandler<T>& handler) {
+    try {
+        detail::validate_subject(subject);
+        return true;
+    } catch (...) {
+        handler.complete(std::current_exception());
+        return false;
+    }
+}
+
 }  // namespace
 
 PostgresSubjectKeys::PostgresSubjectKeys(PostgresEventStore& store, std::shared_ptr<const MasterKey> master)
@@ -55,12 +67,7 @@ PostgresSubjectKeys::PostgresSubjectKeys(PostgresEventStore& store, std::shared_
 }
 
 void PostgresSubjectKeys::current_impl(std::string subject, detail::ErasedHandler<SubjectKey> handler) {
-    try {
-        detail::validate_subject(subject);
-    } catch (...) {
-        handler.complete(std::current_exception());
-        return;
-    }
+    if (!valid(subject, handler)) return;
     pg::run_transaction<SubjectKey>(
         store_, "the key of subject '" + subject + "'", Durability::durable,
         [table = store_.tables().subject_keys, master = master_, subject](pqxx::transaction_base& tx) {
@@ -79,12 +86,7 @@ void PostgresSubjectKeys::current_impl(std::string subject, detail::ErasedHandle
 
 void PostgresSubjectKeys::find_impl(std::string subject, std::int32_t version,
                                     detail::ErasedHandler<KeyLookup> handler) {
-    try {
-        detail::validate_subject(subject);
-    } catch (...) {
-        handler.complete(std::current_exception());
-        return;
-    }
+    if (!valid(subject, handler)) return;
     pg::run_transaction<KeyLookup>(
         store_, "the key of subject '" + subject + "' version " + std::to_string(version), Durability::relaxed,
         [table = store_.tables().subject_keys, master = master_, subject, version](pqxx::transaction_base& tx) {
@@ -100,12 +102,7 @@ void PostgresSubjectKeys::find_impl(std::string subject, std::int32_t version,
 }
 
 void PostgresSubjectKeys::rotate_impl(std::string subject, detail::ErasedHandler<SubjectKey> handler) {
-    try {
-        detail::validate_subject(subject);
-    } catch (...) {
-        handler.complete(std::current_exception());
-        return;
-    }
+    if (!valid(subject, handler)) return;
     pg::run_transaction<SubjectKey>(
         store_, "rotating the key of subject '" + subject + "'", Durability::durable,
         [table = store_.tables().subject_keys, master = master_, subject](pqxx::transaction_base& tx) {
@@ -118,12 +115,7 @@ void PostgresSubjectKeys::rotate_impl(std::string subject, detail::ErasedHandler
 }
 
 void PostgresSubjectKeys::shred_impl(std::string subject, detail::ErasedHandler<std::int64_t> handler) {
-    try {
-        detail::validate_subject(subject);
-    } catch (...) {
-        handler.complete(std::current_exception());
-        return;
-    }
+    if (!valid(subject, handler)) return;
     pg::run_transaction<std::int64_t>(
         store_, "shredding the keys of subject '" + subject + "'", Durability::durable,
         [table = store_.tables().subject_keys, subject](pqxx::transaction_base& tx) {
