@@ -149,12 +149,16 @@ std::string archive_batch_sql(const pg::Names& n, bool dry_run) {
         // Copied first, then deleted: the events table's trigger lets a
         // DELETE through only when the archive holds the row (schema
         // version 6), and each row is deleted only after `archived` gave it.
+        // A row another run is moving meanwhile: the insert waits for that
+        // run's transaction, then (it committed) skips the row, which is
+        // then not deleted here either.
         sql += R"(, archived AS (
     INSERT INTO )" + n.archive + R"( (position, stream_id, version, event_id, type, schema_version, payload,
                                    metadata, stored_at, transaction_id)
     SELECT e.position, e.stream_id, e.version, e.event_id, e.type, e.schema_version, e.payload, e.metadata,
            e.stored_at, e.transaction_id
     FROM )" + n.events + R"( e JOIN picked p ON e.position = p.position
+    ON CONFLICT DO NOTHING
     RETURNING position
 ), moved AS (
     DELETE FROM )" + n.events + R"( e USING archived a WHERE e.position = a.position

@@ -153,6 +153,28 @@ TEST_CASE("archive: moves what the policy matches but each stream's newest event
         CHECK(f.rows("_archive") == 0);
     }
 
+    SECTION("two runs at once: what one moved, the other leaves") {
+        // Another run's batch moves a1 and holds its transaction open; this
+        // run meets a1 meanwhile, waits for it, and leaves it.
+        const auto a1 = f.read_stream("a", 1, 1).at(0).position;
+        pqxx::connection c(test_dsn());
+        pqxx::work other(c);
+        other.exec("WITH archived AS (INSERT INTO " + f.table + "_archive (position, stream_id, version, event_id, "
+                   "type, schema_version, payload, metadata, stored_at, transaction_id) SELECT position, stream_id, "
+                   "version, event_id, type, schema_version, payload, metadata, stored_at, transaction_id FROM " +
+                   f.table + " WHERE position = " + std::to_string(a1) + " RETURNING position) DELETE FROM " +
+                   f.table + " e USING archived a WHERE e.position = a.position");
+        auto run_here = std::async(std::launch::async, [&] { return f.archive(everything()); });
+        CHECK(run_here.wait_for(500ms) == std::future_status::timeout);  // waiting for a1's move
+        other.commit();
+        const auto r = run_here.get();
+        CHECK(r.archived == 5);  // a2-a4, c1-c2
+        CHECK(f.rows("") == 3);
+        CHECK(f.rows("_archive") == 6);
+        CHECK(keys(f.read_all()) == all_before);
+        CHECK(keys(f.read_stream("a")) == a_before);
+    }
+
     SECTION("a run in batches of two") {
         auto p = everything();
         p.batch_size = 2;
