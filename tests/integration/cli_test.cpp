@@ -577,8 +577,8 @@ TEST_CASE("boong schema and outbox status", "[cli]") {
     // The GRANTs of least-privilege roles: the library's, for this table, in the schema the server names.
     auto grants = boong_tool(w.args({"schema", "grants", "--application", "svc", "--read-only", "ops", "--json"}));
     REQUIRE(grants.status == 0);
-    CHECK(grants.document() == json{{"schema", "public"},
-                                    {"statements", boong::postgres_grants(w.store_config(), "public", {"svc", "ops"})}});
+    const auto statements = boong::postgres_grants(w.store_config(), "public", {"svc", "ops"});
+    CHECK(grants.document() == json{{"schema", "public"}, {"statements", statements}});
     auto no_role = boong_tool(w.args({"schema", "grants"}));
     CHECK(no_role.status == 2);
     CHECK(no_role.err.find("name an application role") != std::string::npos);

@@ -141,7 +141,8 @@ TEST_CASE("postgres roles: the application role appends and reads, keeps its wor
 
     // What a service does: append, read, snapshot, saga rows (by the saga
     // trigger), claims, the outbox cursor, the inbox.
-    std::vector<boong::EventData> events{make_event(f.ids, "Placed", {{"n", 1}}), make_event(f.ids, "Paid", {{"n", 2}})};
+    std::vector<boong::EventData> events{make_event(f.ids, "Placed", {{"n", 1}}),
+                                         make_event(f.ids, "Paid", {{"n", 2}})};
     const auto appended = run(f.ioc, [&] {
         return store.async_append("order-1", boong::ExpectedVersion::no_stream(), events, asio::use_awaitable);
     });

@@ -237,7 +237,8 @@ TEST_CASE("signing: an event no broker would take is refused, through the comple
     CHECK(not_object.metadata.extra == "a string");
     auto not_utf8 = sample();
     not_utf8.payload["note"] = std::string("\xff\xfe");
-    CHECK_THAT(message_of([&] { boong::sign_event(not_utf8, "t", *keys); }), Catch::Contains("cannot be written as JSON"));
+    CHECK_THAT(message_of([&] { boong::sign_event(not_utf8, "t", *keys); }),
+               Catch::Contains("cannot be written as JSON"));
     auto unsigned_extra = sample();
     unsigned_extra.metadata.extra = nullptr;  // none yet: signing makes it an object
     boong::sign_event(unsigned_extra, "t", *keys);
