@@ -14,13 +14,12 @@
 #pragma once
 
 #include <boong/broker.hpp>
+#include <boong/detail/post.hpp>
 #include <boong/error.hpp>
 #include <boong/signing.hpp>
 
-#include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/post.hpp>
 
 #include <exception>
 #include <memory>
@@ -93,10 +92,7 @@ public:
                     inner_.async_publish(std::move(t), std::move(e), std::move(handler));
                     return;
                 }
-                auto ex = boost::asio::get_associated_executor(handler, get_executor());
-                boost::asio::post(ex, [h = std::move(handler), refused]() mutable {
-                    std::move(h)(refused, std::string());
-                });
+                detail::post_completion(get_executor(), std::move(handler), refused, std::string());
             },
             token, std::move(topic), std::move(event));
     }

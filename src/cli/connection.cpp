@@ -60,15 +60,6 @@ std::string rabbitmq_endpoint(const RabbitMqBrokerConfig& c) {
     return s;
 }
 
-const PostgresStoreConfig& postgres_of(const Config& config) {
-    if (config.event_store.type != EventStoreConfig::Type::postgres) {
-        throw CommandError(ExitStatus::usage,
-                           "no PostgreSQL event store configured: give --pg DSN (or BOONG_PG), or a --config "
-                           "whose eventStore.type is \"postgres\"");
-    }
-    return config.event_store.postgres;
-}
-
 // One connection of our own (schema status and migrations work below the store).
 std::unique_ptr<pg::Session> connect(const pg::ConnectTarget& target) {
     try {
@@ -112,6 +103,15 @@ SchemaStatus with_session(const Config& config, Body body) {
 }
 
 }  // namespace
+
+const PostgresStoreConfig& postgres_of(const Config& config) {
+    if (config.event_store.type != EventStoreConfig::Type::postgres) {
+        throw CommandError(ExitStatus::usage,
+                           "no PostgreSQL event store configured: give --pg DSN (or BOONG_PG), or a --config "
+                           "whose eventStore.type is \"postgres\"");
+    }
+    return config.event_store.postgres;
+}
 
 Config effective_config(const GlobalOptions& o) {
     Config c = o.config_file.empty() ? Config{} : load_config(o.config_file);

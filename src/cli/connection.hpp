@@ -89,6 +89,8 @@ struct SchemaStatus {
 // Reads the schema status of the configured store (one connection, no
 // writes). CommandError(unreachable) when the server cannot be reached,
 // CommandError(usage) when no PostgreSQL store is configured.
+// The configured PostgreSQL store; CommandError(usage) when none is.
+const PostgresStoreConfig& postgres_of(const Config& config);
 SchemaStatus read_schema_status(const Config& config);
 // Creates or upgrades the schema (the library's migrations); the status after.
 SchemaStatus migrate_schema(const Config& config);

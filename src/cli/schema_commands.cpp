@@ -85,15 +85,11 @@ struct GrantOptions {
 
 void grants(const GlobalOptions& global, const GrantOptions& o) {
     const Config config = effective_config(global);
-    if (config.event_store.type != EventStoreConfig::Type::postgres) {
-        throw CommandError(ExitStatus::usage,
-                           "schema grants: no PostgreSQL event store configured: give --pg DSN (or BOONG_PG), or a "
-                           "--config whose eventStore.type is \"postgres\"");
-    }
+    const PostgresStoreConfig& store = postgres_of(config);
     const std::string schema = o.schema.empty() ? read_schema_status(config).schema : o.schema;
     std::vector<std::string> statements;
     try {
-        statements = postgres_grants(config.event_store.postgres, schema,
+        statements = postgres_grants(store, schema,
                                      PostgresRoles{.application = o.application, .read_only = o.read_only});
     } catch (const Error& e) {
         throw CommandError(ExitStatus::usage, e.what());

@@ -954,7 +954,7 @@ void migrate(pqxx::connection& connection, const Names& n) {
         tx.exec("CREATE TABLE IF NOT EXISTS " + n.versions +
                 " (version integer PRIMARY KEY, description text NOT NULL, library_version text NOT NULL,"
                 " applied_at timestamptz NOT NULL DEFAULT now())");
-        current = tx.exec1("SELECT coalesce(max(version), 0) FROM " + n.versions)[0].as<int>();
+        current = applied_version(tx, n);  // another process may have migrated meanwhile
         refuse_newer(n, current);
         // Tables that exist before any migration ran were made by someone else.
         check_shape(tx, n.events, kEventColumns);

@@ -228,7 +228,7 @@ TEST_CASE("postgres roles: the read-only role reads everything and writes nothin
     store.open();
     CHECK(run(f.ioc, [&] { return store.async_read_stream("order-1", 1, 10, asio::use_awaitable); }).size() == 1);
     for (const auto& suffix : {"", "_archive", "_snapshots", "_sagas", "_outbox", "_inbox", "_schema"}) {
-        CHECK(count(f.reader_dsn(), "SELECT count(*) FROM " + f.table + suffix) >= 0);
+        CHECK_NOTHROW(count(f.reader_dsn(), "SELECT count(*) FROM " + f.table + suffix));  // not refused
     }
     std::vector<boong::EventData> more{make_event(f.ids, "Forged")};
     const auto append_error = message_of([&] {
